@@ -1,0 +1,37 @@
+//! The process-manager port: what the heal loop and the CLI need from launchd, systemd or the
+//! embedded supervisor, in platform-neutral types.
+//!
+//! - [`ServiceLabel`]: the validated name used everywhere; bad input is refused before any file
+//!   or process is touched.
+//! - [`ServiceConfig`]: the desired definition; [`ServiceStatus`]: what the manager says.
+//! - [`ProcessManagerPort`]: the six idempotent operations, each with an outcome that says what
+//!   happened, and [`Capabilities`] so the heal loop does not fight the supervisor.
+//! - [`ProcessError`]: one error enum by meaning, with [`ProcessError::is_retryable`].
+//! - [`MemoryProcessManager`]: the in-memory adapter, with fault and hang injection.
+//! - [`WithDeadline`]: an outer deadline around any adapter.
+//! - `testkit` (feature): the conformance suite every adapter runs.
+//!
+//! This crate spawns nothing and knows no adapter.
+
+mod config;
+mod error;
+mod label;
+mod memory;
+mod port;
+pub mod serde_duration;
+mod status;
+#[cfg(any(test, feature = "testkit"))]
+pub mod testkit;
+
+pub use config::{
+    check_account_name, looks_like_secret, ProcessType, RestartPolicy, ServiceConfig, ServiceScope,
+    StartLimit,
+};
+pub use error::{BoxError, Operation, ProcessError};
+pub use label::{LabelError, LabelPattern, LabelRule, ServiceLabel, MAX_LABEL_LEN};
+pub use memory::{Call, Fault, Injection, MemoryProcessManager};
+pub use port::{ProcessManagerPort, SharedProcessManager, WithDeadline};
+pub use status::{
+    Capabilities, DisableOutcome, EnableOutcome, ExitStatus, RestartOutcome, RunState,
+    ServiceEvent, ServiceStatus, StopOutcome,
+};

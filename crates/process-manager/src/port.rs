@@ -1,0 +1,124 @@
+//! The port trait and a deadline wrapper that any adapter can be put behind.
+
+use std::fmt::Debug;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::sync::broadcast;
+
+use crate::config::ServiceConfig;
+use crate::error::{Operation, ProcessError};
+use crate::label::{LabelPattern, ServiceLabel};
+use crate::status::{
+    Capabilities, DisableOutcome, EnableOutcome, RestartOutcome, ServiceEvent, ServiceStatus,
+    StopOutcome,
+};
+
+/// A process manager: launchd, systemd, the embedded supervisor, or the in-memory adapter.
+///
+/// Every operation is idempotent and says what it did. Unknown labels are
+/// [`ProcessError::NotFound`] (except `enable`, which installs). Implementations put a deadline
+/// on every external call and report a passed deadline as [`ProcessError::Timeout`].
+#[async_trait]
+pub trait ProcessManagerPort: Send + Sync + Debug + 'static {
+    /// What this manager can do.
+    fn capabilities(&self) -> Capabilities;
+
+    /// Managed services whose label matches `pattern`.
+    async fn list(&self, pattern: &LabelPattern) -> Result<Vec<ServiceStatus>, ProcessError>;
+
+    /// One service's state.
+    async fn inspect(&self, label: &ServiceLabel) -> Result<ServiceStatus, ProcessError>;
+
+    /// Restarts a service (starts it if stopped; clears a start-limit failure first).
+    async fn restart(&self, label: &ServiceLabel) -> Result<RestartOutcome, ProcessError>;
+
+    /// Stops a service so that the manager does not bring it back until asked.
+    async fn stop(&self, label: &ServiceLabel) -> Result<StopOutcome, ProcessError>;
+
+    /// Stops a service and keeps it from starting again, across reboots.
+    async fn disable(&self, label: &ServiceLabel) -> Result<DisableOutcome, ProcessError>;
+
+    /// Installs `config` as the service's definition (if it differs), enables and starts it.
+    async fn enable(&self, config: &ServiceConfig) -> Result<EnableOutcome, ProcessError>;
+
+    /// Pushed service events, where the manager has them (see
+    /// [`Capabilities::pushes_events`]). `None` means poll with `inspect`.
+    fn events(&self) -> Option<broadcast::Receiver<ServiceEvent>> {
+        None
+    }
+}
+
+/// A shared process manager, as the heal loop holds it.
+pub type SharedProcessManager = Arc<dyn ProcessManagerPort>;
+
+// Compile-time guard: the trait must stay object-safe.
+const _: Option<&dyn ProcessManagerPort> = None;
+
+/// Wraps any port so that every call finishes within `deadline`, as
+/// [`ProcessError::Timeout`] if it does not. Adapters have their own per-command deadlines; this
+/// is the outer bound the heal loop relies on, whatever the adapter does.
+#[derive(Debug, Clone)]
+pub struct WithDeadline<P> {
+    inner: P,
+    deadline: Duration,
+}
+
+impl<P> WithDeadline<P> {
+    /// Wraps `inner`.
+    pub fn new(inner: P, deadline: Duration) -> Self {
+        WithDeadline { inner, deadline }
+    }
+
+    /// The deadline.
+    pub fn deadline(&self) -> Duration {
+        self.deadline
+    }
+
+    async fn bound<T>(
+        &self,
+        operation: Operation,
+        fut: impl std::future::Future<Output = Result<T, ProcessError>>,
+    ) -> Result<T, ProcessError> {
+        match tokio::time::timeout(self.deadline, fut).await {
+            Ok(r) => r,
+            Err(_) => Err(ProcessError::Timeout {
+                operation,
+                after: self.deadline,
+            }),
+        }
+    }
+}
+
+#[async_trait]
+impl<P: ProcessManagerPort + ?Sized> ProcessManagerPort for WithDeadline<Arc<P>> {
+    fn capabilities(&self) -> Capabilities {
+        self.inner.capabilities()
+    }
+    async fn list(&self, pattern: &LabelPattern) -> Result<Vec<ServiceStatus>, ProcessError> {
+        self.bound(Operation::List, self.inner.list(pattern)).await
+    }
+    async fn inspect(&self, label: &ServiceLabel) -> Result<ServiceStatus, ProcessError> {
+        self.bound(Operation::Inspect, self.inner.inspect(label))
+            .await
+    }
+    async fn restart(&self, label: &ServiceLabel) -> Result<RestartOutcome, ProcessError> {
+        self.bound(Operation::Restart, self.inner.restart(label))
+            .await
+    }
+    async fn stop(&self, label: &ServiceLabel) -> Result<StopOutcome, ProcessError> {
+        self.bound(Operation::Stop, self.inner.stop(label)).await
+    }
+    async fn disable(&self, label: &ServiceLabel) -> Result<DisableOutcome, ProcessError> {
+        self.bound(Operation::Disable, self.inner.disable(label))
+            .await
+    }
+    async fn enable(&self, config: &ServiceConfig) -> Result<EnableOutcome, ProcessError> {
+        self.bound(Operation::Enable, self.inner.enable(config))
+            .await
+    }
+    fn events(&self) -> Option<broadcast::Receiver<ServiceEvent>> {
+        self.inner.events()
+    }
+}
