@@ -1,0 +1,175 @@
+//! The embedded supervisor against real child processes: the conformance suite, exit detection,
+//! SIGTERM-then-SIGKILL stop, no orphans, and the persisted disabled set.
+
+use std::path::Path;
+use std::time::Duration;
+
+use joelclaw_node::embedded::{EmbeddedOptions, EmbeddedSupervisor};
+use process_manager::testkit::{self, Fixture};
+use process_manager::{
+    DisableOutcome, ExitStatus, ProcessError, ProcessManagerPort, RunState, ServiceConfig,
+    ServiceEvent, ServiceLabel, StopOutcome,
+};
+
+fn supervisor(dir: &Path) -> EmbeddedSupervisor {
+    let mut opts = EmbeddedOptions::under(dir);
+    opts.stop_grace = Duration::from_secs(2);
+    EmbeddedSupervisor::new(opts).unwrap()
+}
+
+fn alive(pid: u32) -> bool {
+    // A zombie still has /proc/<pid>; read its state too.
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !stat
+            .rsplit(')')
+            .next()
+            .is_some_and(|rest| rest.trim_start().starts_with('Z')),
+        Err(_) => false,
+    }
+}
+
+async fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
+    for _ in 0..200 {
+        if f() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conformance() {
+    let dir = tempfile::tempdir().unwrap();
+    let sup = supervisor(dir.path());
+    testkit::run_all(&sup, &Fixture::new("conf-emb-", "/bin/sleep", &["1000"])).await;
+    sup.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kill_is_detected_at_once_and_pushed() {
+    let dir = tempfile::tempdir().unwrap();
+    let sup = supervisor(dir.path());
+    let label = ServiceLabel::new("crasher").unwrap();
+    let mut events = sup.events().unwrap();
+    sup.enable(&ServiceConfig::new(label.clone(), "/bin/sleep").with_args(["1000"]))
+        .await
+        .unwrap();
+    let pid = sup.inspect(&label).await.unwrap().pid.unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::SIGKILL,
+    )
+    .unwrap();
+    let ev = tokio::time::timeout(Duration::from_secs(10), events.recv())
+        .await
+        .expect("an exit event")
+        .unwrap();
+    assert_eq!(
+        ev,
+        ServiceEvent::Exited {
+            label: label.clone(),
+            status: ExitStatus::Signal(9)
+        }
+    );
+    let st = sup.inspect(&label).await.unwrap();
+    assert_eq!(st.state, RunState::Stopped);
+    assert_eq!(st.last_exit, Some(ExitStatus::Signal(9)));
+    assert_eq!(st.pid, None);
+    assert!(!alive(pid), "the killed child was reaped");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_escalates_to_sigkill_and_takes_the_whole_group() {
+    let dir = tempfile::tempdir().unwrap();
+    let sup = supervisor(dir.path());
+    let label = ServiceLabel::new("stubborn").unwrap();
+    let pidfile = dir.path().join("grandchild.pid");
+    // A shell that ignores SIGTERM and leaves a grandchild behind.
+    let script = format!(
+        "trap '' TERM; sleep 1000 & echo $! > {}; wait",
+        pidfile.display()
+    );
+    sup.enable(&ServiceConfig::new(label.clone(), "/bin/sh").with_args(["-c", &script]))
+        .await
+        .unwrap();
+    wait_until("the grandchild pid file", || {
+        std::fs::read_to_string(&pidfile).is_ok_and(|s| !s.trim().is_empty())
+    })
+    .await;
+    let leader = sup.inspect(&label).await.unwrap().pid.unwrap();
+    let grandchild: u32 = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(sup.stop(&label).await.unwrap(), StopOutcome::Stopped);
+    let st = sup.inspect(&label).await.unwrap();
+    assert_eq!(
+        st.last_exit,
+        Some(ExitStatus::Signal(9)),
+        "it needed SIGKILL"
+    );
+    wait_until("leader and grandchild gone", || {
+        !alive(leader) && !alive(grandchild)
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disable_survives_an_agent_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let label = ServiceLabel::new("off").unwrap();
+    let cfg = ServiceConfig::new(label.clone(), "/bin/sleep").with_args(["1000"]);
+    {
+        let sup = supervisor(dir.path());
+        sup.enable(&cfg).await.unwrap();
+        assert_eq!(sup.disable(&label).await.unwrap(), DisableOutcome::Disabled);
+        assert_eq!(
+            sup.disable(&label).await.unwrap(),
+            DisableOutcome::AlreadyDisabled
+        );
+    }
+    // A new agent over the same state folder knows it is disabled (and so does not start it).
+    let sup = supervisor(dir.path());
+    assert!(sup.is_disabled(&label));
+    // An explicit enable lifts the disable, also for the next agent.
+    sup.enable(&cfg).await.unwrap();
+    assert!(sup.inspect(&label).await.unwrap().is_running());
+    assert!(!supervisor(dir.path()).is_disabled(&label));
+    sup.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_program_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let sup = supervisor(dir.path());
+    let cfg = ServiceConfig::new(
+        ServiceLabel::new("ghost").unwrap(),
+        "/nonexistent/bin/worker",
+    );
+    match sup.enable(&cfg).await {
+        Err(ProcessError::InvalidInput { detail, .. }) => {
+            assert!(detail.contains("/nonexistent/bin/worker"), "{detail}")
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_go_to_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let sup = supervisor(dir.path());
+    let label = ServiceLabel::new("talker").unwrap();
+    let mut cfg =
+        ServiceConfig::new(label.clone(), "/bin/sh").with_args(["-c", "echo out; echo err >&2"]);
+    cfg.env.insert("PATH".into(), "/usr/bin:/bin".into());
+    sup.enable(&cfg).await.unwrap();
+    let out = dir.path().join("logs/talker.out.log");
+    let err = dir.path().join("logs/talker.err.log");
+    wait_until("both logs written", || {
+        std::fs::read_to_string(&out).is_ok_and(|s| s == "out\n")
+            && std::fs::read_to_string(&err).is_ok_and(|s| s == "err\n")
+    })
+    .await;
+}
