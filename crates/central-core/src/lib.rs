@@ -4,3 +4,4 @@
 //! architecture honest in this and other repositories.
 
 pub mod gate;
+pub mod inventory;
