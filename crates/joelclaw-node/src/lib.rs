@@ -1,5 +1,9 @@
-//! The joelclaw node agent as a library: the embedded supervisor, the composition of adapters
-//! from an inventory, and the CLI verbs. The `joelclaw-node` binary is a thin `main` over it.
+//! The joelclaw node agent as a library: the embedded supervisor, the audit policy, the output
+//! envelope and the CLI verbs. The `joelclaw-node` binary is a thin `main` over [`cli::main`].
 
+pub mod agent;
+pub mod audit;
+pub mod cli;
 pub mod embedded;
 pub mod fsutil;
+pub mod output;
