@@ -40,6 +40,23 @@ pub enum Command {
     Gate(GateArgs),
     /// Install this agent itself as a LaunchDaemon or systemd unit.
     InstallSelf(InstallSelfArgs),
+    /// A tiny HTTP service for the demo inventory (not for production).
+    #[command(hide = true)]
+    DemoService(DemoServiceArgs),
+}
+
+/// `demo-service`.
+#[derive(Debug, Args)]
+pub struct DemoServiceArgs {
+    /// Port on 127.0.0.1.
+    #[arg(long)]
+    pub port: u16,
+    /// Exit with status 1 after this long (e.g. `12s`).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub crash_after: Option<std::time::Duration>,
+    /// Stop answering after this long (e.g. `12s`).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub hang_after: Option<std::time::Duration>,
 }
 
 /// `--inventory FILE`.
@@ -148,6 +165,19 @@ pub fn main() -> ExitCode {
         Command::Inspect(args) => crate::agent::inspect(args),
         Command::Apply(args) => crate::agent::apply(args),
         Command::InstallSelf(args) => crate::agent::install_self(args),
+        Command::DemoService(args) => {
+            use crate::demo::{serve, Failure as DemoFailure};
+            let failure = match (args.crash_after, args.hang_after) {
+                (Some(d), _) => DemoFailure::CrashAfter(d),
+                (None, Some(d)) => DemoFailure::HangAfter(d),
+                (None, None) => DemoFailure::None,
+            };
+            let e = serve(args.port, failure);
+            Err(Failure::failed(
+                "demo-service",
+                format!("port {}: {e}", args.port),
+            ))
+        }
     };
     match result {
         Ok(report) => {

@@ -4,6 +4,7 @@
 pub mod agent;
 pub mod audit;
 pub mod cli;
+pub mod demo;
 pub mod embedded;
 pub mod fsutil;
 pub mod output;
