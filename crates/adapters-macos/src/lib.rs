@@ -1,6 +1,20 @@
-//! macOS adapters: `LaunchdProcessManager` (launchd through `launchctl` and generated plists) and
-//! `ColimaRuntime` (the Colima VM through the `colima` CLI). They compile on every OS: they shell
-//! out by argv, so their tests run on Linux against a faithful fake `launchctl`/`colima` and real
-//! captured outputs.
+//! macOS adapters: launchd and Colima behind the platform-neutral ports, so the heal loop and
+//! the CLI never call `launchctl` or `colima` themselves.
 //!
-//! Not built yet; tracked by the "macOS adapters" issue.
+//! - [`LaunchdProcessManager`] implements `ProcessManagerPort` over the modern `launchctl` verbs
+//!   and plists generated from a `ServiceConfig`, aware of launchd's domains (`system`,
+//!   `gui/<uid>`, `user/<uid>`).
+//! - [`ColimaRuntime`] implements `ContainerRuntimePort` over the `colima` CLI, with a short
+//!   status cache and a pluggable fast [`HealthCheck`].
+//!
+//! Both compile on every OS: they run their tools by argv (found on `PATH` with `which`, or at a
+//! configured path) with a deadline on every call, so their tests run on Linux against faithful
+//! fakes (`tests/fake/`) and real captured outputs (`../shared/fixtures/`). The parsers are
+//! public ([`launchd::parse`], [`colima::parse`]) for tools that read the same outputs.
+
+pub mod colima;
+mod command;
+pub mod launchd;
+
+pub use colima::{ColimaConfig, ColimaRuntime, HealthCheck};
+pub use launchd::{LaunchdConfig, LaunchdProcessManager, ServiceAccount, UserDomain};

@@ -1,0 +1,370 @@
+//! `ColimaRuntime`: [`ContainerRuntimePort`] over the `colima` CLI.
+//!
+//! `colima status` runs commands inside the VM and takes a while, so its answer is cached for a
+//! few seconds (on tokio's clock, so tests can pause time). Frequent health checks should not
+//! pay for it at all: the composition root can supply a [`HealthCheck`] that pings the Docker
+//! socket (the Docker adapter's client), and the cached status is only the default.
+
+pub mod parse;
+
+use std::ffi::OsString;
+use std::fmt;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use container_runtime::{
+    ContainerRuntimePort, EnsureRunningOutcome, RuntimeError, RuntimeOperation, SshConfig,
+};
+use tokio::time::Instant;
+
+use crate::command::{self, CommandError, CommandOutput, ProgramLocation};
+use parse::ColimaStatus;
+
+const ADAPTER: &str = "colima";
+
+/// A fast "is the substrate up?" check, e.g. a ping on the Docker socket. Supplied by the
+/// composition root, which owns the Docker client; without one, `is_healthy` asks the (cached)
+/// `colima status`.
+#[async_trait]
+pub trait HealthCheck: Send + Sync + fmt::Debug + 'static {
+    /// `Ok(false)` when the substrate is down; errors when health cannot be decided.
+    async fn is_healthy(&self) -> Result<bool, RuntimeError>;
+}
+
+/// How to reach Colima.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ColimaConfig {
+    /// `colima` at this path; `None` looks it up on `search_path`.
+    pub colima_path: Option<PathBuf>,
+    /// The `PATH`-style list `colima` is looked up on; `None` is this process's `PATH`. launchd's
+    /// default `PATH` lacks `/opt/homebrew/bin`, so a daemon should set this or the path.
+    pub search_path: Option<OsString>,
+    /// The Colima profile (`--profile`); `None` is colima's default profile.
+    pub profile: Option<String>,
+    /// The deadline of `status`, `list`, `ssh-config` and `ssh` calls.
+    pub deadline: Duration,
+    /// The deadline of `colima start`, which boots a VM.
+    pub start_deadline: Duration,
+    /// How long a `colima status` answer is reused.
+    pub status_ttl: Duration,
+}
+
+impl Default for ColimaConfig {
+    fn default() -> Self {
+        ColimaConfig {
+            colima_path: None,
+            search_path: None,
+            profile: None,
+            deadline: Duration::from_secs(20),
+            start_deadline: Duration::from_secs(600),
+            status_ttl: Duration::from_secs(5),
+        }
+    }
+}
+
+impl ColimaConfig {
+    /// Uses `colima` at `path`.
+    pub fn with_colima(mut self, path: impl Into<PathBuf>) -> Self {
+        self.colima_path = Some(path.into());
+        self
+    }
+
+    /// Looks `colima` up on this `PATH`-style list.
+    pub fn with_search_path(mut self, path: impl Into<OsString>) -> Self {
+        self.search_path = Some(path.into());
+        self
+    }
+
+    /// Uses this Colima profile.
+    pub fn with_profile(mut self, profile: impl Into<String>) -> Self {
+        self.profile = Some(profile.into());
+        self
+    }
+
+    /// Sets the deadline of ordinary calls.
+    pub fn with_deadline(mut self, deadline: Duration) -> Self {
+        self.deadline = deadline;
+        self
+    }
+}
+
+#[derive(Debug, Clone)]
+enum StatusAnswer {
+    Running(ColimaStatus),
+    Stopped,
+}
+
+/// A `colima` call that failed in a way with no port-level meaning.
+#[derive(Debug)]
+struct ColimaFailed {
+    argv: String,
+    code: Option<i32>,
+    stderr: String,
+}
+
+impl fmt::Display for ColimaFailed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.code {
+            Some(c) => write!(f, "`colima {}` exited with {c}", self.argv)?,
+            None => write!(f, "`colima {}` was killed by a signal", self.argv)?,
+        }
+        let stderr = self.stderr.trim();
+        if !stderr.is_empty() {
+            write!(f, ": {}", stderr.replace('\n', " / "))?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ColimaFailed {}
+
+/// Colima as a [`ContainerRuntimePort`].
+#[derive(Debug)]
+pub struct ColimaRuntime {
+    config: ColimaConfig,
+    health: Option<Arc<dyn HealthCheck>>,
+    /// The last `colima status` answer and when it was taken. A tokio mutex so that concurrent
+    /// callers share one slow `colima status` instead of each running their own.
+    status_cache: tokio::sync::Mutex<Option<(Instant, StatusAnswer)>>,
+}
+
+fn valid_profile(p: &str) -> bool {
+    !p.is_empty()
+        && p.len() <= 64
+        && !p.starts_with('-')
+        && p.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+impl ColimaRuntime {
+    /// A runtime for `config`. The profile name is checked here, since it goes into argv.
+    pub fn new(config: ColimaConfig) -> Result<Self, RuntimeError> {
+        if let Some(p) = &config.profile {
+            if !valid_profile(p) {
+                return Err(RuntimeError::InvalidInput(format!(
+                    "colima profile {p:?}: use letters, digits, '-', '_' or '.', not starting with '-'"
+                )));
+            }
+        }
+        Ok(ColimaRuntime {
+            config,
+            health: None,
+            status_cache: tokio::sync::Mutex::new(None),
+        })
+    }
+
+    /// Uses `check` for `is_healthy` instead of the cached `colima status`.
+    pub fn with_health_check(mut self, check: Arc<dyn HealthCheck>) -> Self {
+        self.health = Some(check);
+        self
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &ColimaConfig {
+        &self.config
+    }
+
+    fn profile_name(&self) -> &str {
+        self.config.profile.as_deref().unwrap_or("default")
+    }
+
+    /// `colima <verb> [--profile p] <rest...>`.
+    async fn colima(
+        &self,
+        operation: RuntimeOperation,
+        verb: &str,
+        rest: &[&str],
+        deadline: Duration,
+    ) -> Result<(Vec<String>, CommandOutput), RuntimeError> {
+        let location = ProgramLocation {
+            name: "colima",
+            path: self.config.colima_path.clone(),
+            search_path: self.config.search_path.clone(),
+        };
+        let program = location
+            .resolve()
+            .map_err(|detail| RuntimeError::Unavailable {
+                adapter: ADAPTER.into(),
+                detail,
+            })?;
+        let mut argv = vec![verb.to_string()];
+        if let Some(p) = &self.config.profile {
+            argv.push("--profile".into());
+            argv.push(p.clone());
+        }
+        argv.extend(rest.iter().map(|s| s.to_string()));
+        tracing::debug!(program = %program.display(), ?argv, "colima");
+        match command::run(&program, &argv, deadline).await {
+            Ok(out) => Ok((argv, out)),
+            Err(CommandError::Timeout) => Err(RuntimeError::Timeout {
+                operation,
+                after: deadline,
+            }),
+            Err(CommandError::Spawn(e)) => Err(RuntimeError::Unavailable {
+                adapter: ADAPTER.into(),
+                detail: format!("could not run {}: {e}", program.display()),
+            }),
+        }
+    }
+
+    fn failed(argv: &[String], out: &CommandOutput) -> RuntimeError {
+        RuntimeError::Backend {
+            adapter: ADAPTER.into(),
+            source: Box::new(ColimaFailed {
+                argv: argv.join(" "),
+                code: out.code,
+                stderr: out.stderr.clone(),
+            }),
+        }
+    }
+
+    fn parse_error(what: &str, detail: String) -> RuntimeError {
+        RuntimeError::Parse {
+            adapter: ADAPTER.into(),
+            what: what.into(),
+            detail,
+        }
+    }
+
+    fn not_running(&self) -> RuntimeError {
+        RuntimeError::Unavailable {
+            adapter: ADAPTER.into(),
+            detail: format!(
+                "the colima VM (profile {}) is not running",
+                self.profile_name()
+            ),
+        }
+    }
+
+    /// `colima status --json`, reused for `status_ttl` unless `fresh`.
+    async fn status(
+        &self,
+        operation: RuntimeOperation,
+        fresh: bool,
+    ) -> Result<StatusAnswer, RuntimeError> {
+        let mut cache = self.status_cache.lock().await;
+        if !fresh {
+            if let Some((at, answer)) = cache.as_ref() {
+                if at.elapsed() < self.config.status_ttl {
+                    return Ok(answer.clone());
+                }
+            }
+        }
+        let (argv, out) = self
+            .colima(operation, "status", &["--json"], self.config.deadline)
+            .await?;
+        let answer = if out.success() {
+            StatusAnswer::Running(
+                parse::parse_status_json(&out.stdout)
+                    .map_err(|e| Self::parse_error("colima status --json", e))?,
+            )
+        } else if out.code == Some(1) && out.stdout.trim().is_empty() {
+            // colima's answer for a stopped VM: exit 1, nothing on stdout.
+            StatusAnswer::Stopped
+        } else {
+            return Err(Self::failed(&argv, &out));
+        };
+        *cache = Some((Instant::now(), answer.clone()));
+        Ok(answer)
+    }
+
+    async fn running_status(
+        &self,
+        operation: RuntimeOperation,
+    ) -> Result<ColimaStatus, RuntimeError> {
+        match self.status(operation, false).await? {
+            StatusAnswer::Running(s) => Ok(s),
+            StatusAnswer::Stopped => Err(self.not_running()),
+        }
+    }
+
+    /// `colima list --json`: every profile (`--profile` is a global flag and does not narrow it).
+    pub async fn profiles(&self) -> Result<Vec<parse::ColimaProfile>, RuntimeError> {
+        let (argv, out) = self
+            .colima(
+                RuntimeOperation::Health,
+                "list",
+                &["--json"],
+                self.config.deadline,
+            )
+            .await?;
+        if !out.success() {
+            return Err(Self::failed(&argv, &out));
+        }
+        parse::parse_list_json(&out.stdout).map_err(|e| Self::parse_error("colima list --json", e))
+    }
+}
+
+#[async_trait]
+impl ContainerRuntimePort for ColimaRuntime {
+    fn adapter(&self) -> &str {
+        ADAPTER
+    }
+
+    async fn is_healthy(&self) -> Result<bool, RuntimeError> {
+        if let Some(check) = &self.health {
+            return check.is_healthy().await;
+        }
+        Ok(matches!(
+            self.status(RuntimeOperation::Health, false).await?,
+            StatusAnswer::Running(_)
+        ))
+    }
+
+    async fn vm_ip(&self) -> Result<Option<IpAddr>, RuntimeError> {
+        Ok(self
+            .running_status(RuntimeOperation::VmIp)
+            .await?
+            .ip_address)
+    }
+
+    async fn uptime_seconds(&self) -> Result<u64, RuntimeError> {
+        let op = RuntimeOperation::Uptime;
+        self.running_status(op).await?;
+        let (argv, out) = self
+            .colima(
+                op,
+                "ssh",
+                &["--", "cat", "/proc/uptime"],
+                self.config.deadline,
+            )
+            .await?;
+        if !out.success() {
+            return Err(Self::failed(&argv, &out));
+        }
+        parse::parse_proc_uptime(&out.stdout).map_err(|e| Self::parse_error("/proc/uptime", e))
+    }
+
+    async fn ssh_config(&self) -> Result<Option<SshConfig>, RuntimeError> {
+        let op = RuntimeOperation::SshConfig;
+        self.running_status(op).await?;
+        let (argv, out) = self
+            .colima(op, "ssh-config", &[], self.config.deadline)
+            .await?;
+        if !out.success() {
+            return Err(Self::failed(&argv, &out));
+        }
+        parse::parse_ssh_config(&out.stdout)
+            .map(Some)
+            .map_err(|e| Self::parse_error("colima ssh-config", e))
+    }
+
+    async fn ensure_running(&self) -> Result<EnsureRunningOutcome, RuntimeError> {
+        let op = RuntimeOperation::EnsureRunning;
+        if let StatusAnswer::Running(_) = self.status(op, true).await? {
+            return Ok(EnsureRunningOutcome::AlreadyRunning);
+        }
+        let (argv, out) = self
+            .colima(op, "start", &[], self.config.start_deadline)
+            .await?;
+        // Whatever happened, the cached "stopped" is stale now.
+        *self.status_cache.lock().await = None;
+        if !out.success() {
+            return Err(Self::failed(&argv, &out));
+        }
+        Ok(EnsureRunningOutcome::Started)
+    }
+}

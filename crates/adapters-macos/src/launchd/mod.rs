@@ -1,0 +1,816 @@
+//! `LaunchdProcessManager`: [`ProcessManagerPort`] over launchd, through the modern `launchctl`
+//! verbs (`print`, `bootstrap`, `bootout`, `kickstart`, `enable`, `disable`, `print-disabled`,
+//! `list`) and plists generated from a [`ServiceConfig`].
+//!
+//! Domains: a service lives in `system`, `gui/<uid>` or `user/<uid>`. A label is looked up by
+//! asking launchd in that order, so a service that moved from a LaunchAgent to a LaunchDaemon is
+//! found (and restarted) where it really is. A definition this adapter installed but launchd has
+//! not loaded (booted out by `stop`, disabled) is still reported, as `loaded: false`.
+
+pub mod parse;
+mod plist_gen;
+
+use std::collections::BTreeSet;
+use std::ffi::OsString;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use process_manager::{
+    Capabilities, DisableOutcome, EnableOutcome, LabelPattern, Operation, ProcessError,
+    ProcessManagerPort, RestartOutcome, RunState, ServiceConfig, ServiceLabel, ServiceScope,
+    ServiceStatus, StopOutcome,
+};
+
+use crate::command::{self, CommandError, CommandOutput, ProgramLocation};
+use parse::{classify, Failure, LastExitCode, PrintInfo};
+pub use plist_gen::ServiceAccount;
+
+const ADAPTER: &str = "launchd";
+
+/// launchd's default `ThrottleInterval`: it waits this long between respawns of a job.
+pub const LAUNCHD_RESPAWN_THROTTLE: Duration = Duration::from_secs(10);
+
+/// How long `bootstrap` keeps retrying while launchd says the previous instance is still being
+/// torn down (`37: Operation already in progress`).
+const BUSY_RETRIES: u32 = 5;
+const BUSY_BACKOFF: Duration = Duration::from_millis(200);
+
+/// One user's launchd domains (`gui/<uid>`, `user/<uid>`) and where their agents' plists live.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserDomain {
+    /// The user's numeric id.
+    pub uid: u32,
+    /// The user's `Library/LaunchAgents` folder. Given, never derived from a home directory
+    /// guessed here.
+    pub agents_dir: PathBuf,
+}
+
+/// What `LaunchdProcessManager` needs to know about this machine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LaunchdConfig {
+    /// `launchctl` at this path; `None` looks it up on `search_path`.
+    pub launchctl_path: Option<PathBuf>,
+    /// The `PATH`-style list `launchctl` is looked up on; `None` is this process's `PATH`.
+    pub search_path: Option<OsString>,
+    /// Where system daemons' plists go (`/Library/LaunchDaemons`).
+    pub system_plist_dir: PathBuf,
+    /// The user whose `gui/<uid>` and `user/<uid>` domains are managed too; `None` manages the
+    /// `system` domain only.
+    pub user: Option<UserDomain>,
+    /// The account system daemons run as when their config names no user.
+    pub service_account: Option<ServiceAccount>,
+    /// The deadline of every `launchctl` call.
+    pub deadline: Duration,
+}
+
+impl Default for LaunchdConfig {
+    fn default() -> Self {
+        LaunchdConfig {
+            launchctl_path: None,
+            search_path: None,
+            system_plist_dir: PathBuf::from("/Library/LaunchDaemons"),
+            user: None,
+            service_account: None,
+            deadline: Duration::from_secs(10),
+        }
+    }
+}
+
+impl LaunchdConfig {
+    /// Uses `launchctl` at `path` instead of looking it up on `PATH`.
+    pub fn with_launchctl(mut self, path: impl Into<PathBuf>) -> Self {
+        self.launchctl_path = Some(path.into());
+        self
+    }
+
+    /// Looks `launchctl` up on this `PATH`-style list instead of the process's `PATH`.
+    pub fn with_search_path(mut self, path: impl Into<OsString>) -> Self {
+        self.search_path = Some(path.into());
+        self
+    }
+
+    /// Puts system daemons' plists in `dir` (a scratch root in tests).
+    pub fn with_system_plist_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.system_plist_dir = dir.into();
+        self
+    }
+
+    /// Manages user `uid`'s `gui/<uid>` and `user/<uid>` domains, with agents in `agents_dir`.
+    pub fn with_user(mut self, uid: u32, agents_dir: impl Into<PathBuf>) -> Self {
+        self.user = Some(UserDomain {
+            uid,
+            agents_dir: agents_dir.into(),
+        });
+        self
+    }
+
+    /// Runs system daemons as `user` (and `group`) unless their config says otherwise.
+    pub fn with_service_account(mut self, user: impl Into<String>, group: Option<String>) -> Self {
+        self.service_account = Some(ServiceAccount {
+            user: user.into(),
+            group,
+        });
+        self
+    }
+
+    /// Sets the deadline of every `launchctl` call.
+    pub fn with_deadline(mut self, deadline: Duration) -> Self {
+        self.deadline = deadline;
+        self
+    }
+}
+
+/// launchd as a [`ProcessManagerPort`].
+#[derive(Debug, Clone)]
+pub struct LaunchdProcessManager {
+    config: LaunchdConfig,
+}
+
+/// Where a label was found.
+#[derive(Debug)]
+enum Located {
+    /// launchd has it loaded in `scope`.
+    Loaded {
+        scope: ServiceScope,
+        info: PrintInfo,
+    },
+    /// Its plist is installed for `scope`, but launchd has not loaded it.
+    Installed { scope: ServiceScope },
+    /// Neither.
+    Missing,
+}
+
+/// A `launchctl` call that failed in a way with no port-level meaning. Kept private; callers see
+/// [`ProcessError::Backend`] with this as its source.
+#[derive(Debug)]
+struct LaunchctlFailed {
+    argv: String,
+    code: Option<i32>,
+    stderr: String,
+    hint: Option<&'static str>,
+}
+
+impl fmt::Display for LaunchctlFailed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.code {
+            Some(c) => write!(f, "`launchctl {}` exited with {c}", self.argv)?,
+            None => write!(f, "`launchctl {}` was killed by a signal", self.argv)?,
+        }
+        let stderr = self.stderr.trim();
+        if !stderr.is_empty() {
+            write!(f, ": {}", stderr.replace('\n', " / "))?;
+        }
+        if let Some(h) = self.hint {
+            write!(f, " ({h})")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for LaunchctlFailed {}
+
+const EIO_HINT: &str = "launchd answers EIO when the job is already loaded, is disabled, or its plist is invalid; check `plutil -lint` on the plist and `launchctl print-disabled`";
+const ROOT_HINT: &str =
+    "the system domain needs root: run the node agent as root (a LaunchDaemon) or with sudo";
+
+fn backend(argv: &[&str], out: &CommandOutput, hint: Option<&'static str>) -> ProcessError {
+    ProcessError::Backend {
+        adapter: ADAPTER.into(),
+        source: Box::new(LaunchctlFailed {
+            argv: argv.join(" "),
+            code: out.code,
+            stderr: out.stderr.clone(),
+            hint,
+        }),
+    }
+}
+
+fn service_target(scope: ServiceScope, label: &ServiceLabel) -> String {
+    format!("{scope}/{label}")
+}
+
+fn plist_file_name(label: &ServiceLabel) -> String {
+    format!("{label}.plist")
+}
+
+/// launchd's job state as the port's run state.
+fn run_state(info: &PrintInfo) -> RunState {
+    match info.state.as_deref() {
+        Some("running") => RunState::Running,
+        // Scheduled to spawn after it ran before: launchd is respawning it (throttled). Before
+        // its first run it is simply starting.
+        Some("spawn scheduled") => {
+            let ran_before = info.runs.unwrap_or(0) > 0
+                || matches!(info.last_exit_code, Some(LastExitCode::Code(_)));
+            if ran_before {
+                RunState::SupervisorRestarting
+            } else {
+                RunState::Starting
+            }
+        }
+        Some("spawning") | Some("xpcproxy") => RunState::Starting,
+        Some("not running") | Some("waiting") | Some("exited") => RunState::Stopped,
+        None if info.pid.is_some() => RunState::Running,
+        _ => RunState::Unknown,
+    }
+}
+
+impl LaunchdProcessManager {
+    /// A manager with `config`. Nothing is looked up until the first call, so a missing
+    /// `launchctl` is reported per call as [`ProcessError::Unavailable`].
+    pub fn new(config: LaunchdConfig) -> Self {
+        LaunchdProcessManager { config }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &LaunchdConfig {
+        &self.config
+    }
+
+    /// The domains searched for a label, in order: `system`, then the user's `gui`, then `user`.
+    pub fn search_order(&self) -> Vec<ServiceScope> {
+        let mut scopes = vec![ServiceScope::System];
+        if let Some(u) = &self.config.user {
+            scopes.push(ServiceScope::Gui { uid: u.uid });
+            scopes.push(ServiceScope::User { uid: u.uid });
+        }
+        scopes
+    }
+
+    fn searched(&self) -> String {
+        self.search_order()
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    fn not_found(&self, label: &ServiceLabel) -> ProcessError {
+        ProcessError::NotFound {
+            label: label.to_string(),
+            scope: Some(self.searched()),
+        }
+    }
+
+    /// The folder holding plists for `scope`, if this manager manages that domain.
+    fn plist_dir(&self, scope: ServiceScope, label: &ServiceLabel) -> Result<&Path, ProcessError> {
+        match scope {
+            ServiceScope::System => Ok(&self.config.system_plist_dir),
+            ServiceScope::Gui { uid } | ServiceScope::User { uid } => match &self.config.user {
+                Some(u) if u.uid == uid => Ok(&u.agents_dir),
+                Some(u) => Err(ProcessError::InvalidInput {
+                    label: Some(label.to_string()),
+                    detail: format!(
+                        "scope {scope} is another user's domain; this launchd adapter manages user {} only",
+                        u.uid
+                    ),
+                }),
+                None => Err(ProcessError::InvalidInput {
+                    label: Some(label.to_string()),
+                    detail: format!(
+                        "scope {scope} needs a user domain (uid and LaunchAgents folder) in the launchd adapter's config"
+                    ),
+                }),
+            },
+        }
+    }
+
+    /// Runs `launchctl args...` with the deadline.
+    async fn launchctl(
+        &self,
+        operation: Operation,
+        args: &[&str],
+    ) -> Result<CommandOutput, ProcessError> {
+        let location = ProgramLocation {
+            name: "launchctl",
+            path: self.config.launchctl_path.clone(),
+            search_path: self.config.search_path.clone(),
+        };
+        let program = location
+            .resolve()
+            .map_err(|detail| ProcessError::Unavailable {
+                adapter: ADAPTER.into(),
+                detail,
+            })?;
+        tracing::debug!(program = %program.display(), ?args, "launchctl");
+        match command::run(&program, args, self.config.deadline).await {
+            Ok(out) => Ok(out),
+            Err(CommandError::Timeout) => Err(ProcessError::Timeout {
+                operation,
+                after: self.config.deadline,
+            }),
+            Err(CommandError::Spawn(e)) => Err(ProcessError::Unavailable {
+                adapter: ADAPTER.into(),
+                detail: format!("could not run {}: {e}", program.display()),
+            }),
+        }
+    }
+
+    /// Maps a failed call to the port's error by meaning.
+    fn failure(
+        &self,
+        operation: Operation,
+        label: &ServiceLabel,
+        scope: ServiceScope,
+        argv: &[&str],
+        out: &CommandOutput,
+    ) -> ProcessError {
+        match classify(out.code, &out.stderr) {
+            Failure::NotFound => ProcessError::NotFound {
+                label: label.to_string(),
+                scope: Some(scope.to_string()),
+            },
+            Failure::NotPermitted => ProcessError::PermissionDenied {
+                operation,
+                target: service_target(scope, label),
+                detail: format!(
+                    "launchctl said {:?}; {}",
+                    out.stderr.trim(),
+                    if scope == ServiceScope::System {
+                        ROOT_HINT
+                    } else {
+                        "run as the user who owns the domain, or as root"
+                    }
+                ),
+            },
+            Failure::DomainUnsupported => ProcessError::Unavailable {
+                adapter: ADAPTER.into(),
+                detail: format!(
+                    "{scope} does not accept {label} ({:?}): there is no GUI login session for that user (SSH or headless); log the user in, or install it in the system domain or user/<uid>",
+                    out.stderr.trim()
+                ),
+            },
+            Failure::InputOutput => backend(argv, out, Some(EIO_HINT)),
+            _ => backend(argv, out, None),
+        }
+    }
+
+    /// `launchctl print <scope>/<label>`; `None` when launchd does not have it there.
+    async fn print_in(
+        &self,
+        operation: Operation,
+        scope: ServiceScope,
+        label: &ServiceLabel,
+    ) -> Result<Option<PrintInfo>, ProcessError> {
+        let target = service_target(scope, label);
+        let argv = ["print", target.as_str()];
+        let out = self.launchctl(operation, &argv).await?;
+        if out.success() {
+            return parse::parse_print(&out.stdout).map(Some).map_err(|e| {
+                ProcessError::backend(ADAPTER, format!("`launchctl print {target}`: {e}"))
+            });
+        }
+        match classify(out.code, &out.stderr) {
+            // No GUI session: nothing can be loaded in that gui domain.
+            Failure::NotFound | Failure::DomainUnsupported => Ok(None),
+            _ => Err(self.failure(operation, label, scope, &argv, &out)),
+        }
+    }
+
+    /// Whether `label` is disabled in `scope` (`launchctl print-disabled`).
+    async fn is_disabled(
+        &self,
+        operation: Operation,
+        scope: ServiceScope,
+        label: &ServiceLabel,
+    ) -> Result<bool, ProcessError> {
+        let domain = scope.to_string();
+        let argv = ["print-disabled", domain.as_str()];
+        let out = self.launchctl(operation, &argv).await?;
+        if !out.success() {
+            return match classify(out.code, &out.stderr) {
+                Failure::NotFound | Failure::DomainUnsupported => Ok(false),
+                _ => Err(self.failure(operation, label, scope, &argv, &out)),
+            };
+        }
+        let map = parse::parse_print_disabled(&out.stdout).map_err(|e| {
+            ProcessError::backend(ADAPTER, format!("`launchctl print-disabled {domain}`: {e}"))
+        })?;
+        Ok(map.get(label.as_str()).copied().unwrap_or(false))
+    }
+
+    /// The scope an installed-but-unloaded plist belongs to, if one is installed.
+    fn installed_scope(&self, label: &ServiceLabel) -> Option<ServiceScope> {
+        let file = plist_file_name(label);
+        if self.config.system_plist_dir.join(&file).is_file() {
+            return Some(ServiceScope::System);
+        }
+        let user = self.config.user.as_ref()?;
+        let path = user.agents_dir.join(&file);
+        if !path.is_file() {
+            return None;
+        }
+        let background = plist::Value::from_file(&path)
+            .ok()
+            .and_then(|v| {
+                v.as_dictionary()
+                    .and_then(|d| d.get("LimitLoadToSessionType"))
+                    .and_then(|s| s.as_string().map(str::to_string))
+            })
+            .is_some_and(|s| s == plist_gen::BACKGROUND_SESSION);
+        Some(if background {
+            ServiceScope::User { uid: user.uid }
+        } else {
+            ServiceScope::Gui { uid: user.uid }
+        })
+    }
+
+    /// Finds `label`: loaded in the first domain that has it, else installed, else missing.
+    async fn locate(
+        &self,
+        operation: Operation,
+        label: &ServiceLabel,
+    ) -> Result<Located, ProcessError> {
+        for scope in self.search_order() {
+            if let Some(info) = self.print_in(operation, scope, label).await? {
+                return Ok(Located::Loaded { scope, info });
+            }
+        }
+        Ok(match self.installed_scope(label) {
+            Some(scope) => Located::Installed { scope },
+            None => Located::Missing,
+        })
+    }
+
+    /// `launchctl bootout <scope>/<label>`; `false` when it was not loaded.
+    async fn bootout(
+        &self,
+        operation: Operation,
+        scope: ServiceScope,
+        label: &ServiceLabel,
+    ) -> Result<bool, ProcessError> {
+        let target = service_target(scope, label);
+        let argv = ["bootout", target.as_str()];
+        let out = self.launchctl(operation, &argv).await?;
+        if out.success() {
+            return Ok(true);
+        }
+        match (out.code, classify(out.code, &out.stderr)) {
+            // `Boot-out failed: 3: No such process`: already gone.
+            (_, Failure::NoSuchProcess | Failure::NotFound) => Ok(false),
+            // `36: Operation now in progress`: launchd is tearing it down; that is what we asked.
+            (Some(36), _) => Ok(true),
+            _ => Err(self.failure(operation, label, scope, &argv, &out)),
+        }
+    }
+
+    /// `launchctl bootstrap <scope> <plist>`, with launchd's known transient answers handled:
+    /// EALREADY (still tearing down) is retried briefly; EIO (already loaded) is answered with
+    /// one bootout and a retry, then reported with a hint.
+    async fn bootstrap(
+        &self,
+        operation: Operation,
+        scope: ServiceScope,
+        label: &ServiceLabel,
+        plist: &Path,
+    ) -> Result<(), ProcessError> {
+        let domain = scope.to_string();
+        let plist = plist.to_string_lossy();
+        let argv = ["bootstrap", domain.as_str(), plist.as_ref()];
+        let mut busy = 0;
+        let mut booted_out = false;
+        loop {
+            let out = self.launchctl(operation, &argv).await?;
+            if out.success() {
+                return Ok(());
+            }
+            match classify(out.code, &out.stderr) {
+                Failure::AlreadyInProgress if busy < BUSY_RETRIES => {
+                    busy += 1;
+                    tokio::time::sleep(BUSY_BACKOFF * busy).await;
+                }
+                Failure::InputOutput if !booted_out => {
+                    booted_out = true;
+                    self.bootout(operation, scope, label).await?;
+                }
+                _ => return Err(self.failure(operation, label, scope, &argv, &out)),
+            }
+        }
+    }
+
+    /// `launchctl kickstart [-k] <scope>/<label>`.
+    async fn kickstart(
+        &self,
+        operation: Operation,
+        scope: ServiceScope,
+        label: &ServiceLabel,
+        kill: bool,
+    ) -> Result<(), ProcessError> {
+        let target = service_target(scope, label);
+        let argv: Vec<&str> = if kill {
+            vec!["kickstart", "-k", target.as_str()]
+        } else {
+            vec!["kickstart", target.as_str()]
+        };
+        let out = self.launchctl(operation, &argv).await?;
+        if out.success() {
+            Ok(())
+        } else {
+            Err(self.failure(operation, label, scope, &argv, &out))
+        }
+    }
+
+    /// `launchctl enable|disable <scope>/<label>`: launchd's persistent override.
+    async fn set_disabled(
+        &self,
+        operation: Operation,
+        scope: ServiceScope,
+        label: &ServiceLabel,
+        disabled: bool,
+    ) -> Result<(), ProcessError> {
+        let target = service_target(scope, label);
+        let verb = if disabled { "disable" } else { "enable" };
+        let argv = [verb, target.as_str()];
+        let out = self.launchctl(operation, &argv).await?;
+        if out.success() {
+            Ok(())
+        } else {
+            Err(self.failure(operation, label, scope, &argv, &out))
+        }
+    }
+
+    async fn inspect_as(
+        &self,
+        operation: Operation,
+        label: &ServiceLabel,
+    ) -> Result<ServiceStatus, ProcessError> {
+        match self.locate(operation, label).await? {
+            Located::Loaded { scope, info } => {
+                let disabled = self.is_disabled(operation, scope, label).await?;
+                let state = run_state(&info);
+                Ok(ServiceStatus {
+                    label: label.clone(),
+                    loaded: true,
+                    state,
+                    pid: info.pid,
+                    last_exit: info.last_exit(),
+                    restart_count: info.runs.map(|r| r.saturating_sub(1)),
+                    enabled: Some(!disabled),
+                    scope: Some(scope),
+                })
+            }
+            Located::Installed { scope } => {
+                let disabled = self.is_disabled(operation, scope, label).await?;
+                Ok(ServiceStatus {
+                    label: label.clone(),
+                    loaded: false,
+                    state: RunState::Stopped,
+                    pid: None,
+                    last_exit: None,
+                    restart_count: None,
+                    enabled: Some(!disabled),
+                    scope: Some(scope),
+                })
+            }
+            Located::Missing => Err(self.not_found(label)),
+        }
+    }
+
+    /// Labels worth inspecting for `list`: plists in the managed folders and jobs `launchctl
+    /// list` shows (the caller's domain, which includes jobs installed by hand).
+    async fn candidate_labels(
+        &self,
+        pattern: &LabelPattern,
+    ) -> Result<BTreeSet<ServiceLabel>, ProcessError> {
+        let mut labels = BTreeSet::new();
+        let mut dirs = vec![self.config.system_plist_dir.clone()];
+        if let Some(u) = &self.config.user {
+            dirs.push(u.agents_dir.clone());
+        }
+        for dir in dirs {
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let name = entry.file_name();
+                let Some(stem) = name.to_str().and_then(|n| n.strip_suffix(".plist")) else {
+                    continue;
+                };
+                if let Ok(label) = ServiceLabel::new(stem) {
+                    if pattern.matches(label.as_str()) {
+                        labels.insert(label);
+                    }
+                }
+            }
+        }
+        let out = self.launchctl(Operation::List, &["list"]).await?;
+        if out.success() {
+            let rows = parse::parse_list_table(&out.stdout)
+                .map_err(|e| ProcessError::backend(ADAPTER, format!("`launchctl list`: {e}")))?;
+            for row in rows {
+                // Labels outside the port's alphabet (launchd allows more) cannot be managed here.
+                if let Ok(label) = ServiceLabel::new(row.label) {
+                    if pattern.matches(label.as_str()) {
+                        labels.insert(label);
+                    }
+                }
+            }
+        } else {
+            return Err(backend(&["list"], &out, None));
+        }
+        Ok(labels)
+    }
+}
+
+#[async_trait]
+impl ProcessManagerPort for LaunchdProcessManager {
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            adapter: ADAPTER.into(),
+            supervisor_restarts: true,
+            respawn_throttle: Some(LAUNCHD_RESPAWN_THROTTLE),
+            start_limit: None,
+            reports_restart_count: true,
+            native_restart: true,
+            pushes_events: false,
+        }
+    }
+
+    #[tracing::instrument(skip_all, fields(adapter = ADAPTER, pattern = %pattern))]
+    async fn list(&self, pattern: &LabelPattern) -> Result<Vec<ServiceStatus>, ProcessError> {
+        let mut found = Vec::new();
+        for label in self.candidate_labels(pattern).await? {
+            match self.inspect_as(Operation::List, &label).await {
+                Ok(st) => found.push(st),
+                // Gone between listing and inspecting.
+                Err(ProcessError::NotFound { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(found)
+    }
+
+    #[tracing::instrument(skip_all, fields(adapter = ADAPTER, label = %label))]
+    async fn inspect(&self, label: &ServiceLabel) -> Result<ServiceStatus, ProcessError> {
+        self.inspect_as(Operation::Inspect, label).await
+    }
+
+    #[tracing::instrument(skip_all, fields(adapter = ADAPTER, label = %label))]
+    async fn restart(&self, label: &ServiceLabel) -> Result<RestartOutcome, ProcessError> {
+        let op = Operation::Restart;
+        match self.locate(op, label).await? {
+            Located::Missing => Err(self.not_found(label)),
+            Located::Installed { scope } => {
+                if self.is_disabled(op, scope, label).await? {
+                    return Err(ProcessError::InvalidInput {
+                        label: Some(label.to_string()),
+                        detail: format!(
+                            "{label} is disabled in {scope}; enable it before restarting (a disable is meant to survive until undone)"
+                        ),
+                    });
+                }
+                let dir = self.plist_dir(scope, label)?;
+                let path = dir.join(plist_file_name(label));
+                self.bootstrap(op, scope, label, &path).await?;
+                // RunAtLoad may be false; a restart means "make it run".
+                self.kickstart(op, scope, label, false).await?;
+                Ok(RestartOutcome::Started)
+            }
+            Located::Loaded { scope, info } => {
+                let was_running = run_state(&info) == RunState::Running;
+                // In the domain it was found in: a system daemon restarted in gui/<uid> would
+                // be a different (or missing) job.
+                self.kickstart(op, scope, label, true).await?;
+                Ok(if was_running {
+                    RestartOutcome::Restarted
+                } else {
+                    RestartOutcome::Started
+                })
+            }
+        }
+    }
+
+    #[tracing::instrument(skip_all, fields(adapter = ADAPTER, label = %label))]
+    async fn stop(&self, label: &ServiceLabel) -> Result<StopOutcome, ProcessError> {
+        let op = Operation::Stop;
+        match self.locate(op, label).await? {
+            Located::Missing => Err(self.not_found(label)),
+            Located::Installed { .. } => Ok(StopOutcome::AlreadyStopped),
+            Located::Loaded { scope, info } => {
+                let was_running = matches!(
+                    run_state(&info),
+                    RunState::Running | RunState::Starting | RunState::SupervisorRestarting
+                );
+                // `launchctl stop` would be undone at once by KeepAlive; bootout unloads the
+                // job, so launchd has nothing to respawn until it is bootstrapped again.
+                let was_loaded = self.bootout(op, scope, label).await?;
+                Ok(if was_running && was_loaded {
+                    StopOutcome::Stopped
+                } else {
+                    StopOutcome::AlreadyStopped
+                })
+            }
+        }
+    }
+
+    #[tracing::instrument(skip_all, fields(adapter = ADAPTER, label = %label))]
+    async fn disable(&self, label: &ServiceLabel) -> Result<DisableOutcome, ProcessError> {
+        let op = Operation::Disable;
+        let (scope, loaded) = match self.locate(op, label).await? {
+            Located::Missing => return Err(self.not_found(label)),
+            Located::Installed { scope } => (scope, false),
+            Located::Loaded { scope, .. } => (scope, true),
+        };
+        let was_disabled = self.is_disabled(op, scope, label).await?;
+        if !was_disabled {
+            // The override persists in launchd's database, so the job stays off across reboots.
+            self.set_disabled(op, scope, label, true).await?;
+        }
+        let booted_out = loaded && self.bootout(op, scope, label).await?;
+        Ok(if was_disabled && !booted_out {
+            DisableOutcome::AlreadyDisabled
+        } else {
+            DisableOutcome::Disabled
+        })
+    }
+
+    #[tracing::instrument(skip_all, fields(adapter = ADAPTER, label = %config.label, scope = %config.scope))]
+    async fn enable(&self, config: &ServiceConfig) -> Result<EnableOutcome, ProcessError> {
+        let op = Operation::Enable;
+        config.validate()?;
+        let label = &config.label;
+        let scope = config.scope;
+        let dir = self.plist_dir(scope, label)?.to_path_buf();
+        let invalid = |detail: String| ProcessError::InvalidInput {
+            label: Some(label.to_string()),
+            detail,
+        };
+        let plist = plist_gen::build_plist(config, self.config.service_account.as_ref())
+            .map_err(invalid)?;
+        let bytes = plist_gen::to_xml(&plist).map_err(|e| ProcessError::backend(ADAPTER, e))?;
+        let path = dir.join(plist_file_name(label));
+        let existing = std::fs::read(&path).ok();
+
+        // A service that moved domains (a LaunchAgent that became a LaunchDaemon) must not keep
+        // running in the old one: two supervisors would own it.
+        let mut moved = false;
+        for other in self.search_order().into_iter().filter(|s| *s != scope) {
+            if self.print_in(op, other, label).await?.is_some() {
+                self.bootout(op, other, label).await?;
+                self.set_disabled(op, other, label, true).await?;
+                moved = true;
+            }
+        }
+
+        let loaded = self.print_in(op, scope, label).await?;
+        let disabled = self.is_disabled(op, scope, label).await?;
+        let same = existing.as_deref() == Some(bytes.as_slice());
+
+        let outcome = if existing.is_none() {
+            EnableOutcome::Installed
+        } else if !same || moved {
+            EnableOutcome::Updated
+        } else {
+            EnableOutcome::Started
+        };
+
+        if outcome == EnableOutcome::Started {
+            if let Some(info) = &loaded {
+                let running = run_state(info) != RunState::Stopped;
+                if !disabled && (running || !config.run_at_load) {
+                    return Ok(EnableOutcome::Unchanged);
+                }
+                if disabled {
+                    self.set_disabled(op, scope, label, false).await?;
+                }
+                self.kickstart(op, scope, label, false).await?;
+                return Ok(EnableOutcome::Started);
+            }
+        }
+
+        if !same {
+            if loaded.is_some() {
+                // launchd reads the plist at bootstrap only: unload, replace, load.
+                self.bootout(op, scope, label).await?;
+            }
+            plist_gen::write_atomically(&dir, &plist_file_name(label), &bytes).map_err(
+                |e| match e {
+                    plist_gen::WriteError::Permission(detail) => ProcessError::PermissionDenied {
+                        operation: op,
+                        target: path.display().to_string(),
+                        detail: format!(
+                            "{detail}; {}",
+                            if scope == ServiceScope::System {
+                                ROOT_HINT
+                            } else {
+                                "the LaunchAgents folder must be writable by this user"
+                            }
+                        ),
+                    },
+                    plist_gen::WriteError::Unsafe(detail) => invalid(detail),
+                    plist_gen::WriteError::Io(detail) => ProcessError::backend(ADAPTER, detail),
+                },
+            )?;
+        } else if moved && loaded.is_some() {
+            // Same file, but it was also running elsewhere: nothing to replace here.
+            return Ok(EnableOutcome::Updated);
+        }
+        if disabled {
+            self.set_disabled(op, scope, label, false).await?;
+        }
+        self.bootstrap(op, scope, label, &path).await?;
+        Ok(outcome)
+    }
+}
