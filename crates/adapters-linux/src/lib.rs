@@ -1,4 +1,21 @@
-//! Linux adapters: `SystemdProcessManager` (systemd through `systemctl` and generated unit files)
-//! and `DockerRuntime` (a local or remote Docker Engine through bollard).
+//! Linux adapters for the joelclaw ports, so a Linux node runs the same heal loop as a Mac:
 //!
-//! Not built yet; tracked by the "Linux adapters" issue.
+//! - [`SystemdProcessManager`]: [`process_manager::ProcessManagerPort`] over systemd, the
+//!   supervisor of record on Linux. It drives `systemctl` by argv with a deadline on every call
+//!   (the system manager, a `--user` manager, another machine through `--machine`/`--host` or a
+//!   command prefix such as `nsenter`), reads state from `systemctl show` properties, batching
+//!   many units into one call, and installs services as unit files generated from a
+//!   [`process_manager::ServiceConfig`] with systemd's own quoting rules.
+//! - [`DockerRuntime`]: [`container_runtime::ContainerRuntimePort`] over the Docker Engine API
+//!   (a local unix socket or a remote `tcp://` engine) through bollard, with short deadlines and
+//!   server status codes mapped to meanings. This is the only place in the workspace that links
+//!   bollard.
+//!
+//! Both compile on every OS; their tests run against real daemons (`scripts/test` boots systemd
+//! in a container and starts a private dockerd) and against captured outputs.
+
+mod docker;
+mod systemd;
+
+pub use docker::{DockerEndpoint, DockerRuntime};
+pub use systemd::{ServiceAccount, SystemdProcessManager, SystemdTarget};

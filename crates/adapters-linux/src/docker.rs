@@ -1,0 +1,673 @@
+//! `DockerRuntime`: [`ContainerRuntimePort`] over the Docker Engine API, through bollard.
+//!
+//! A local engine is reached on its unix socket, a remote one on `tcp://host:port` (plain HTTP:
+//! put TLS in front with an SSH tunnel or a socket forward; this adapter links no TLS stack).
+//! There is no VM, so `vm_ip` and `ssh_config` are `None`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bollard::errors::Error as BollardError;
+use bollard::models::{ContainerInspectResponse, HealthStatusEnum};
+use bollard::query_parameters::{
+    InspectContainerOptions, ListContainersOptions, RestartContainerOptions,
+};
+use bollard::Docker;
+use container_runtime::{
+    ContainerHealth, ContainerRestartOutcome, ContainerRuntimePort, ContainerStatus, RuntimeError,
+    RuntimeOperation, SshConfig,
+};
+
+const ADAPTER: &str = "docker";
+
+/// Where the engine listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DockerEndpoint {
+    /// A unix socket (`unix:///var/run/docker.sock`).
+    Unix(PathBuf),
+    /// A remote engine over plain HTTP (`tcp://host:2375`), kept as `host:port`.
+    Tcp(String),
+}
+
+impl DockerEndpoint {
+    /// Reads `unix:///path`, an absolute socket path, `tcp://host:port` or `http://host:port`.
+    pub fn parse(url: &str) -> Result<Self, RuntimeError> {
+        if let Some(path) = url.strip_prefix("unix://") {
+            if !path.starts_with('/') {
+                return Err(RuntimeError::InvalidInput(format!(
+                    "docker endpoint {url:?}: a unix socket path must be absolute"
+                )));
+            }
+            return Ok(DockerEndpoint::Unix(PathBuf::from(path)));
+        }
+        if url.starts_with('/') {
+            return Ok(DockerEndpoint::Unix(PathBuf::from(url)));
+        }
+        for scheme in ["tcp://", "http://"] {
+            if let Some(rest) = url.strip_prefix(scheme) {
+                let hostport = rest.trim_end_matches('/');
+                if hostport.is_empty() || hostport.contains('/') || !hostport.contains(':') {
+                    return Err(RuntimeError::InvalidInput(format!(
+                        "docker endpoint {url:?}: expected {scheme}host:port"
+                    )));
+                }
+                return Ok(DockerEndpoint::Tcp(hostport.to_string()));
+            }
+        }
+        Err(RuntimeError::InvalidInput(format!(
+            "docker endpoint {url:?}: use unix:///path or tcp://host:port (TLS endpoints are not supported)"
+        )))
+    }
+}
+
+/// The adapter's own detailed errors, kept private and boxed into [`RuntimeError::Backend`].
+#[derive(Debug, thiserror::Error)]
+enum DockerError {
+    #[error("conflict (409) on {what}: {message}")]
+    Conflict { what: String, message: String },
+    #[error("engine answered {status} on {what}: {message}")]
+    Server {
+        what: String,
+        status: u16,
+        message: String,
+    },
+    #[error("{0}")]
+    Client(#[source] BollardError),
+}
+
+/// A Docker Engine, local or remote.
+///
+/// Every call has a deadline (5 s by default; bollard's own 120 s is never what bounds a call);
+/// a restart gets the stop grace on top. Server status codes map to meanings: 404 is
+/// [`RuntimeError::NotFound`], 409 a conflict (a retryable backend error), 304 "already in that
+/// state" (success), 401/403 [`RuntimeError::PermissionDenied`]; a socket that refuses or is
+/// missing is [`RuntimeError::Unavailable`].
+#[derive(Debug)]
+pub struct DockerRuntime {
+    docker: Docker,
+    endpoint: DockerEndpoint,
+    deadline: Duration,
+    stop_grace: Duration,
+    negotiated: tokio::sync::OnceCell<()>,
+}
+
+impl DockerRuntime {
+    /// The engine at `url` (see [`DockerEndpoint::parse`]). Nothing is contacted until the first
+    /// call, so a runtime can be built while the engine is down.
+    pub fn connect(url: &str) -> Result<Self, RuntimeError> {
+        Self::with_endpoint(DockerEndpoint::parse(url)?)
+    }
+
+    /// The machine's engine on `/var/run/docker.sock`.
+    pub fn local() -> Result<Self, RuntimeError> {
+        Self::with_endpoint(DockerEndpoint::Unix(PathBuf::from("/var/run/docker.sock")))
+    }
+
+    /// The engine at `endpoint`.
+    pub fn with_endpoint(endpoint: DockerEndpoint) -> Result<Self, RuntimeError> {
+        let deadline = Duration::from_secs(5);
+        // bollard's timeout is whole seconds and bounds each request inside it; ours (below,
+        // with tokio) is the one callers see. Keep bollard's just above it.
+        let client_timeout = deadline.as_secs() + 1;
+        let docker = match &endpoint {
+            DockerEndpoint::Unix(path) => Docker::connect_with_unix(
+                &path.to_string_lossy(),
+                client_timeout,
+                bollard::API_DEFAULT_VERSION,
+            ),
+            DockerEndpoint::Tcp(hostport) => Docker::connect_with_http(
+                &format!("tcp://{hostport}"),
+                client_timeout,
+                bollard::API_DEFAULT_VERSION,
+            ),
+        }
+        .map_err(|e| RuntimeError::InvalidInput(format!("docker endpoint: {e}")))?;
+        Ok(DockerRuntime {
+            docker,
+            endpoint,
+            deadline,
+            stop_grace: Duration::from_secs(10),
+            negotiated: tokio::sync::OnceCell::new(),
+        })
+    }
+
+    /// The deadline of each call.
+    pub fn with_deadline(mut self, deadline: Duration) -> Self {
+        self.deadline = deadline;
+        let secs = deadline.as_secs() + 1;
+        self.docker = self.docker.with_timeout(Duration::from_secs(secs));
+        self
+    }
+
+    /// How long a restart lets a container stop before it is killed (Docker's `t`, 10 s by
+    /// default). A restart's deadline is this plus the call deadline.
+    pub fn with_stop_grace(mut self, grace: Duration) -> Self {
+        self.stop_grace = grace;
+        self
+    }
+
+    /// The endpoint.
+    pub fn endpoint(&self) -> &DockerEndpoint {
+        &self.endpoint
+    }
+
+    /// Runs one engine call within `deadline`.
+    async fn call<T>(
+        &self,
+        operation: RuntimeOperation,
+        what: &str,
+        deadline: Duration,
+        fut: impl std::future::Future<Output = Result<T, BollardError>>,
+    ) -> Result<T, RuntimeError> {
+        match tokio::time::timeout(deadline, fut).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(convert(operation, what, e)),
+            Err(_) => Err(RuntimeError::Timeout {
+                operation,
+                after: deadline,
+            }),
+        }
+    }
+
+    /// Agrees on an API version with the engine once (bollard speaks a newer one than older
+    /// engines accept; it only ever steps down).
+    async fn ready(&self, operation: RuntimeOperation) -> Result<&Docker, RuntimeError> {
+        self.negotiated
+            .get_or_try_init(|| async {
+                self.call(
+                    operation,
+                    "engine version",
+                    self.deadline,
+                    self.docker.clone().negotiate_version(),
+                )
+                .await
+                .map(drop)
+            })
+            .await?;
+        Ok(&self.docker)
+    }
+
+    async fn inspect(
+        &self,
+        operation: RuntimeOperation,
+        name: &str,
+    ) -> Result<ContainerInspectResponse, RuntimeError> {
+        check_container_name(name)?;
+        let docker = self.ready(operation).await?;
+        self.call(
+            operation,
+            &format!("container {name}"),
+            self.deadline,
+            docker.inspect_container(name, None::<InspectContainerOptions>),
+        )
+        .await
+    }
+}
+
+/// Container names and ids as Docker allows them; anything else would be spliced into a URL
+/// path.
+fn check_container_name(name: &str) -> Result<(), RuntimeError> {
+    let ok = !name.is_empty()
+        && name.len() <= 255
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(RuntimeError::InvalidInput(format!(
+            "container name {name:?}: use letters, digits, '_', '.', '-', starting with a letter or digit"
+        )))
+    }
+}
+
+fn io_error_in<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a std::io::Error> {
+    let mut current: Option<&'a (dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = current {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            return Some(io);
+        }
+        current = err.source();
+    }
+    None
+}
+
+fn convert(operation: RuntimeOperation, what: &str, e: BollardError) -> RuntimeError {
+    match e {
+        BollardError::DockerResponseServerError {
+            status_code: 404, ..
+        } => RuntimeError::NotFound { what: what.into() },
+        BollardError::DockerResponseServerError {
+            status_code: 409,
+            message,
+        } => RuntimeError::Backend {
+            adapter: ADAPTER.into(),
+            source: Box::new(DockerError::Conflict {
+                what: what.into(),
+                message,
+            }),
+        },
+        BollardError::DockerResponseServerError {
+            status_code: 401 | 403,
+            message,
+        } => RuntimeError::PermissionDenied {
+            operation,
+            detail: message,
+        },
+        BollardError::DockerResponseServerError {
+            status_code,
+            message,
+        } => RuntimeError::Backend {
+            adapter: ADAPTER.into(),
+            source: Box::new(DockerError::Server {
+                what: what.into(),
+                status: status_code,
+                message,
+            }),
+        },
+        BollardError::RequestTimeoutError => RuntimeError::Timeout {
+            operation,
+            after: Duration::ZERO,
+        },
+        BollardError::SocketNotFoundError(path) => RuntimeError::Unavailable {
+            adapter: ADAPTER.into(),
+            detail: format!("no socket at {path}"),
+        },
+        // `IOError` is `#[error(transparent)]`: its `source()` skips the io::Error itself.
+        BollardError::IOError { err } => match err.kind() {
+            std::io::ErrorKind::PermissionDenied => RuntimeError::PermissionDenied {
+                operation,
+                detail: err.to_string(),
+            },
+            _ => RuntimeError::Unavailable {
+                adapter: ADAPTER.into(),
+                detail: format!("{what}: {err}"),
+            },
+        },
+        other => match io_error_in(&other).map(std::io::Error::kind) {
+            Some(std::io::ErrorKind::PermissionDenied) => RuntimeError::PermissionDenied {
+                operation,
+                detail: other.to_string(),
+            },
+            Some(_) => RuntimeError::Unavailable {
+                adapter: ADAPTER.into(),
+                detail: format!("{what}: {other}"),
+            },
+            None => match other {
+                BollardError::HyperLegacyError { .. } | BollardError::HyperResponseError { .. } => {
+                    RuntimeError::Unavailable {
+                        adapter: ADAPTER.into(),
+                        detail: format!("{what}: {other}"),
+                    }
+                }
+                other => RuntimeError::Backend {
+                    adapter: ADAPTER.into(),
+                    source: Box::new(DockerError::Client(other)),
+                },
+            },
+        },
+    }
+}
+
+fn status_of(c: ContainerInspectResponse) -> ContainerStatus {
+    let state = c.state.unwrap_or_default();
+    let running = state.running.unwrap_or(false);
+    let health = match state.health.and_then(|h| h.status) {
+        Some(HealthStatusEnum::HEALTHY) => ContainerHealth::Healthy,
+        Some(HealthStatusEnum::UNHEALTHY) => ContainerHealth::Unhealthy,
+        Some(HealthStatusEnum::STARTING) => ContainerHealth::Starting,
+        _ => ContainerHealth::None,
+    };
+    let status = state
+        .status
+        .map(|s| s.to_string())
+        .unwrap_or_else(|| "unknown".into());
+    ContainerStatus {
+        name: c
+            .name
+            .unwrap_or_default()
+            .trim_start_matches('/')
+            .to_string(),
+        id: c.id.unwrap_or_default(),
+        running,
+        // Docker reports 0 for a running container; an exit code is only meaningful once it
+        // has exited.
+        exit_code: if running { None } else { state.exit_code },
+        status,
+        health,
+        restart_count: c.restart_count.unwrap_or(0).max(0) as u64,
+        labels: c
+            .config
+            .and_then(|cfg| cfg.labels)
+            .map(|l| l.into_iter().collect::<BTreeMap<_, _>>())
+            .unwrap_or_default(),
+    }
+}
+
+/// Seconds since the process `pid` started, from `/proc` (its start in clock ticks after boot,
+/// and the time since boot).
+fn process_uptime(proc_root: &Path, pid: u32) -> std::io::Result<u64> {
+    let bad = |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_string());
+    let stat = std::fs::read_to_string(proc_root.join(pid.to_string()).join("stat"))?;
+    // Field 2 (comm) is in parentheses and may hold spaces; count fields after its last `)`.
+    let after = stat.rsplit_once(')').ok_or_else(|| bad("no ) in stat"))?.1;
+    // After `)`, field 3 (state) is first, so field 22 (starttime) is the 20th.
+    let start_ticks: u64 = after
+        .split_whitespace()
+        .nth(19)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| bad("no starttime in stat"))?;
+    let uptime = std::fs::read_to_string(proc_root.join("uptime"))?;
+    let since_boot: f64 = uptime
+        .split_whitespace()
+        .next()
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| bad("no uptime"))?;
+    let ticks = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .filter(|t| *t > 0)
+        .unwrap_or(100) as f64;
+    Ok((since_boot - start_ticks as f64 / ticks).max(0.0) as u64)
+}
+
+/// The pid of the process serving a unix socket, as the kernel tells it (`SO_PEERCRED`).
+fn socket_server_pid(socket: &Path) -> std::io::Result<u32> {
+    let stream = std::os::unix::net::UnixStream::connect(socket)?;
+    let creds = nix::sys::socket::getsockopt(&stream, nix::sys::socket::sockopt::PeerCredentials)
+        .map_err(std::io::Error::from)?;
+    u32::try_from(creds.pid())
+        .ok()
+        .filter(|p| *p > 0)
+        .ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "the socket's server is in another pid namespace",
+            )
+        })
+}
+
+#[async_trait]
+impl ContainerRuntimePort for DockerRuntime {
+    fn adapter(&self) -> &str {
+        ADAPTER
+    }
+
+    /// `/_ping` answers `OK` and `info` answers, each within the deadline. A refused, missing
+    /// or silent socket is `Ok(false)`; only a permission error is an `Err`, since then health
+    /// cannot be told.
+    #[tracing::instrument(skip_all, fields(adapter = ADAPTER))]
+    async fn is_healthy(&self) -> Result<bool, RuntimeError> {
+        let op = RuntimeOperation::Health;
+        let verdict = async {
+            let docker = self.ready(op).await?;
+            let pong = self.call(op, "ping", self.deadline, docker.ping()).await?;
+            if pong.trim() != "OK" {
+                return Ok(false);
+            }
+            self.call(op, "info", self.deadline, docker.info()).await?;
+            Ok(true)
+        }
+        .await;
+        match verdict {
+            Ok(healthy) => Ok(healthy),
+            Err(e @ RuntimeError::PermissionDenied { .. }) => Err(e),
+            Err(e) => {
+                tracing::info!(error = %e, "docker engine not healthy");
+                Ok(false)
+            }
+        }
+    }
+
+    async fn vm_ip(&self) -> Result<Option<std::net::IpAddr>, RuntimeError> {
+        Ok(None)
+    }
+
+    /// Seconds since the engine process started: the kernel names the process serving the
+    /// unix socket (`SO_PEERCRED`), and `/proc` gives its start time. The Engine API has no
+    /// start time of its own. A remote (`tcp://`) engine's process cannot be seen from here, so
+    /// that is [`RuntimeError::NotSupported`]. Behind a socket proxy this is the proxy's uptime.
+    #[tracing::instrument(skip_all, fields(adapter = ADAPTER))]
+    async fn uptime_seconds(&self) -> Result<u64, RuntimeError> {
+        let op = RuntimeOperation::Uptime;
+        let DockerEndpoint::Unix(socket) = &self.endpoint else {
+            return Err(RuntimeError::NotSupported {
+                operation: op,
+                adapter: ADAPTER.into(),
+            });
+        };
+        let socket = socket.clone();
+        let work = tokio::task::spawn_blocking(move || {
+            let pid = socket_server_pid(&socket)?;
+            process_uptime(Path::new("/proc"), pid)
+        });
+        match tokio::time::timeout(self.deadline, work).await {
+            Err(_) => Err(RuntimeError::Timeout {
+                operation: op,
+                after: self.deadline,
+            }),
+            Ok(Err(join)) => Err(RuntimeError::Backend {
+                adapter: ADAPTER.into(),
+                source: Box::new(join),
+            }),
+            Ok(Ok(Err(e))) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+                Err(RuntimeError::PermissionDenied {
+                    operation: op,
+                    detail: e.to_string(),
+                })
+            }
+            Ok(Ok(Err(e))) => Err(RuntimeError::Unavailable {
+                adapter: ADAPTER.into(),
+                detail: format!("engine process: {e}"),
+            }),
+            Ok(Ok(Ok(secs))) => Ok(secs),
+        }
+    }
+
+    async fn ssh_config(&self) -> Result<Option<SshConfig>, RuntimeError> {
+        Ok(None)
+    }
+
+    #[tracing::instrument(skip_all, fields(adapter = ADAPTER, container = name))]
+    async fn inspect_container(&self, name: &str) -> Result<ContainerStatus, RuntimeError> {
+        Ok(status_of(
+            self.inspect(RuntimeOperation::InspectContainer, name)
+                .await?,
+        ))
+    }
+
+    #[tracing::instrument(skip_all, fields(adapter = ADAPTER, container = name))]
+    async fn restart_container(&self, name: &str) -> Result<ContainerRestartOutcome, RuntimeError> {
+        let op = RuntimeOperation::RestartContainer;
+        let before = status_of(self.inspect(op, name).await?);
+        let docker = self.ready(op).await?;
+        let grace_secs = i32::try_from(self.stop_grace.as_secs()).unwrap_or(i32::MAX);
+        let options = RestartContainerOptions {
+            t: Some(grace_secs),
+            signal: None,
+        };
+        let result = self
+            .call(
+                op,
+                &format!("container {name}"),
+                self.deadline + self.stop_grace,
+                docker.restart_container(name, Some(options)),
+            )
+            .await;
+        match result {
+            Ok(()) => {}
+            // 304: already in the state asked for; nothing left to do.
+            Err(RuntimeError::Backend { source, .. })
+                if source
+                    .downcast_ref::<DockerError>()
+                    .is_some_and(|d| matches!(d, DockerError::Server { status: 304, .. })) => {}
+            Err(e) => return Err(e),
+        }
+        Ok(if before.running {
+            ContainerRestartOutcome::Restarted
+        } else {
+            ContainerRestartOutcome::Started
+        })
+    }
+
+    /// Lists (including stopped containers) through the engine's own label filter, then
+    /// inspects each so restart counts and health are real, not guessed from summary text.
+    #[tracing::instrument(skip_all, fields(adapter = ADAPTER))]
+    async fn list_containers(
+        &self,
+        label: Option<&str>,
+    ) -> Result<Vec<ContainerStatus>, RuntimeError> {
+        let op = RuntimeOperation::ListContainers;
+        let docker = self.ready(op).await?;
+        let mut filters = std::collections::HashMap::new();
+        if let Some(label) = label {
+            if label.is_empty() || label.chars().any(char::is_control) {
+                return Err(RuntimeError::InvalidInput(format!(
+                    "label filter {label:?}: expected key or key=value"
+                )));
+            }
+            filters.insert("label".to_string(), vec![label.to_string()]);
+        }
+        let options = ListContainersOptions {
+            all: true,
+            filters: Some(filters),
+            ..Default::default()
+        };
+        let summaries = self
+            .call(
+                op,
+                "containers",
+                self.deadline,
+                docker.list_containers(Some(options)),
+            )
+            .await?;
+        let ids: Vec<String> = summaries.into_iter().filter_map(|s| s.id).collect();
+        let inspections =
+            futures::future::join_all(ids.iter().map(|id| self.inspect(op, id))).await;
+        let mut out = Vec::with_capacity(ids.len());
+        for result in inspections {
+            match result {
+                Ok(c) => out.push(status_of(c)),
+                // Removed between the listing and the inspection.
+                Err(RuntimeError::NotFound { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints() {
+        assert_eq!(
+            DockerEndpoint::parse("unix:///run/x/docker.sock").unwrap(),
+            DockerEndpoint::Unix("/run/x/docker.sock".into())
+        );
+        assert_eq!(
+            DockerEndpoint::parse("/var/run/docker.sock").unwrap(),
+            DockerEndpoint::Unix("/var/run/docker.sock".into())
+        );
+        assert_eq!(
+            DockerEndpoint::parse("tcp://10.0.0.5:2375").unwrap(),
+            DockerEndpoint::Tcp("10.0.0.5:2375".into())
+        );
+        assert_eq!(
+            DockerEndpoint::parse("http://node:2375/").unwrap(),
+            DockerEndpoint::Tcp("node:2375".into())
+        );
+        for bad in [
+            "https://node:2376",
+            "unix://relative",
+            "tcp://nohost",
+            "ssh://x",
+            "",
+        ] {
+            assert!(
+                matches!(
+                    DockerEndpoint::parse(bad),
+                    Err(RuntimeError::InvalidInput(_))
+                ),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn container_names_never_reach_a_url_unchecked() {
+        for ok in ["redis", "joelclaw-redis-1", "a.b_c", "3f2a9c"] {
+            check_container_name(ok).unwrap();
+        }
+        for bad in ["", "../images/json", "a/b", "-x", "a b", "x?y=1", "é"] {
+            assert!(check_container_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn status_codes_map_to_meanings() {
+        let server = |status_code| BollardError::DockerResponseServerError {
+            status_code,
+            message: "m".into(),
+        };
+        let op = RuntimeOperation::InspectContainer;
+        assert!(matches!(
+            convert(op, "c", server(404)),
+            RuntimeError::NotFound { .. }
+        ));
+        assert!(matches!(
+            convert(op, "c", server(403)),
+            RuntimeError::PermissionDenied { .. }
+        ));
+        match convert(op, "c", server(409)) {
+            RuntimeError::Backend { source, .. } => {
+                assert!(source.to_string().contains("conflict"), "{source}");
+            }
+            other => panic!("{other:?}"),
+        }
+        let e = convert(op, "c", server(500));
+        assert!(e.is_retryable(), "{e:?}");
+        let refused = BollardError::IOError {
+            err: std::io::Error::from(std::io::ErrorKind::ConnectionRefused),
+        };
+        assert!(matches!(
+            convert(op, "c", refused),
+            RuntimeError::Unavailable { .. }
+        ));
+        let denied = BollardError::IOError {
+            err: std::io::Error::from(std::io::ErrorKind::PermissionDenied),
+        };
+        assert!(matches!(
+            convert(op, "c", denied),
+            RuntimeError::PermissionDenied { .. }
+        ));
+    }
+
+    #[test]
+    fn uptime_from_proc_files() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("42")).unwrap();
+        // comm with a space and a `)`, as the kernel allows; starttime (field 22) = 1000 ticks.
+        let mut fields = vec!["S"];
+        fields.extend(std::iter::repeat_n("0", 18));
+        fields.push("1000");
+        fields.extend(["0", "0"]);
+        std::fs::write(
+            dir.path().join("42/stat"),
+            format!("42 (my ) daemon) {}\n", fields.join(" ")),
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("uptime"), "250.50 900.00\n").unwrap();
+        let ticks = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+            .unwrap()
+            .unwrap() as f64;
+        let want = (250.5 - 1000.0 / ticks) as u64;
+        assert_eq!(process_uptime(dir.path(), 42).unwrap(), want);
+    }
+}

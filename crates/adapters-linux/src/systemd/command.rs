@@ -1,0 +1,251 @@
+//! Running `systemctl` by argv, with a deadline on every call, optionally behind a command
+//! prefix (`nsenter -t PID -a`, `ssh host`, a logging wrapper) and with a target
+//! (`--machine`/`--host`).
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use process_manager::{Operation, ProcessError};
+
+use super::ADAPTER;
+
+/// Which systemd instance `systemctl` talks to, as its own `--machine`/`--host` options say.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SystemdTarget {
+    /// `--machine=NAME`: a local container registered with systemd-machined
+    /// (`[USER@]NAME` for its user manager).
+    Machine(String),
+    /// `--host=[USER@]HOST`: another machine over SSH.
+    Host(String),
+}
+
+/// The adapter's own detailed error for a failed `systemctl` call; converted to a
+/// [`ProcessError`] at the port.
+#[derive(Debug, thiserror::Error)]
+#[error("`{argv}` exited with {status}: {stderr}")]
+pub(crate) struct CommandFailed {
+    pub(crate) argv: String,
+    pub(crate) status: String,
+    pub(crate) stderr: String,
+}
+
+/// What a finished call printed.
+#[derive(Debug)]
+pub(crate) struct Output {
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Systemctl {
+    /// Configured path of `systemctl`, or `None` to look it up on `PATH`.
+    pub(crate) program: Option<PathBuf>,
+    pub(crate) prefix: Vec<OsString>,
+    pub(crate) user_manager: bool,
+    pub(crate) target: Option<SystemdTarget>,
+    /// For questions (`show`, `list-units`).
+    pub(crate) query_deadline: Duration,
+    /// For jobs (`start`, `stop`, `restart`, `daemon-reload`): long enough for systemd's own
+    /// stop timeout (90 s by default) to run out first.
+    pub(crate) job_deadline: Duration,
+}
+
+/// Which deadline a call gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CallKind {
+    Query,
+    Job,
+}
+
+impl Systemctl {
+    /// The argv to spawn: prefix (if any), then systemctl and its global options, then `args`.
+    fn argv(&self, args: &[&str]) -> Result<(PathBuf, Vec<OsString>), ProcessError> {
+        let systemctl: OsString = self
+            .program
+            .clone()
+            .map(PathBuf::into_os_string)
+            .unwrap_or_else(|| "systemctl".into());
+        let mut rest: Vec<OsString> = Vec::new();
+        let program = match self.prefix.split_first() {
+            Some((first, prefix_args)) => {
+                rest.extend(prefix_args.iter().cloned());
+                // Behind a prefix, `systemctl` is found by the prefix (e.g. inside the
+                // container nsenter enters), not on this machine's PATH.
+                rest.push(systemctl);
+                resolve(first)?
+            }
+            None => resolve(&systemctl)?,
+        };
+        if self.user_manager {
+            rest.push("--user".into());
+        }
+        match &self.target {
+            Some(SystemdTarget::Machine(m)) => rest.push(format!("--machine={m}").into()),
+            Some(SystemdTarget::Host(h)) => rest.push(format!("--host={h}").into()),
+            None => {}
+        }
+        rest.push("--no-pager".into());
+        rest.push("--no-ask-password".into());
+        rest.push("--quiet".into());
+        rest.extend(args.iter().map(OsString::from));
+        Ok((program, rest))
+    }
+
+    /// Runs one call; a non-zero exit is an error converted by meaning.
+    pub(crate) async fn run(
+        &self,
+        kind: CallKind,
+        operation: Operation,
+        args: &[&str],
+    ) -> Result<Output, ProcessError> {
+        let (status, out) = self.run_status(kind, operation, args).await?;
+        if status.success() {
+            return Ok(out);
+        }
+        Err(self.failure(operation, args, &status, &out))
+    }
+
+    /// Runs one call and returns its exit status whatever it is.
+    pub(crate) async fn run_status(
+        &self,
+        kind: CallKind,
+        operation: Operation,
+        args: &[&str],
+    ) -> Result<(std::process::ExitStatus, Output), ProcessError> {
+        let deadline = match kind {
+            CallKind::Query => self.query_deadline,
+            CallKind::Job => self.job_deadline,
+        };
+        let (program, argv) = self.argv(args)?;
+        let mut cmd = tokio::process::Command::new(&program);
+        cmd.args(&argv)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .env("LC_ALL", "C")
+            .env("SYSTEMD_COLORS", "0")
+            .kill_on_drop(true)
+            // Its own process group, so a deadline can kill a prefix and what it started
+            // (nsenter forks systemctl) together.
+            .process_group(0);
+        let child = cmd.spawn().map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => ProcessError::Unavailable {
+                adapter: ADAPTER.into(),
+                detail: format!("{} not found: {e}", program.display()),
+            },
+            std::io::ErrorKind::PermissionDenied => ProcessError::PermissionDenied {
+                operation,
+                target: program.display().to_string(),
+                detail: e.to_string(),
+            },
+            _ => ProcessError::Unavailable {
+                adapter: ADAPTER.into(),
+                detail: format!("could not run {}: {e}", program.display()),
+            },
+        })?;
+        let group = child.id();
+        tracing::debug!(program = %program.display(), args = ?argv, "spawn");
+        match tokio::time::timeout(deadline, child.wait_with_output()).await {
+            Ok(Ok(output)) => Ok((
+                output.status,
+                Output {
+                    stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+                    stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+                },
+            )),
+            Ok(Err(e)) => Err(ProcessError::Backend {
+                adapter: ADAPTER.into(),
+                source: Box::new(e),
+            }),
+            Err(_) => {
+                // The child itself is killed when its future is dropped (kill_on_drop); its
+                // group goes too, so nothing it started keeps running.
+                if let Some(pgid) = group.and_then(|g| i32::try_from(g).ok()) {
+                    let _ = nix::sys::signal::killpg(
+                        nix::unistd::Pid::from_raw(pgid),
+                        nix::sys::signal::Signal::SIGKILL,
+                    );
+                }
+                Err(ProcessError::Timeout {
+                    operation,
+                    after: deadline,
+                })
+            }
+        }
+    }
+
+    fn failure(
+        &self,
+        operation: Operation,
+        args: &[&str],
+        status: &std::process::ExitStatus,
+        out: &Output,
+    ) -> ProcessError {
+        let stderr = out.stderr.trim().to_string();
+        let lower = stderr.to_ascii_lowercase();
+        let target = args.last().copied().unwrap_or_default().to_string();
+        if lower.contains("not found")
+            || lower.contains("not loaded")
+            || lower.contains("does not exist")
+        {
+            return ProcessError::NotFound {
+                label: target.trim_end_matches(".service").to_string(),
+                scope: Some(self.scope_name()),
+            };
+        }
+        if lower.contains("access denied")
+            || lower.contains("permission denied")
+            || lower.contains("interactive authentication required")
+        {
+            return ProcessError::PermissionDenied {
+                operation,
+                target,
+                detail: stderr,
+            };
+        }
+        if lower.contains("failed to connect to bus")
+            || lower.contains("not been booted with systemd")
+        {
+            return ProcessError::Unavailable {
+                adapter: ADAPTER.into(),
+                detail: stderr,
+            };
+        }
+        ProcessError::Backend {
+            adapter: ADAPTER.into(),
+            source: Box::new(CommandFailed {
+                argv: format!("systemctl {}", args.join(" ")),
+                status: status.to_string(),
+                stderr,
+            }),
+        }
+    }
+
+    pub(crate) fn scope_name(&self) -> String {
+        let manager = if self.user_manager {
+            "user manager"
+        } else {
+            "system manager"
+        };
+        match &self.target {
+            Some(SystemdTarget::Machine(m)) => format!("{manager} of machine {m}"),
+            Some(SystemdTarget::Host(h)) => format!("{manager} on {h}"),
+            None => manager.to_string(),
+        }
+    }
+}
+
+/// A program name or path to something spawnable: paths are taken as given, bare names are
+/// looked up on `PATH`.
+fn resolve(program: &std::ffi::OsStr) -> Result<PathBuf, ProcessError> {
+    let as_path = std::path::Path::new(program);
+    if as_path.components().count() > 1 {
+        return Ok(as_path.to_path_buf());
+    }
+    which::which(program).map_err(|e| ProcessError::Unavailable {
+        adapter: ADAPTER.into(),
+        detail: format!("{} not found on PATH: {e}", as_path.display()),
+    })
+}

@@ -1,0 +1,547 @@
+//! `SystemdProcessManager`: [`ProcessManagerPort`] over `systemctl` and unit files.
+
+mod command;
+mod show;
+mod unit;
+
+use std::ffi::OsString;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use process_manager::{
+    Capabilities, DisableOutcome, EnableOutcome, LabelPattern, Operation, ProcessError,
+    ProcessManagerPort, RestartOutcome, RunState, ServiceConfig, ServiceLabel, ServiceScope,
+    ServiceStatus, StartLimit, StopOutcome,
+};
+
+pub use command::SystemdTarget;
+pub use unit::ServiceAccount;
+
+use command::{CallKind, Systemctl};
+use show::{parse_list_unit_files, parse_list_units, parse_show_blocks, UnitState};
+use unit::ManagerKind;
+
+pub(crate) const ADAPTER: &str = "systemd";
+
+/// Most unit names given to one `systemctl show`, well inside the kernel's argv limit.
+const SHOW_BATCH: usize = 512;
+
+/// systemd's compiled-in defaults (`DefaultStartLimitIntervalSec=10s`,
+/// `DefaultStartLimitBurst=5`, `RestartSec=100ms`), which apply unless a unit sets its own.
+const DEFAULT_START_LIMIT: StartLimit = StartLimit {
+    interval: Duration::from_secs(10),
+    burst: 5,
+};
+const DEFAULT_RESTART_SEC: Duration = Duration::from_millis(100);
+
+/// The process manager of a systemd host: the system manager, or a user's (`--user`) manager.
+///
+/// Every call runs `systemctl` by argv (never a shell) with a deadline, reading
+/// `systemctl show` properties (never `status` text). Definitions are unit files written into
+/// [`SystemdProcessManager::unit_dir`] atomically (0644). Units are named `<label>.service`.
+///
+/// ```no_run
+/// use adapters_linux::{ServiceAccount, SystemdProcessManager};
+/// // The host's system manager, running services as `joelclaw` unless a config says otherwise.
+/// let pm = SystemdProcessManager::system().with_service_account(ServiceAccount::new("joelclaw"));
+/// // The systemd of a container, reached through nsenter, its units written through /proc.
+/// let pm = SystemdProcessManager::system()
+///     .with_command_prefix(["nsenter", "-t", "4242", "-a"])
+///     .with_unit_dir("/proc/4242/root/etc/systemd/system");
+/// ```
+#[derive(Debug, Clone)]
+pub struct SystemdProcessManager {
+    systemctl: Systemctl,
+    unit_dir: PathBuf,
+    scope: ServiceScope,
+    service_account: Option<ServiceAccount>,
+}
+
+impl SystemdProcessManager {
+    /// The system manager, with units in `/etc/systemd/system`, `systemctl` from `PATH`,
+    /// 10 s for queries and 120 s for jobs. System services need a user: the config's, or the
+    /// one set with [`Self::with_service_account`].
+    pub fn system() -> Self {
+        SystemdProcessManager {
+            systemctl: Systemctl {
+                program: None,
+                prefix: Vec::new(),
+                user_manager: false,
+                target: None,
+                query_deadline: Duration::from_secs(10),
+                job_deadline: Duration::from_secs(120),
+            },
+            unit_dir: PathBuf::from("/etc/systemd/system"),
+            scope: ServiceScope::System,
+            service_account: None,
+        }
+    }
+
+    /// The user manager of `uid` (`systemctl --user`), with units in `unit_dir` (normally
+    /// `~/.config/systemd/user` of that user; the caller resolves the home, this crate reads no
+    /// environment). Run it as that user.
+    pub fn user(uid: u32, unit_dir: impl Into<PathBuf>) -> Self {
+        let mut pm = Self::system();
+        pm.systemctl.user_manager = true;
+        pm.unit_dir = unit_dir.into();
+        pm.scope = ServiceScope::User { uid };
+        pm
+    }
+
+    /// Where unit files are written. Point it at the target's unit directory when the manager
+    /// is elsewhere (e.g. `/proc/<pid>/root/etc/systemd/system` for a container).
+    pub fn with_unit_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.unit_dir = dir.into();
+        self
+    }
+
+    /// Words put before `systemctl` on every call, e.g. `["nsenter", "-t", PID, "-a"]` or
+    /// `["ssh", "node-1"]`. With a prefix, `systemctl` is found by the prefix, not on this
+    /// machine's `PATH`; the first word is taken as a path when it has a `/`, otherwise looked
+    /// up on `PATH`.
+    pub fn with_command_prefix<I, S>(mut self, prefix: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<OsString>,
+    {
+        self.systemctl.prefix = prefix.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Another manager, the way `systemctl --machine`/`--host` reach it. Unit files still go to
+    /// [`Self::unit_dir`], which must then be that machine's (a mount, or `/var/lib/machines/..`).
+    pub fn with_target(mut self, target: SystemdTarget) -> Self {
+        self.systemctl.target = Some(target);
+        self
+    }
+
+    /// Runs this `systemctl` instead of the one on `PATH`.
+    pub fn with_systemctl(mut self, path: impl Into<PathBuf>) -> Self {
+        self.systemctl.program = Some(path.into());
+        self
+    }
+
+    /// The deadline of each query (`show`, `list-units`); past it the call is killed and is a
+    /// [`ProcessError::Timeout`].
+    pub fn with_query_deadline(mut self, deadline: Duration) -> Self {
+        self.systemctl.query_deadline = deadline;
+        self
+    }
+
+    /// The deadline of each job (`start`, `stop`, `restart`, `daemon-reload`, `enable`). Keep
+    /// it above the units' stop timeout (90 s by default), or a slow stop reads as a timeout.
+    pub fn with_job_deadline(mut self, deadline: Duration) -> Self {
+        self.systemctl.job_deadline = deadline;
+        self
+    }
+
+    /// The account system services run as when their config names no user.
+    pub fn with_service_account(mut self, account: ServiceAccount) -> Self {
+        self.service_account = Some(account);
+        self
+    }
+
+    /// The unit directory.
+    pub fn unit_dir(&self) -> &Path {
+        &self.unit_dir
+    }
+
+    /// Where the unit file of `label` goes.
+    pub fn unit_path(&self, label: &ServiceLabel) -> PathBuf {
+        self.unit_dir.join(unit_name(label))
+    }
+
+    /// The unit file `enable` would write for `config` (for dry runs and diffs). Refuses what
+    /// `enable` refuses.
+    pub fn render_unit(&self, config: &ServiceConfig) -> Result<String, ProcessError> {
+        unit::render_unit(config, self.kind(), self.service_account.as_ref())
+    }
+
+    fn kind(&self) -> ManagerKind {
+        if self.systemctl.user_manager {
+            ManagerKind::User
+        } else {
+            ManagerKind::System
+        }
+    }
+
+    /// `systemctl show` of many units in one call, in the order asked.
+    async fn show(
+        &self,
+        operation: Operation,
+        units: &[String],
+    ) -> Result<Vec<UnitState>, ProcessError> {
+        let mut states = Vec::with_capacity(units.len());
+        for chunk in units.chunks(SHOW_BATCH) {
+            let mut args = vec!["show", "-p", show::SHOW_PROPERTIES];
+            args.extend(chunk.iter().map(String::as_str));
+            let out = self
+                .systemctl
+                .run(CallKind::Query, operation, &args)
+                .await?;
+            let blocks = parse_show_blocks(&out.stdout);
+            if blocks.len() != chunk.len() {
+                return Err(parse_failure(format!(
+                    "asked for {} units, systemctl show gave {} blocks",
+                    chunk.len(),
+                    blocks.len()
+                )));
+            }
+            for block in &blocks {
+                states.push(UnitState::from_block(block).map_err(backend)?);
+            }
+        }
+        Ok(states)
+    }
+
+    /// One unit's state; `NotFound` when systemd knows no such unit.
+    async fn state(
+        &self,
+        operation: Operation,
+        label: &ServiceLabel,
+    ) -> Result<UnitState, ProcessError> {
+        let mut states = self.show(operation, &[unit_name(label)]).await?;
+        let state = states
+            .pop()
+            .ok_or_else(|| parse_failure("no show block".into()))?;
+        if state.is_not_found() {
+            return Err(ProcessError::NotFound {
+                label: label.to_string(),
+                scope: Some(self.systemctl.scope_name()),
+            });
+        }
+        Ok(state)
+    }
+
+    async fn job(&self, operation: Operation, args: &[&str]) -> Result<(), ProcessError> {
+        self.systemctl
+            .run(CallKind::Job, operation, args)
+            .await
+            .map(drop)
+    }
+
+    /// Writes `text` as the unit file of `label` if it differs; says whether it did.
+    async fn write_unit(
+        &self,
+        label: &ServiceLabel,
+        text: &str,
+    ) -> Result<WriteResult, ProcessError> {
+        let dir = self.unit_dir.clone();
+        let path = self.unit_path(label);
+        let text = text.to_string();
+        let result = tokio::task::spawn_blocking(move || write_if_changed(&dir, &path, &text))
+            .await
+            .map_err(|e| ProcessError::backend(ADAPTER, format!("unit writer panicked: {e}")))?;
+        result.map_err(|e| match e.kind() {
+            std::io::ErrorKind::PermissionDenied => ProcessError::PermissionDenied {
+                operation: Operation::Enable,
+                target: self.unit_path(label).display().to_string(),
+                detail: e.to_string(),
+            },
+            _ => ProcessError::Backend {
+                adapter: ADAPTER.into(),
+                source: Box::new(e),
+            },
+        })
+    }
+}
+
+fn unit_name(label: &ServiceLabel) -> String {
+    format!("{label}.service")
+}
+
+fn backend(e: show::ParseError) -> ProcessError {
+    ProcessError::Backend {
+        adapter: ADAPTER.into(),
+        source: Box::new(e),
+    }
+}
+
+fn parse_failure(detail: String) -> ProcessError {
+    backend(show::ParseError(detail))
+}
+
+/// Whether systemd has (or is bringing back) a process for it.
+fn is_active(state: RunState) -> bool {
+    matches!(
+        state,
+        RunState::Running | RunState::Starting | RunState::SupervisorRestarting
+    )
+}
+
+/// What writing a unit file found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum WriteResult {
+    Created,
+    Replaced,
+    Same,
+}
+
+/// Atomic replace: a temporary file in the same directory, written, chmod 0644, fsynced, renamed
+/// over the unit, then the directory fsynced, so systemd never reads half a unit and a crash
+/// leaves the old one or the new one.
+fn write_if_changed(dir: &Path, path: &Path, text: &str) -> std::io::Result<WriteResult> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let existing = match std::fs::read(path) {
+        Ok(bytes) => Some(bytes),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(e),
+    };
+    if existing.as_deref() == Some(text.as_bytes()) {
+        return Ok(WriteResult::Same);
+    }
+    std::fs::create_dir_all(dir)?;
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".joelclaw-unit-")
+        .tempfile_in(dir)?;
+    tmp.write_all(text.as_bytes())?;
+    tmp.as_file()
+        .set_permissions(std::fs::Permissions::from_mode(0o644))?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    std::fs::File::open(dir)?.sync_all()?;
+    Ok(if existing.is_some() {
+        WriteResult::Replaced
+    } else {
+        WriteResult::Created
+    })
+}
+
+/// A label pattern as a `systemctl` glob, when systemd's fnmatch reads it the same way (only
+/// label characters, `*` and `?`); otherwise every service is listed and filtered here.
+fn systemd_glob(pattern: &LabelPattern) -> Option<String> {
+    let p = pattern.as_str();
+    let plain = p
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '@' | '*' | '?'));
+    (plain && !p.is_empty()).then(|| format!("{p}.service"))
+}
+
+#[async_trait]
+impl ProcessManagerPort for SystemdProcessManager {
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            adapter: ADAPTER.into(),
+            supervisor_restarts: true,
+            respawn_throttle: Some(DEFAULT_RESTART_SEC),
+            start_limit: Some(DEFAULT_START_LIMIT),
+            reports_restart_count: true,
+            native_restart: true,
+            pushes_events: false,
+        }
+    }
+
+    #[tracing::instrument(skip_all, fields(adapter = ADAPTER, pattern = %pattern))]
+    async fn list(&self, pattern: &LabelPattern) -> Result<Vec<ServiceStatus>, ProcessError> {
+        let glob = systemd_glob(pattern);
+        let mut units_args = vec!["list-units", "--all", "--type=service", "--output=json"];
+        let mut files_args = vec!["list-unit-files", "--type=service", "--output=json"];
+        if let Some(g) = &glob {
+            units_args.push(g);
+            files_args.push(g);
+        }
+        let loaded = self
+            .systemctl
+            .run(CallKind::Query, Operation::List, &units_args)
+            .await?;
+        let files = self
+            .systemctl
+            .run(CallKind::Query, Operation::List, &files_args)
+            .await?;
+        let mut names: Vec<String> = parse_list_units(&loaded.stdout)
+            .map_err(backend)?
+            .into_iter()
+            .filter(|u| u.load != "not-found")
+            .map(|u| u.unit)
+            .chain(
+                parse_list_unit_files(&files.stdout)
+                    .map_err(backend)?
+                    .into_iter()
+                    .map(|f| f.unit_file),
+            )
+            .filter(|name| {
+                name.strip_suffix(".service").is_some_and(|label| {
+                    // Templates (`name@.service`) are not services until instantiated.
+                    !label.ends_with('@')
+                        && ServiceLabel::new(label).is_ok()
+                        && pattern.matches(label)
+                })
+            })
+            .collect();
+        names.sort();
+        names.dedup();
+        let states = self.show(Operation::List, &names).await?;
+        let mut statuses = Vec::with_capacity(names.len());
+        for (name, state) in names.iter().zip(states) {
+            if state.is_not_found() {
+                continue; // removed between the listing and the show
+            }
+            let label = name.trim_end_matches(".service");
+            if let Ok(label) = ServiceLabel::new(label) {
+                statuses.push(state.to_status(label, self.scope));
+            }
+        }
+        Ok(statuses)
+    }
+
+    #[tracing::instrument(skip_all, fields(adapter = ADAPTER, label = %label))]
+    async fn inspect(&self, label: &ServiceLabel) -> Result<ServiceStatus, ProcessError> {
+        let state = self.state(Operation::Inspect, label).await?;
+        Ok(state.to_status(label.clone(), self.scope))
+    }
+
+    #[tracing::instrument(skip_all, fields(adapter = ADAPTER, label = %label))]
+    async fn restart(&self, label: &ServiceLabel) -> Result<RestartOutcome, ProcessError> {
+        let state = self.state(Operation::Restart, label).await?;
+        let unit = unit_name(label);
+        match state.run_state() {
+            RunState::Failed => {
+                // A start-limit `failed` refuses every start until it is reset.
+                self.job(Operation::Restart, &["reset-failed", &unit])
+                    .await?;
+                self.job(Operation::Restart, &["start", &unit]).await?;
+                Ok(RestartOutcome::ResetAndStarted)
+            }
+            s if is_active(s) => {
+                self.job(Operation::Restart, &["restart", &unit]).await?;
+                Ok(RestartOutcome::Restarted)
+            }
+            _ => {
+                self.job(Operation::Restart, &["start", &unit]).await?;
+                Ok(RestartOutcome::Started)
+            }
+        }
+    }
+
+    #[tracing::instrument(skip_all, fields(adapter = ADAPTER, label = %label))]
+    async fn stop(&self, label: &ServiceLabel) -> Result<StopOutcome, ProcessError> {
+        let state = self.state(Operation::Stop, label).await?;
+        if !is_active(state.run_state()) {
+            return Ok(StopOutcome::AlreadyStopped);
+        }
+        self.job(Operation::Stop, &["stop", &unit_name(label)])
+            .await?;
+        Ok(StopOutcome::Stopped)
+    }
+
+    #[tracing::instrument(skip_all, fields(adapter = ADAPTER, label = %label))]
+    async fn disable(&self, label: &ServiceLabel) -> Result<DisableOutcome, ProcessError> {
+        let state = self.state(Operation::Disable, label).await?;
+        if state.enabled() != Some(true) && !is_active(state.run_state()) {
+            return Ok(DisableOutcome::AlreadyDisabled);
+        }
+        // `disable` removes the [Install] symlinks (the boot-time part); `--now` stops it too.
+        self.job(Operation::Disable, &["disable", "--now", &unit_name(label)])
+            .await?;
+        Ok(DisableOutcome::Disabled)
+    }
+
+    #[tracing::instrument(skip_all, fields(adapter = ADAPTER, label = %config.label))]
+    async fn enable(&self, config: &ServiceConfig) -> Result<EnableOutcome, ProcessError> {
+        // Everything is checked before anything is written or spawned.
+        let text = self.render_unit(config)?;
+        let label = &config.label;
+        let unit = unit_name(label);
+        let written = self.write_unit(label, &text).await?;
+        let mut state = self
+            .show(Operation::Enable, std::slice::from_ref(&unit))
+            .await?
+            .pop()
+            .ok_or_else(|| parse_failure("no show block".into()))?;
+        if written != WriteResult::Same || state.need_daemon_reload || state.is_not_found() {
+            self.job(Operation::Enable, &["daemon-reload"]).await?;
+            state = self
+                .show(Operation::Enable, std::slice::from_ref(&unit))
+                .await?
+                .pop()
+                .ok_or_else(|| parse_failure("no show block".into()))?;
+        }
+        let run_state = state.run_state();
+        if !config.run_at_load {
+            // Installed and loaded, not switched on: started only when asked (restart).
+            if written == WriteResult::Replaced {
+                self.job(Operation::Enable, &["try-restart", &unit]).await?;
+            }
+            return Ok(match written {
+                WriteResult::Created => EnableOutcome::Installed,
+                WriteResult::Replaced => EnableOutcome::Updated,
+                WriteResult::Same => EnableOutcome::Unchanged,
+            });
+        }
+        if written == WriteResult::Same && is_active(run_state) && !state.needs_enabling() {
+            return Ok(EnableOutcome::Unchanged);
+        }
+        if state.needs_enabling() {
+            self.job(Operation::Enable, &["enable", &unit]).await?;
+        }
+        if run_state == RunState::Failed {
+            self.job(Operation::Enable, &["reset-failed", &unit])
+                .await?;
+        }
+        match written {
+            WriteResult::Replaced => {
+                // A new definition takes effect only in a new process.
+                self.job(Operation::Enable, &["restart", &unit]).await?;
+                Ok(EnableOutcome::Updated)
+            }
+            WriteResult::Created => {
+                self.job(Operation::Enable, &["start", &unit]).await?;
+                Ok(EnableOutcome::Installed)
+            }
+            WriteResult::Same => {
+                self.job(Operation::Enable, &["start", &unit]).await?;
+                Ok(EnableOutcome::Started)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn globs_only_when_systemd_reads_them_alike() {
+        assert_eq!(
+            systemd_glob(&LabelPattern::new("conf-*")).as_deref(),
+            Some("conf-*.service")
+        );
+        assert_eq!(
+            systemd_glob(&LabelPattern::all()).as_deref(),
+            Some("*.service")
+        );
+        assert_eq!(systemd_glob(&LabelPattern::new("a[bc]")), None);
+        assert_eq!(systemd_glob(&LabelPattern::new("a\\*")), None);
+        assert_eq!(systemd_glob(&LabelPattern::new("")), None);
+    }
+
+    #[test]
+    fn atomic_write_reports_what_changed_and_sets_0644() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let unit_dir = dir.path().join("units");
+        let path = unit_dir.join("a.service");
+        assert_eq!(
+            write_if_changed(&unit_dir, &path, "one\n").unwrap(),
+            WriteResult::Created
+        );
+        assert_eq!(
+            write_if_changed(&unit_dir, &path, "one\n").unwrap(),
+            WriteResult::Same
+        );
+        assert_eq!(
+            write_if_changed(&unit_dir, &path, "two\n").unwrap(),
+            WriteResult::Replaced
+        );
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "two\n");
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o644);
+        let names: Vec<_> = std::fs::read_dir(&unit_dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("a.service")]);
+    }
+}

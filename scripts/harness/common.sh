@@ -1,0 +1,28 @@
+# Shared by the harness scripts: where state lives, and small helpers. Sourced, not run.
+JOELCLAW_TEST_STATE="${JOELCLAW_TEST_STATE:-/run/joelclaw-test}"
+
+die() { echo "harness: $*" >&2; exit 1; }
+need_root() { [ "$(id -u)" = 0 ] || die "must run as root (systemd-nspawn and dockerd need it)"; }
+
+# Installs the Debian packages the harness needs, running `apt-get update` once, only when one
+# is missing.
+ensure_packages() {
+    local missing=()
+    command -v systemd-nspawn >/dev/null || missing+=(systemd-container)
+    command -v dbus-daemon >/dev/null || missing+=(dbus)
+    command -v dockerd >/dev/null || missing+=(docker.io)
+    [ -x /bin/busybox ] && file_is_static /bin/busybox || missing+=(busybox-static)
+    command -v nsenter >/dev/null || missing+=(util-linux)
+    if [ ${#missing[@]} -gt 0 ]; then
+        need_root
+        echo "harness: installing ${missing[*]}" >&2
+        DEBIAN_FRONTEND=noninteractive apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+    fi
+}
+
+# busybox-static and busybox both ship /bin/busybox; only the static one runs in an empty image.
+file_is_static() { ! LC_ALL=C ldd "$1" >/dev/null 2>&1; }
+
+# Whether pid $1 is alive and its command name is $2 (so a stale pid file never kills a stranger).
+pid_is() { [ -n "$1" ] && [ -r "/proc/$1/comm" ] && [ "$(cat "/proc/$1/comm")" = "$2" ]; }
