@@ -1,0 +1,488 @@
+//! `LaunchdProcessManager` against the fake `launchctl` (tests/fake/launchctl), which answers
+//! with launchctl's real formats and exit codes.
+
+mod common;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use adapters_macos::{LaunchdConfig, LaunchdProcessManager};
+use common::FakeTool;
+use process_manager::testkit::{self, Fixture};
+use process_manager::{
+    DisableOutcome, EnableOutcome, ExitStatus, LabelPattern, Operation, ProcessError,
+    ProcessManagerPort, RestartOutcome, RunState, ServiceConfig, ServiceLabel, ServiceScope,
+    StopOutcome,
+};
+
+const UID: u32 = 501;
+
+struct Launchd {
+    fake: FakeTool,
+    pm: LaunchdProcessManager,
+}
+
+impl Launchd {
+    fn new() -> Self {
+        Self::with(|c| c)
+    }
+
+    fn with(adjust: impl FnOnce(LaunchdConfig) -> LaunchdConfig) -> Self {
+        let fake = FakeTool::new("launchctl", "FAKE_LAUNCHCTL_STATE");
+        let config = LaunchdConfig::default()
+            .with_launchctl(&fake.wrapper)
+            .with_system_plist_dir(fake.path("Library/LaunchDaemons"))
+            .with_user(UID, fake.path("home/Library/LaunchAgents"))
+            .with_service_account("_joelclaw", Some("_joelclaw".into()))
+            .with_deadline(Duration::from_secs(20));
+        let pm = LaunchdProcessManager::new(adjust(config));
+        Launchd { fake, pm }
+    }
+
+    fn system_plist(&self, label: &str) -> PathBuf {
+        self.fake
+            .path("Library/LaunchDaemons")
+            .join(format!("{label}.plist"))
+    }
+
+    /// The argv log, asserting that no legacy verb was ever used.
+    fn argv(&self) -> Vec<String> {
+        let log = self.fake.argv_log();
+        for line in &log {
+            let verb = line.split(' ').next().unwrap_or_default();
+            assert!(
+                [
+                    "print",
+                    "print-disabled",
+                    "bootstrap",
+                    "bootout",
+                    "kickstart",
+                    "enable",
+                    "disable",
+                    "list",
+                    "x-fake-crash",
+                    "x-fake-reboot"
+                ]
+                .contains(&verb),
+                "launchctl {line}: not one of the modern verbs"
+            );
+        }
+        log
+    }
+}
+
+fn label(s: &str) -> ServiceLabel {
+    ServiceLabel::new(s).unwrap()
+}
+
+fn sleeper(l: &str) -> ServiceConfig {
+    ServiceConfig::new(label(l), "/bin/sleep").with_args(["3600"])
+}
+
+fn fixture(prefix: &str, scope: ServiceScope) -> Fixture {
+    let mut fx = Fixture::new(prefix, "/bin/sleep", &["3600"]);
+    let make = fx.make_config;
+    fx.make_config = Box::new(move |l, v| make(l, v).with_scope(scope));
+    fx.settle = Duration::from_secs(5);
+    fx
+}
+
+#[tokio::test]
+async fn conformance_in_the_system_domain() {
+    let t = Launchd::new();
+    testkit::run_all(&t.pm, &fixture("conf-sys-", ServiceScope::System)).await;
+    t.argv();
+}
+
+#[tokio::test]
+async fn conformance_in_the_gui_domain() {
+    let t = Launchd::new();
+    testkit::run_all(&t.pm, &fixture("conf-gui-", ServiceScope::Gui { uid: UID })).await;
+    let log = t.argv();
+    assert!(
+        log.iter()
+            .any(|l| l.starts_with("bootstrap gui/501 ") && l.contains("LaunchAgents")),
+        "{log:#?}"
+    );
+}
+
+#[tokio::test]
+async fn conformance_in_the_user_domain() {
+    let t = Launchd::new();
+    testkit::run_all(
+        &t.pm,
+        &fixture("conf-user-", ServiceScope::User { uid: UID }),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_system_service_is_restarted_in_the_system_domain() {
+    let t = Launchd::new();
+    let l = "com.joelclaw.system-bus-worker";
+    assert_eq!(
+        t.pm.enable(&sleeper(l)).await.unwrap(),
+        EnableOutcome::Installed
+    );
+    t.fake.clear_log();
+    assert_eq!(
+        t.pm.restart(&label(l)).await.unwrap(),
+        RestartOutcome::Restarted
+    );
+    let log = t.argv();
+    let kicks: Vec<_> = log.iter().filter(|l| l.starts_with("kickstart")).collect();
+    assert_eq!(kicks, [&format!("kickstart -k system/{l}")], "{log:#?}");
+    assert!(
+        !log.iter()
+            .any(|line| line.contains(&format!("gui/{UID}/{l}"))),
+        "found in system/, so gui/ is never asked: {log:#?}"
+    );
+    assert_eq!(log[0], format!("print system/{l}"), "system is asked first");
+}
+
+#[tokio::test]
+async fn a_gui_agent_is_found_after_asking_system_first() {
+    let t = Launchd::new();
+    let l = "com.joelclaw.relay";
+    let cfg = sleeper(l).with_scope(ServiceScope::Gui { uid: UID });
+    t.pm.enable(&cfg).await.unwrap();
+    t.fake.clear_log();
+    let st = t.pm.inspect(&label(l)).await.unwrap();
+    assert_eq!(st.scope, Some(ServiceScope::Gui { uid: UID }));
+    assert_eq!(st.state, RunState::Running);
+    let log = t.argv();
+    assert_eq!(log[0], format!("print system/{l}"));
+    assert_eq!(log[1], format!("print gui/{UID}/{l}"));
+    t.pm.restart(&label(l)).await.unwrap();
+    assert!(t.argv().contains(&format!("kickstart -k gui/{UID}/{l}")));
+}
+
+#[tokio::test]
+async fn inspect_reports_what_launchd_says() {
+    let t = Launchd::new();
+    let l = "com.joelclaw.gateway";
+    t.pm.enable(&sleeper(l)).await.unwrap();
+    let st = t.pm.inspect(&label(l)).await.unwrap();
+    assert!(st.loaded);
+    assert_eq!(st.state, RunState::Running);
+    assert!(st.pid.is_some());
+    assert_eq!(st.last_exit, None, "(never exited)");
+    assert_eq!(st.restart_count, Some(0));
+    assert_eq!(st.enabled, Some(true));
+    assert_eq!(st.scope, Some(ServiceScope::System));
+
+    // The process exits 78; KeepAlive brings it back with a new pid.
+    t.fake.run(&["x-fake-crash", &format!("system/{l}"), "78"]);
+    let after = t.pm.inspect(&label(l)).await.unwrap();
+    assert_eq!(after.state, RunState::Running);
+    assert_ne!(after.pid, st.pid);
+    assert_eq!(after.last_exit, Some(ExitStatus::Code(78)));
+    assert_eq!(after.restart_count, Some(1));
+
+    // Throttled: launchd holds the respawn; the heal loop must see the supervisor at work.
+    t.fake.set("throttle", "");
+    t.fake
+        .run(&["x-fake-crash", &format!("system/{l}"), "sig:9"]);
+    let throttled = t.pm.inspect(&label(l)).await.unwrap();
+    assert_eq!(throttled.state, RunState::SupervisorRestarting);
+    assert_eq!(throttled.pid, None);
+    assert_eq!(throttled.last_exit, Some(ExitStatus::Signal(9)));
+}
+
+#[tokio::test]
+async fn stop_boots_out_a_keepalive_job_so_it_stays_stopped() {
+    let t = Launchd::new();
+    let l = "com.joelclaw.keepalive";
+    t.pm.enable(&sleeper(l)).await.unwrap();
+    t.fake.clear_log();
+    assert_eq!(t.pm.stop(&label(l)).await.unwrap(), StopOutcome::Stopped);
+    assert!(t.argv().contains(&format!("bootout system/{l}")));
+    // Nothing for KeepAlive to respawn: the job is unloaded, its plist stays installed.
+    let st = t.pm.inspect(&label(l)).await.unwrap();
+    assert!(!st.loaded);
+    assert_eq!(st.state, RunState::Stopped);
+    assert!(t.system_plist(l).is_file());
+    assert_eq!(
+        t.pm.stop(&label(l)).await.unwrap(),
+        StopOutcome::AlreadyStopped
+    );
+}
+
+#[tokio::test]
+async fn disable_survives_a_reboot() {
+    let t = Launchd::new();
+    let off = "com.joelclaw.off";
+    let on = "com.joelclaw.on";
+    t.pm.enable(&sleeper(off)).await.unwrap();
+    t.pm.enable(&sleeper(on)).await.unwrap();
+    assert_eq!(
+        t.pm.disable(&label(off)).await.unwrap(),
+        DisableOutcome::Disabled
+    );
+    t.fake.run(&["x-fake-reboot"]);
+    let st = t.pm.inspect(&label(off)).await.unwrap();
+    assert_eq!(st.state, RunState::Stopped);
+    assert_eq!(st.enabled, Some(false));
+    assert!(!st.loaded);
+    // The control case: the enabled one is loaded again at boot.
+    let st = t.pm.inspect(&label(on)).await.unwrap();
+    assert!(st.loaded && st.is_running(), "{st:?}");
+    // Restarting a disabled service is refused rather than quietly undoing the disable.
+    assert!(matches!(
+        t.pm.restart(&label(off)).await,
+        Err(ProcessError::InvalidInput { .. })
+    ));
+    assert_eq!(
+        t.pm.enable(&sleeper(off)).await.unwrap(),
+        EnableOutcome::Started
+    );
+    assert!(t.pm.inspect(&label(off)).await.unwrap().is_running());
+}
+
+#[tokio::test]
+async fn the_generated_plist_is_what_launchd_gets() {
+    use std::os::unix::fs::PermissionsExt;
+    let t = Launchd::new();
+    let l = "com.joelclaw.plist";
+    let cfg = sleeper(l).with_env("PATH", "/opt/homebrew/bin:/usr/bin:/bin");
+    t.pm.enable(&cfg).await.unwrap();
+    let path = t.system_plist(l);
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o644);
+    let v = plist::Value::from_file(&path).unwrap();
+    let d = v.as_dictionary().unwrap();
+    assert_eq!(d.get("Label").and_then(|v| v.as_string()), Some(l));
+    assert_eq!(
+        d.get("UserName").and_then(|v| v.as_string()),
+        Some("_joelclaw"),
+        "a system daemon runs as the service account"
+    );
+    assert!(t
+        .argv()
+        .contains(&format!("bootstrap system {}", path.display())));
+}
+
+#[tokio::test]
+async fn a_service_moving_from_agent_to_daemon_leaves_the_gui_domain() {
+    let t = Launchd::new();
+    let l = "com.joelclaw.moved";
+    t.pm.enable(&sleeper(l).with_scope(ServiceScope::Gui { uid: UID }))
+        .await
+        .unwrap();
+    t.pm.enable(&sleeper(l)).await.unwrap();
+    let log = t.argv();
+    assert!(log.contains(&format!("bootout gui/{UID}/{l}")), "{log:#?}");
+    assert!(log.contains(&format!("disable gui/{UID}/{l}")), "{log:#?}");
+    let st = t.pm.inspect(&label(l)).await.unwrap();
+    assert_eq!(st.scope, Some(ServiceScope::System));
+    assert!(st.is_running());
+}
+
+#[tokio::test]
+async fn bootstrap_retries_launchd_transient_answers() {
+    let t = Launchd::new();
+    // 37 EALREADY twice: the previous instance is still being torn down.
+    t.fake.set("ealready", "2");
+    assert_eq!(
+        t.pm.enable(&sleeper("com.joelclaw.busy")).await.unwrap(),
+        EnableOutcome::Installed
+    );
+    let bootstraps = t
+        .argv()
+        .iter()
+        .filter(|l| l.starts_with("bootstrap "))
+        .count();
+    assert_eq!(bootstraps, 3);
+
+    // One EIO: answered with a bootout and a second bootstrap.
+    t.fake.clear_log();
+    t.fake.set("eio", "1");
+    t.pm.enable(&sleeper("com.joelclaw.eio")).await.unwrap();
+    let log = t.argv();
+    assert!(
+        log.contains(&"bootout system/com.joelclaw.eio".to_string()),
+        "{log:#?}"
+    );
+    assert!(t
+        .pm
+        .inspect(&label("com.joelclaw.eio"))
+        .await
+        .unwrap()
+        .is_running());
+
+    // EIO that does not go away: a clear error, with launchd's words and a hint.
+    t.fake.set("eio", "5");
+    let err =
+        t.pm.enable(&sleeper("com.joelclaw.eio-forever"))
+            .await
+            .unwrap_err();
+    let msg = format!("{err}: {}", std::error::Error::source(&err).unwrap());
+    assert!(matches!(err, ProcessError::Backend { .. }), "{err:?}");
+    assert!(msg.contains("5: Input/output error"), "{msg}");
+    assert!(msg.contains("already loaded"), "{msg}");
+}
+
+#[tokio::test]
+async fn no_gui_session_is_a_clear_error() {
+    let t = Launchd::new();
+    t.fake.set("nogui", "");
+    let err =
+        t.pm.enable(&sleeper("com.joelclaw.agent").with_scope(ServiceScope::Gui { uid: UID }))
+            .await
+            .unwrap_err();
+    match &err {
+        ProcessError::Unavailable { detail, .. } => {
+            assert!(detail.contains("GUI login session"), "{detail}")
+        }
+        other => panic!("expected Unavailable, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn the_system_domain_without_root_is_permission_denied_with_a_hint() {
+    let t = Launchd::new();
+    t.fake.set("nonroot", "");
+    let err =
+        t.pm.enable(&sleeper("com.joelclaw.daemon"))
+            .await
+            .unwrap_err();
+    match &err {
+        ProcessError::PermissionDenied {
+            operation,
+            target,
+            detail,
+        } => {
+            assert_eq!(*operation, Operation::Enable);
+            assert_eq!(target, "system/com.joelclaw.daemon");
+            assert!(detail.contains("Operation not permitted"), "{detail}");
+            assert!(detail.contains("root"), "{detail}");
+        }
+        other => panic!("expected PermissionDenied, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn bad_input_never_reaches_a_file_or_argv() {
+    let t = Launchd::new();
+    for bad in ["../../etc/evil", "-rf", "a b", "x/y", "a\nb", ""] {
+        assert!(ServiceLabel::new(bad).is_err(), "{bad:?}");
+        let json = serde_json::json!({ "label": bad, "program": "/bin/sleep" });
+        assert!(
+            serde_json::from_value::<ServiceConfig>(json).is_err(),
+            "{bad:?}"
+        );
+    }
+    // A valid label with a bad config is refused before launchctl or the folder is touched.
+    let mut relative = sleeper("com.joelclaw.bad");
+    relative.program = "bin/worker".into();
+    let secret = sleeper("com.joelclaw.bad").with_env("OPENAI_API_KEY", "sk-x");
+    for cfg in [relative, secret] {
+        assert!(matches!(
+            t.pm.enable(&cfg).await,
+            Err(ProcessError::InvalidInput { .. })
+        ));
+    }
+    assert!(t.fake.argv_log().is_empty(), "{:?}", t.fake.argv_log());
+    assert!(!t.fake.path("Library/LaunchDaemons").exists());
+    // A gui service for another user is refused too.
+    let other = sleeper("com.joelclaw.other").with_scope(ServiceScope::Gui { uid: 502 });
+    assert!(matches!(
+        t.pm.enable(&other).await,
+        Err(ProcessError::InvalidInput { .. })
+    ));
+    assert!(t.fake.argv_log().is_empty());
+}
+
+#[tokio::test]
+async fn a_missing_launchctl_is_unavailable_naming_what_was_looked_for() {
+    let empty = tempfile::tempdir().unwrap();
+    let pm = LaunchdProcessManager::new(
+        LaunchdConfig::default().with_search_path(empty.path().as_os_str()),
+    );
+    match pm.inspect(&label("x")).await {
+        Err(ProcessError::Unavailable { detail, .. }) => {
+            assert!(detail.contains("launchctl"), "{detail}");
+            assert!(
+                detail.contains(&empty.path().display().to_string()),
+                "{detail}"
+            );
+        }
+        other => panic!("expected Unavailable, got {other:?}"),
+    }
+    let pm = LaunchdProcessManager::new(
+        LaunchdConfig::default().with_launchctl("/nonexistent/bin/launchctl"),
+    );
+    match pm.restart(&label("x")).await {
+        Err(e @ ProcessError::Unavailable { .. }) => {
+            assert!(e.to_string().contains("/nonexistent/bin/launchctl"), "{e}");
+            assert!(e.is_retryable());
+        }
+        other => panic!("expected Unavailable, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn launchctl_is_found_first_on_the_search_path() {
+    let fake = FakeTool::new("launchctl", "FAKE_LAUNCHCTL_STATE");
+    let pm = LaunchdProcessManager::new(
+        LaunchdConfig::default()
+            .with_search_path(fake.bin_dir.as_os_str())
+            .with_system_plist_dir(fake.path("daemons")),
+    );
+    assert!(matches!(
+        pm.inspect(&label("com.joelclaw.none")).await,
+        Err(ProcessError::NotFound { .. })
+    ));
+    assert_eq!(fake.argv_log(), ["print system/com.joelclaw.none"]);
+}
+
+#[tokio::test]
+async fn a_hanging_launchctl_is_a_timeout() {
+    let t = Launchd::with(|c| c.with_deadline(Duration::from_millis(300)));
+    t.fake.set("hang", "*");
+    // The outer bound only keeps a broken adapter from hanging the test run.
+    let r = tokio::time::timeout(Duration::from_secs(60), t.pm.inspect(&label("x"))).await;
+    match r.expect("the adapter's own deadline fired") {
+        Err(e @ ProcessError::Timeout { .. }) => {
+            assert!(matches!(
+                e,
+                ProcessError::Timeout {
+                    operation: Operation::Inspect,
+                    after
+                } if after == Duration::from_millis(300)
+            ));
+            assert!(e.is_retryable());
+        }
+        other => panic!("expected Timeout, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn list_finds_installed_and_loaded_services_by_pattern() {
+    let t = Launchd::new();
+    t.pm.enable(&sleeper("com.joelclaw.a")).await.unwrap();
+    t.pm.enable(&sleeper("com.joelclaw.b").with_scope(ServiceScope::Gui { uid: UID }))
+        .await
+        .unwrap();
+    t.pm.enable(&sleeper("org.other.c")).await.unwrap();
+    t.pm.stop(&label("com.joelclaw.a")).await.unwrap();
+    let found =
+        t.pm.list(&LabelPattern::new("com.joelclaw.*"))
+            .await
+            .unwrap();
+    let labels: Vec<_> = found.iter().map(|s| s.label.as_str()).collect();
+    assert_eq!(labels, ["com.joelclaw.a", "com.joelclaw.b"]);
+    assert!(!found[0].loaded);
+    assert_eq!(found[1].scope, Some(ServiceScope::Gui { uid: UID }));
+}
+
+#[test]
+fn capabilities_tell_the_heal_loop_about_launchd() {
+    let caps = LaunchdProcessManager::new(LaunchdConfig::default()).capabilities();
+    assert_eq!(caps.adapter, "launchd");
+    assert!(caps.supervisor_restarts);
+    assert_eq!(caps.respawn_throttle, Some(Duration::from_secs(10)));
+    assert!(caps.native_restart);
+    assert!(caps.reports_restart_count);
+    assert_eq!(caps.start_limit, None);
+}
