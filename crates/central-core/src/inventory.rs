@@ -645,7 +645,7 @@ impl Parser<'_> {
     }
 
     /// Turns a toml/serde error with a span into one that names line and key.
-    fn from_toml(&self, err: &toml::de::Error) -> InventoryError {
+    fn toml_error(&self, err: &toml::de::Error) -> InventoryError {
         let message = err.message().trim().to_string();
         let offset = err.span().map_or(0, |s| s.start);
         let kind = classify(&message);
@@ -666,7 +666,7 @@ impl Parser<'_> {
     }
 
     fn parse(&self) -> Result<Inventory, InventoryError> {
-        let raw: RawInventory = toml::from_str(self.src).map_err(|e| self.from_toml(&e))?;
+        let raw: RawInventory = toml::from_str(self.src).map_err(|e| self.toml_error(&e))?;
         let settings_probe_timeout = raw
             .settings
             .probe_timeout

@@ -1,0 +1,281 @@
+//! Telemetry: the closed set of heal-loop events, each carrying the node and adapter tags, sent
+//! through `tracing` and to any [`EventSink`] (JSON lines for agents).
+
+use std::fmt;
+use std::io::Write;
+use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize};
+
+use crate::inventory::{EndpointClass, ServiceClass};
+
+/// What happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum EventKind {
+    /// A probe round failed.
+    #[serde(rename = "probe.failed")]
+    ProbeFailed,
+    /// The service passes again (after `passes_to_up` rounds).
+    #[serde(rename = "probe.recovered")]
+    ProbeRecovered,
+    /// A heal step started.
+    #[serde(rename = "heal.started")]
+    HealStarted,
+    /// The healed service is healthy again.
+    #[serde(rename = "heal.succeeded")]
+    HealSucceeded,
+    /// A heal call failed, or the service stayed down after it.
+    #[serde(rename = "heal.failed")]
+    HealFailed,
+    /// A heal was held back (the supervisor is on it, a dependency is down, the breaker is open).
+    #[serde(rename = "heal.suppressed")]
+    HealSuppressed,
+    /// Too many failed heals: the loop stops acting on the service.
+    #[serde(rename = "breaker.opened")]
+    BreakerOpened,
+    /// The cool-down passed: one trial heal is allowed.
+    #[serde(rename = "breaker.half_open")]
+    BreakerHalfOpen,
+    /// The service stayed healthy: normal healing resumes.
+    #[serde(rename = "breaker.closed")]
+    BreakerClosed,
+    /// A person is called (event, and the notify command if configured).
+    #[serde(rename = "heal.escalated")]
+    HealEscalated,
+}
+
+impl EventKind {
+    /// The dotted name (`heal.started`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::ProbeFailed => "probe.failed",
+            EventKind::ProbeRecovered => "probe.recovered",
+            EventKind::HealStarted => "heal.started",
+            EventKind::HealSucceeded => "heal.succeeded",
+            EventKind::HealFailed => "heal.failed",
+            EventKind::HealSuppressed => "heal.suppressed",
+            EventKind::BreakerOpened => "breaker.opened",
+            EventKind::BreakerHalfOpen => "breaker.half_open",
+            EventKind::BreakerClosed => "breaker.closed",
+            EventKind::HealEscalated => "heal.escalated",
+        }
+    }
+}
+
+impl fmt::Display for EventKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The escalation steps of DESIGN.md §4, in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Step {
+    /// The supervisor is restarting it, or it is booting after a heal: wait.
+    Observe,
+    /// Restart through its manager (or the runtime, for a container).
+    Restart,
+    /// Re-apply the desired definition (enable with the inventory's config).
+    Repair,
+    /// Bring the container substrate up.
+    HealSubstrate,
+    /// Call a person and open the breaker.
+    Escalate,
+}
+
+impl fmt::Display for Step {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Step::Observe => "observe",
+            Step::Restart => "restart",
+            Step::Repair => "repair",
+            Step::HealSubstrate => "heal-substrate",
+            Step::Escalate => "escalate",
+        })
+    }
+}
+
+/// One event. Every event carries the node, platform, adapter, endpoint class, service, class
+/// and step (`null` where there is none, e.g. the endpoint of a failed probe).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HealEvent {
+    /// What happened.
+    pub event: EventKind,
+    /// Wall-clock time, milliseconds since the Unix epoch (from the loop's [`crate::Clock`]).
+    pub at_ms: u64,
+    /// The node.
+    pub node_id: String,
+    /// `macos`, `linux`, `other`.
+    pub platform: String,
+    /// The adapter that manages the service (`launchd`, `systemd`, `colima`, `memory`...).
+    pub adapter_type: String,
+    /// Which endpoint class answered the last passing probe.
+    pub endpoint_class: Option<EndpointClass>,
+    /// The service label.
+    pub service: String,
+    /// Its class.
+    pub class: ServiceClass,
+    /// The escalation step concerned.
+    pub step: Option<Step>,
+    /// The attempt number within the episode, for heal events.
+    pub attempt: Option<u32>,
+    /// The error's kind (`timeout`, `not-found`, `binary-not-found`, `still-down`...).
+    pub error_kind: Option<String>,
+    /// Why a heal was held back (`dependency colima is down`, `breaker open`).
+    pub cause: Option<String>,
+    /// A human sentence.
+    pub detail: String,
+}
+
+impl HealEvent {
+    /// The event as one line of JSON (no trailing newline).
+    pub fn to_json_line(&self) -> String {
+        serde_json::to_string(self).unwrap_or_else(|e| {
+            format!("{{\"event\":\"{}\",\"serialize_error\":{:?}}}", self.event, e.to_string())
+        })
+    }
+
+    /// Sends the event to `tracing` (target `joelclaw::heal`) with every tag as a field. Failures
+    /// are warnings; the rest is info.
+    pub(crate) fn trace(&self) {
+        let endpoint = self.endpoint_class.map(|c| c.to_string());
+        let step = self.step.map(|s| s.to_string());
+        macro_rules! emit {
+            ($level:ident) => {
+                tracing::$level!(
+                    target: "joelclaw::heal",
+                    event = self.event.as_str(),
+                    node_id = %self.node_id,
+                    platform = %self.platform,
+                    adapter_type = %self.adapter_type,
+                    endpoint_class = endpoint.as_deref(),
+                    service = %self.service,
+                    class = %self.class,
+                    step = step.as_deref(),
+                    attempt = self.attempt,
+                    error_kind = self.error_kind.as_deref(),
+                    cause = self.cause.as_deref(),
+                    "{}",
+                    self.detail
+                )
+            };
+        }
+        match self.event {
+            EventKind::ProbeFailed
+            | EventKind::HealFailed
+            | EventKind::BreakerOpened
+            | EventKind::HealEscalated => emit!(warn),
+            _ => emit!(info),
+        }
+    }
+}
+
+/// Where events go besides `tracing`.
+pub trait EventSink: Send + Sync {
+    /// Receives one event. Must not block for long: it runs inside the tick.
+    fn emit(&self, event: &HealEvent);
+}
+
+/// Writes each event as one JSON line to a writer (a file, stdout), flushing after each line so
+/// an agent tailing it sees events at once.
+pub struct JsonLinesSink<W: Write + Send> {
+    out: Mutex<W>,
+}
+
+impl<W: Write + Send> JsonLinesSink<W> {
+    /// Wraps `out`.
+    pub fn new(out: W) -> Self {
+        JsonLinesSink {
+            out: Mutex::new(out),
+        }
+    }
+
+    /// Returns the writer.
+    pub fn into_inner(self) -> W {
+        self.out.into_inner().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl<W: Write + Send> EventSink for JsonLinesSink<W> {
+    fn emit(&self, event: &HealEvent) {
+        let mut out = self.out.lock().unwrap_or_else(|e| e.into_inner());
+        // A full disk or closed pipe must not stop the loop; tracing still has the event.
+        let _ = writeln!(out, "{}", event.to_json_line()).and_then(|_| out.flush());
+    }
+}
+
+/// Keeps every event in memory (tests, and callers that poll).
+#[derive(Debug, Default)]
+pub struct MemorySink {
+    events: Mutex<Vec<HealEvent>>,
+}
+
+impl MemorySink {
+    /// An empty sink.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Everything received so far.
+    pub fn events(&self) -> Vec<HealEvent> {
+        self.events.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+impl EventSink for MemorySink {
+    fn emit(&self, event: &HealEvent) {
+        self.events
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(event.clone());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event() -> HealEvent {
+        HealEvent {
+            event: EventKind::BreakerHalfOpen,
+            at_ms: 5,
+            node_id: "n1".into(),
+            platform: "linux".into(),
+            adapter_type: "systemd".into(),
+            endpoint_class: Some(EndpointClass::Vm),
+            service: "redis".into(),
+            class: ServiceClass::InfraCritical,
+            step: Some(Step::HealSubstrate),
+            attempt: Some(2),
+            error_kind: None,
+            cause: None,
+            detail: "x".into(),
+        }
+    }
+
+    #[test]
+    fn json_line_has_dotted_names_and_every_tag() {
+        let line = event().to_json_line();
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["event"], "breaker.half_open");
+        assert_eq!(v["endpoint_class"], "vm");
+        assert_eq!(v["class"], "infra-critical");
+        assert_eq!(v["step"], "heal-substrate");
+        for key in ["node_id", "platform", "adapter_type", "service"] {
+            assert!(v[key].is_string(), "{key} in {line}");
+        }
+        let back: HealEvent = serde_json::from_str(&line).unwrap();
+        assert_eq!(back, event());
+    }
+
+    #[test]
+    fn json_lines_sink_writes_one_line_per_event() {
+        let sink = JsonLinesSink::new(Vec::new());
+        sink.emit(&event());
+        sink.emit(&event());
+        let text = String::from_utf8(sink.into_inner()).unwrap();
+        assert_eq!(text.lines().count(), 2);
+        assert!(text.ends_with('\n'));
+    }
+}

@@ -1,0 +1,824 @@
+//! Probes: one [`Probe`] trait the loop holds, real probes built from the inventory (process
+//! state, HTTP, TCP, container health, substrate health, a command), and [`ScriptedProbe`], a
+//! probe a test or an embedding program drives by hand.
+//!
+//! A probe with several endpoints tries them in order and passes with the first that answers,
+//! reporting that endpoint's class. Every endpoint has a deadline; the loop puts an outer one on
+//! the whole probe ([`Probe::deadline`]).
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use container_runtime::{ContainerHealth, RuntimeError, SharedContainerRuntime};
+use process_manager::{ProcessError, RunState, ServiceLabel, SharedProcessManager};
+use serde::{Deserialize, Serialize};
+
+use crate::inventory::{Endpoint, EndpointClass};
+
+/// Why a probe failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ProbeFailure {
+    /// The process is not running and nothing is bringing it back.
+    NotRunning,
+    /// The supervisor is already restarting it: observe, do not restart on top.
+    SupervisorRestarting,
+    /// It is starting: observe.
+    Starting,
+    /// The manager does not know the service (its definition is missing): repair.
+    NotInstalled,
+    /// It answered, but not as healthy (HTTP status, health check, exit code).
+    Unhealthy,
+    /// No endpoint answered (refused, no route, runtime down).
+    Unreachable,
+    /// The deadline passed.
+    Timeout,
+    /// The probe's own program is missing (its own failure, not the service's).
+    BinaryNotFound,
+    /// The probe could not decide (permission denied, adapter error).
+    Error,
+}
+
+impl ProbeFailure {
+    /// The stable name (`supervisor-restarting`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProbeFailure::NotRunning => "not-running",
+            ProbeFailure::SupervisorRestarting => "supervisor-restarting",
+            ProbeFailure::Starting => "starting",
+            ProbeFailure::NotInstalled => "not-installed",
+            ProbeFailure::Unhealthy => "unhealthy",
+            ProbeFailure::Unreachable => "unreachable",
+            ProbeFailure::Timeout => "timeout",
+            ProbeFailure::BinaryNotFound => "binary-not-found",
+            ProbeFailure::Error => "error",
+        }
+    }
+
+    /// Whether the right step is to wait for someone else (the supervisor, a boot).
+    pub fn is_observe(self) -> bool {
+        matches!(
+            self,
+            ProbeFailure::SupervisorRestarting | ProbeFailure::Starting
+        )
+    }
+}
+
+impl fmt::Display for ProbeFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The result of one probe.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProbeResult {
+    /// `None` when it passed.
+    pub failure: Option<ProbeFailure>,
+    /// The class of the endpoint that answered (for a pass).
+    pub endpoint_class: Option<EndpointClass>,
+    /// What was seen, for people.
+    pub detail: String,
+    /// The run state, for a process probe.
+    pub run_state: Option<RunState>,
+    /// The pid, for a process probe of a running service.
+    pub pid: Option<u32>,
+}
+
+impl ProbeResult {
+    /// A pass through `class`.
+    pub fn pass(class: EndpointClass, detail: impl Into<String>) -> Self {
+        ProbeResult {
+            failure: None,
+            endpoint_class: Some(class),
+            detail: detail.into(),
+            run_state: None,
+            pid: None,
+        }
+    }
+
+    /// A failure.
+    pub fn fail(failure: ProbeFailure, detail: impl Into<String>) -> Self {
+        ProbeResult {
+            failure: Some(failure),
+            endpoint_class: None,
+            detail: detail.into(),
+            run_state: None,
+            pid: None,
+        }
+    }
+
+    /// Whether it passed.
+    pub fn passed(&self) -> bool {
+        self.failure.is_none()
+    }
+}
+
+/// Something that says whether a service is healthy.
+#[async_trait]
+pub trait Probe: Send + Sync + fmt::Debug {
+    /// What it checks, for people (`tcp 127.0.0.1:6379`).
+    fn describe(&self) -> String;
+
+    /// The outer bound the loop puts on [`Probe::check`]; past it the probe failed with
+    /// [`ProbeFailure::Timeout`].
+    fn deadline(&self) -> Duration;
+
+    /// Runs the check once.
+    async fn check(&self) -> ProbeResult;
+}
+
+/// Runs a probe under its deadline.
+pub(crate) async fn run_probe(probe: &dyn Probe) -> ProbeResult {
+    let deadline = probe.deadline();
+    match tokio::time::timeout(deadline, probe.check()).await {
+        Ok(r) => r,
+        Err(_) => ProbeResult::fail(
+            ProbeFailure::Timeout,
+            format!("{} did not answer within {deadline:?}", probe.describe()),
+        ),
+    }
+}
+
+/// The run state through the service's process manager.
+#[derive(Debug)]
+pub struct ProcessProbe {
+    manager: SharedProcessManager,
+    label: ServiceLabel,
+    timeout: Duration,
+}
+
+impl ProcessProbe {
+    /// Probes `label` through `manager`.
+    pub fn new(manager: SharedProcessManager, label: ServiceLabel, timeout: Duration) -> Self {
+        ProcessProbe {
+            manager,
+            label,
+            timeout,
+        }
+    }
+}
+
+#[async_trait]
+impl Probe for ProcessProbe {
+    fn describe(&self) -> String {
+        format!("process {}", self.label)
+    }
+
+    fn deadline(&self) -> Duration {
+        self.timeout
+    }
+
+    async fn check(&self) -> ProbeResult {
+        match self.manager.inspect(&self.label).await {
+            Ok(status) => {
+                let mut r = match status.state {
+                    RunState::Running => ProbeResult::pass(
+                        EndpointClass::Localhost,
+                        format!("running, pid {}", status.pid.unwrap_or(0)),
+                    ),
+                    RunState::SupervisorRestarting => ProbeResult::fail(
+                        ProbeFailure::SupervisorRestarting,
+                        "the supervisor is restarting it",
+                    ),
+                    RunState::Starting => ProbeResult::fail(ProbeFailure::Starting, "starting"),
+                    state => ProbeResult::fail(
+                        ProbeFailure::NotRunning,
+                        match status.last_exit {
+                            Some(exit) => format!("{state} (last {exit})"),
+                            None => state.to_string(),
+                        },
+                    ),
+                };
+                r.run_state = Some(status.state);
+                r.pid = status.pid;
+                r
+            }
+            Err(ProcessError::NotFound { .. }) => ProbeResult::fail(
+                ProbeFailure::NotInstalled,
+                format!("{} does not know {}", self.manager.capabilities().adapter, self.label),
+            ),
+            Err(ProcessError::Timeout { after, .. }) => ProbeResult::fail(
+                ProbeFailure::Timeout,
+                format!("inspect timed out after {after:?}"),
+            ),
+            Err(e) => ProbeResult::fail(ProbeFailure::Error, e.to_string()),
+        }
+    }
+}
+
+fn runtime_failure(e: &RuntimeError) -> ProbeFailure {
+    match e {
+        RuntimeError::Timeout { .. } => ProbeFailure::Timeout,
+        RuntimeError::Unavailable { .. } => ProbeFailure::Unreachable,
+        RuntimeError::NotFound { .. } => ProbeFailure::NotInstalled,
+        _ => ProbeFailure::Error,
+    }
+}
+
+/// A container's state and health check through the runtime port.
+#[derive(Debug)]
+pub struct ContainerProbe {
+    runtime: SharedContainerRuntime,
+    name: String,
+    class: EndpointClass,
+    timeout: Duration,
+}
+
+impl ContainerProbe {
+    /// Probes container `name`; a pass is reported as `class` (where the containers run).
+    pub fn new(
+        runtime: SharedContainerRuntime,
+        name: impl Into<String>,
+        class: EndpointClass,
+        timeout: Duration,
+    ) -> Self {
+        ContainerProbe {
+            runtime,
+            name: name.into(),
+            class,
+            timeout,
+        }
+    }
+}
+
+#[async_trait]
+impl Probe for ContainerProbe {
+    fn describe(&self) -> String {
+        format!("container {}", self.name)
+    }
+
+    fn deadline(&self) -> Duration {
+        self.timeout
+    }
+
+    async fn check(&self) -> ProbeResult {
+        match self.runtime.inspect_container(&self.name).await {
+            Ok(c) if !c.running => ProbeResult::fail(
+                ProbeFailure::NotRunning,
+                format!("{} ({})", c.status, c.exit_code.map_or(String::new(), |e| format!("exit {e}"))),
+            ),
+            Ok(c) => match c.health {
+                ContainerHealth::Healthy | ContainerHealth::None => {
+                    ProbeResult::pass(self.class, format!("running, health {:?}", c.health))
+                }
+                ContainerHealth::Starting => {
+                    ProbeResult::fail(ProbeFailure::Starting, "health check starting")
+                }
+                ContainerHealth::Unhealthy => ProbeResult::fail(
+                    ProbeFailure::Unhealthy,
+                    "running but its health check fails (Docker will not restart it)",
+                ),
+            },
+            Err(e) => ProbeResult::fail(runtime_failure(&e), e.to_string()),
+        }
+    }
+}
+
+/// The container substrate itself (`is_healthy`).
+#[derive(Debug)]
+pub struct SubstrateProbe {
+    runtime: SharedContainerRuntime,
+    timeout: Duration,
+}
+
+impl SubstrateProbe {
+    /// Probes the runtime.
+    pub fn new(runtime: SharedContainerRuntime, timeout: Duration) -> Self {
+        SubstrateProbe { runtime, timeout }
+    }
+}
+
+#[async_trait]
+impl Probe for SubstrateProbe {
+    fn describe(&self) -> String {
+        format!("substrate {}", self.runtime.adapter())
+    }
+
+    fn deadline(&self) -> Duration {
+        self.timeout
+    }
+
+    async fn check(&self) -> ProbeResult {
+        match self.runtime.is_healthy().await {
+            Ok(true) => ProbeResult::pass(EndpointClass::Localhost, "runtime answers"),
+            Ok(false) => ProbeResult::fail(ProbeFailure::Unreachable, "runtime is down"),
+            Err(e) => ProbeResult::fail(runtime_failure(&e), e.to_string()),
+        }
+    }
+}
+
+/// HTTP GET with an accepted status range, over endpoints in order.
+#[derive(Debug)]
+pub struct HttpProbe {
+    client: reqwest::Client,
+    endpoints: Vec<Endpoint>,
+    status: (u16, u16),
+    timeout: Duration,
+}
+
+impl HttpProbe {
+    /// A probe sharing `client` (one per loop, so connections are pooled).
+    pub fn new(
+        client: reqwest::Client,
+        endpoints: Vec<Endpoint>,
+        status: (u16, u16),
+        timeout: Duration,
+    ) -> Self {
+        HttpProbe {
+            client,
+            endpoints,
+            status,
+            timeout,
+        }
+    }
+
+    /// A client suited to probes: no proxy (a probe of localhost must not go through one), no
+    /// redirects (a redirect status is the answer).
+    pub fn client() -> reqwest::Client {
+        reqwest::Client::builder()
+            .no_proxy()
+            .redirect(reqwest::redirect::Policy::none())
+            .pool_idle_timeout(Duration::from_secs(60))
+            .build()
+            .unwrap_or_default()
+    }
+}
+
+#[async_trait]
+impl Probe for HttpProbe {
+    fn describe(&self) -> String {
+        format!(
+            "http {}",
+            self.endpoints.first().map_or("", |e| e.target.as_str())
+        )
+    }
+
+    fn deadline(&self) -> Duration {
+        self.timeout * self.endpoints.len().max(1) as u32
+    }
+
+    async fn check(&self) -> ProbeResult {
+        let mut last = ProbeResult::fail(ProbeFailure::Unreachable, "no endpoint");
+        for ep in &self.endpoints {
+            let request = self.client.get(&ep.target).timeout(self.timeout).send();
+            last = match tokio::time::timeout(self.timeout, request).await {
+                Err(_) => ProbeResult::fail(
+                    ProbeFailure::Timeout,
+                    format!("{} ({}) timed out after {:?}", ep.target, ep.class, self.timeout),
+                ),
+                Ok(Err(e)) if e.is_timeout() => ProbeResult::fail(
+                    ProbeFailure::Timeout,
+                    format!("{} ({}) timed out after {:?}", ep.target, ep.class, self.timeout),
+                ),
+                Ok(Err(e)) => ProbeResult::fail(
+                    ProbeFailure::Unreachable,
+                    format!("{} ({}): {e}", ep.target, ep.class),
+                ),
+                Ok(Ok(resp)) => {
+                    let code = resp.status().as_u16();
+                    if (self.status.0..=self.status.1).contains(&code) {
+                        return ProbeResult::pass(ep.class, format!("{} answered {code}", ep.target));
+                    }
+                    // It answered: a wrong status is the service's verdict, but a later
+                    // endpoint may still be the healthy path (e.g. a stale localhost proxy).
+                    ProbeResult::fail(
+                        ProbeFailure::Unhealthy,
+                        format!(
+                            "{} ({}) answered {code}, expected {}-{}",
+                            ep.target, ep.class, self.status.0, self.status.1
+                        ),
+                    )
+                }
+            };
+        }
+        last
+    }
+}
+
+/// A TCP connect, over endpoints in order.
+#[derive(Debug)]
+pub struct TcpProbe {
+    endpoints: Vec<Endpoint>,
+    timeout: Duration,
+}
+
+impl TcpProbe {
+    /// Connects to each `host:port` in order.
+    pub fn new(endpoints: Vec<Endpoint>, timeout: Duration) -> Self {
+        TcpProbe { endpoints, timeout }
+    }
+}
+
+#[async_trait]
+impl Probe for TcpProbe {
+    fn describe(&self) -> String {
+        format!(
+            "tcp {}",
+            self.endpoints.first().map_or("", |e| e.target.as_str())
+        )
+    }
+
+    fn deadline(&self) -> Duration {
+        self.timeout * self.endpoints.len().max(1) as u32
+    }
+
+    async fn check(&self) -> ProbeResult {
+        let mut last = ProbeResult::fail(ProbeFailure::Unreachable, "no endpoint");
+        for ep in &self.endpoints {
+            let connect = tokio::net::TcpStream::connect(ep.target.as_str());
+            last = match tokio::time::timeout(self.timeout, connect).await {
+                Ok(Ok(_stream)) => {
+                    return ProbeResult::pass(ep.class, format!("{} accepted", ep.target))
+                }
+                Ok(Err(e)) => ProbeResult::fail(
+                    ProbeFailure::Unreachable,
+                    format!("{} ({}): {e}", ep.target, ep.class),
+                ),
+                Err(_) => ProbeResult::fail(
+                    ProbeFailure::Timeout,
+                    format!("{} ({}) timed out after {:?}", ep.target, ep.class, self.timeout),
+                ),
+            };
+        }
+        last
+    }
+}
+
+/// How a command run ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum CommandEnd {
+    /// It exited with this code (`None`: killed by a signal).
+    Exited(Option<i32>),
+    /// The program is not there or not executable.
+    NotFound(String),
+    /// The deadline passed; it was killed.
+    TimedOut,
+    /// It could not be started for another reason.
+    Failed(String),
+}
+
+/// Runs `argv` (no shell) with `env` added, output discarded, killed at `timeout`.
+pub(crate) async fn run_command(
+    argv: &[String],
+    env: &[(&str, String)],
+    timeout: Duration,
+) -> CommandEnd {
+    let Some((program, args)) = argv.split_first() else {
+        return CommandEnd::NotFound("empty argv".into());
+    };
+    let mut cmd = tokio::process::Command::new(program);
+    cmd.args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied
+            ) =>
+        {
+            return CommandEnd::NotFound(format!("{program}: {e}"))
+        }
+        Err(e) => return CommandEnd::Failed(format!("{program}: {e}")),
+    };
+    match tokio::time::timeout(timeout, child.wait()).await {
+        Ok(Ok(status)) => CommandEnd::Exited(status.code()),
+        Ok(Err(e)) => CommandEnd::Failed(format!("{program}: {e}")),
+        Err(_) => {
+            let _ = child.start_kill();
+            let _ = child.wait().await;
+            CommandEnd::TimedOut
+        }
+    }
+}
+
+/// A command (argv, no shell) that passes with an expected exit code.
+#[derive(Debug)]
+pub struct CommandProbe {
+    argv: Vec<String>,
+    exit_code: i32,
+    timeout: Duration,
+}
+
+impl CommandProbe {
+    /// Runs `argv`; passes when it exits with `exit_code` within `timeout`.
+    pub fn new(argv: Vec<String>, exit_code: i32, timeout: Duration) -> Self {
+        CommandProbe {
+            argv,
+            exit_code,
+            timeout,
+        }
+    }
+}
+
+#[async_trait]
+impl Probe for CommandProbe {
+    fn describe(&self) -> String {
+        format!("command {}", self.argv.join(" "))
+    }
+
+    fn deadline(&self) -> Duration {
+        // The command's own deadline kills it; the outer one only guards a stuck reap.
+        self.timeout + Duration::from_secs(1)
+    }
+
+    async fn check(&self) -> ProbeResult {
+        match run_command(&self.argv, &[], self.timeout).await {
+            CommandEnd::Exited(Some(code)) if code == self.exit_code => {
+                ProbeResult::pass(EndpointClass::Localhost, format!("exited {code}"))
+            }
+            CommandEnd::Exited(code) => ProbeResult::fail(
+                ProbeFailure::Unhealthy,
+                match code {
+                    Some(c) => format!("exited {c}, expected {}", self.exit_code),
+                    None => "killed by a signal".to_string(),
+                },
+            ),
+            CommandEnd::NotFound(why) => ProbeResult::fail(
+                ProbeFailure::BinaryNotFound,
+                format!("probe program not found: {why} (check PATH or use an absolute path)"),
+            ),
+            CommandEnd::TimedOut => ProbeResult::fail(
+                ProbeFailure::Timeout,
+                format!("did not exit within {:?}; killed", self.timeout),
+            ),
+            CommandEnd::Failed(why) => ProbeResult::fail(ProbeFailure::Error, why),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Script {
+    queued: VecDeque<ProbeResult>,
+    steady: ProbeResult,
+    hang: bool,
+    calls: usize,
+}
+
+/// A probe whose answers are set by hand: a queue of results, then a steady answer. Clones share
+/// the script, so a test keeps one clone and hands the other to the loop.
+#[derive(Debug, Clone)]
+pub struct ScriptedProbe {
+    script: Arc<Mutex<Script>>,
+    timeout: Duration,
+}
+
+impl ScriptedProbe {
+    /// A probe that passes until told otherwise.
+    pub fn passing() -> Self {
+        ScriptedProbe {
+            script: Arc::new(Mutex::new(Script {
+                queued: VecDeque::new(),
+                steady: ProbeResult::pass(EndpointClass::Localhost, "scripted pass"),
+                hang: false,
+                calls: 0,
+            })),
+            timeout: Duration::from_secs(5),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Script> {
+        self.script.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// From now on, pass (`true`) or fail as unhealthy (`false`).
+    pub fn set_passing(&self, passing: bool) {
+        self.set_steady(if passing {
+            ProbeResult::pass(EndpointClass::Localhost, "scripted pass")
+        } else {
+            ProbeResult::fail(ProbeFailure::Unhealthy, "scripted failure")
+        });
+    }
+
+    /// From now on, answer `result`.
+    pub fn set_steady(&self, result: ProbeResult) {
+        let mut s = self.lock();
+        s.queued.clear();
+        s.steady = result;
+    }
+
+    /// Answers these (`true` pass, `false` fail) first, in order, then the steady answer.
+    pub fn queue(&self, rounds: &[bool]) {
+        let mut s = self.lock();
+        for &p in rounds {
+            s.queued.push_back(if p {
+                ProbeResult::pass(EndpointClass::Localhost, "scripted pass")
+            } else {
+                ProbeResult::fail(ProbeFailure::Unhealthy, "scripted failure")
+            });
+        }
+    }
+
+    /// Never answer (the loop's deadline ends each check).
+    pub fn set_hang(&self, hang: bool) {
+        self.lock().hang = hang;
+    }
+
+    /// How many checks ran.
+    pub fn calls(&self) -> usize {
+        self.lock().calls
+    }
+}
+
+#[async_trait]
+impl Probe for ScriptedProbe {
+    fn describe(&self) -> String {
+        "scripted".into()
+    }
+
+    fn deadline(&self) -> Duration {
+        self.timeout
+    }
+
+    async fn check(&self) -> ProbeResult {
+        let (hang, result) = {
+            let mut s = self.lock();
+            s.calls += 1;
+            let r = s.queued.pop_front().unwrap_or_else(|| s.steady.clone());
+            (s.hang, r)
+        };
+        if hang {
+            std::future::pending::<()>().await;
+        }
+        result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    fn ep(class: EndpointClass, target: String) -> Endpoint {
+        Endpoint { class, target }
+    }
+
+    /// A one-line HTTP server answering every request with `status`.
+    async fn http_server(status: u16) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut sock, _)) = listener.accept().await else {
+                    return;
+                };
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 4096];
+                    let _ = sock.read(&mut buf).await;
+                    let reply = format!(
+                        "HTTP/1.1 {status} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                    );
+                    let _ = sock.write_all(reply.as_bytes()).await;
+                });
+            }
+        });
+        format!("http://{addr}/health")
+    }
+
+    /// An address nothing listens on. The port is bound without listening, so that while
+    /// it is held no concurrent test's connect to it can succeed.
+    async fn closed_address() -> String {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        socket.local_addr().unwrap().to_string()
+    }
+
+    #[tokio::test]
+    async fn http_passes_in_range_and_reports_the_endpoint_that_answered() {
+        let ok = http_server(204).await;
+        let dead = format!("http://{}/health", closed_address().await);
+        let probe = HttpProbe::new(
+            HttpProbe::client(),
+            vec![ep(EndpointClass::Localhost, dead), ep(EndpointClass::Vm, ok)],
+            (200, 299),
+            Duration::from_secs(2),
+        );
+        let r = run_probe(&probe).await;
+        assert!(r.passed(), "{r:?}");
+        assert_eq!(r.endpoint_class, Some(EndpointClass::Vm));
+    }
+
+    #[tokio::test]
+    async fn http_out_of_range_is_unhealthy_and_refused_is_unreachable() {
+        let bad = http_server(503).await;
+        let probe = HttpProbe::new(
+            HttpProbe::client(),
+            vec![ep(EndpointClass::Localhost, bad)],
+            (200, 299),
+            Duration::from_secs(2),
+        );
+        let r = run_probe(&probe).await;
+        assert_eq!(r.failure, Some(ProbeFailure::Unhealthy), "{r:?}");
+        assert!(r.detail.contains("503"), "{r:?}");
+
+        let dead = format!("http://{}/", closed_address().await);
+        let probe = HttpProbe::new(
+            HttpProbe::client(),
+            vec![ep(EndpointClass::Dns, dead)],
+            (200, 299),
+            Duration::from_secs(2),
+        );
+        assert_eq!(
+            run_probe(&probe).await.failure,
+            Some(ProbeFailure::Unreachable)
+        );
+    }
+
+    #[tokio::test]
+    async fn tcp_connects_to_a_listener_and_fails_once_it_is_closed() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let probe = TcpProbe::new(
+            vec![ep(EndpointClass::Localhost, addr.clone())],
+            Duration::from_secs(2),
+        );
+        let r = run_probe(&probe).await;
+        assert!(r.passed(), "{r:?}");
+        assert_eq!(r.endpoint_class, Some(EndpointClass::Localhost));
+        drop(listener);
+        let r = run_probe(&probe).await;
+        assert_eq!(r.failure, Some(ProbeFailure::Unreachable), "{r:?}");
+    }
+
+    #[tokio::test]
+    async fn command_exit_codes_missing_binary_and_deadline() {
+        let t = Duration::from_secs(5);
+        let pass = CommandProbe::new(vec!["true".into()], 0, t);
+        assert!(run_probe(&pass).await.passed());
+        let fail = CommandProbe::new(vec!["false".into()], 0, t);
+        assert_eq!(run_probe(&fail).await.failure, Some(ProbeFailure::Unhealthy));
+        let expect_one = CommandProbe::new(vec!["false".into()], 1, t);
+        assert!(run_probe(&expect_one).await.passed());
+        let missing = CommandProbe::new(vec!["/nonexistent/probe-bin".into()], 0, t);
+        let r = run_probe(&missing).await;
+        assert_eq!(r.failure, Some(ProbeFailure::BinaryNotFound), "{r:?}");
+        let slow = CommandProbe::new(
+            vec!["sleep".into(), "30".into()],
+            0,
+            Duration::from_millis(200),
+        );
+        let started = std::time::Instant::now();
+        assert_eq!(run_probe(&slow).await.failure, Some(ProbeFailure::Timeout));
+        assert!(started.elapsed() < Duration::from_secs(10));
+    }
+
+    #[tokio::test]
+    async fn process_probe_reads_the_run_state() {
+        use process_manager::{MemoryProcessManager, ProcessManagerPort, ServiceConfig};
+        let pm = Arc::new(MemoryProcessManager::new());
+        let label = ServiceLabel::new("w").unwrap();
+        pm.enable(&ServiceConfig::new(label.clone(), "/bin/w"))
+            .await
+            .unwrap();
+        let probe = ProcessProbe::new(pm.clone(), label.clone(), Duration::from_secs(1));
+        let r = run_probe(&probe).await;
+        assert!(r.passed());
+        assert!(r.pid.is_some());
+        pm.set_state(&label, RunState::SupervisorRestarting);
+        let r = run_probe(&probe).await;
+        assert_eq!(r.failure, Some(ProbeFailure::SupervisorRestarting));
+        assert!(r.failure.unwrap().is_observe());
+        let other = ProcessProbe::new(pm, ServiceLabel::new("x").unwrap(), Duration::from_secs(1));
+        assert_eq!(
+            run_probe(&other).await.failure,
+            Some(ProbeFailure::NotInstalled)
+        );
+    }
+
+    #[tokio::test]
+    async fn container_and_substrate_probes_through_the_runtime() {
+        use container_runtime::MemoryRuntime;
+        let rt = Arc::new(MemoryRuntime::new());
+        rt.add_container("redis", &[]);
+        let probe = ContainerProbe::new(rt.clone(), "redis", EndpointClass::Vm, Duration::from_secs(1));
+        assert_eq!(run_probe(&probe).await.endpoint_class, Some(EndpointClass::Vm));
+        rt.set_container_health("redis", ContainerHealth::Unhealthy, true);
+        assert_eq!(run_probe(&probe).await.failure, Some(ProbeFailure::Unhealthy));
+        let sub = SubstrateProbe::new(rt.clone(), Duration::from_secs(1));
+        assert!(run_probe(&sub).await.passed());
+        rt.set_healthy(false);
+        assert_eq!(run_probe(&sub).await.failure, Some(ProbeFailure::Unreachable));
+        assert_eq!(run_probe(&probe).await.failure, Some(ProbeFailure::Unreachable));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_hanging_probe_ends_at_its_deadline() {
+        let p = ScriptedProbe::passing();
+        p.set_hang(true);
+        let started = tokio::time::Instant::now();
+        let r = run_probe(&p).await;
+        assert_eq!(r.failure, Some(ProbeFailure::Timeout));
+        assert_eq!(started.elapsed(), p.deadline());
+    }
+}
