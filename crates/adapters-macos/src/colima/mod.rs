@@ -93,7 +93,7 @@ impl ColimaConfig {
 
 #[derive(Debug, Clone)]
 enum StatusAnswer {
-    Running(ColimaStatus),
+    Running(Arc<ColimaStatus>),
     Stopped,
 }
 
@@ -257,10 +257,10 @@ impl ColimaRuntime {
             .colima(operation, "status", &["--json"], self.config.deadline)
             .await?;
         let answer = if out.success() {
-            StatusAnswer::Running(
+            StatusAnswer::Running(Arc::new(
                 parse::parse_status_json(&out.stdout)
                     .map_err(|e| Self::parse_error("colima status --json", e))?,
-            )
+            ))
         } else if out.code == Some(1) && out.stdout.trim().is_empty() {
             // colima's answer for a stopped VM: exit 1, nothing on stdout.
             StatusAnswer::Stopped
@@ -274,7 +274,7 @@ impl ColimaRuntime {
     async fn running_status(
         &self,
         operation: RuntimeOperation,
-    ) -> Result<ColimaStatus, RuntimeError> {
+    ) -> Result<Arc<ColimaStatus>, RuntimeError> {
         match self.status(operation, false).await? {
             StatusAnswer::Running(s) => Ok(s),
             StatusAnswer::Stopped => Err(self.not_running()),
