@@ -486,3 +486,28 @@ fn capabilities_tell_the_heal_loop_about_launchd() {
     assert!(caps.reports_restart_count);
     assert_eq!(caps.start_limit, None);
 }
+
+#[tokio::test]
+async fn the_fake_speaks_the_formats_the_parsers_were_tested_on() {
+    use adapters_macos::launchd::parse;
+    let t = Launchd::new();
+    let l = "com.joelclaw.formats";
+    t.pm.enable(&sleeper(l)).await.unwrap();
+    t.fake.run(&["x-fake-crash", &format!("system/{l}"), "78"]);
+    let table = parse::parse_list_table(&t.fake.run(&["list"])).unwrap();
+    assert_eq!(table.len(), 1);
+    assert_eq!(table[0].label, l);
+    assert!(table[0].pid.is_some());
+    assert_eq!(table[0].status, Some(78));
+    let dict = parse::parse_list_dict(&t.fake.run(&["list", l])).unwrap();
+    assert_eq!(dict.label, l);
+    assert_eq!(dict.pid, table[0].pid);
+    assert_eq!(dict.last_exit(), Some(ExitStatus::Code(78)));
+    let print = parse::parse_print(&t.fake.run(&["print", &format!("system/{l}")])).unwrap();
+    assert_eq!(print.state.as_deref(), Some("running"));
+    assert_eq!(print.last_exit_code, Some(parse::LastExitCode::Code(78)));
+    assert_eq!(print.runs, Some(2));
+    t.pm.disable(&label(l)).await.unwrap();
+    let disabled = parse::parse_print_disabled(&t.fake.run(&["print-disabled", "system"])).unwrap();
+    assert_eq!(disabled.get(l), Some(&true));
+}

@@ -61,9 +61,16 @@ pub struct LaunchdConfig {
     pub user: Option<UserDomain>,
     /// The account system daemons run as when their config names no user.
     pub service_account: Option<ServiceAccount>,
+    /// `PATH` for generated plists whose config sets none (`None`: leave launchd's default).
+    pub default_path: Option<String>,
     /// The deadline of every `launchctl` call.
     pub deadline: Duration,
 }
+
+/// The `PATH` generated plists get when their config sets none: Homebrew's folders first, which
+/// launchd's default lacks.
+pub const DEFAULT_SERVICE_PATH: &str =
+    "/opt/homebrew/bin:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin";
 
 impl Default for LaunchdConfig {
     fn default() -> Self {
@@ -73,6 +80,7 @@ impl Default for LaunchdConfig {
             system_plist_dir: PathBuf::from("/Library/LaunchDaemons"),
             user: None,
             service_account: None,
+            default_path: Some(DEFAULT_SERVICE_PATH.to_string()),
             deadline: Duration::from_secs(10),
         }
     }
@@ -112,6 +120,12 @@ impl LaunchdConfig {
             user: user.into(),
             group,
         });
+        self
+    }
+
+    /// Sets (or, with `None`, drops) the `PATH` given to plists whose config sets none.
+    pub fn with_default_path(mut self, path: Option<String>) -> Self {
+        self.default_path = path;
         self
     }
 
@@ -737,8 +751,12 @@ impl ProcessManagerPort for LaunchdProcessManager {
             label: Some(label.to_string()),
             detail,
         };
-        let plist = plist_gen::build_plist(config, self.config.service_account.as_ref())
-            .map_err(invalid)?;
+        let plist = plist_gen::build_plist(
+            config,
+            self.config.service_account.as_ref(),
+            self.config.default_path.as_deref(),
+        )
+        .map_err(invalid)?;
         let bytes = plist_gen::to_xml(&plist).map_err(|e| ProcessError::backend(ADAPTER, e))?;
         let path = dir.join(plist_file_name(label));
         let existing = std::fs::read(&path).ok();
@@ -785,8 +803,12 @@ impl ProcessManagerPort for LaunchdProcessManager {
                 // launchd reads the plist at bootstrap only: unload, replace, load.
                 self.bootout(op, scope, label).await?;
             }
-            plist_gen::write_atomically(&dir, &plist_file_name(label), &bytes).map_err(
-                |e| match e {
+            let folder_owner = match scope {
+                ServiceScope::System => None,
+                ServiceScope::Gui { uid } | ServiceScope::User { uid } => Some(uid),
+            };
+            plist_gen::write_atomically(&dir, &plist_file_name(label), &bytes, folder_owner)
+                .map_err(|e| match e {
                     plist_gen::WriteError::Permission(detail) => ProcessError::PermissionDenied {
                         operation: op,
                         target: path.display().to_string(),
@@ -801,8 +823,7 @@ impl ProcessManagerPort for LaunchdProcessManager {
                     },
                     plist_gen::WriteError::Unsafe(detail) => invalid(detail),
                     plist_gen::WriteError::Io(detail) => ProcessError::backend(ADAPTER, detail),
-                },
-            )?;
+                })?;
         } else if moved && loaded.is_some() {
             // Same file, but it was also running elsewhere: nothing to replace here.
             return Ok(EnableOutcome::Updated);

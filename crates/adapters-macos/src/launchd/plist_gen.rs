@@ -22,9 +22,12 @@ pub(crate) const BACKGROUND_SESSION: &str = "Background";
 
 /// Builds the plist for `config`. `account` fills in `UserName`/`GroupName` for a system daemon
 /// whose config names no user; a daemon is never left to run as root unless `allow_root`.
+/// `default_path` becomes `PATH` when the config sets none: launchd's own default lacks
+/// `/opt/homebrew/bin`, and a job that cannot find its tools fails quietly for days.
 pub(crate) fn build_plist(
     config: &ServiceConfig,
     account: Option<&ServiceAccount>,
+    default_path: Option<&str>,
 ) -> Result<Value, String> {
     let mut d = Dictionary::new();
     d.insert("Label".into(), Value::String(config.label.to_string()));
@@ -81,12 +84,15 @@ pub(crate) fn build_plist(
             Value::String(dir.to_string_lossy().into_owned()),
         );
     }
-    if !config.env.is_empty() {
-        let env: Dictionary = config
-            .env
-            .iter()
-            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
-            .collect();
+    let mut env: Dictionary = config
+        .env
+        .iter()
+        .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+        .collect();
+    if let (false, Some(path)) = (config.env.contains_key("PATH"), default_path) {
+        env.insert("PATH".into(), Value::String(path.into()));
+    }
+    if !env.is_empty() {
         d.insert("EnvironmentVariables".into(), Value::Dictionary(env));
     }
     if let Some(p) = &config.stdout_path {
@@ -153,10 +159,14 @@ fn io_err(what: &str, path: &Path, e: std::io::Error) -> WriteError {
 /// Writes `bytes` to `dir/<file_name>` atomically: a temporary file in the same folder, mode
 /// 0644, fsync, rename over the old one, fsync of the folder. A reader (launchd) sees the old
 /// plist or the new one, never half of one.
+///
+/// The folder must not be writable by group or others, and must belong to root, this process's
+/// user, or `folder_owner` (the user whose LaunchAgents folder it is, when root manages it).
 pub(crate) fn write_atomically(
     dir: &Path,
     file_name: &str,
     bytes: &[u8],
+    folder_owner: Option<u32>,
 ) -> Result<PathBuf, WriteError> {
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
@@ -172,9 +182,9 @@ pub(crate) fn write_atomically(
             meta.mode() & 0o777
         )));
     }
-    if meta.uid() != euid && meta.uid() != 0 {
+    if meta.uid() != euid && meta.uid() != 0 && Some(meta.uid()) != folder_owner {
         return Err(WriteError::Unsafe(format!(
-            "{} is owned by uid {}, neither this user ({euid}) nor root",
+            "{} is owned by uid {}, neither this user ({euid}), the domain's user, nor root",
             dir.display(),
             meta.uid()
         )));
@@ -236,7 +246,7 @@ mod tests {
         c.stderr_path = Some("/var/log/joelclaw/worker.err".into());
         c.restart_delay = Some(Duration::from_millis(2500));
         c.process_type = Some(ProcessType::Interactive);
-        let bytes = to_xml(&build_plist(&c, Some(&account())).unwrap()).unwrap();
+        let bytes = to_xml(&build_plist(&c, Some(&account()), None).unwrap()).unwrap();
         let d = parse_back(&bytes);
         let s = |k: &str| d.get(k).and_then(Value::as_string).map(str::to_string);
         assert_eq!(s("Label").as_deref(), Some("com.joelclaw.worker"));
@@ -279,11 +289,46 @@ mod tests {
     }
 
     #[test]
+    fn path_is_always_set() {
+        let base = ServiceConfig::new(label("p"), "/bin/sleep");
+        let d = parse_back(
+            &to_xml(
+                &build_plist(&base, Some(&account()), Some("/opt/homebrew/bin:/usr/bin")).unwrap(),
+            )
+            .unwrap(),
+        );
+        let env = d
+            .get("EnvironmentVariables")
+            .and_then(Value::as_dictionary)
+            .unwrap();
+        assert_eq!(
+            env.get("PATH").and_then(Value::as_string),
+            Some("/opt/homebrew/bin:/usr/bin")
+        );
+        // The config's own PATH wins.
+        let own = base.clone().with_env("PATH", "/usr/bin");
+        let d = parse_back(
+            &to_xml(&build_plist(&own, Some(&account()), Some("/opt/homebrew/bin")).unwrap())
+                .unwrap(),
+        );
+        let env = d
+            .get("EnvironmentVariables")
+            .and_then(Value::as_dictionary)
+            .unwrap();
+        assert_eq!(env.get("PATH").and_then(Value::as_string), Some("/usr/bin"));
+        // No default and no env: no EnvironmentVariables at all.
+        let d = parse_back(&to_xml(&build_plist(&base, Some(&account()), None).unwrap()).unwrap());
+        assert!(d.get("EnvironmentVariables").is_none());
+    }
+
+    #[test]
     fn keepalive_forms() {
         let base = ServiceConfig::new(label("k"), "/bin/sleep");
         let mut on_failure = base.clone();
         on_failure.restart = RestartPolicy::OnFailure;
-        let d = parse_back(&to_xml(&build_plist(&on_failure, Some(&account())).unwrap()).unwrap());
+        let d = parse_back(
+            &to_xml(&build_plist(&on_failure, Some(&account()), None).unwrap()).unwrap(),
+        );
         let keep = d.get("KeepAlive").and_then(Value::as_dictionary).unwrap();
         assert_eq!(
             keep.get("SuccessfulExit").and_then(Value::as_boolean),
@@ -292,7 +337,7 @@ mod tests {
         let mut never = base;
         never.restart = RestartPolicy::Never;
         never.run_at_load = false;
-        let d = parse_back(&to_xml(&build_plist(&never, Some(&account())).unwrap()).unwrap());
+        let d = parse_back(&to_xml(&build_plist(&never, Some(&account()), None).unwrap()).unwrap());
         assert_eq!(d.get("KeepAlive").and_then(Value::as_boolean), Some(false));
         assert_eq!(d.get("RunAtLoad").and_then(Value::as_boolean), Some(false));
     }
@@ -301,25 +346,25 @@ mod tests {
     fn accounts() {
         let base = ServiceConfig::new(label("a"), "/bin/sleep");
         // A daemon with no user and no account configured is refused, not run as root.
-        let e = build_plist(&base, None).unwrap_err();
+        let e = build_plist(&base, None, None).unwrap_err();
         assert!(e.contains("service account"), "{e}");
         // allow_root without a user: no UserName, launchd runs it as root.
         let mut root = base.clone();
         root.allow_root = true;
-        let d = parse_back(&to_xml(&build_plist(&root, Some(&account())).unwrap()).unwrap());
+        let d = parse_back(&to_xml(&build_plist(&root, Some(&account()), None).unwrap()).unwrap());
         assert!(d.get("UserName").is_none());
         // An explicit user wins over the account.
         let named = base.clone().with_user("redis", None);
-        let d = parse_back(&to_xml(&build_plist(&named, Some(&account())).unwrap()).unwrap());
+        let d = parse_back(&to_xml(&build_plist(&named, Some(&account()), None).unwrap()).unwrap());
         assert_eq!(d.get("UserName").and_then(Value::as_string), Some("redis"));
         assert!(d.get("GroupName").is_none());
         // Agents run as their user: no UserName, whatever the account.
         let agent = base.clone().with_scope(ServiceScope::Gui { uid: 501 });
-        let d = parse_back(&to_xml(&build_plist(&agent, Some(&account())).unwrap()).unwrap());
+        let d = parse_back(&to_xml(&build_plist(&agent, Some(&account()), None).unwrap()).unwrap());
         assert!(d.get("UserName").is_none());
         assert!(d.get("LimitLoadToSessionType").is_none());
         let bg = base.with_scope(ServiceScope::User { uid: 501 });
-        let d = parse_back(&to_xml(&build_plist(&bg, None).unwrap()).unwrap());
+        let d = parse_back(&to_xml(&build_plist(&bg, None, None).unwrap()).unwrap());
         assert_eq!(
             d.get("LimitLoadToSessionType").and_then(Value::as_string),
             Some(BACKGROUND_SESSION)
@@ -341,7 +386,7 @@ mod tests {
             .with_args(nasty)
             .with_env("NOTE", "<&>\"'\n");
         c.validate().unwrap();
-        let bytes = to_xml(&build_plist(&c, Some(&account())).unwrap()).unwrap();
+        let bytes = to_xml(&build_plist(&c, Some(&account()), None).unwrap()).unwrap();
         let text = String::from_utf8(bytes.clone()).unwrap();
         assert!(text.contains("a&lt;b&gt;c"), "{text}");
         assert!(text.contains("x &amp; y"), "{text}");
@@ -367,12 +412,12 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
         let agents = dir.path().join("Library/LaunchAgents");
-        let path = write_atomically(&agents, "x.plist", b"one").unwrap();
+        let path = write_atomically(&agents, "x.plist", b"one", None).unwrap();
         assert_eq!(path, agents.join("x.plist"));
         assert_eq!(std::fs::read(&path).unwrap(), b"one");
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o644);
-        write_atomically(&agents, "x.plist", b"two").unwrap();
+        write_atomically(&agents, "x.plist", b"two", None).unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), b"two");
         // No temporary file is left behind.
         let names: Vec<_> = std::fs::read_dir(&agents)
@@ -381,7 +426,7 @@ mod tests {
             .collect();
         assert_eq!(names, ["x.plist"]);
         std::fs::set_permissions(&agents, std::fs::Permissions::from_mode(0o777)).unwrap();
-        match write_atomically(&agents, "x.plist", b"three") {
+        match write_atomically(&agents, "x.plist", b"three", None) {
             Err(WriteError::Unsafe(msg)) => assert!(msg.contains("writable"), "{msg}"),
             other => panic!("expected Unsafe, got {other:?}"),
         }
