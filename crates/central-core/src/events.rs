@@ -132,7 +132,11 @@ impl HealEvent {
     /// The event as one line of JSON (no trailing newline).
     pub fn to_json_line(&self) -> String {
         serde_json::to_string(self).unwrap_or_else(|e| {
-            format!("{{\"event\":\"{}\",\"serialize_error\":{:?}}}", self.event, e.to_string())
+            format!(
+                "{{\"event\":\"{}\",\"serialize_error\":{:?}}}",
+                self.event,
+                e.to_string()
+            )
         })
     }
 
@@ -219,7 +223,10 @@ impl MemorySink {
 
     /// Everything received so far.
     pub fn events(&self) -> Vec<HealEvent> {
-        self.events.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.events
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 }
 

@@ -353,9 +353,12 @@ impl HealLoop {
         let client = HttpProbe::client();
         let mut services = Vec::with_capacity(inventory.services.len() + 1);
         if let Some(sub) = &inventory.substrate {
-            let runtime = ports.runtime.clone().ok_or_else(|| BuildError::MissingRuntime {
-                what: format!("the substrate {}", sub.name),
-            })?;
+            let runtime = ports
+                .runtime
+                .clone()
+                .ok_or_else(|| BuildError::MissingRuntime {
+                    what: format!("the substrate {}", sub.name),
+                })?;
             services.push(Tracked::new(
                 sub.name.clone(),
                 ServiceClass::InfraCritical,
@@ -382,7 +385,10 @@ impl HealLoop {
                     (
                         Target::Container {
                             runtime,
-                            name: spec.container.clone().unwrap_or_else(|| spec.label.to_string()),
+                            name: spec
+                                .container
+                                .clone()
+                                .unwrap_or_else(|| spec.label.to_string()),
                         },
                         adapter,
                         None,
@@ -396,17 +402,19 @@ impl HealLoop {
                         }
                     })?;
                     let caps = manager.capabilities();
-                    (Target::Process(manager), caps.adapter, caps.respawn_throttle)
+                    (
+                        Target::Process(manager),
+                        caps.adapter,
+                        caps.respawn_throttle,
+                    )
                 }
             };
             let mut probes: Vec<Arc<dyn Probe>> = Vec::new();
             for p in &spec.probes {
                 probes.push(match (&p.check, &target) {
-                    (ProbeCheck::Process, Target::Process(m)) => Arc::new(ProcessProbe::new(
-                        m.clone(),
-                        spec.label.clone(),
-                        p.timeout,
-                    )),
+                    (ProbeCheck::Process, Target::Process(m)) => {
+                        Arc::new(ProcessProbe::new(m.clone(), spec.label.clone(), p.timeout))
+                    }
                     (ProbeCheck::Process, Target::Container { runtime, name }) => {
                         // A container's "process" is the container itself.
                         Arc::new(ContainerProbe::new(
@@ -840,7 +848,12 @@ impl HealLoop {
     }
 
     /// Records a failed heal on the breaker; when it opens, a person is called.
-    fn breaker_failed(&mut self, i: usize, now: u64, events: &mut Vec<HealEvent>) -> Option<Action> {
+    fn breaker_failed(
+        &mut self,
+        i: usize,
+        now: u64,
+        events: &mut Vec<HealEvent>,
+    ) -> Option<Action> {
         let t = &mut self.services[i];
         let policy = t.policy.clone();
         self.dirty = true;
@@ -908,10 +921,7 @@ impl HealLoop {
                 return Some(notify);
             }
         }
-        let failure = self.services[i]
-            .last_probe
-            .as_ref()
-            .and_then(|p| p.failure);
+        let failure = self.services[i].last_probe.as_ref().and_then(|p| p.failure);
         if let Some(f) = failure.filter(|f| f.is_observe()) {
             let detail = match f {
                 ProbeFailure::SupervisorRestarting => {
@@ -919,13 +929,21 @@ impl HealLoop {
                 }
                 _ => "it is starting: observing",
             };
-            self.suppress(i, Step::Observe, f.as_str().into(), detail.into(), now, events);
+            self.suppress(
+                i,
+                Step::Observe,
+                f.as_str().into(),
+                detail.into(),
+                now,
+                events,
+            );
             return None;
         }
         // Bulkhead: a down infra-critical dependency is the root cause; it is healed first.
-        let blocker = self.deps[i].iter().copied().find(|&d| {
-            self.services[d].class == ServiceClass::InfraCritical && self.is_failing(d)
-        });
+        let blocker = self.deps[i]
+            .iter()
+            .copied()
+            .find(|&d| self.services[d].class == ServiceClass::InfraCritical && self.is_failing(d));
         if let Some(d) = blocker {
             let dep = &self.services[d];
             let cause = format!("dependency {} ({}) is down", dep.label, dep.class);
@@ -1003,7 +1021,10 @@ impl HealLoop {
         Some(Action::Heal { index: i, call })
     }
 
-    async fn execute(&self, actions: Vec<Action>) -> Vec<(usize, Result<String, (String, String)>)> {
+    async fn execute(
+        &self,
+        actions: Vec<Action>,
+    ) -> Vec<(usize, Result<String, (String, String)>)> {
         if actions.is_empty() {
             return Vec::new();
         }
@@ -1037,9 +1058,7 @@ impl HealLoop {
                                 "notify-failed".to_string(),
                                 format!("notify command exited {code:?}"),
                             )),
-                            CommandEnd::NotFound(why) => {
-                                Err(("binary-not-found".to_string(), why))
-                            }
+                            CommandEnd::NotFound(why) => Err(("binary-not-found".to_string(), why)),
                             CommandEnd::TimedOut => Err((
                                 "timeout".to_string(),
                                 format!("notify command killed after {:?}", spec.timeout),
@@ -1150,10 +1169,7 @@ impl HealLoop {
         match store.save(&state) {
             Ok(()) => self.dirty = false,
             Err(e) => {
-                let warning = format!(
-                    "cannot write heal state {}: {e}",
-                    store.path().display()
-                );
+                let warning = format!("cannot write heal state {}: {e}", store.path().display());
                 tracing::warn!(target: "joelclaw::heal", "{warning}");
                 if !self.warnings.contains(&warning) {
                     self.warnings.push(warning);

@@ -659,7 +659,9 @@ impl Parser<'_> {
             field.or_else(|| key_on_line(self.src, offset)),
         );
         let hint = match kind {
-            InventoryErrorKind::UnknownKey => " (check the spelling; see the inventory format in central-core's docs)",
+            InventoryErrorKind::UnknownKey => {
+                " (check the spelling; see the inventory format in central-core's docs)"
+            }
             _ => "",
         };
         self.error_at(offset, key, kind, format!("{message}{hint}"))
@@ -676,7 +678,10 @@ impl Parser<'_> {
         self.heal_policy(&raw.heal, &RawHeal::default(), 0, "heal")?;
 
         let settings = LoopSettings {
-            interval: raw.settings.interval.map_or(Duration::from_secs(10), |d| d.0),
+            interval: raw
+                .settings
+                .interval
+                .map_or(Duration::from_secs(10), |d| d.0),
             max_concurrency: raw.settings.max_concurrency.unwrap_or(64),
             heal_timeout: raw
                 .settings
@@ -1010,63 +1015,62 @@ impl Parser<'_> {
             }
             Ok(out)
         };
-        let check = match p.kind {
-            ProbeKind::Process => ProbeCheck::Process,
-            ProbeKind::Http => {
-                let endpoints = endpoints(true)?;
-                for e in &endpoints {
-                    if !e.target.starts_with("http://") {
-                        return Err(bad(
-                            "url",
-                            format!(
+        let check =
+            match p.kind {
+                ProbeKind::Process => ProbeCheck::Process,
+                ProbeKind::Http => {
+                    let endpoints = endpoints(true)?;
+                    for e in &endpoints {
+                        if !e.target.starts_with("http://") {
+                            return Err(bad(
+                                "url",
+                                format!(
                                 "{:?}: only plain http:// URLs are probed (no TLS in the agent)",
                                 e.target
                             ),
+                            ));
+                        }
+                    }
+                    let [lo, hi] = p.status.unwrap_or([200, 399]);
+                    if lo > hi || !(100..=599).contains(&lo) || !(100..=599).contains(&hi) {
+                        return Err(bad(
+                            "status",
+                            "write [lowest, highest], e.g. [200, 299]".into(),
                         ));
                     }
+                    ProbeCheck::Http {
+                        endpoints,
+                        status: (lo, hi),
+                    }
                 }
-                let [lo, hi] = p.status.unwrap_or([200, 399]);
-                if lo > hi || !(100..=599).contains(&lo) || !(100..=599).contains(&hi) {
-                    return Err(bad(
-                        "status",
-                        "write [lowest, highest], e.g. [200, 299]".into(),
-                    ));
-                }
-                ProbeCheck::Http {
-                    endpoints,
-                    status: (lo, hi),
-                }
-            }
-            ProbeKind::Tcp => ProbeCheck::Tcp {
-                endpoints: endpoints(false)?,
-            },
-            ProbeKind::Container => ProbeCheck::Container {
-                name: match (&p.container, container) {
-                    (Some(n), _) => n.clone(),
-                    (None, Some(n)) => n.to_string(),
-                    (None, None) => {
-                        return Err(bad(
+                ProbeKind::Tcp => ProbeCheck::Tcp {
+                    endpoints: endpoints(false)?,
+                },
+                ProbeKind::Container => ProbeCheck::Container {
+                    name: match (&p.container, container) {
+                        (Some(n), _) => n.clone(),
+                        (None, Some(n)) => n.to_string(),
+                        (None, None) => return Err(bad(
                             "container",
                             "a container probe needs `container` unless the service is a container"
                                 .into(),
-                        ))
-                    }
+                        )),
+                    },
                 },
-            },
-            ProbeKind::Command => {
-                let argv = p.argv.clone().unwrap_or_default();
-                if argv.is_empty() || argv[0].is_empty() {
-                    return Err(bad(
-                        "argv",
-                        "a command probe needs argv = [\"/path/to/program\", ...]".into(),
-                    ));
+                ProbeKind::Command => {
+                    let argv = p.argv.clone().unwrap_or_default();
+                    if argv.is_empty() || argv[0].is_empty() {
+                        return Err(bad(
+                            "argv",
+                            "a command probe needs argv = [\"/path/to/program\", ...]".into(),
+                        ));
+                    }
+                    ProbeCheck::Command {
+                        argv,
+                        exit_code: p.exit_code.unwrap_or(0),
+                    }
                 }
-                ProbeCheck::Command {
-                    argv,
-                    exit_code: p.exit_code.unwrap_or(0),
-                }
-            }
-        };
+            };
         Ok(ProbeSpec { check, timeout })
     }
 
@@ -1086,7 +1090,9 @@ impl Parser<'_> {
                     self.find_key(table, "label").unwrap_or(offset),
                     "service.config.label",
                     InventoryErrorKind::Invalid,
-                    format!("config label {l:?} differs from the service label {label}; leave it out"),
+                    format!(
+                        "config label {l:?} differs from the service label {label}; leave it out"
+                    ),
                 ))
             }
             _ => {}
@@ -1433,7 +1439,8 @@ env = { PATH = "/opt/homebrew/bin:/usr/bin:/bin" }
 
     #[test]
     fn unknown_dependency_names_line_and_key() {
-        let text = "[[service]]\nlabel = \"a\"\nmanager = \"null\"\ndepends_on = [\n  \"redis\",\n]\n";
+        let text =
+            "[[service]]\nlabel = \"a\"\nmanager = \"null\"\ndepends_on = [\n  \"redis\",\n]\n";
         assert_error(
             text,
             InventoryErrorKind::UnknownDependency,
@@ -1476,7 +1483,12 @@ env = { PATH = "/opt/homebrew/bin:/usr/bin:/bin" }
         let text = "[[service]]\nlabel = \"-rf\"\nmanager = \"null\"\n";
         assert_error(text, InventoryErrorKind::Invalid, "-rf", "service.label");
         let text = "[[service]]\nlabel = \"a\"\nmanager = \"upstart\"\n";
-        assert_error(text, InventoryErrorKind::Invalid, "upstart", "service.manager");
+        assert_error(
+            text,
+            InventoryErrorKind::Invalid,
+            "upstart",
+            "service.manager",
+        );
     }
 
     #[test]

@@ -93,7 +93,11 @@ pub(crate) enum BreakerChange {
 
 /// Records a failed heal at `now`. Opens at the threshold within the window, or at once when the
 /// half-open trial failed.
-pub(crate) fn breaker_failure(b: &mut BreakerRecord, policy: &HealPolicy, now: u64) -> BreakerChange {
+pub(crate) fn breaker_failure(
+    b: &mut BreakerRecord,
+    policy: &HealPolicy,
+    now: u64,
+) -> BreakerChange {
     let window = policy.breaker_window.as_millis() as u64;
     b.failures_ms.push(now);
     b.failures_ms.retain(|&t| now.saturating_sub(t) <= window);
@@ -271,10 +275,7 @@ mod tests {
         assert_eq!(breaker_failure(&mut b, &p, 150_000), BreakerChange::None);
         assert_eq!(b.failures_ms, vec![50_000, 150_000]);
         b.state = BreakerState::HalfOpen;
-        assert_eq!(
-            breaker_failure(&mut b, &p, 160_000),
-            BreakerChange::Opened
-        );
+        assert_eq!(breaker_failure(&mut b, &p, 160_000), BreakerChange::Opened);
         assert_eq!(b.opened_ms, Some(160_000));
     }
 }

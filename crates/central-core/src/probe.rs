@@ -200,7 +200,11 @@ impl Probe for ProcessProbe {
             }
             Err(ProcessError::NotFound { .. }) => ProbeResult::fail(
                 ProbeFailure::NotInstalled,
-                format!("{} does not know {}", self.manager.capabilities().adapter, self.label),
+                format!(
+                    "{} does not know {}",
+                    self.manager.capabilities().adapter,
+                    self.label
+                ),
             ),
             Err(ProcessError::Timeout { after, .. }) => ProbeResult::fail(
                 ProbeFailure::Timeout,
@@ -260,7 +264,11 @@ impl Probe for ContainerProbe {
         match self.runtime.inspect_container(&self.name).await {
             Ok(c) if !c.running => ProbeResult::fail(
                 ProbeFailure::NotRunning,
-                format!("{} ({})", c.status, c.exit_code.map_or(String::new(), |e| format!("exit {e}"))),
+                format!(
+                    "{} ({})",
+                    c.status,
+                    c.exit_code.map_or(String::new(), |e| format!("exit {e}"))
+                ),
             ),
             Ok(c) => match c.health {
                 ContainerHealth::Healthy | ContainerHealth::None => {
@@ -369,11 +377,17 @@ impl Probe for HttpProbe {
             last = match tokio::time::timeout(self.timeout, request).await {
                 Err(_) => ProbeResult::fail(
                     ProbeFailure::Timeout,
-                    format!("{} ({}) timed out after {:?}", ep.target, ep.class, self.timeout),
+                    format!(
+                        "{} ({}) timed out after {:?}",
+                        ep.target, ep.class, self.timeout
+                    ),
                 ),
                 Ok(Err(e)) if e.is_timeout() => ProbeResult::fail(
                     ProbeFailure::Timeout,
-                    format!("{} ({}) timed out after {:?}", ep.target, ep.class, self.timeout),
+                    format!(
+                        "{} ({}) timed out after {:?}",
+                        ep.target, ep.class, self.timeout
+                    ),
                 ),
                 Ok(Err(e)) => ProbeResult::fail(
                     ProbeFailure::Unreachable,
@@ -382,7 +396,10 @@ impl Probe for HttpProbe {
                 Ok(Ok(resp)) => {
                     let code = resp.status().as_u16();
                     if (self.status.0..=self.status.1).contains(&code) {
-                        return ProbeResult::pass(ep.class, format!("{} answered {code}", ep.target));
+                        return ProbeResult::pass(
+                            ep.class,
+                            format!("{} answered {code}", ep.target),
+                        );
                     }
                     // It answered: a wrong status is the service's verdict, but a later
                     // endpoint may still be the healthy path (e.g. a stale localhost proxy).
@@ -441,7 +458,10 @@ impl Probe for TcpProbe {
                 ),
                 Err(_) => ProbeResult::fail(
                     ProbeFailure::Timeout,
-                    format!("{} ({}) timed out after {:?}", ep.target, ep.class, self.timeout),
+                    format!(
+                        "{} ({}) timed out after {:?}",
+                        ep.target, ep.class, self.timeout
+                    ),
                 ),
             };
         }
@@ -700,7 +720,10 @@ mod tests {
         let dead = format!("http://{}/health", closed_address().await);
         let probe = HttpProbe::new(
             HttpProbe::client(),
-            vec![ep(EndpointClass::Localhost, dead), ep(EndpointClass::Vm, ok)],
+            vec![
+                ep(EndpointClass::Localhost, dead),
+                ep(EndpointClass::Vm, ok),
+            ],
             (200, 299),
             Duration::from_secs(2),
         );
@@ -757,7 +780,10 @@ mod tests {
         let pass = CommandProbe::new(vec!["true".into()], 0, t);
         assert!(run_probe(&pass).await.passed());
         let fail = CommandProbe::new(vec!["false".into()], 0, t);
-        assert_eq!(run_probe(&fail).await.failure, Some(ProbeFailure::Unhealthy));
+        assert_eq!(
+            run_probe(&fail).await.failure,
+            Some(ProbeFailure::Unhealthy)
+        );
         let expect_one = CommandProbe::new(vec!["false".into()], 1, t);
         assert!(run_probe(&expect_one).await.passed());
         let missing = CommandProbe::new(vec!["/nonexistent/probe-bin".into()], 0, t);
@@ -801,15 +827,32 @@ mod tests {
         use container_runtime::MemoryRuntime;
         let rt = Arc::new(MemoryRuntime::new());
         rt.add_container("redis", &[]);
-        let probe = ContainerProbe::new(rt.clone(), "redis", EndpointClass::Vm, Duration::from_secs(1));
-        assert_eq!(run_probe(&probe).await.endpoint_class, Some(EndpointClass::Vm));
+        let probe = ContainerProbe::new(
+            rt.clone(),
+            "redis",
+            EndpointClass::Vm,
+            Duration::from_secs(1),
+        );
+        assert_eq!(
+            run_probe(&probe).await.endpoint_class,
+            Some(EndpointClass::Vm)
+        );
         rt.set_container_health("redis", ContainerHealth::Unhealthy, true);
-        assert_eq!(run_probe(&probe).await.failure, Some(ProbeFailure::Unhealthy));
+        assert_eq!(
+            run_probe(&probe).await.failure,
+            Some(ProbeFailure::Unhealthy)
+        );
         let sub = SubstrateProbe::new(rt.clone(), Duration::from_secs(1));
         assert!(run_probe(&sub).await.passed());
         rt.set_healthy(false);
-        assert_eq!(run_probe(&sub).await.failure, Some(ProbeFailure::Unreachable));
-        assert_eq!(run_probe(&probe).await.failure, Some(ProbeFailure::Unreachable));
+        assert_eq!(
+            run_probe(&sub).await.failure,
+            Some(ProbeFailure::Unreachable)
+        );
+        assert_eq!(
+            run_probe(&probe).await.failure,
+            Some(ProbeFailure::Unreachable)
+        );
     }
 
     #[tokio::test(start_paused = true)]

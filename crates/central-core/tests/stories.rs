@@ -1,0 +1,685 @@
+//! The heal loop's failure stories (DESIGN.md §4), each on paused tokio time over the in-memory
+//! adapters, asserting the events and the calls made to the ports.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use central_core::{
+    BreakerState, Clock, EventKind, HealLoop, Health, Inventory, JsonLinesSink, LoopOptions,
+    MemorySink, NodeTags, Ports, ScriptedProbe, Step, TickReport,
+};
+use container_runtime::{MemoryRuntime, RuntimeOperation};
+use process_manager::{
+    ExitStatus, Fault, Injection, MemoryProcessManager, Operation, ProcessManagerPort, RunState,
+    ServiceConfig, ServiceLabel,
+};
+use tokio::time::{sleep, Instant};
+
+use EventKind::*;
+
+const EPOCH_MS: u64 = 1_800_000_000_000;
+
+fn label(s: &str) -> ServiceLabel {
+    ServiceLabel::new(s).unwrap()
+}
+
+fn inventory(text: &str) -> Inventory {
+    Inventory::parse("stories.toml", text).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn options(clock: Clock) -> LoopOptions {
+    LoopOptions::new(NodeTags::new("story-node", "linux"))
+        .with_clock(clock)
+        .with_seed(7)
+}
+
+/// A memory manager with these services installed and running.
+async fn manager(labels: &[&str]) -> Arc<MemoryProcessManager> {
+    let pm = Arc::new(MemoryProcessManager::new());
+    for l in labels {
+        pm.enable(&ServiceConfig::new(label(l), format!("/opt/bin/{l}")))
+            .await
+            .unwrap();
+    }
+    pm.clear_calls();
+    pm
+}
+
+fn kinds(report: &TickReport) -> Vec<(EventKind, &str)> {
+    report
+        .events
+        .iter()
+        .map(|e| (e.event, e.service.as_str()))
+        .collect()
+}
+
+const FAST: &str = r#"
+[loop]
+interval = "10s"
+heal_timeout = "5s"
+
+[heal]
+failures_to_down = 1
+passes_to_up = 1
+grace = "0s"
+jitter = 0.0
+backoff_initial = "10s"
+"#;
+
+#[tokio::test(start_paused = true)]
+async fn crash_is_restarted_once_then_healthy_and_left_alone() {
+    let pm = manager(&["worker"]).await;
+    let inv = inventory(&format!(
+        "{FAST}\n[[service]]\nlabel = \"worker\"\nmanager = \"null\"\n"
+    ));
+    let sink = Arc::new(MemorySink::new());
+    let mut heal = HealLoop::new(
+        &inv,
+        Ports::new().with_manager("null", pm.clone()),
+        options(Clock::starting_at(EPOCH_MS)),
+    )
+    .unwrap();
+    heal.add_sink(sink.clone());
+
+    assert!(
+        heal.tick().await.events.is_empty(),
+        "healthy: nothing to say"
+    );
+    pm.crash(&label("worker"), ExitStatus::Signal(9));
+    let r = heal.tick().await;
+    assert_eq!(
+        kinds(&r),
+        vec![(ProbeFailed, "worker"), (HealStarted, "worker")]
+    );
+    assert_eq!(r.events[1].step, Some(Step::Restart));
+    assert_eq!(r.events[0].error_kind.as_deref(), Some("not-running"));
+    assert_eq!(pm.count(Operation::Restart, &label("worker")), 1);
+
+    sleep(Duration::from_secs(10)).await;
+    let r = heal.tick().await;
+    assert_eq!(
+        kinds(&r),
+        vec![(ProbeRecovered, "worker"), (HealSucceeded, "worker")]
+    );
+    sleep(Duration::from_secs(10)).await;
+    assert!(heal.tick().await.events.is_empty());
+    assert_eq!(
+        pm.count(Operation::Restart, &label("worker")),
+        1,
+        "no second restart"
+    );
+
+    // Every event carries the tags, and the sink saw the same sequence.
+    let all = sink.events();
+    assert_eq!(all.len(), 4);
+    for e in &all {
+        assert_eq!(e.node_id, "story-node");
+        assert_eq!(e.platform, "linux");
+        assert_eq!(e.adapter_type, "memory");
+    }
+    assert_eq!(
+        all[3].endpoint_class,
+        Some(central_core::inventory::EndpointClass::Localhost)
+    );
+
+    let status = heal.status();
+    let w = &status.services[0];
+    assert_eq!(w.health, Health::Healthy);
+    assert_eq!(w.run_state, Some(RunState::Running));
+    assert!(w.pid.is_some());
+    assert_eq!(w.breaker, BreakerState::Closed);
+    assert_eq!(w.last_event, Some(HealSucceeded));
+    assert!(w.last_probe.as_ref().unwrap().passed);
+}
+
+#[tokio::test(start_paused = true)]
+async fn hang_is_restarted_after_exactly_n_failed_probes() {
+    let pm = manager(&["gateway"]).await;
+    let inv = inventory(
+        "[heal]\nfailures_to_down = 3\npasses_to_up = 1\ngrace = \"0s\"\n\n[[service]]\nlabel = \"gateway\"\nmanager = \"null\"\n",
+    );
+    let mut heal = HealLoop::new(
+        &inv,
+        Ports::new().with_manager("null", pm.clone()),
+        options(Clock::starting_at(EPOCH_MS)),
+    )
+    .unwrap();
+    // The process is alive; its endpoint does not answer.
+    let probe = ScriptedProbe::passing();
+    heal.set_probes("gateway", vec![Arc::new(probe.clone())]);
+    probe.set_passing(false);
+
+    for round in 1..=2 {
+        let r = heal.tick().await;
+        assert_eq!(kinds(&r), vec![(ProbeFailed, "gateway")], "round {round}");
+        assert_eq!(pm.count(Operation::Restart, &label("gateway")), 0);
+        sleep(Duration::from_secs(10)).await;
+    }
+    let r = heal.tick().await;
+    assert_eq!(
+        kinds(&r),
+        vec![(ProbeFailed, "gateway"), (HealStarted, "gateway")]
+    );
+    assert_eq!(pm.count(Operation::Restart, &label("gateway")), 1);
+    assert_eq!(heal.status().services[0].health, Health::Unhealthy);
+
+    probe.set_passing(true);
+    sleep(Duration::from_secs(10)).await;
+    let r = heal.tick().await;
+    assert_eq!(
+        kinds(&r),
+        vec![(ProbeRecovered, "gateway"), (HealSucceeded, "gateway")]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn crash_loop_backs_off_opens_the_breaker_then_one_trial_then_closes() {
+    let pm = manager(&["worker"]).await;
+    let inv = inventory(&format!(
+        "{FAST}\nbackoff_multiplier = 2.0\nbreaker_threshold = 3\nbreaker_window = \"10m\"\nbreaker_cooldown = \"5m\"\nstable_after = \"1m\"\n\n[[service]]\nlabel = \"worker\"\nmanager = \"null\"\n"
+    ));
+    let mut heal = HealLoop::new(
+        &inv,
+        Ports::new().with_manager("null", pm.clone()),
+        options(Clock::starting_at(EPOCH_MS)),
+    )
+    .unwrap();
+    let worker = label("worker");
+    let start = Instant::now();
+    let mut restarts_at = Vec::new();
+    let mut log: Vec<(u64, EventKind)> = Vec::new();
+    let mut crashing = true;
+    // Ticks every 10 s for 7 minutes; the service crashes right after every start until the
+    // half-open trial.
+    for _ in 0..=42 {
+        let t = start.elapsed().as_secs();
+        if crashing {
+            pm.crash(&worker, ExitStatus::Code(1));
+        }
+        let before = pm.count(Operation::Restart, &worker);
+        let r = heal.tick().await;
+        if pm.count(Operation::Restart, &worker) > before {
+            restarts_at.push(t);
+        }
+        for e in &r.events {
+            if e.event != ProbeFailed {
+                log.push((t, e.event));
+            }
+            if e.event == BreakerHalfOpen {
+                crashing = false;
+            }
+        }
+        sleep(Duration::from_secs(10)).await;
+    }
+    // Restarts spaced 10 s then 20 s (backoff from each attempt's start), then the breaker; one
+    // trial after the 5 min cool-down.
+    assert_eq!(restarts_at, vec![0, 10, 30, 340]);
+    assert_eq!(
+        log,
+        vec![
+            (0, HealStarted),
+            (10, HealFailed),
+            (10, HealStarted),
+            (20, HealFailed),
+            (30, HealStarted),
+            (40, HealFailed),
+            (40, BreakerOpened),
+            (40, HealEscalated),
+            (340, BreakerHalfOpen),
+            (340, HealStarted),
+            (350, ProbeRecovered),
+            (350, HealSucceeded),
+            (410, BreakerClosed),
+        ]
+    );
+    assert_eq!(heal.status().services[0].breaker, BreakerState::Closed);
+}
+
+#[tokio::test(start_paused = true)]
+async fn substrate_down_suppresses_dependents_heals_it_first_and_they_recover_unrestarted() {
+    let rt = Arc::new(MemoryRuntime::new());
+    rt.add_container("redis", &[]);
+    rt.add_container("typesense", &[]);
+    let inv = inventory(&format!(
+        "{FAST}\n[substrate]\nname = \"colima\"\n\n[[service]]\nlabel = \"redis\"\nmanager = \"container\"\nclass = \"infra-critical\"\n\n[[service]]\nlabel = \"typesense\"\nmanager = \"container\"\n"
+    ));
+    let mut heal = HealLoop::new(
+        &inv,
+        Ports::new().with_runtime(rt.clone()),
+        options(Clock::starting_at(EPOCH_MS)),
+    )
+    .unwrap();
+    assert!(heal.tick().await.events.is_empty());
+
+    rt.set_healthy(false);
+    let r = heal.tick().await;
+    assert_eq!(
+        kinds(&r),
+        vec![
+            (ProbeFailed, "colima"),
+            (ProbeFailed, "redis"),
+            (ProbeFailed, "typesense"),
+            (HealStarted, "colima"),
+            (HealSuppressed, "redis"),
+            (HealSuppressed, "typesense"),
+        ]
+    );
+    assert_eq!(r.events[3].step, Some(Step::HealSubstrate));
+    for e in &r.events[4..] {
+        assert_eq!(
+            e.cause.as_deref(),
+            Some("dependency colima (infra-critical) is down")
+        );
+    }
+    assert_eq!(rt.count(RuntimeOperation::EnsureRunning), 1);
+
+    sleep(Duration::from_secs(10)).await;
+    let r = heal.tick().await;
+    assert_eq!(
+        kinds(&r),
+        vec![
+            (ProbeRecovered, "colima"),
+            (HealSucceeded, "colima"),
+            (ProbeRecovered, "redis"),
+            (ProbeRecovered, "typesense"),
+        ]
+    );
+    assert_eq!(rt.count(RuntimeOperation::RestartContainer), 0);
+    assert_eq!(rt.count(RuntimeOperation::EnsureRunning), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_app_level_failure_never_causes_work_on_infra() {
+    let pm = manager(&["db", "app"]).await;
+    let rt = Arc::new(MemoryRuntime::new());
+    let inv = inventory(&format!(
+        "{FAST}\n[substrate]\n\n[[service]]\nlabel = \"db\"\nmanager = \"null\"\nclass = \"infra-critical\"\ndepends_on = [\"substrate\"]\n\n[[service]]\nlabel = \"app\"\nmanager = \"null\"\nclass = \"app-level\"\ndepends_on = [\"db\"]\n"
+    ));
+    let mut heal = HealLoop::new(
+        &inv,
+        Ports::new()
+            .with_manager("null", pm.clone())
+            .with_runtime(rt.clone()),
+        options(Clock::starting_at(EPOCH_MS)),
+    )
+    .unwrap();
+    let probe = ScriptedProbe::passing();
+    heal.set_probes("app", vec![Arc::new(probe.clone())]);
+    probe.set_passing(false);
+    let r = heal.tick().await;
+    assert_eq!(kinds(&r), vec![(ProbeFailed, "app"), (HealStarted, "app")]);
+    assert_eq!(pm.count(Operation::Restart, &label("app")), 1);
+    assert_eq!(pm.count(Operation::Restart, &label("db")), 0);
+    assert_eq!(rt.count(RuntimeOperation::EnsureRunning), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn flapping_probe_is_kept_from_restarting_by_hysteresis() {
+    let pm = manager(&["inngest"]).await;
+    let inv = inventory(
+        "[heal]\nfailures_to_down = 3\npasses_to_up = 2\n\n[[service]]\nlabel = \"inngest\"\nmanager = \"null\"\n",
+    );
+    let mut heal = HealLoop::new(
+        &inv,
+        Ports::new().with_manager("null", pm.clone()),
+        options(Clock::starting_at(EPOCH_MS)),
+    )
+    .unwrap();
+    let probe = ScriptedProbe::passing();
+    heal.set_probes("inngest", vec![Arc::new(probe.clone())]);
+    // Two failures at most in a row, for 30 rounds.
+    let pattern = [false, true, false, false, true, true, false, true];
+    probe.queue(&pattern.repeat(4)[..30]);
+    let mut seen = Vec::new();
+    for _ in 0..30 {
+        seen.extend(heal.tick().await.events.into_iter().map(|e| e.event));
+        sleep(Duration::from_secs(10)).await;
+    }
+    assert!(seen.contains(&ProbeFailed));
+    assert!(seen.contains(&ProbeRecovered), "{seen:?}");
+    assert!(
+        seen.iter()
+            .all(|e| matches!(e, ProbeFailed | ProbeRecovered)),
+        "{seen:?}"
+    );
+    assert_eq!(pm.count(Operation::Restart, &label("inngest")), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn agent_restart_mid_episode_does_not_restart_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let pm = manager(&["worker"]).await;
+    let worker = label("worker");
+    let inv = inventory(&format!(
+        "{FAST}\n[[service]]\nlabel = \"worker\"\nmanager = \"null\"\n"
+    ));
+    let clock = Clock::starting_at(EPOCH_MS);
+    let ports = Ports::new().with_manager("null", pm.clone());
+
+    let mut first = HealLoop::new(
+        &inv,
+        ports.clone(),
+        options(clock).with_state_dir(dir.path()),
+    )
+    .unwrap();
+    pm.crash(&worker, ExitStatus::Signal(9));
+    let r = first.tick().await;
+    assert_eq!(
+        kinds(&r),
+        vec![(ProbeFailed, "worker"), (HealStarted, "worker")]
+    );
+    assert_eq!(pm.count(Operation::Restart, &worker), 1);
+    // The agent dies here, before it saw whether the restart worked; and the worker crashes
+    // again at once.
+    drop(first);
+    pm.crash(&worker, ExitStatus::Signal(9));
+
+    sleep(Duration::from_secs(2)).await;
+    let mut second = HealLoop::new(
+        &inv,
+        ports.clone(),
+        options(clock).with_state_dir(dir.path()),
+    )
+    .unwrap();
+    assert_eq!(
+        second.status().services[0]
+            .in_flight
+            .as_ref()
+            .map(|a| a.step),
+        Some(Step::Restart),
+        "the restart is remembered"
+    );
+    let r = second.tick().await;
+    // The recorded restart is judged (it did not hold), and no new one starts inside the
+    // backoff that began with it.
+    assert_eq!(
+        kinds(&r),
+        vec![(ProbeFailed, "worker"), (HealFailed, "worker")]
+    );
+    assert_eq!(r.events[1].attempt, Some(1));
+    assert_eq!(pm.count(Operation::Restart, &worker), 1);
+
+    // Ten seconds after the first attempt started, the second one may run: attempt 2, not 1.
+    sleep(Duration::from_secs(8)).await;
+    let r = second.tick().await;
+    assert_eq!(
+        kinds(&r),
+        vec![(ProbeFailed, "worker"), (HealStarted, "worker")]
+    );
+    assert_eq!(r.events[1].attempt, Some(2));
+    assert_eq!(pm.count(Operation::Restart, &worker), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn agent_killed_during_the_restart_call_does_not_repeat_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let pm = manager(&["worker"]).await;
+    let worker = label("worker");
+    let inv = inventory(&format!(
+        "{FAST}\n[[service]]\nlabel = \"worker\"\nmanager = \"null\"\n"
+    ));
+    let clock = Clock::starting_at(EPOCH_MS);
+    let ports = Ports::new().with_manager("null", pm.clone());
+    let mut first = HealLoop::new(
+        &inv,
+        ports.clone(),
+        options(clock).with_state_dir(dir.path()),
+    )
+    .unwrap();
+    pm.crash(&worker, ExitStatus::Signal(9));
+    pm.inject(
+        Injection::new(Operation::Restart, Fault::Hang)
+            .for_label(&worker)
+            .times(1),
+    );
+    // The agent is killed one second into the (hanging) restart call.
+    assert!(tokio::time::timeout(Duration::from_secs(1), first.tick())
+        .await
+        .is_err());
+    drop(first);
+    // Meanwhile the supervisor brought it back.
+    pm.set_state(&worker, RunState::Running);
+
+    let mut second = HealLoop::new(&inv, ports, options(clock).with_state_dir(dir.path())).unwrap();
+    let r = second.tick().await;
+    assert_eq!(kinds(&r), vec![(HealSucceeded, "worker")]);
+    assert_eq!(
+        pm.count(Operation::Restart, &worker),
+        1,
+        "only the interrupted call"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn supervisor_already_restarting_is_observed_not_restarted() {
+    let pm = manager(&["worker"]).await;
+    let worker = label("worker");
+    let inv = inventory(&format!(
+        "{FAST}\n[[service]]\nlabel = \"worker\"\nmanager = \"null\"\n"
+    ));
+    let mut heal = HealLoop::new(
+        &inv,
+        Ports::new().with_manager("null", pm.clone()),
+        options(Clock::starting_at(EPOCH_MS)),
+    )
+    .unwrap();
+    pm.set_state(&worker, RunState::SupervisorRestarting);
+    let r = heal.tick().await;
+    assert_eq!(
+        kinds(&r),
+        vec![(ProbeFailed, "worker"), (HealSuppressed, "worker")]
+    );
+    assert_eq!(r.events[1].step, Some(Step::Observe));
+    assert_eq!(r.events[1].cause.as_deref(), Some("supervisor-restarting"));
+    for _ in 0..3 {
+        sleep(Duration::from_secs(10)).await;
+        assert_eq!(kinds(&heal.tick().await), vec![(ProbeFailed, "worker")]);
+    }
+    assert_eq!(pm.count(Operation::Restart, &worker), 0);
+    pm.set_state(&worker, RunState::Running);
+    sleep(Duration::from_secs(10)).await;
+    assert_eq!(kinds(&heal.tick().await), vec![(ProbeRecovered, "worker")]);
+    assert_eq!(pm.count(Operation::Restart, &worker), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_hanging_adapter_call_is_a_timeout_and_others_are_probed_on_time() {
+    let pm = manager(&["stuck", "fine"]).await;
+    let stuck = label("stuck");
+    let fine = label("fine");
+    let inv = inventory(&format!(
+        "{FAST}\n[[service]]\nlabel = \"stuck\"\nmanager = \"null\"\n\n[[service]]\nlabel = \"fine\"\nmanager = \"null\"\n"
+    ));
+    let mut heal = HealLoop::new(
+        &inv,
+        Ports::new().with_manager("null", pm.clone()),
+        options(Clock::starting_at(EPOCH_MS)),
+    )
+    .unwrap();
+    pm.crash(&stuck, ExitStatus::Signal(9));
+    pm.inject(Injection::new(Operation::Restart, Fault::Hang).for_label(&stuck));
+
+    let started = Instant::now();
+    let r = heal.tick().await;
+    assert_eq!(
+        started.elapsed(),
+        Duration::from_secs(5),
+        "the heal deadline"
+    );
+    assert_eq!(
+        kinds(&r),
+        vec![
+            (ProbeFailed, "stuck"),
+            (HealStarted, "stuck"),
+            (HealFailed, "stuck")
+        ]
+    );
+    assert_eq!(r.events[2].error_kind.as_deref(), Some("timeout"));
+    assert_eq!(pm.count(Operation::Inspect, &fine), 1);
+
+    // The loop keeps its 10 s rhythm whatever `stuck` does: every tick probes `fine`.
+    let sink = Arc::new(MemorySink::new());
+    heal.add_sink(sink.clone());
+    heal.run(sleep(Duration::from_secs(31))).await;
+    assert_eq!(pm.count(Operation::Inspect, &fine), 5);
+    let failed_heals: Vec<_> = sink
+        .events()
+        .into_iter()
+        .filter(|e| e.event == HealFailed)
+        .map(|e| (e.at_ms - EPOCH_MS) / 1000)
+        .collect();
+    // `run` ticks at 5, 15, 25 and 35 s. The second attempt may start 10 s after the first
+    // (at 0 s) began: at 15 s, timing out at 20 s; the third may start 20 s after that, at 35 s,
+    // and is still hanging when the loop is shut down at 36 s.
+    assert_eq!(failed_heals, vec![20]);
+
+    // A hanging probe is a probe timeout; the other service is still probed.
+    pm.clear_faults();
+    pm.inject(Injection::new(Operation::Inspect, Fault::Hang).for_label(&stuck));
+    let before = pm.count(Operation::Inspect, &fine);
+    let r = heal.tick().await;
+    assert_eq!(r.events[0].event, ProbeFailed);
+    assert_eq!(r.events[0].error_kind.as_deref(), Some("timeout"));
+    assert_eq!(pm.count(Operation::Inspect, &fine), before + 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn events_are_available_as_json_lines_and_on_a_channel() {
+    let pm = manager(&["worker"]).await;
+    let inv = inventory(&format!(
+        "{FAST}\n[[service]]\nlabel = \"worker\"\nmanager = \"null\"\n"
+    ));
+    let mut heal = HealLoop::new(
+        &inv,
+        Ports::new().with_manager("null", pm.clone()),
+        options(Clock::starting_at(EPOCH_MS)),
+    )
+    .unwrap();
+    let file = tempfile::NamedTempFile::new().unwrap();
+    heal.add_sink(Arc::new(JsonLinesSink::new(file.reopen().unwrap())));
+    let mut feed = heal.subscribe();
+    pm.crash(&label("worker"), ExitStatus::Code(2));
+    heal.tick().await;
+    let text = std::fs::read_to_string(file.path()).unwrap();
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[0]["event"], "probe.failed");
+    assert_eq!(lines[1]["event"], "heal.started");
+    assert_eq!(lines[1]["step"], "restart");
+    assert_eq!(lines[1]["service"], "worker");
+    assert_eq!(feed.recv().await.unwrap().event, ProbeFailed);
+    assert_eq!(feed.recv().await.unwrap().event, HealStarted);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_missing_definition_is_repaired_from_the_desired_config() {
+    let pm = manager(&[]).await;
+    let inv = inventory(&format!(
+        "{FAST}\n[[service]]\nlabel = \"worker\"\nmanager = \"systemd\"\n\n[service.config]\nprogram = \"/opt/bin/worker\"\nenv = {{ PATH = \"/usr/bin:/bin\" }}\n"
+    ));
+    let mut heal = HealLoop::new(
+        &inv,
+        Ports::new().with_manager("systemd", pm.clone()),
+        options(Clock::starting_at(EPOCH_MS)),
+    )
+    .unwrap();
+    let r = heal.tick().await;
+    assert_eq!(
+        kinds(&r),
+        vec![(ProbeFailed, "worker"), (HealStarted, "worker")]
+    );
+    assert_eq!(r.events[0].error_kind.as_deref(), Some("not-installed"));
+    assert_eq!(r.events[1].step, Some(Step::Repair));
+    assert_eq!(pm.count(Operation::Enable, &label("worker")), 1);
+    assert_eq!(
+        pm.config_of(&label("worker")).unwrap().env["PATH"],
+        "/usr/bin:/bin"
+    );
+    sleep(Duration::from_secs(10)).await;
+    assert_eq!(
+        kinds(&heal.tick().await),
+        vec![(ProbeRecovered, "worker"), (HealSucceeded, "worker")]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_status_round_probes_without_healing() {
+    let pm = manager(&["worker", "idle"]).await;
+    let inv = inventory(
+        "[node]\nrole = \"relay\"\n\n[[service]]\nlabel = \"worker\"\nmanager = \"null\"\n\n[[service]]\nlabel = \"idle\"\nmanager = \"null\"\n",
+    );
+    let mut heal = HealLoop::new(
+        &inv,
+        Ports::new().with_manager("null", pm.clone()),
+        options(Clock::starting_at(EPOCH_MS)),
+    )
+    .unwrap();
+    let mut feed = heal.subscribe();
+    pm.crash(&label("worker"), ExitStatus::Code(3));
+    let status = heal.probe_round().await;
+    assert_eq!(status.role, central_core::inventory::Role::Relay);
+    assert_eq!(status.services[0].health, Health::Failing);
+    assert_eq!(status.services[0].run_state, Some(RunState::Stopped));
+    assert_eq!(status.services[1].health, Health::Healthy);
+    assert!(feed.try_recv().is_err(), "status publishes nothing");
+    let json = serde_json::to_value(&status).unwrap();
+    assert_eq!(json["services"][0]["breaker"], "closed");
+    assert_eq!(pm.count(Operation::Restart, &label("worker")), 0);
+}
+
+#[test]
+fn missing_adapters_are_build_errors() {
+    let inv = inventory("[[service]]\nlabel = \"w\"\nmanager = \"launchd\"\n");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let err =
+            HealLoop::new(&inv, Ports::new(), options(Clock::starting_at(EPOCH_MS))).unwrap_err();
+        assert!(err.to_string().contains("launchd"), "{err}");
+    });
+}
+
+/// Real time: the notify command is a real process.
+#[tokio::test]
+async fn escalation_runs_the_notify_command_with_the_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("notified");
+    let pm = manager(&["worker"]).await;
+    let worker = label("worker");
+    let inv = inventory(&format!(
+        "[heal]\nfailures_to_down = 1\nbreaker_threshold = 1\n\n[escalation]\nnotify = [\"/bin/sh\", \"-c\", \"printf '%s' \\\"$JOELCLAW_SERVICE\\\" > {}\"]\ntimeout = \"10s\"\n\n[[service]]\nlabel = \"worker\"\nmanager = \"null\"\n",
+        out.display()
+    ));
+    let mut heal = HealLoop::new(
+        &inv,
+        Ports::new().with_manager("null", pm.clone()),
+        options(Clock::system()),
+    )
+    .unwrap();
+    pm.crash(&worker, ExitStatus::Code(1));
+    pm.inject(
+        Injection::new(
+            Operation::Restart,
+            Fault::fail(|| process_manager::ProcessError::backend("memory", "exec format error")),
+        )
+        .for_label(&worker),
+    );
+    let r = heal.tick().await;
+    assert_eq!(
+        kinds(&r),
+        vec![
+            (ProbeFailed, "worker"),
+            (HealStarted, "worker"),
+            (HealFailed, "worker"),
+            (BreakerOpened, "worker"),
+            (HealEscalated, "worker"),
+        ]
+    );
+    assert_eq!(r.events[2].error_kind.as_deref(), Some("backend"));
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), "worker");
+}
