@@ -86,58 +86,39 @@ enum DockerError {
 /// missing is [`RuntimeError::Unavailable`].
 #[derive(Debug)]
 pub struct DockerRuntime {
-    docker: Docker,
     endpoint: DockerEndpoint,
     deadline: Duration,
     stop_grace: Duration,
-    negotiated: tokio::sync::OnceCell<()>,
+    /// Built and version-negotiated on first use, so a runtime can be made while the engine
+    /// (and its socket) is down; a failed attempt is retried on the next call.
+    client: tokio::sync::OnceCell<Docker>,
 }
 
 impl DockerRuntime {
     /// The engine at `url` (see [`DockerEndpoint::parse`]). Nothing is contacted until the first
     /// call, so a runtime can be built while the engine is down.
     pub fn connect(url: &str) -> Result<Self, RuntimeError> {
-        Self::with_endpoint(DockerEndpoint::parse(url)?)
+        Ok(Self::with_endpoint(DockerEndpoint::parse(url)?))
     }
 
     /// The machine's engine on `/var/run/docker.sock`.
-    pub fn local() -> Result<Self, RuntimeError> {
+    pub fn local() -> Self {
         Self::with_endpoint(DockerEndpoint::Unix(PathBuf::from("/var/run/docker.sock")))
     }
 
-    /// The engine at `endpoint`.
-    pub fn with_endpoint(endpoint: DockerEndpoint) -> Result<Self, RuntimeError> {
-        let deadline = Duration::from_secs(5);
-        // bollard's timeout is whole seconds and bounds each request inside it; ours (below,
-        // with tokio) is the one callers see. Keep bollard's just above it.
-        let client_timeout = deadline.as_secs() + 1;
-        let docker = match &endpoint {
-            DockerEndpoint::Unix(path) => Docker::connect_with_unix(
-                &path.to_string_lossy(),
-                client_timeout,
-                bollard::API_DEFAULT_VERSION,
-            ),
-            DockerEndpoint::Tcp(hostport) => Docker::connect_with_http(
-                &format!("tcp://{hostport}"),
-                client_timeout,
-                bollard::API_DEFAULT_VERSION,
-            ),
-        }
-        .map_err(|e| RuntimeError::InvalidInput(format!("docker endpoint: {e}")))?;
-        Ok(DockerRuntime {
-            docker,
+    /// The engine at `endpoint`, with a 5 s deadline per call and a 10 s stop grace.
+    pub fn with_endpoint(endpoint: DockerEndpoint) -> Self {
+        DockerRuntime {
             endpoint,
-            deadline,
+            deadline: Duration::from_secs(5),
             stop_grace: Duration::from_secs(10),
-            negotiated: tokio::sync::OnceCell::new(),
-        })
+            client: tokio::sync::OnceCell::new(),
+        }
     }
 
     /// The deadline of each call.
     pub fn with_deadline(mut self, deadline: Duration) -> Self {
         self.deadline = deadline;
-        let secs = deadline.as_secs() + 1;
-        self.docker = self.docker.with_timeout(Duration::from_secs(secs));
         self
     }
 
@@ -171,22 +152,36 @@ impl DockerRuntime {
         }
     }
 
-    /// Agrees on an API version with the engine once (bollard speaks a newer one than older
-    /// engines accept; it only ever steps down).
+    /// The client, built and agreed on an API version with the engine once (bollard speaks a
+    /// newer version than older engines accept; negotiation only ever steps down).
     async fn ready(&self, operation: RuntimeOperation) -> Result<&Docker, RuntimeError> {
-        self.negotiated
+        self.client
             .get_or_try_init(|| async {
+                // bollard's own timeout is whole seconds and only backs ours up (the tokio
+                // deadline in `call` is what callers see); 120 s by default, never used here.
+                let backstop = self.deadline.as_secs() + self.stop_grace.as_secs() + 1;
+                let docker = match &self.endpoint {
+                    DockerEndpoint::Unix(path) => Docker::connect_with_unix(
+                        &path.to_string_lossy(),
+                        backstop,
+                        bollard::API_DEFAULT_VERSION,
+                    ),
+                    DockerEndpoint::Tcp(hostport) => Docker::connect_with_http(
+                        &format!("tcp://{hostport}"),
+                        backstop,
+                        bollard::API_DEFAULT_VERSION,
+                    ),
+                }
+                .map_err(|e| convert(operation, "engine", e))?;
                 self.call(
                     operation,
                     "engine version",
                     self.deadline,
-                    self.docker.clone().negotiate_version(),
+                    docker.negotiate_version(),
                 )
                 .await
-                .map(drop)
             })
-            .await?;
-        Ok(&self.docker)
+            .await
     }
 
     async fn inspect(

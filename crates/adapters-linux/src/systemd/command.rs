@@ -88,7 +88,6 @@ impl Systemctl {
         }
         rest.push("--no-pager".into());
         rest.push("--no-ask-password".into());
-        rest.push("--quiet".into());
         rest.extend(args.iter().map(OsString::from));
         Ok((program, rest))
     }

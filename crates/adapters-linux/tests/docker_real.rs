@@ -1,0 +1,197 @@
+//! `DockerRuntime` against a real dockerd (started by `scripts/harness/dockerd.sh`), and against
+//! sockets that are dead or never answer.
+
+mod support;
+
+use std::process::Command;
+use std::time::Duration;
+
+use adapters_linux::DockerRuntime;
+use container_runtime::testkit::{self, Fixture};
+use container_runtime::{ContainerRestartOutcome, ContainerRuntimePort, RuntimeError};
+
+/// A container made for one test from the harness's busybox image, removed when dropped.
+struct TestContainer {
+    host: String,
+    name: String,
+}
+
+impl TestContainer {
+    fn run(host: &str, image: &str, name: &str, label: &str) -> Self {
+        let c = TestContainer {
+            host: host.to_string(),
+            name: name.to_string(),
+        };
+        c.docker(&["rm", "-f", name]);
+        // busybox sh as pid 1 ignores SIGTERM unless it traps it; trap it so a restart is quick.
+        let out = c.docker(&[
+            "run",
+            "-d",
+            "--network",
+            "none",
+            "--name",
+            name,
+            "--label",
+            label,
+            image,
+            "sh",
+            "-c",
+            "trap 'exit 0' TERM; while :; do sleep 1; done",
+        ]);
+        assert!(out.status.success(), "docker run: {out:?}");
+        c
+    }
+
+    fn docker(&self, args: &[&str]) -> std::process::Output {
+        Command::new("docker")
+            .arg("-H")
+            .arg(&self.host)
+            .args(args)
+            .output()
+            .expect("the docker CLI (package docker.io)")
+    }
+}
+
+impl Drop for TestContainer {
+    fn drop(&mut self) {
+        self.docker(&["rm", "-f", &self.name]);
+    }
+}
+
+fn engine() -> Option<(String, String)> {
+    let host = support::daemon_env("JOELCLAW_TEST_DOCKER_HOST", "a real dockerd")?;
+    let image = support::daemon_env("JOELCLAW_TEST_DOCKER_IMAGE", "a real dockerd")?;
+    Some((host, image))
+}
+
+#[tokio::test]
+async fn conformance_on_a_real_dockerd() {
+    let Some((host, image)) = engine() else {
+        return;
+    };
+    let name = format!("jc-conformance-{}", std::process::id());
+    let label = format!("com.joelclaw.test={name}");
+    let _container = TestContainer::run(&host, &image, &name, &label);
+    let rt = DockerRuntime::connect(&host).unwrap();
+    let fx = Fixture {
+        has_vm: false,
+        container: Some((name.clone(), label)),
+    };
+    testkit::run_all(&rt, &fx).await;
+    // Through Arc<dyn>, as the heal loop holds it.
+    let shared: std::sync::Arc<dyn ContainerRuntimePort> = std::sync::Arc::new(rt);
+    assert!(shared.is_healthy().await.unwrap());
+}
+
+#[tokio::test]
+async fn container_details_are_real() {
+    let Some((host, image)) = engine() else {
+        return;
+    };
+    let name = format!("jc-details-{}", std::process::id());
+    let label = format!("com.joelclaw.test={name}");
+    let container = TestContainer::run(&host, &image, &name, &label);
+    let rt = DockerRuntime::connect(&host).unwrap();
+    let c = rt.inspect_container(&name).await.unwrap();
+    assert_eq!(c.status, "running");
+    assert_eq!(c.exit_code, None);
+    assert_eq!(c.labels.get("com.joelclaw.test"), Some(&name));
+    assert_eq!(c.id.len(), 64, "{c:?}");
+    // Inspect by id works as well as by name.
+    assert_eq!(rt.inspect_container(&c.id).await.unwrap().name, name);
+
+    let out = container.docker(&["stop", "-t", "1", &name]);
+    assert!(out.status.success(), "{out:?}");
+    let stopped = rt.inspect_container(&name).await.unwrap();
+    assert!(!stopped.running, "{stopped:?}");
+    assert_eq!(stopped.status, "exited");
+    assert_eq!(stopped.exit_code, Some(0));
+    assert_eq!(
+        rt.restart_container(&name).await.unwrap(),
+        ContainerRestartOutcome::Started
+    );
+    assert!(rt.inspect_container(&name).await.unwrap().running);
+    let listed = rt.list_containers(Some(&label)).await.unwrap();
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0].name, name);
+    // Bad names are refused before they reach a URL.
+    assert!(matches!(
+        rt.inspect_container("../images/json").await,
+        Err(RuntimeError::InvalidInput(_))
+    ));
+}
+
+#[tokio::test]
+async fn uptime_is_the_engine_process_uptime() {
+    let Some((host, _)) = engine() else {
+        return;
+    };
+    let rt = DockerRuntime::connect(&host).unwrap();
+    let up = rt.uptime_seconds().await.unwrap();
+    // The harness's dockerd started during this test run, not days ago.
+    assert!(up < 24 * 3600, "{up}");
+    let remote = DockerRuntime::connect("tcp://127.0.0.1:9").unwrap();
+    assert!(matches!(
+        remote.uptime_seconds().await,
+        Err(RuntimeError::NotSupported { .. })
+    ));
+}
+
+/// A socket path with nothing behind it: unhealthy, promptly, never an error or a hang.
+#[tokio::test]
+async fn a_missing_socket_is_unhealthy() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("docker.sock");
+    let rt = DockerRuntime::connect(&format!("unix://{}", sock.display()))
+        .unwrap()
+        .with_deadline(Duration::from_millis(500));
+    let healthy = tokio::time::timeout(Duration::from_secs(10), rt.is_healthy())
+        .await
+        .expect("is_healthy must not hang");
+    assert!(!healthy.unwrap());
+    assert!(matches!(
+        rt.inspect_container("redis").await,
+        Err(RuntimeError::Unavailable { .. })
+    ));
+}
+
+/// A stopped daemon leaves its socket file behind: connections are refused.
+#[tokio::test]
+async fn a_stopped_daemons_socket_is_unhealthy() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("docker.sock");
+    drop(std::os::unix::net::UnixListener::bind(&sock).unwrap());
+    assert!(sock.exists());
+    let rt = DockerRuntime::connect(&format!("unix://{}", sock.display()))
+        .unwrap()
+        .with_deadline(Duration::from_millis(500));
+    let healthy = tokio::time::timeout(Duration::from_secs(10), rt.is_healthy())
+        .await
+        .expect("is_healthy must not hang");
+    assert!(!healthy.unwrap());
+    let up = rt.uptime_seconds().await;
+    assert!(
+        matches!(up, Err(RuntimeError::Unavailable { .. })),
+        "{up:?}"
+    );
+}
+
+/// A daemon that accepts and never answers: the deadline decides, and it is unhealthy.
+#[tokio::test]
+async fn a_hung_daemon_is_unhealthy_within_the_deadline() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("docker.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    let rt = DockerRuntime::connect(&format!("unix://{}", sock.display()))
+        .unwrap()
+        .with_deadline(Duration::from_millis(300));
+    let healthy = tokio::time::timeout(Duration::from_secs(10), rt.is_healthy())
+        .await
+        .expect("is_healthy must not hang");
+    assert!(!healthy.unwrap());
+    match rt.list_containers(None).await {
+        Err(RuntimeError::Timeout { after, .. }) => assert_eq!(after, Duration::from_millis(300)),
+        other => panic!("expected a timeout, got {other:?}"),
+    }
+    drop(listener);
+}

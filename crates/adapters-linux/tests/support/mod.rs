@@ -1,0 +1,39 @@
+//! Shared by the tests that need a real daemon: the one rule for when one is missing.
+
+#![allow(dead_code)] // each test binary uses a different part
+
+/// The value of `var`, which the harness (`scripts/test`) sets when the daemon it names runs.
+///
+/// Missing: under `CI=true` this panics (CI never skips a real-daemon test); elsewhere it prints
+/// a loud `SKIPPED` line to stderr and returns `None`, and the test returns early.
+pub(crate) fn daemon_env(var: &str, needs: &str) -> Option<String> {
+    match std::env::var(var) {
+        Ok(v) if !v.is_empty() => Some(v),
+        _ => {
+            if std::env::var("CI").is_ok_and(|v| v == "true") {
+                panic!("{var} is not set: this test needs {needs}, and CI=true never skips it; run it through scripts/test");
+            }
+            eprintln!("SKIPPED (needs {needs}: run scripts/test): {var} is not set");
+            None
+        }
+    }
+}
+
+/// Polls `probe` every 50 ms until it gives `Some`, for at most `limit`; panics naming `what`.
+/// A bound on a wait, not a timing assertion.
+pub(crate) async fn wait_for<T, F, Fut>(what: &str, limit: std::time::Duration, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let until = tokio::time::Instant::now() + limit;
+    loop {
+        if let Some(v) = probe().await {
+            return v;
+        }
+        if tokio::time::Instant::now() >= until {
+            panic!("gave up waiting for {what} after {limit:?}");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
