@@ -260,6 +260,12 @@ async fn the_generated_plist_is_what_launchd_gets() {
     assert!(t
         .argv()
         .contains(&format!("bootstrap system {}", path.display())));
+    // `render` shows the same bytes without touching launchd or the folder: a dry run.
+    t.fake.clear_log();
+    let (rendered_path, bytes) = t.pm.render(&cfg).unwrap();
+    assert_eq!(rendered_path, path);
+    assert_eq!(bytes, std::fs::read(&path).unwrap());
+    assert!(t.fake.argv_log().is_empty());
 }
 
 #[tokio::test]

@@ -243,6 +243,25 @@ impl LaunchdProcessManager {
         &self.config
     }
 
+    /// The plist `enable` would install for `config` and where, without touching anything: for
+    /// dry runs and diffs. The config is validated first.
+    pub fn render(&self, config: &ServiceConfig) -> Result<(PathBuf, Vec<u8>), ProcessError> {
+        config.validate()?;
+        let label = &config.label;
+        let dir = self.plist_dir(config.scope, label)?;
+        let plist = plist_gen::build_plist(
+            config,
+            self.config.service_account.as_ref(),
+            self.config.default_path.as_deref(),
+        )
+        .map_err(|detail| ProcessError::InvalidInput {
+            label: Some(label.to_string()),
+            detail,
+        })?;
+        let bytes = plist_gen::to_xml(&plist).map_err(|e| ProcessError::backend(ADAPTER, e))?;
+        Ok((dir.join(plist_file_name(label)), bytes))
+    }
+
     /// The domains searched for a label, in order: `system`, then the user's `gui`, then `user`.
     pub fn search_order(&self) -> Vec<ServiceScope> {
         let mut scopes = vec![ServiceScope::System];
@@ -743,7 +762,7 @@ impl ProcessManagerPort for LaunchdProcessManager {
     #[tracing::instrument(skip_all, fields(adapter = ADAPTER, label = %config.label, scope = %config.scope))]
     async fn enable(&self, config: &ServiceConfig) -> Result<EnableOutcome, ProcessError> {
         let op = Operation::Enable;
-        config.validate()?;
+        let (path, bytes) = self.render(config)?;
         let label = &config.label;
         let scope = config.scope;
         let dir = self.plist_dir(scope, label)?.to_path_buf();
@@ -751,14 +770,6 @@ impl ProcessManagerPort for LaunchdProcessManager {
             label: Some(label.to_string()),
             detail,
         };
-        let plist = plist_gen::build_plist(
-            config,
-            self.config.service_account.as_ref(),
-            self.config.default_path.as_deref(),
-        )
-        .map_err(invalid)?;
-        let bytes = plist_gen::to_xml(&plist).map_err(|e| ProcessError::backend(ADAPTER, e))?;
-        let path = dir.join(plist_file_name(label));
         let existing = std::fs::read(&path).ok();
 
         // A service that moved domains (a LaunchAgent that became a LaunchDaemon) must not keep
