@@ -16,5 +16,5 @@ pub mod colima;
 mod command;
 pub mod launchd;
 
-pub use colima::{ColimaConfig, ColimaRuntime, HealthCheck};
+pub use colima::{ColimaConfig, ColimaRuntime, FnHealthCheck, HealthCheck};
 pub use launchd::{LaunchdConfig, LaunchdProcessManager, ServiceAccount, UserDomain};

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use adapters_macos::{ColimaConfig, ColimaRuntime, HealthCheck};
+use adapters_macos::{ColimaConfig, ColimaRuntime, FnHealthCheck, HealthCheck};
 use async_trait::async_trait;
 use common::FakeTool;
 use container_runtime::testkit::{self, Fixture};
@@ -227,4 +227,24 @@ async fn a_supplied_health_check_replaces_colima_status() {
     assert!(!rt.is_healthy().await.unwrap());
     assert_eq!(check.calls.load(Ordering::SeqCst), 1);
     assert_eq!(c.calls("status"), 0, "the socket check is the fast path");
+}
+
+#[tokio::test]
+async fn a_closure_can_be_the_health_check() {
+    let c = Colima::new(|c| c);
+    let rt = ColimaRuntime::new(c.rt.config().clone())
+        .unwrap()
+        .with_health_check(Arc::new(FnHealthCheck::new(|| {
+            Box::pin(async {
+                Err(RuntimeError::PermissionDenied {
+                    operation: RuntimeOperation::Health,
+                    detail: "docker.sock: permission denied".into(),
+                })
+            })
+        })));
+    assert!(matches!(
+        rt.is_healthy().await,
+        Err(RuntimeError::PermissionDenied { .. })
+    ));
+    assert_eq!(c.calls("status"), 0);
 }

@@ -34,6 +34,40 @@ pub trait HealthCheck: Send + Sync + fmt::Debug + 'static {
     async fn is_healthy(&self) -> Result<bool, RuntimeError>;
 }
 
+/// A [`HealthCheck`] made from a closure, for a composition root that has a ping at hand:
+/// `FnHealthCheck::new(move || Box::pin(async move { Ok(docker.ping().await.is_ok()) }))`.
+pub struct FnHealthCheck<F>(F);
+
+/// What an [`FnHealthCheck`] closure returns.
+pub type HealthFuture =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<bool, RuntimeError>> + Send>>;
+
+impl<F> FnHealthCheck<F>
+where
+    F: Fn() -> HealthFuture + Send + Sync + 'static,
+{
+    /// Wraps `check`.
+    pub fn new(check: F) -> Self {
+        FnHealthCheck(check)
+    }
+}
+
+impl<F> fmt::Debug for FnHealthCheck<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("FnHealthCheck")
+    }
+}
+
+#[async_trait]
+impl<F> HealthCheck for FnHealthCheck<F>
+where
+    F: Fn() -> HealthFuture + Send + Sync + 'static,
+{
+    async fn is_healthy(&self) -> Result<bool, RuntimeError> {
+        (self.0)().await
+    }
+}
+
 /// How to reach Colima.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ColimaConfig {
