@@ -372,8 +372,9 @@ async fn list_of_fifty_units_costs_a_few_spawns() {
         "{listed:?}"
     );
     let spawns = calls.lines().count();
-    assert!(
-        spawns <= 3,
+    // One `list-units`, one batched `show`.
+    assert_eq!(
+        spawns, 2,
         "list of 50 units spawned systemctl {spawns} times:\n{calls}"
     );
 }

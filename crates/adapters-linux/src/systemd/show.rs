@@ -1,6 +1,6 @@
 //! Parsers for systemd's machine-readable output: `systemctl show` (one `Key=value` per line,
 //! units separated by a blank line, properties in systemd's own order) and
-//! `list-units`/`list-unit-files --output=json`.
+//! `list-units --output=json`.
 
 use std::collections::BTreeMap;
 
@@ -162,25 +162,11 @@ pub(crate) struct ListedUnit {
     pub(crate) sub: String,
 }
 
-/// One row of `list-unit-files --output=json`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub(crate) struct ListedUnitFile {
-    pub(crate) unit_file: String,
-    pub(crate) state: String,
-}
-
 pub(crate) fn parse_list_units(text: &str) -> Result<Vec<ListedUnit>, ParseError> {
     if text.trim().is_empty() {
         return Ok(Vec::new());
     }
     serde_json::from_str(text).map_err(|e| ParseError(format!("list-units json: {e}")))
-}
-
-pub(crate) fn parse_list_unit_files(text: &str) -> Result<Vec<ListedUnitFile>, ParseError> {
-    if text.trim().is_empty() {
-        return Ok(Vec::new());
-    }
-    serde_json::from_str(text).map_err(|e| ParseError(format!("list-unit-files json: {e}")))
 }
 
 #[cfg(test)]
