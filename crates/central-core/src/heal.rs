@@ -439,14 +439,20 @@ impl HealLoop {
                             p.timeout,
                         ))
                     }
-                    (ProbeCheck::Http { endpoints, status }, _) => Arc::new(HttpProbe::new(
-                        client.clone(),
-                        endpoints.clone(),
-                        *status,
-                        p.timeout,
-                    )),
+                    (ProbeCheck::Http { endpoints, status }, _) => {
+                        let probe =
+                            HttpProbe::new(client.clone(), endpoints.clone(), *status, p.timeout);
+                        Arc::new(match &ports.runtime {
+                            Some(rt) => probe.with_vm(rt.clone()),
+                            None => probe,
+                        })
+                    }
                     (ProbeCheck::Tcp { endpoints }, _) => {
-                        Arc::new(TcpProbe::new(endpoints.clone(), p.timeout))
+                        let probe = TcpProbe::new(endpoints.clone(), p.timeout);
+                        Arc::new(match &ports.runtime {
+                            Some(rt) => probe.with_vm(rt.clone()),
+                            None => probe,
+                        })
                     }
                     (ProbeCheck::Command { argv, exit_code }, _) => {
                         Arc::new(CommandProbe::new(argv.clone(), *exit_code, p.timeout))
@@ -934,6 +940,19 @@ impl HealLoop {
                 Step::Observe,
                 f.as_str().into(),
                 detail.into(),
+                now,
+                events,
+            );
+            return None;
+        }
+        // The probe itself is broken (its program is missing): the service is not known to be
+        // down, and restarting it would not fix the probe.
+        if failure == Some(ProbeFailure::BinaryNotFound) {
+            self.suppress(
+                i,
+                Step::Observe,
+                "probe-binary-not-found".into(),
+                "the probe's own program is missing (check its path and PATH); not healing the service on its word".into(),
                 now,
                 events,
             );

@@ -36,6 +36,7 @@
 //! kind = "http"                 # process | http | tcp | container | command
 //! endpoints = [
 //!   { class = "localhost", url = "http://127.0.0.1:3111/health" },
+//!   { class = "vm", url = "http://{vm_ip}:3111/health" },  # the runtime's VM address
 //!   { class = "dns", url = "http://worker.tailnet:3111/health" },
 //! ]
 //! status = [200, 299]

@@ -327,6 +327,7 @@ pub struct HttpProbe {
     endpoints: Vec<Endpoint>,
     status: (u16, u16),
     timeout: Duration,
+    vm: Option<SharedContainerRuntime>,
 }
 
 impl HttpProbe {
@@ -342,7 +343,15 @@ impl HttpProbe {
             endpoints,
             status,
             timeout,
+            vm: None,
         }
+    }
+
+    /// Resolves `{vm_ip}` in endpoint targets through `runtime` at each check (a Colima VM's
+    /// address changes when it is recreated).
+    pub fn with_vm(mut self, runtime: SharedContainerRuntime) -> Self {
+        self.vm = Some(runtime);
+        self
     }
 
     /// A client suited to probes: no proxy (a probe of localhost must not go through one), no
@@ -367,13 +376,21 @@ impl Probe for HttpProbe {
     }
 
     fn deadline(&self) -> Duration {
-        self.timeout * self.endpoints.len().max(1) as u32
+        // Each endpoint may take its timeout, plus one for a VM address lookup.
+        self.timeout * 2 * self.endpoints.len().max(1) as u32
     }
 
     async fn check(&self) -> ProbeResult {
         let mut last = ProbeResult::fail(ProbeFailure::Unreachable, "no endpoint");
         for ep in &self.endpoints {
-            let request = self.client.get(&ep.target).timeout(self.timeout).send();
+            let url = match resolve_target(&ep.target, self.vm.as_ref(), self.timeout).await {
+                Ok(url) => url,
+                Err(why) => {
+                    last = why;
+                    continue;
+                }
+            };
+            let request = self.client.get(&url).timeout(self.timeout).send();
             last = match tokio::time::timeout(self.timeout, request).await {
                 Err(_) => ProbeResult::fail(
                     ProbeFailure::Timeout,
@@ -422,12 +439,58 @@ impl Probe for HttpProbe {
 pub struct TcpProbe {
     endpoints: Vec<Endpoint>,
     timeout: Duration,
+    vm: Option<SharedContainerRuntime>,
 }
 
 impl TcpProbe {
     /// Connects to each `host:port` in order.
     pub fn new(endpoints: Vec<Endpoint>, timeout: Duration) -> Self {
-        TcpProbe { endpoints, timeout }
+        TcpProbe {
+            endpoints,
+            timeout,
+            vm: None,
+        }
+    }
+
+    /// Resolves `{vm_ip}` in endpoint targets through `runtime` at each check.
+    pub fn with_vm(mut self, runtime: SharedContainerRuntime) -> Self {
+        self.vm = Some(runtime);
+        self
+    }
+}
+
+/// The placeholder for the container VM's address in an endpoint target.
+pub const VM_IP_PLACEHOLDER: &str = "{vm_ip}";
+
+/// Fills `{vm_ip}` in `target` from the runtime; the error says why the endpoint is unusable.
+async fn resolve_target(
+    target: &str,
+    vm: Option<&SharedContainerRuntime>,
+    timeout: Duration,
+) -> Result<String, ProbeResult> {
+    if !target.contains(VM_IP_PLACEHOLDER) {
+        return Ok(target.to_string());
+    }
+    let Some(runtime) = vm else {
+        return Err(ProbeResult::fail(
+            ProbeFailure::Unreachable,
+            format!("{target}: no container runtime to ask for the VM address"),
+        ));
+    };
+    match tokio::time::timeout(timeout, runtime.vm_ip()).await {
+        Ok(Ok(Some(ip))) => Ok(target.replace(VM_IP_PLACEHOLDER, &ip.to_string())),
+        Ok(Ok(None)) => Err(ProbeResult::fail(
+            ProbeFailure::Unreachable,
+            format!("{target}: the runtime has no VM address"),
+        )),
+        Ok(Err(e)) => Err(ProbeResult::fail(
+            runtime_failure(&e),
+            format!("{target}: {e}"),
+        )),
+        Err(_) => Err(ProbeResult::fail(
+            ProbeFailure::Timeout,
+            format!("{target}: vm_ip timed out after {timeout:?}"),
+        )),
     }
 }
 
@@ -441,13 +504,21 @@ impl Probe for TcpProbe {
     }
 
     fn deadline(&self) -> Duration {
-        self.timeout * self.endpoints.len().max(1) as u32
+        // Each endpoint may take its timeout, plus one for a VM address lookup.
+        self.timeout * 2 * self.endpoints.len().max(1) as u32
     }
 
     async fn check(&self) -> ProbeResult {
         let mut last = ProbeResult::fail(ProbeFailure::Unreachable, "no endpoint");
         for ep in &self.endpoints {
-            let connect = tokio::net::TcpStream::connect(ep.target.as_str());
+            let address = match resolve_target(&ep.target, self.vm.as_ref(), self.timeout).await {
+                Ok(a) => a,
+                Err(why) => {
+                    last = why;
+                    continue;
+                }
+            };
+            let connect = tokio::net::TcpStream::connect(address.as_str());
             last = match tokio::time::timeout(self.timeout, connect).await {
                 Ok(Ok(_stream)) => {
                     return ProbeResult::pass(ep.class, format!("{} accepted", ep.target))
@@ -772,6 +843,26 @@ mod tests {
         drop(listener);
         let r = run_probe(&probe).await;
         assert_eq!(r.failure, Some(ProbeFailure::Unreachable), "{r:?}");
+    }
+
+    #[tokio::test]
+    async fn vm_endpoints_are_resolved_through_the_runtime() {
+        use container_runtime::MemoryRuntime;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let endpoints = vec![
+            ep(EndpointClass::Localhost, closed_address().await),
+            ep(EndpointClass::Vm, format!("{{vm_ip}}:{port}")),
+        ];
+        let with_vm = Arc::new(MemoryRuntime::with_vm("127.0.0.1".parse().unwrap()));
+        let probe = TcpProbe::new(endpoints.clone(), Duration::from_secs(2)).with_vm(with_vm);
+        let r = run_probe(&probe).await;
+        assert_eq!(r.endpoint_class, Some(EndpointClass::Vm), "{r:?}");
+        let no_vm = Arc::new(MemoryRuntime::new());
+        let probe = TcpProbe::new(endpoints, Duration::from_secs(2)).with_vm(no_vm);
+        let r = run_probe(&probe).await;
+        assert_eq!(r.failure, Some(ProbeFailure::Unreachable));
+        assert!(r.detail.contains("no VM address"), "{r:?}");
     }
 
     #[tokio::test]

@@ -683,3 +683,70 @@ async fn escalation_runs_the_notify_command_with_the_event() {
     assert_eq!(r.events[2].error_kind.as_deref(), Some("backend"));
     assert_eq!(std::fs::read_to_string(&out).unwrap(), "worker");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_probe_whose_program_is_missing_does_not_restart_the_service() {
+    let pm = manager(&["worker"]).await;
+    let inv = inventory(&format!(
+        "{FAST}\n[[service]]\nlabel = \"worker\"\nmanager = \"null\"\n"
+    ));
+    let mut heal = HealLoop::new(
+        &inv,
+        Ports::new().with_manager("null", pm.clone()),
+        options(Clock::starting_at(EPOCH_MS)),
+    )
+    .unwrap();
+    let probe = ScriptedProbe::passing();
+    heal.set_probes("worker", vec![Arc::new(probe.clone())]);
+    probe.set_steady(central_core::ProbeResult::fail(
+        central_core::ProbeFailure::BinaryNotFound,
+        "redis-cli: not found",
+    ));
+    let r = heal.tick().await;
+    assert_eq!(
+        kinds(&r),
+        vec![(ProbeFailed, "worker"), (HealSuppressed, "worker")]
+    );
+    assert_eq!(r.events[0].error_kind.as_deref(), Some("binary-not-found"));
+    assert_eq!(r.events[1].cause.as_deref(), Some("probe-binary-not-found"));
+    assert_eq!(pm.count(Operation::Restart, &label("worker")), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn restarts_respect_the_managers_respawn_throttle() {
+    // A launchd-like manager: it will not respawn more often than every 10 s.
+    let mut caps = process_manager::Capabilities::basic("launchd-like");
+    caps.respawn_throttle = Some(Duration::from_secs(10));
+    let pm = Arc::new(MemoryProcessManager::with_capabilities(caps));
+    let worker = label("worker");
+    pm.enable(&ServiceConfig::new(worker.clone(), "/opt/bin/worker"))
+        .await
+        .unwrap();
+    let fast_backoff = FAST.replace(
+        "backoff_initial = \"10s\"",
+        "backoff_initial = \"1s\"\nbackoff_max = \"1s\"",
+    );
+    let inv = inventory(&format!(
+        "{fast_backoff}\n[[service]]\nlabel = \"worker\"\nmanager = \"launchd\"\n"
+    ));
+    let mut heal = HealLoop::new(
+        &inv,
+        Ports::new().with_manager("launchd", pm.clone()),
+        options(Clock::starting_at(EPOCH_MS)),
+    )
+    .unwrap();
+    let mut restarts_at = Vec::new();
+    let start = Instant::now();
+    for _ in 0..25 {
+        pm.crash(&worker, ExitStatus::Code(1));
+        let before = pm.count(Operation::Restart, &worker);
+        let r = heal.tick().await;
+        assert!(r.events.iter().all(|e| e.adapter_type == "launchd-like"));
+        if pm.count(Operation::Restart, &worker) > before {
+            restarts_at.push(start.elapsed().as_secs());
+        }
+        sleep(Duration::from_secs(1)).await;
+    }
+    // A 1 s backoff is stretched to the 10 s throttle.
+    assert_eq!(restarts_at, vec![0, 10, 20]);
+}
