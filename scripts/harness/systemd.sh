@@ -9,7 +9,8 @@
 # `--private-network` (its services cannot touch the host's network), no stdin and no terminal
 # (as in CI). The host's Docker and firewall units are masked inside so they do not start there.
 # A scratch directory is bound at the same path inside and out (for log files the tests read),
-# and a `joelclaw` service account is created inside, as a real node would have.
+# and a `joelclaw` service account is created inside, as a real node would have, with a running
+# user manager (PAM configuration is bound read-only from the host so user@.service can start).
 # Reach it with `nsenter -t $JOELCLAW_TEST_SYSTEMD_PID -a CMD`; write units from the host through
 # /proc/$JOELCLAW_TEST_SYSTEMD_PID/root/etc/systemd/system.
 set -euo pipefail
@@ -37,6 +38,7 @@ find_systemd() {
 print_env() {
     echo "export JOELCLAW_TEST_SYSTEMD_PID=$(cat "$state/systemd.pid")"
     echo "export JOELCLAW_TEST_SCRATCH=$state/scratch"
+    echo "export JOELCLAW_TEST_SYSTEMD_USER=joelclaw"
 }
 
 start() {
@@ -45,7 +47,8 @@ start() {
         print_env; return 0
     fi
     rm -rf "$state"; mkdir -p "$state/scratch"; chmod 0777 "$state/scratch"
-    local binds=(--bind="$state/scratch")
+    # PAM configuration, so user@.service (a user manager, for the --user tests) can start.
+    local binds=(--bind="$state/scratch" --bind-ro=/etc/pam.d --bind-ro=/etc/security)
     for b in ${JOELCLAW_TEST_SYSTEMD_BIND:-}; do binds+=(--bind-ro="$b"); done
     setsid systemd-nspawn -D / --volatile=yes --register=no --keep-unit -M "$machine" \
         --private-network --console=passive "${binds[@]}" \
@@ -56,7 +59,8 @@ start() {
     echo $! >"$state/nspawn.pid"
     local nspawn_pid=$! pid="" i
     for i in $(seq 1 300); do
-        pid_is "$nspawn_pid" systemd-nspawn || { cat "$state/console.log" >&2; die "nspawn exited"; }
+        # Alive, not yet "systemd-nspawn" by name: right after `&` it may still be the forked shell.
+        kill -0 "$nspawn_pid" 2>/dev/null || { cat "$state/console.log" >&2; die "nspawn exited"; }
         pid="$(find_systemd "$nspawn_pid" || true)"
         if [ -n "$pid" ]; then
             local st
@@ -71,11 +75,23 @@ start() {
         *) die "systemd in the container did not finish booting in 60 s" ;;
     esac
     echo "$pid" >"$state/systemd.pid"
-    # The service account the tests' units run as.
+    # The service account the tests' units run as, with a home and a user manager (lingering)
+    # for the `systemctl --user` tests, reached as --machine=joelclaw@.host.
     mkdir -p "/proc/$pid/root/etc/sysusers.d"
-    echo 'u joelclaw - "joelclaw test service account" /nonexistent' \
+    echo 'u joelclaw - "joelclaw test service account" /var/lib/joelclaw' \
         >"/proc/$pid/root/etc/sysusers.d/joelclaw-test.conf"
     nsenter -t "$pid" -a systemd-sysusers >&2
+    nsenter -t "$pid" -a install -d -o joelclaw -g joelclaw /var/lib/joelclaw \
+        /var/lib/joelclaw/.config /var/lib/joelclaw/.config/systemd \
+        /var/lib/joelclaw/.config/systemd/user
+    nsenter -t "$pid" -a loginctl enable-linger joelclaw
+    local uid; uid="$(nsenter -t "$pid" -a id -u joelclaw)"
+    for _ in $(seq 1 100); do
+        [ "$(nsenter -t "$pid" -a systemctl is-active "user@$uid.service" 2>/dev/null || true)" = active ] && break
+        sleep 0.1
+    done
+    [ "$(nsenter -t "$pid" -a systemctl is-active "user@$uid.service" 2>/dev/null || true)" = active ] ||
+        die "the user manager of joelclaw did not start"
     print_env
 }
 
@@ -87,7 +103,7 @@ stop() {
         for _ in $(seq 1 100); do pid_is "$pid" systemd-nspawn || break; sleep 0.1; done
         pid_is "$pid" systemd-nspawn && kill -KILL "$pid" 2>/dev/null || true
     fi
-    rm -f "$state/nspawn.pid" "$state/systemd.pid"
+    rm -rf "$state"
 }
 
 case "${1:-}" in

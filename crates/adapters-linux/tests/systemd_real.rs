@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-use adapters_linux::{ServiceAccount, SystemdProcessManager};
+use adapters_linux::{ServiceAccount, SystemdProcessManager, SystemdTarget};
 use process_manager::testkit::{self, Fixture};
 use process_manager::{
     EnableOutcome, LabelPattern, ProcessError, ProcessManagerPort, RestartOutcome, RestartPolicy,
@@ -405,4 +405,47 @@ async fn list_timing() {
             samples[2], samples[0], samples[4]
         );
     }
+}
+
+/// The user manager of the container's `joelclaw` account, reached the way an operator reaches
+/// another machine's manager: `systemctl --user --machine=joelclaw@.host`.
+fn user_manager(c: &Container) -> Option<(SystemdProcessManager, u32)> {
+    let user = support::daemon_env("JOELCLAW_TEST_SYSTEMD_USER", "real systemd")?;
+    let uid: u32 = c.run_ok(&["id", "-u", &user]).trim().parse().unwrap();
+    let home = c.run_ok(&["sh", "-c", &format!("getent passwd {user} | cut -d: -f6")]);
+    let unit_dir = PathBuf::from(format!(
+        "/proc/{}/root{}/.config/systemd/user",
+        c.pid,
+        home.trim()
+    ));
+    let pm = SystemdProcessManager::user(uid, unit_dir)
+        .with_command_prefix(["nsenter", "-t", &c.pid, "-a"])
+        .with_target(SystemdTarget::Machine(format!("{user}@.host")));
+    Some((pm, uid))
+}
+
+#[tokio::test]
+async fn conformance_on_a_real_user_manager_through_machine() {
+    let Some(c) = Container::get() else { return };
+    let Some((pm, uid)) = user_manager(&c) else {
+        return;
+    };
+    for entry in std::fs::read_dir(pm.unit_dir()).unwrap() {
+        let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+        if name.starts_with("conf-user-") {
+            std::fs::remove_file(pm.unit_dir().join(name)).unwrap();
+        }
+    }
+    let mut fx = Fixture::new("conf-user-", "/usr/bin/sleep", &["100000"]);
+    let make = fx.make_config;
+    fx.make_config = Box::new(move |label, variant| {
+        make(label, variant).with_scope(process_manager::ServiceScope::User { uid })
+    });
+    fx.settle = SETTLE;
+    testkit::run_all(&pm, &fx).await;
+    let st = pm.inspect(&label("conf-user-enable")).await;
+    assert!(
+        matches!(&st, Ok(s) if s.scope == Some(process_manager::ServiceScope::User { uid })),
+        "{st:?}"
+    );
 }
