@@ -4,45 +4,10 @@
 //! Parsing is all-or-nothing: a bad file is an [`InventoryError`] naming the file, line and key,
 //! and no [`Inventory`] exists to act on.
 //!
+//! An example, the Central host's (`examples/central.toml` in this crate):
+//!
 //! ```toml
-//! [node]
-//! id = "mac-studio-central"     # optional; overrides the resolved node id
-//! role = "central"              # central | relay | fleet (default fleet)
-//!
-//! [loop]                        # all optional
-//! interval = "10s"
-//! max_concurrency = 64          # probes and heals in flight at once
-//! heal_timeout = "30s"          # deadline of one heal call
-//! probe_timeout = "5s"          # default deadline of one probe
-//!
-//! [heal]                        # defaults for every service; each service may override
-//! failures_to_down = 3
-//! passes_to_up = 2
-//!
-//! [substrate]                   # the container runtime, healed through the runtime port
-//! name = "colima"               # what services name in depends_on (default "substrate")
-//!
-//! [escalation]
-//! notify = ["/usr/local/bin/notify-joel", "--urgent"]
-//! timeout = "10s"
-//!
-//! [[service]]
-//! label = "com.joelclaw.worker"
-//! manager = "launchd"           # launchd | systemd | container | embedded | null
-//! class = "service-critical"    # infra-critical | service-critical | app-level
-//! depends_on = ["redis"]
-//!
-//! [[service.probe]]
-//! kind = "http"                 # process | http | tcp | container | command
-//! endpoints = [
-//!   { class = "localhost", url = "http://127.0.0.1:3111/health" },
-//!   { class = "vm", url = "http://{vm_ip}:3111/health" },  # the runtime's VM address
-//!   { class = "dns", url = "http://worker.tailnet:3111/health" },
-//! ]
-//! status = [200, 299]
-//!
-//! [service.config]              # the desired definition (process_manager::ServiceConfig)
-//! program = "/opt/joelclaw/bin/worker"
+#![doc = include_str!("../examples/central.toml")]
 //! ```
 
 use std::collections::{BTreeMap, HashMap};
@@ -1332,6 +1297,33 @@ env = { PATH = "/opt/homebrew/bin:/usr/bin:/bin" }
 
     fn parse(text: &str) -> Result<Inventory, InventoryError> {
         Inventory::parse("inv.toml", text)
+    }
+
+    #[test]
+    fn the_documented_example_parses() {
+        let inv = Inventory::parse("central.toml", include_str!("../examples/central.toml"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(inv.services.len(), 7);
+        assert_eq!(inv.desired_configs().count(), 2);
+        assert_eq!(
+            inv.notify.as_ref().unwrap().timeout,
+            Duration::from_secs(10)
+        );
+        let minio = inv.service("minio").unwrap();
+        assert_eq!(minio.container.as_deref(), Some("joelclaw-minio"));
+        let worker = inv.service("com.joelclaw.system-bus-worker").unwrap();
+        assert_eq!(worker.probes.len(), 2);
+        assert_eq!(worker.heal.failures_to_down, 2);
+        assert_eq!(worker.heal.passes_to_up, 2);
+        // Dependencies come before dependents.
+        let order = dependency_order(&inv);
+        let pos = |l: &str| {
+            order
+                .iter()
+                .position(|&i| inv.services[i].label.as_str() == l)
+        };
+        assert!(pos("redis") < pos("com.joelclaw.system-bus-worker"));
+        assert!(pos("inngest") < pos("com.joelclaw.system-bus-worker"));
     }
 
     #[test]
