@@ -647,7 +647,10 @@ impl HealLoop {
         let (heals, mut notifies): (Vec<_>, Vec<_>) = actions
             .into_iter()
             .partition(|a| matches!(a, Action::Heal { .. }));
-        let outcomes = self.execute(heals).await;
+        let mut outcomes = self.execute(heals).await;
+        // Calls finish in any order; events are reported in service order, so a tick's events
+        // do not depend on which adapter answered first.
+        outcomes.sort_by_key(|(index, _)| *index);
         let now = self.clock.now_ms();
         let mut after = Vec::new();
         for (index, result) in outcomes {
@@ -659,7 +662,8 @@ impl HealLoop {
         self.publish(&after);
         report.events.extend(after);
 
-        let notified = self.execute(notifies).await;
+        let mut notified = self.execute(notifies).await;
+        notified.sort_by_key(|(index, _)| *index);
         let now = self.clock.now_ms();
         let mut last = Vec::new();
         for (index, result) in notified {
@@ -677,29 +681,36 @@ impl HealLoop {
 
     async fn probe_all(&self) -> Vec<Probed> {
         let now = self.clock.now_ms();
-        let jobs = self.services.iter().enumerate().map(|(i, t)| {
-            let probes = t.probes.clone();
-            async move {
-                let mut pass: Option<ProbeResult> = None;
-                let mut seen_state = (None, None);
-                for p in &probes {
-                    let r = run_probe(p.as_ref()).await;
-                    if r.run_state.is_some() {
-                        seen_state = (r.run_state, r.pid);
+        // Collected into owned futures first: a stream over a borrowing iterator would make
+        // the loop's future not `Send` (it could not be spawned).
+        let jobs: Vec<_> = self
+            .services
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                let probes = t.probes.clone();
+                async move {
+                    let mut pass: Option<ProbeResult> = None;
+                    let mut seen_state = (None, None);
+                    for p in &probes {
+                        let r = run_probe(p.as_ref()).await;
+                        if r.run_state.is_some() {
+                            seen_state = (r.run_state, r.pid);
+                        }
+                        if !r.passed() {
+                            return (i, r, seen_state);
+                        }
+                        // The most specific path that answered (a network probe after the
+                        // process probe) is the one reported.
+                        pass = Some(r);
                     }
-                    if !r.passed() {
-                        return (i, r, seen_state);
-                    }
-                    // The most specific path that answered (a network probe after the
-                    // process probe) is the one reported.
-                    pass = Some(r);
+                    let r = pass.unwrap_or_else(|| {
+                        ProbeResult::pass(EndpointClass::Localhost, "no probes configured")
+                    });
+                    (i, r, seen_state)
                 }
-                let r = pass.unwrap_or_else(|| {
-                    ProbeResult::pass(EndpointClass::Localhost, "no probes configured")
-                });
-                (i, r, seen_state)
-            }
-        });
+            })
+            .collect();
         let mut out: Vec<Option<Probed>> = vec![None; self.services.len()];
         let mut stream =
             futures::stream::iter(jobs).buffer_unordered(self.settings.max_concurrency);
@@ -1049,46 +1060,51 @@ impl HealLoop {
         }
         let deadline = self.settings.heal_timeout;
         let notify = self.notify.clone();
-        let jobs = actions.into_iter().map(|action| {
-            let notify = notify.clone();
-            async move {
-                match action {
-                    Action::Heal { index, call } => {
-                        let r = match tokio::time::timeout(deadline, heal_call(call)).await {
-                            Ok(r) => r,
-                            Err(_) => Err((
-                                "timeout".to_string(),
-                                format!("the heal call did not return within {deadline:?}"),
-                            )),
-                        };
-                        (index, r)
-                    }
-                    Action::Notify { index, event } => {
-                        let Some(spec) = notify else {
-                            return (index, Ok("no notify command".into()));
-                        };
-                        let env = [
-                            ("JOELCLAW_EVENT", event.to_json_line()),
-                            ("JOELCLAW_SERVICE", event.service.clone()),
-                        ];
-                        let r = match run_command(&spec.argv, &env, spec.timeout).await {
-                            CommandEnd::Exited(Some(0)) => Ok("notified".to_string()),
-                            CommandEnd::Exited(code) => Err((
-                                "notify-failed".to_string(),
-                                format!("notify command exited {code:?}"),
-                            )),
-                            CommandEnd::NotFound(why) => Err(("binary-not-found".to_string(), why)),
-                            CommandEnd::TimedOut => Err((
-                                "timeout".to_string(),
-                                format!("notify command killed after {:?}", spec.timeout),
-                            )),
-                            CommandEnd::Failed(why) => Err(("notify-failed".to_string(), why)),
-                        };
-                        (index, r)
+        let jobs: Vec<_> = actions
+            .into_iter()
+            .map(|action| {
+                let notify = notify.clone();
+                async move {
+                    match action {
+                        Action::Heal { index, call } => {
+                            let r = match tokio::time::timeout(deadline, heal_call(call)).await {
+                                Ok(r) => r,
+                                Err(_) => Err((
+                                    "timeout".to_string(),
+                                    format!("the heal call did not return within {deadline:?}"),
+                                )),
+                            };
+                            (index, r)
+                        }
+                        Action::Notify { index, event } => {
+                            let Some(spec) = notify else {
+                                return (index, Ok("no notify command".into()));
+                            };
+                            let env = [
+                                ("JOELCLAW_EVENT", event.to_json_line()),
+                                ("JOELCLAW_SERVICE", event.service.clone()),
+                            ];
+                            let r = match run_command(&spec.argv, &env, spec.timeout).await {
+                                CommandEnd::Exited(Some(0)) => Ok("notified".to_string()),
+                                CommandEnd::Exited(code) => Err((
+                                    "notify-failed".to_string(),
+                                    format!("notify command exited {code:?}"),
+                                )),
+                                CommandEnd::NotFound(why) => {
+                                    Err(("binary-not-found".to_string(), why))
+                                }
+                                CommandEnd::TimedOut => Err((
+                                    "timeout".to_string(),
+                                    format!("notify command killed after {:?}", spec.timeout),
+                                )),
+                                CommandEnd::Failed(why) => Err(("notify-failed".to_string(), why)),
+                            };
+                            (index, r)
+                        }
                     }
                 }
-            }
-        });
+            })
+            .collect();
         futures::stream::iter(jobs)
             .buffer_unordered(self.settings.max_concurrency)
             .collect()

@@ -750,3 +750,39 @@ async fn restarts_respect_the_managers_respawn_throttle() {
     // A 1 s backoff is stretched to the 10 s throttle.
     assert_eq!(restarts_at, vec![0, 10, 20]);
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_loop_runs_in_a_task_until_shutdown_and_saves_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let pm = manager(&["worker"]).await;
+    let inv = inventory(&format!(
+        "{FAST}\n[[service]]\nlabel = \"worker\"\nmanager = \"null\"\n"
+    ));
+    let mut heal = HealLoop::new(
+        &inv,
+        Ports::new().with_manager("null", pm.clone()),
+        options(Clock::starting_at(EPOCH_MS)).with_state_dir(dir.path()),
+    )
+    .unwrap();
+    let mut feed = heal.subscribe();
+    let (stop, mut stopped) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(async move {
+        heal.run(async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        })
+        .await;
+        heal
+    });
+    sleep(Duration::from_secs(15)).await;
+    pm.crash(&label("worker"), ExitStatus::Signal(9));
+    assert_eq!(feed.recv().await.unwrap().event, ProbeFailed);
+    assert_eq!(feed.recv().await.unwrap().event, HealStarted);
+    assert_eq!(feed.recv().await.unwrap().event, ProbeRecovered);
+    assert_eq!(feed.recv().await.unwrap().event, HealSucceeded);
+    stop.send(true).unwrap();
+    let heal = task.await.unwrap();
+    assert_eq!(heal.status().services[0].health, Health::Healthy);
+    let saved = std::fs::read_to_string(dir.path().join("heal-state.json")).unwrap();
+    assert!(saved.contains("\"worker\""), "{saved}");
+    assert_eq!(pm.count(Operation::Restart, &label("worker")), 1);
+}
