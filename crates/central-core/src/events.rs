@@ -276,6 +276,78 @@ mod tests {
         assert_eq!(back, event());
     }
 
+    /// Records the fields of every tracing event (a minimal subscriber; the library installs
+    /// none of its own).
+    #[derive(Default, Clone)]
+    struct Recorder {
+        events: std::sync::Arc<Mutex<Vec<(tracing::Level, Vec<(String, String)>)>>>,
+    }
+
+    struct Fields(Vec<(String, String)>);
+
+    impl tracing::field::Visit for Fields {
+        fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn fmt::Debug) {
+            self.0
+                .push((field.name().to_string(), format!("{value:?}")));
+        }
+        fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+            self.0.push((field.name().to_string(), value.to_string()));
+        }
+    }
+
+    impl tracing::Subscriber for Recorder {
+        fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+            true
+        }
+        fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+            tracing::span::Id::from_u64(1)
+        }
+        fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+        fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+        fn event(&self, event: &tracing::Event<'_>) {
+            let mut fields = Fields(Vec::new());
+            event.record(&mut fields);
+            self.events
+                .lock()
+                .unwrap()
+                .push((*event.metadata().level(), fields.0));
+        }
+        fn enter(&self, _: &tracing::span::Id) {}
+        fn exit(&self, _: &tracing::span::Id) {}
+    }
+
+    #[test]
+    fn traced_with_every_tag_as_a_field() {
+        let recorder = Recorder::default();
+        tracing::subscriber::with_default(recorder.clone(), || {
+            event().trace();
+            HealEvent {
+                event: EventKind::HealFailed,
+                ..event()
+            }
+            .trace();
+        });
+        let seen = recorder.events.lock().unwrap();
+        assert_eq!(seen.len(), 2);
+        assert_eq!(seen[0].0, tracing::Level::INFO);
+        assert_eq!(seen[1].0, tracing::Level::WARN);
+        let field = |name: &str| {
+            seen[0]
+                .1
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+        };
+        assert_eq!(field("event").as_deref(), Some("breaker.half_open"));
+        assert_eq!(field("node_id").as_deref(), Some("n1"));
+        assert_eq!(field("platform").as_deref(), Some("linux"));
+        assert_eq!(field("adapter_type").as_deref(), Some("systemd"));
+        assert_eq!(field("endpoint_class").as_deref(), Some("vm"));
+        assert_eq!(field("service").as_deref(), Some("redis"));
+        assert_eq!(field("class").as_deref(), Some("infra-critical"));
+        assert_eq!(field("step").as_deref(), Some("heal-substrate"));
+    }
+
     #[test]
     fn json_lines_sink_writes_one_line_per_event() {
         let sink = JsonLinesSink::new(Vec::new());

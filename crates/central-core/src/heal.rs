@@ -795,7 +795,7 @@ impl HealLoop {
                 t.suppressed = None;
                 t.step = None;
             }
-            if t.hyst.healthy(&policy) && t.healthy_since.is_none() {
+            if t.hyst.healthy() && t.healthy_since.is_none() {
                 t.healthy_since = Some(now);
             }
         }

@@ -53,9 +53,9 @@ impl Hysteresis {
         Transition::None
     }
 
-    /// Healthy: passing, with no failure pending.
-    pub(crate) fn healthy(&self, policy: &HealPolicy) -> bool {
-        self.seen && !self.down && !self.had_failure && self.passes >= policy.passes_to_up.min(1)
+    /// Healthy: passing, with no failure pending (a recovery already counted its passes).
+    pub(crate) fn healthy(&self) -> bool {
+        self.seen && !self.down && !self.had_failure && self.passes >= 1
     }
 
     /// Enough failures since the last heal started to act (again).
@@ -200,7 +200,7 @@ mod tests {
         assert!(h.down);
         assert_eq!(h.record(true, &p), Transition::Recovered);
         assert!(!h.down);
-        assert!(h.healthy(&p));
+        assert!(h.healthy());
     }
 
     #[test]

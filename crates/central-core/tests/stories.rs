@@ -786,3 +786,41 @@ async fn the_loop_runs_in_a_task_until_shutdown_and_saves_state() {
     assert!(saved.contains("\"worker\""), "{saved}");
     assert_eq!(pm.count(Operation::Restart, &label("worker")), 1);
 }
+
+#[tokio::test(start_paused = true)]
+async fn after_repeated_restarts_the_definition_is_repaired() {
+    let pm = manager(&[]).await;
+    let worker = label("worker");
+    let inv = inventory(&format!(
+        "{FAST}\nrepair_after = 2\nbreaker_threshold = 10\n\n[[service]]\nlabel = \"worker\"\nmanager = \"systemd\"\n\n[service.config]\nprogram = \"/opt/bin/worker\"\n"
+    ));
+    pm.enable(&ServiceConfig::new(worker.clone(), "/opt/bin/old-worker"))
+        .await
+        .unwrap();
+    pm.clear_calls();
+    let mut heal = HealLoop::new(
+        &inv,
+        Ports::new().with_manager("systemd", pm.clone()),
+        options(Clock::starting_at(EPOCH_MS)),
+    )
+    .unwrap();
+    let mut steps = Vec::new();
+    for _ in 0..12 {
+        pm.crash(&worker, ExitStatus::Code(1));
+        let r = heal.tick().await;
+        steps.extend(
+            r.events
+                .iter()
+                .filter(|e| e.event == HealStarted)
+                .map(|e| e.step.unwrap()),
+        );
+        sleep(Duration::from_secs(10)).await;
+    }
+    assert_eq!(steps[..3], [Step::Restart, Step::Restart, Step::Repair]);
+    assert_eq!(pm.count(Operation::Enable, &worker), 1);
+    assert_eq!(
+        pm.config_of(&worker).unwrap().program,
+        std::path::PathBuf::from("/opt/bin/worker"),
+        "the desired definition replaced the drifted one"
+    );
+}
