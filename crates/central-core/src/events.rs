@@ -278,9 +278,12 @@ mod tests {
 
     /// Records the fields of every tracing event (a minimal subscriber; the library installs
     /// none of its own).
+    /// A traced event: its level and its fields as text.
+    type Traced = (tracing::Level, Vec<(String, String)>);
+
     #[derive(Default, Clone)]
     struct Recorder {
-        events: std::sync::Arc<Mutex<Vec<(tracing::Level, Vec<(String, String)>)>>>,
+        events: std::sync::Arc<Mutex<Vec<Traced>>>,
     }
 
     struct Fields(Vec<(String, String)>);
