@@ -234,11 +234,30 @@ pub struct ServiceSpec {
     pub config: Option<ServiceConfig>,
 }
 
+/// Which container runtime the node agent should build for the substrate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SubstrateKind {
+    /// A Colima VM (macOS).
+    Colima,
+    /// A Docker Engine, local or remote.
+    Docker,
+    /// The in-memory runtime (demos, tests).
+    Null,
+}
+
 /// The node's container substrate, a service of its own (class `infra-critical`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct SubstrateSpec {
     /// The name services use in `depends_on`.
     pub name: ServiceLabel,
+    /// Which runtime; `None` leaves the choice to the agent (Colima on macOS, Docker on Linux).
+    pub kind: Option<SubstrateKind>,
+    /// The Colima profile, when not the default.
+    pub profile: Option<String>,
+    /// The Docker endpoint (`unix:///var/run/docker.sock`, `tcp://host:2375`), when not the
+    /// default.
+    pub endpoint: Option<String>,
     /// The health check's deadline.
     pub timeout: Duration,
     /// Its heal policy.
@@ -423,6 +442,9 @@ struct RawNode {
 #[serde(deny_unknown_fields)]
 struct RawSubstrate {
     name: Option<Spanned<String>>,
+    kind: Option<SubstrateKind>,
+    profile: Option<String>,
+    endpoint: Option<String>,
     timeout: Option<HumanDuration>,
     #[serde(default)]
     heal: RawHeal,
@@ -693,6 +715,9 @@ impl Parser<'_> {
                 };
                 Some(SubstrateSpec {
                     name,
+                    kind: sub.kind,
+                    profile: sub.profile.clone(),
+                    endpoint: sub.endpoint.clone(),
                     timeout: sub.timeout.map_or(settings_probe_timeout, |d| d.0),
                     heal: self.heal_policy(&sub.heal, &raw.heal, offset, "substrate.heal")?,
                 })
@@ -1304,6 +1329,9 @@ env = { PATH = "/opt/homebrew/bin:/usr/bin:/bin" }
         let inv = Inventory::parse("central.toml", include_str!("../examples/central.toml"))
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(inv.services.len(), 7);
+        let sub = inv.substrate.as_ref().unwrap();
+        assert_eq!(sub.kind, Some(SubstrateKind::Colima));
+        assert_eq!(sub.profile.as_deref(), Some("default"));
         assert_eq!(inv.desired_configs().count(), 2);
         assert_eq!(
             inv.notify.as_ref().unwrap().timeout,

@@ -74,6 +74,6 @@ pub use heal::{
     BuildError, HealLoop, Health, LoopOptions, NodeStatus, NodeTags, Ports, ProbeSummary,
     ServiceSnapshot, TickReport,
 };
-pub use inventory::{Inventory, InventoryError, InventoryErrorKind, ServiceSpec};
+pub use inventory::{Inventory, InventoryError, InventoryErrorKind, ServiceSpec, SubstrateSpec};
 pub use probe::{Probe, ProbeFailure, ProbeResult, ScriptedProbe};
 pub use state::{BreakerState, Clock};
