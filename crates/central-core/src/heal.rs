@@ -38,6 +38,9 @@ use crate::state::{
     HISTORY_LEN,
 };
 
+/// The least time between the start of a round and an early round woken by a service event.
+pub const MIN_EARLY_TICK_GAP: Duration = Duration::from_secs(1);
+
 /// The tags every event carries about the node.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeTags {
@@ -571,11 +574,19 @@ impl HealLoop {
     /// Runs ticks every `loop.interval` until `shutdown` completes, then saves state. A tick in
     /// progress is abandoned at shutdown: its heal calls are idempotent and were recorded before
     /// they started, so the next run neither repeats nor loses them.
+    ///
+    /// Managers that push service events (see `Capabilities::pushes_events`) wake the loop early
+    /// when a service exits or changes state, so a crash is seen at once rather than at the next
+    /// round; early rounds are at least [`MIN_EARLY_TICK_GAP`] apart so an event storm cannot
+    /// turn into a probe storm.
     pub async fn run(&mut self, shutdown: impl Future<Output = ()>) {
         tokio::pin!(shutdown);
+        let (wake_tx, mut wake_rx) = tokio::sync::mpsc::channel::<()>(1);
+        let forwarders = self.forward_service_events(wake_tx);
         let interval = self.settings.interval;
         let mut next = tokio::time::Instant::now();
         loop {
+            let started = tokio::time::Instant::now();
             tokio::select! {
                 _ = &mut shutdown => break,
                 _ = self.tick() => {}
@@ -586,12 +597,58 @@ impl HealLoop {
                 // A slow tick does not cause a burst of catch-up ticks.
                 next = now;
             }
+            let earliest = started + MIN_EARLY_TICK_GAP.min(interval);
             tokio::select! {
                 _ = &mut shutdown => break,
                 _ = tokio::time::sleep_until(next) => {}
+                Some(()) = wake_rx.recv() => {
+                    tokio::select! {
+                        _ = &mut shutdown => break,
+                        _ = tokio::time::sleep_until(earliest) => {}
+                    }
+                    next = tokio::time::Instant::now();
+                }
             }
         }
+        for task in forwarders {
+            task.abort();
+        }
         self.persist();
+    }
+
+    /// One forwarding task per distinct manager that pushes events, each waking the loop.
+    fn forward_service_events(
+        &self,
+        wake: tokio::sync::mpsc::Sender<()>,
+    ) -> Vec<tokio::task::JoinHandle<()>> {
+        let mut seen: Vec<*const ()> = Vec::new();
+        let mut tasks = Vec::new();
+        for t in &self.services {
+            let Target::Process(manager) = &t.target else {
+                continue;
+            };
+            let key = Arc::as_ptr(manager) as *const ();
+            if seen.contains(&key) {
+                continue;
+            }
+            seen.push(key);
+            let Some(mut events) = manager.events() else {
+                continue;
+            };
+            let wake = wake.clone();
+            tasks.push(tokio::spawn(async move {
+                loop {
+                    match events.recv().await {
+                        // A full channel means a wake-up is already pending.
+                        Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {
+                            let _ = wake.try_send(());
+                        }
+                        Err(broadcast::error::RecvError::Closed) => return,
+                    }
+                }
+            }));
+        }
+        tasks
     }
 
     /// One probe round without healing and without publishing events, for `status`. Health in

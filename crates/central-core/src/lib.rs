@@ -72,7 +72,7 @@ pub mod state;
 pub use events::{EventKind, EventSink, HealEvent, JsonLinesSink, MemorySink, Step};
 pub use heal::{
     BuildError, HealLoop, Health, LoopOptions, NodeStatus, NodeTags, Ports, ProbeSummary,
-    ServiceSnapshot, TickReport,
+    ServiceSnapshot, TickReport, MIN_EARLY_TICK_GAP,
 };
 pub use inventory::{Inventory, InventoryError, InventoryErrorKind, ServiceSpec, SubstrateSpec};
 pub use probe::{Probe, ProbeFailure, ProbeResult, ScriptedProbe};

@@ -824,3 +824,37 @@ async fn after_repeated_restarts_the_definition_is_repaired() {
         "the desired definition replaced the drifted one"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_pushed_exit_event_wakes_the_loop_before_the_next_round() {
+    let pm = manager(&["worker"]).await;
+    let mut inv = inventory(&format!(
+        "{FAST}\n[[service]]\nlabel = \"worker\"\nmanager = \"null\"\n"
+    ));
+    inv.settings.interval = Duration::from_secs(60);
+    let mut heal = HealLoop::new(
+        &inv,
+        Ports::new().with_manager("null", pm.clone()),
+        options(Clock::starting_at(EPOCH_MS)),
+    )
+    .unwrap();
+    let mut feed = heal.subscribe();
+    let (stop, mut stopped) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(async move {
+        heal.run(async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        })
+        .await;
+    });
+    let start = Instant::now();
+    sleep(Duration::from_secs(5)).await;
+    // The in-memory manager pushes `Exited`; the loop does not wait for its 60 s round.
+    pm.crash(&label("worker"), ExitStatus::Signal(9));
+    let failed = feed.recv().await.unwrap();
+    assert_eq!(failed.event, ProbeFailed);
+    assert_eq!(feed.recv().await.unwrap().event, HealStarted);
+    assert_eq!(start.elapsed(), Duration::from_secs(5));
+    assert_eq!(pm.count(Operation::Restart, &label("worker")), 1);
+    stop.send(true).unwrap();
+    task.await.unwrap();
+}
