@@ -777,18 +777,21 @@ mod tests {
         format!("http://{addr}/health")
     }
 
-    /// An address nothing listens on. The port is bound without listening, so that while
-    /// it is held no concurrent test's connect to it can succeed.
-    async fn closed_address() -> String {
+    /// An address nothing listens on: the port is bound without listening and stays bound
+    /// while the returned socket lives, so no other test or process on the machine can take it
+    /// and answer.
+    fn closed_address() -> (tokio::net::TcpSocket, String) {
         let socket = tokio::net::TcpSocket::new_v4().unwrap();
         socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
-        socket.local_addr().unwrap().to_string()
+        let addr = socket.local_addr().unwrap().to_string();
+        (socket, addr)
     }
 
     #[tokio::test]
     async fn http_passes_in_range_and_reports_the_endpoint_that_answered() {
         let ok = http_server(204).await;
-        let dead = format!("http://{}/health", closed_address().await);
+        let (_held, closed) = closed_address();
+        let dead = format!("http://{closed}/health");
         let probe = HttpProbe::new(
             HttpProbe::client(),
             vec![
@@ -816,7 +819,8 @@ mod tests {
         assert_eq!(r.failure, Some(ProbeFailure::Unhealthy), "{r:?}");
         assert!(r.detail.contains("503"), "{r:?}");
 
-        let dead = format!("http://{}/", closed_address().await);
+        let (_held, closed) = closed_address();
+        let dead = format!("http://{closed}/");
         let probe = HttpProbe::new(
             HttpProbe::client(),
             vec![ep(EndpointClass::Dns, dead)],
@@ -830,17 +834,21 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn tcp_connects_to_a_listener_and_fails_once_it_is_closed() {
+    async fn tcp_connects_to_a_listener_and_fails_where_none_listens() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap().to_string();
+        let open = listener.local_addr().unwrap().to_string();
         let probe = TcpProbe::new(
-            vec![ep(EndpointClass::Localhost, addr.clone())],
+            vec![ep(EndpointClass::Localhost, open)],
             Duration::from_secs(2),
         );
         let r = run_probe(&probe).await;
         assert!(r.passed(), "{r:?}");
         assert_eq!(r.endpoint_class, Some(EndpointClass::Localhost));
-        drop(listener);
+        let (_held, closed) = closed_address();
+        let probe = TcpProbe::new(
+            vec![ep(EndpointClass::Localhost, closed)],
+            Duration::from_secs(2),
+        );
         let r = run_probe(&probe).await;
         assert_eq!(r.failure, Some(ProbeFailure::Unreachable), "{r:?}");
     }
@@ -848,10 +856,11 @@ mod tests {
     #[tokio::test]
     async fn vm_endpoints_are_resolved_through_the_runtime() {
         use container_runtime::MemoryRuntime;
+        let (_held, closed) = closed_address();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let endpoints = vec![
-            ep(EndpointClass::Localhost, closed_address().await),
+            ep(EndpointClass::Localhost, closed.clone()),
             ep(EndpointClass::Vm, format!("{{vm_ip}}:{port}")),
         ];
         let with_vm = Arc::new(MemoryRuntime::with_vm("127.0.0.1".parse().unwrap()));
