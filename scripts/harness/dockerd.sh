@@ -21,6 +21,7 @@ docker_cli() { docker -H "unix://$sock" "$@"; }
 print_env() {
     echo "export JOELCLAW_TEST_DOCKER_HOST=unix://$sock"
     echo "export JOELCLAW_TEST_DOCKER_IMAGE=$image"
+    echo "export JOELCLAW_TEST_DOCKER_PIDFILE=$state/dockerd.pid"
 }
 
 start() {

@@ -99,7 +99,15 @@ impl Systemctl {
         operation: Operation,
         args: &[&str],
     ) -> Result<Output, ProcessError> {
-        let (status, out) = self.run_status(kind, operation, args).await?;
+        let (mut status, mut out) = self.run_status(kind, operation, args).await?;
+        if !status.success() && kind == CallKind::Query && is_transport_failure(&out.stderr) {
+            // A query is safe to repeat, and the bus connection to another manager (through
+            // --machine's stdio bridge, or a daemon-reload racing it) can drop once; repeat it
+            // once before calling the manager unavailable.
+            tracing::debug!(stderr = %out.stderr.trim(), "transport failure, retrying once");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            (status, out) = self.run_status(kind, operation, args).await?;
+        }
         if status.success() {
             return Ok(out);
         }
@@ -206,6 +214,7 @@ impl Systemctl {
         }
         if lower.contains("failed to connect to bus")
             || lower.contains("not been booted with systemd")
+            || is_transport_failure(&stderr)
         {
             return ProcessError::Unavailable {
                 adapter: ADAPTER.into(),
@@ -234,6 +243,14 @@ impl Systemctl {
             None => manager.to_string(),
         }
     }
+}
+
+/// systemctl's words for a bus connection that broke or never formed.
+fn is_transport_failure(stderr: &str) -> bool {
+    let lower = stderr.to_ascii_lowercase();
+    lower.contains("transport endpoint is not connected")
+        || lower.contains("connection reset by peer")
+        || lower.contains("connection refused")
 }
 
 /// A program name or path to something spawnable: paths are taken as given, bare names are

@@ -28,13 +28,12 @@ pub(crate) const ADAPTER: &str = "systemd";
 /// Most unit names given to one `systemctl show`, well inside the kernel's argv limit.
 const SHOW_BATCH: usize = 512;
 
-/// systemd's compiled-in defaults (`DefaultStartLimitIntervalSec=10s`,
-/// `DefaultStartLimitBurst=5`, `RestartSec=100ms`), which apply unless a unit sets its own.
+/// systemd's compiled-in default (`DefaultStartLimitIntervalSec=10s`, `DefaultStartLimitBurst=5`),
+/// which applies unless a unit or `system.conf` sets its own.
 const DEFAULT_START_LIMIT: StartLimit = StartLimit {
     interval: Duration::from_secs(10),
     burst: 5,
 };
-const DEFAULT_RESTART_SEC: Duration = Duration::from_millis(100);
 
 /// The process manager of a systemd host: the system manager, or a user's (`--user`) manager.
 ///
@@ -362,7 +361,9 @@ impl ProcessManagerPort for SystemdProcessManager {
         Capabilities {
             adapter: ADAPTER.into(),
             supervisor_restarts: true,
-            respawn_throttle: Some(DEFAULT_RESTART_SEC),
+            // `RestartSec=` spaces systemd's own respawns, but a restart someone asks for is
+            // never throttled by it: there is no window in which a heal is refused.
+            respawn_throttle: None,
             start_limit: Some(DEFAULT_START_LIMIT),
             reports_restart_count: true,
             native_restart: true,
