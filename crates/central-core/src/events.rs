@@ -7,6 +7,9 @@ use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 
+use container_runtime::{ContainerRestartOutcome, EnsureRunningOutcome};
+use process_manager::{EnableOutcome, RestartOutcome};
+
 use crate::inventory::{EndpointClass, ServiceClass};
 
 /// What happened.
@@ -96,6 +99,45 @@ impl fmt::Display for Step {
     }
 }
 
+/// What an escalation step did: the adapter's own typed answer for calls, or why nothing was
+/// called.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum StepOutcome {
+    /// Waited: the supervisor is restarting it, or it is starting.
+    Observed,
+    /// Held back (a bulkhead, a broken probe); `cause` on the event says why.
+    Suppressed,
+    /// The manager restarted (or started, or reset and started) it.
+    Restarted {
+        /// The manager's answer.
+        result: RestartOutcome,
+    },
+    /// The runtime restarted the container.
+    ContainerRestarted {
+        /// The runtime's answer.
+        result: ContainerRestartOutcome,
+    },
+    /// The desired definition was applied.
+    Repaired {
+        /// The manager's answer.
+        result: EnableOutcome,
+    },
+    /// The substrate was brought up.
+    SubstrateStarted {
+        /// The runtime's answer.
+        result: EnsureRunningOutcome,
+    },
+    /// A person was called: the event itself, and the notify command when one is configured
+    /// (a failing command is reported as its own `heal.failed` with step `escalate`).
+    Escalated {
+        /// Whether a notify command is configured and was run.
+        notify_command: bool,
+    },
+    /// The call failed (its kind is also in `error_kind`).
+    Failed,
+}
+
 /// One event. Every event carries the node, platform, adapter, endpoint class, service, class
 /// and step (`null` where there is none, e.g. the endpoint of a failed probe).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -124,6 +166,8 @@ pub struct HealEvent {
     pub error_kind: Option<String>,
     /// Why a heal was held back (`dependency colima is down`, `breaker open`).
     pub cause: Option<String>,
+    /// What the step did, for heal events.
+    pub outcome: Option<StepOutcome>,
     /// A human sentence.
     pub detail: String,
 }
@@ -257,6 +301,9 @@ mod tests {
             attempt: Some(2),
             error_kind: None,
             cause: None,
+            outcome: Some(StepOutcome::SubstrateStarted {
+                result: EnsureRunningOutcome::Started,
+            }),
             detail: "x".into(),
         }
     }
@@ -269,6 +316,8 @@ mod tests {
         assert_eq!(v["endpoint_class"], "vm");
         assert_eq!(v["class"], "infra-critical");
         assert_eq!(v["step"], "heal-substrate");
+        assert_eq!(v["outcome"]["kind"], "substrate-started");
+        assert_eq!(v["outcome"]["result"], "started");
         for key in ["node_id", "platform", "adapter_type", "service"] {
             assert!(v[key].is_string(), "{key} in {line}");
         }

@@ -21,7 +21,7 @@ use process_manager::{RunState, ServiceConfig, ServiceLabel, SharedProcessManage
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
-use crate::events::{EventKind, EventSink, HealEvent, Step};
+use crate::events::{EventKind, EventSink, HealEvent, Step, StepOutcome};
 use crate::inventory::{
     EndpointClass, HealPolicy, Inventory, LoopSettings, ManagerKind, NotifySpec, ProbeCheck, Role,
     ServiceClass,
@@ -728,6 +728,7 @@ impl HealLoop {
                 let mut e = self.event(index, EventKind::HealFailed, now, detail);
                 e.step = Some(Step::Escalate);
                 e.error_kind = Some(kind);
+                e.outcome = Some(StepOutcome::Failed);
                 last.push(e);
             }
         }
@@ -833,18 +834,13 @@ impl HealLoop {
                     EventKind::HealSucceeded,
                     now,
                     format!(
-                        "healthy again after {} (attempt {}{})",
-                        attempt.step,
-                        attempt.attempt,
-                        attempt
-                            .outcome
-                            .as_deref()
-                            .map(|o| format!(": {o}"))
-                            .unwrap_or_default()
+                        "healthy again after {} (attempt {})",
+                        attempt.step, attempt.attempt
                     ),
                 );
                 e.step = Some(attempt.step);
                 e.attempt = Some(attempt.attempt);
+                e.outcome = attempt.outcome.clone();
                 events.push(e);
             }
             let t = &mut self.services[i];
@@ -918,6 +914,11 @@ impl HealLoop {
         let mut e = self.event(i, EventKind::HealSuppressed, now, detail);
         e.step = Some(step);
         e.cause = Some(cause);
+        e.outcome = Some(if step == Step::Observe {
+            StepOutcome::Observed
+        } else {
+            StepOutcome::Suppressed
+        });
         events.push(e);
     }
 
@@ -958,6 +959,10 @@ impl HealLoop {
             ),
         );
         escalated.step = Some(Step::Escalate);
+        // A failing notify command is reported as its own heal.failed after it ran.
+        escalated.outcome = Some(StepOutcome::Escalated {
+            notify_command: self.notify.is_some(),
+        });
         events.push(escalated.clone());
         self.notify.as_ref().map(|_| Action::Notify {
             index: i,
@@ -990,6 +995,7 @@ impl HealLoop {
             e.step = Some(attempt.step);
             e.attempt = Some(attempt.attempt);
             e.error_kind = Some("still-down".into());
+            e.outcome = attempt.outcome.clone();
             events.push(e);
             if let Some(notify) = self.breaker_failed(i, now, events) {
                 return Some(notify);
@@ -1111,7 +1117,7 @@ impl HealLoop {
     async fn execute(
         &self,
         actions: Vec<Action>,
-    ) -> Vec<(usize, Result<String, (String, String)>)> {
+    ) -> Vec<(usize, Result<Option<StepOutcome>, (String, String)>)> {
         if actions.is_empty() {
             return Vec::new();
         }
@@ -1125,7 +1131,7 @@ impl HealLoop {
                     match action {
                         Action::Heal { index, call } => {
                             let r = match tokio::time::timeout(deadline, heal_call(call)).await {
-                                Ok(r) => r,
+                                Ok(r) => r.map(Some),
                                 Err(_) => Err((
                                     "timeout".to_string(),
                                     format!("the heal call did not return within {deadline:?}"),
@@ -1135,14 +1141,14 @@ impl HealLoop {
                         }
                         Action::Notify { index, event } => {
                             let Some(spec) = notify else {
-                                return (index, Ok("no notify command".into()));
+                                return (index, Ok(None));
                             };
                             let env = [
                                 ("JOELCLAW_EVENT", event.to_json_line()),
                                 ("JOELCLAW_SERVICE", event.service.clone()),
                             ];
                             let r = match run_command(&spec.argv, &env, spec.timeout).await {
-                                CommandEnd::Exited(Some(0)) => Ok("notified".to_string()),
+                                CommandEnd::Exited(Some(0)) => Ok(None),
                                 CommandEnd::Exited(code) => Err((
                                     "notify-failed".to_string(),
                                     format!("notify command exited {code:?}"),
@@ -1173,7 +1179,7 @@ impl HealLoop {
     fn settle(
         &mut self,
         i: usize,
-        result: Result<String, (String, String)>,
+        result: Result<Option<StepOutcome>, (String, String)>,
         now: u64,
         events: &mut Vec<HealEvent>,
     ) -> Option<Action> {
@@ -1184,7 +1190,7 @@ impl HealLoop {
             Ok(outcome) => {
                 if let Some(a) = t.record.in_flight.as_mut() {
                     a.phase = AttemptPhase::Done;
-                    a.outcome = Some(outcome);
+                    a.outcome = outcome;
                 }
                 None
             }
@@ -1199,6 +1205,7 @@ impl HealLoop {
                 e.step = attempt.as_ref().map(|a| a.step);
                 e.attempt = attempt.as_ref().map(|a| a.attempt);
                 e.error_kind = Some(kind);
+                e.outcome = Some(StepOutcome::Failed);
                 events.push(e);
                 self.breaker_failed(i, now, events)
             }
@@ -1220,6 +1227,7 @@ impl HealLoop {
             attempt: None,
             error_kind: None,
             cause: None,
+            outcome: None,
             detail,
         }
     }
@@ -1271,33 +1279,27 @@ impl HealLoop {
     }
 }
 
-async fn heal_call(call: HealCall) -> Result<String, (String, String)> {
-    fn text<T: Serialize>(v: &T) -> String {
-        serde_json::to_value(v)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_string))
-            .unwrap_or_default()
-    }
+async fn heal_call(call: HealCall) -> Result<StepOutcome, (String, String)> {
     match call {
         HealCall::Restart(m, label) => m
             .restart(&label)
             .await
-            .map(|o| text(&o))
+            .map(|result| StepOutcome::Restarted { result })
             .map_err(|e| (e.kind().to_string(), e.to_string())),
         HealCall::Repair(m, config) => m
             .enable(&config)
             .await
-            .map(|o| text(&o))
+            .map(|result| StepOutcome::Repaired { result })
             .map_err(|e| (e.kind().to_string(), e.to_string())),
         HealCall::RestartContainer(rt, name) => rt
             .restart_container(&name)
             .await
-            .map(|o| text(&o))
+            .map(|result| StepOutcome::ContainerRestarted { result })
             .map_err(|e| (e.kind().to_string(), e.to_string())),
         HealCall::EnsureRunning(rt) => rt
             .ensure_running()
             .await
-            .map(|o| text(&o))
+            .map(|result| StepOutcome::SubstrateStarted { result })
             .map_err(|e| (e.kind().to_string(), e.to_string())),
     }
 }

@@ -69,7 +69,7 @@ mod policy;
 pub mod probe;
 pub mod state;
 
-pub use events::{EventKind, EventSink, HealEvent, JsonLinesSink, MemorySink, Step};
+pub use events::{EventKind, EventSink, HealEvent, JsonLinesSink, MemorySink, Step, StepOutcome};
 pub use heal::{
     BuildError, HealLoop, Health, LoopOptions, NodeStatus, NodeTags, Ports, ProbeSummary,
     ServiceSnapshot, TickReport, MIN_EARLY_TICK_GAP,

@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
-use crate::events::Step;
+use crate::events::{Step, StepOutcome};
 
 /// Wall-clock time driven by tokio's clock, so that paused-time tests move it too and persisted
 /// timestamps stay comparable across two loops built from the same `Clock`.
@@ -90,8 +90,8 @@ pub struct AttemptRecord {
     pub started_ms: u64,
     /// How far it got.
     pub phase: AttemptPhase,
-    /// What the call said (`restarted`, `installed`...), once done.
-    pub outcome: Option<String>,
+    /// What the call said, once done.
+    pub outcome: Option<StepOutcome>,
 }
 
 /// A service's breaker, as persisted.
@@ -273,7 +273,9 @@ mod tests {
                     step: Step::Restart,
                     started_ms: 32,
                     phase: AttemptPhase::Done,
-                    outcome: Some("restarted".into()),
+                    outcome: Some(StepOutcome::Restarted {
+                        result: process_manager::RestartOutcome::Restarted,
+                    }),
                 }),
                 history: vec![],
                 breaker: BreakerRecord::default(),

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use central_core::{
     BreakerState, Clock, EventKind, HealLoop, Health, Inventory, JsonLinesSink, LoopOptions,
-    MemorySink, NodeTags, Ports, ScriptedProbe, Step, TickReport,
+    MemorySink, NodeTags, Ports, ScriptedProbe, Step, StepOutcome, TickReport,
 };
 use container_runtime::{MemoryRuntime, RuntimeOperation};
 use process_manager::{
@@ -100,6 +100,13 @@ async fn crash_is_restarted_once_then_healthy_and_left_alone() {
     assert_eq!(
         kinds(&r),
         vec![(ProbeRecovered, "worker"), (HealSucceeded, "worker")]
+    );
+    // The manager's own answer, typed: it was stopped, so it was started.
+    assert_eq!(
+        r.events[1].outcome,
+        Some(StepOutcome::Restarted {
+            result: process_manager::RestartOutcome::Started
+        })
     );
     sleep(Duration::from_secs(10)).await;
     assert!(heal.tick().await.events.is_empty());
@@ -286,6 +293,12 @@ async fn substrate_down_suppresses_dependents_heals_it_first_and_they_recover_un
     );
     assert_eq!(rt.count(RuntimeOperation::RestartContainer), 0);
     assert_eq!(rt.count(RuntimeOperation::EnsureRunning), 1);
+    assert_eq!(
+        r.events[1].outcome,
+        Some(StepOutcome::SubstrateStarted {
+            result: container_runtime::EnsureRunningOutcome::Started
+        })
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -471,6 +484,7 @@ async fn supervisor_already_restarting_is_observed_not_restarted() {
     );
     assert_eq!(r.events[1].step, Some(Step::Observe));
     assert_eq!(r.events[1].cause.as_deref(), Some("supervisor-restarting"));
+    assert_eq!(r.events[1].outcome, Some(StepOutcome::Observed));
     for _ in 0..3 {
         sleep(Duration::from_secs(10)).await;
         assert_eq!(kinds(&heal.tick().await), vec![(ProbeFailed, "worker")]);
@@ -681,6 +695,12 @@ async fn escalation_runs_the_notify_command_with_the_event() {
         ]
     );
     assert_eq!(r.events[2].error_kind.as_deref(), Some("backend"));
+    assert_eq!(
+        r.events[4].outcome,
+        Some(StepOutcome::Escalated {
+            notify_command: true
+        })
+    );
     assert_eq!(std::fs::read_to_string(&out).unwrap(), "worker");
 }
 
