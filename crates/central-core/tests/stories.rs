@@ -878,3 +878,30 @@ async fn a_pushed_exit_event_wakes_the_loop_before_the_next_round() {
     stop.send(true).unwrap();
     task.await.unwrap();
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_corrupt_state_file_is_moved_aside_and_the_loop_heals_anyway() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("heal-state.json"), b"\0\0 half-written").unwrap();
+    let pm = manager(&["worker"]).await;
+    let inv = inventory(&format!(
+        "{FAST}\n[[service]]\nlabel = \"worker\"\nmanager = \"null\"\n"
+    ));
+    let mut heal = HealLoop::new(
+        &inv,
+        Ports::new().with_manager("null", pm.clone()),
+        options(Clock::starting_at(EPOCH_MS)).with_state_dir(dir.path()),
+    )
+    .unwrap();
+    let warnings = heal.status().warnings;
+    assert_eq!(warnings.len(), 1);
+    assert!(warnings[0].contains("moved it to"), "{warnings:?}");
+    pm.crash(&label("worker"), ExitStatus::Signal(9));
+    assert_eq!(
+        kinds(&heal.tick().await),
+        vec![(ProbeFailed, "worker"), (HealStarted, "worker")]
+    );
+    // A fresh, valid file replaced it.
+    let saved = std::fs::read_to_string(dir.path().join("heal-state.json")).unwrap();
+    assert!(serde_json::from_str::<serde_json::Value>(&saved).is_ok());
+}
