@@ -63,6 +63,7 @@ stop() {
     # Leave no mounts behind before removing the state.
     grep -o " $state/[^ ]*" /proc/self/mounts | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
     rm -rf "$state"
+    rmdir "$JOELCLAW_TEST_STATE" 2>/dev/null || true
 }
 
 case "${1:-}" in

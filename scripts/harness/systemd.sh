@@ -104,6 +104,7 @@ stop() {
         pid_is "$pid" systemd-nspawn && kill -KILL "$pid" 2>/dev/null || true
     fi
     rm -rf "$state"
+    rmdir "$JOELCLAW_TEST_STATE" 2>/dev/null || true
 }
 
 case "${1:-}" in

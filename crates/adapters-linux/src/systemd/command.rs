@@ -265,3 +265,108 @@ fn resolve(program: &std::ffi::OsStr) -> Result<PathBuf, ProcessError> {
         detail: format!("{} not found on PATH: {e}", as_path.display()),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn systemctl() -> Systemctl {
+        Systemctl {
+            program: None,
+            prefix: Vec::new(),
+            user_manager: false,
+            target: None,
+            query_deadline: Duration::from_secs(1),
+            job_deadline: Duration::from_secs(1),
+        }
+    }
+
+    fn words(v: &[OsString]) -> Vec<&str> {
+        v.iter().map(|w| w.to_str().unwrap()).collect()
+    }
+
+    #[test]
+    fn argv_puts_prefix_then_systemctl_then_its_options() {
+        let mut s = systemctl();
+        s.prefix = ["/usr/bin/nsenter", "-t", "42", "-a"]
+            .map(OsString::from)
+            .to_vec();
+        s.user_manager = true;
+        s.target = Some(SystemdTarget::Machine("joelclaw@.host".into()));
+        let (program, args) = s.argv(&["show", "a.service"]).unwrap();
+        assert_eq!(program, PathBuf::from("/usr/bin/nsenter"));
+        assert_eq!(
+            words(&args),
+            [
+                "-t",
+                "42",
+                "-a",
+                "systemctl",
+                "--user",
+                "--machine=joelclaw@.host",
+                "--no-pager",
+                "--no-ask-password",
+                "show",
+                "a.service"
+            ]
+        );
+        let mut s = systemctl();
+        s.program = Some("/opt/systemd/bin/systemctl".into());
+        s.target = Some(SystemdTarget::Host("ops@node-1".into()));
+        let (program, args) = s.argv(&["daemon-reload"]).unwrap();
+        assert_eq!(program, PathBuf::from("/opt/systemd/bin/systemctl"));
+        assert_eq!(
+            words(&args),
+            [
+                "--host=ops@node-1",
+                "--no-pager",
+                "--no-ask-password",
+                "daemon-reload"
+            ]
+        );
+    }
+
+    #[test]
+    fn failures_by_meaning() {
+        let s = systemctl();
+        let fail = |stderr: &str| {
+            let status = std::process::Command::new("false").status().unwrap();
+            s.failure(
+                Operation::Restart,
+                &["restart", "x.service"],
+                &status,
+                &Output {
+                    stdout: String::new(),
+                    stderr: stderr.into(),
+                },
+            )
+        };
+        match fail("Failed to restart x.service: Unit x.service not found.") {
+            ProcessError::NotFound { label, scope } => {
+                assert_eq!(label, "x");
+                assert_eq!(scope.as_deref(), Some("system manager"));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            fail("Failed to restart x.service: Access denied"),
+            ProcessError::PermissionDenied { .. }
+        ));
+        assert!(matches!(
+            fail("Failed to connect to bus: No such file or directory"),
+            ProcessError::Unavailable { .. }
+        ));
+        assert!(matches!(
+            fail("Failed to get properties: Transport endpoint is not connected"),
+            ProcessError::Unavailable { .. }
+        ));
+        match fail("Job for x.service failed because the control process exited with error code.") {
+            ProcessError::Backend { source, .. } => {
+                let text = source.to_string();
+                assert!(text.contains("systemctl restart x.service"), "{text}");
+                assert!(text.contains("Job for x.service failed"), "{text}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}
