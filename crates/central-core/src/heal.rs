@@ -5,9 +5,10 @@
 //!
 //! One [`HealLoop::tick`] is one round. Within it, probes run first (each under its deadline),
 //! then decisions are taken in dependency order (so a dependency's state is known before its
-//! dependents'), then the heal calls run concurrently, each under `loop.heal_timeout`. A tick
-//! therefore ends within (slowest probe deadline + heal deadline + notify deadline), whatever an
-//! adapter does.
+//! dependents'), then the heal calls run concurrently, each under `loop.heal_timeout`. Probes
+//! and calls run at most `loop.max_concurrency` at a time, so a tick ends within (probe
+//! deadline + heal deadline + notify deadline) per batch of that many hanging calls, whatever an
+//! adapter does; with fewer hangs than the bound, one of each.
 
 use std::collections::BTreeMap;
 use std::future::Future;
