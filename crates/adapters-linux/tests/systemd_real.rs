@@ -439,6 +439,38 @@ async fn output_goes_to_the_configured_log_files() {
     cleanup(&pm, &c, &l).await;
 }
 
+#[tokio::test]
+async fn disable_removes_the_boot_time_link_and_enable_restores_it() {
+    let Some(c) = Container::get() else { return };
+    let pm = c.manager();
+    let l = label("jc-boot");
+    let link = c.unit_dir().join("multi-user.target.wants/jc-boot.service");
+    pm.enable(&looping(l.as_str(), &[])).await.unwrap();
+    assert!(link.symlink_metadata().is_ok(), "no boot link after enable");
+    assert_eq!(pm.inspect(&l).await.unwrap().enabled, Some(true));
+    pm.disable(&l).await.unwrap();
+    // What survives a reboot is the absence of this link.
+    assert!(
+        link.symlink_metadata().is_err(),
+        "boot link left after disable"
+    );
+    let st = pm.inspect(&l).await.unwrap();
+    assert_eq!((st.enabled, st.state), (Some(false), RunState::Stopped));
+    cleanup(&pm, &c, &l).await;
+}
+
+#[tokio::test]
+async fn a_unit_dir_the_manager_does_not_read_is_reported() {
+    let Some(c) = Container::get() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let pm = c.manager().with_unit_dir(dir.path());
+    let e = pm.enable(&looping("jc-elsewhere", &[])).await.unwrap_err();
+    assert!(
+        matches!(&e, ProcessError::InvalidInput { detail, .. } if detail.contains("unit_dir")),
+        "{e:?}"
+    );
+}
+
 /// Wall time of `list` over 50 and 200 running units (run with
 /// `cargo test -p adapters-linux --test systemd_real -- --ignored --nocapture list_timing`
 /// under the harness). Prints numbers; asserts nothing about time.

@@ -490,6 +490,18 @@ impl ProcessManagerPort for SystemdProcessManager {
                 .pop()
                 .ok_or_else(|| parse_failure("no show block".into()))?;
         }
+        if state.is_not_found() {
+            // Written, reloaded, and still unknown: the unit directory is not one this manager
+            // reads (e.g. a --machine target with a local unit_dir).
+            return Err(ProcessError::InvalidInput {
+                label: Some(label.to_string()),
+                detail: format!(
+                    "wrote {} but the {} does not know {unit} after daemon-reload; point unit_dir at a directory it loads units from",
+                    self.unit_path(label).display(),
+                    self.systemctl.scope_name()
+                ),
+            });
+        }
         let run_state = state.run_state();
         if !config.run_at_load {
             // Installed and loaded, not switched on: started only when asked (restart).
