@@ -3,6 +3,7 @@
 #
 #   scripts/harness/dockerd.sh start   start it; print `export JOELCLAW_TEST_DOCKER_HOST=...`
 #   scripts/harness/dockerd.sh env     print the exports for the running one
+#   scripts/harness/dockerd.sh status  exit 0 when it runs
 #   scripts/harness/dockerd.sh stop    stop it (by its pid file) and remove its state
 #
 # Its own --data-root, --exec-root, --pidfile and socket, so it never meets the machine's own
@@ -70,5 +71,6 @@ case "${1:-}" in
     start) start ;;
     stop) stop ;;
     env) print_env ;;
-    *) die "usage: $0 start|stop|env" ;;
+    status) [ -f "$state/dockerd.pid" ] && pid_is "$(cat "$state/dockerd.pid")" dockerd ;;
+    *) die "usage: $0 start|stop|env|status" ;;
 esac

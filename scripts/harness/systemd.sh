@@ -3,6 +3,7 @@
 #
 #   scripts/harness/systemd.sh start   boot it; print `export JOELCLAW_TEST_SYSTEMD_PID=...`
 #   scripts/harness/systemd.sh env     print the exports for the running one
+#   scripts/harness/systemd.sh status  exit 0 when it runs
 #   scripts/harness/systemd.sh stop    power it off (kills the nspawn pid recorded at start)
 #
 # The container: `--volatile=yes` (only /usr from the host, everything else a tmpfs),
@@ -111,5 +112,6 @@ case "${1:-}" in
     start) start ;;
     stop) stop ;;
     env) print_env ;;
-    *) die "usage: $0 start|stop|env" ;;
+    status) [ -f "$state/nspawn.pid" ] && pid_is "$(cat "$state/nspawn.pid")" systemd-nspawn ;;
+    *) die "usage: $0 start|stop|env|status" ;;
 esac
