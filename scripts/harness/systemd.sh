@@ -9,7 +9,8 @@
 # The container: `--volatile=yes` (only /usr from the host, everything else a tmpfs),
 # `--private-network` (its services cannot touch the host's network), no stdin and no terminal
 # (as in CI). The host's Docker and firewall units are masked inside so they do not start there.
-# A scratch directory is bound at the same path inside and out (for log files the tests read),
+# A scratch directory is bound at the same path inside and out (for log files the tests read;
+# JOELCLAW_TEST_SYSTEMD_BIND="DIR ..." binds more, read-only),
 # and a `joelclaw` service account is created inside, as a real node would have, with a running
 # user manager (PAM configuration is bound read-only from the host so user@.service can start).
 # Reach it with `nsenter -t $JOELCLAW_TEST_SYSTEMD_PID -a CMD`; write units from the host through
