@@ -4,10 +4,10 @@
 //! Parsing is all-or-nothing: a bad file is an [`InventoryError`] naming the file, line and key,
 //! and no [`Inventory`] exists to act on.
 //!
-//! An example, the Central host's (`examples/central.toml` in this crate):
+//! An example, the Central host's (`examples/central.toml` at the workspace root):
 //!
 //! ```toml
-#![doc = include_str!("../examples/central.toml")]
+#![doc = include_str!("../../../examples/central.toml")]
 //! ```
 
 use std::collections::{BTreeMap, HashMap};
@@ -321,6 +321,31 @@ pub struct Inventory {
     pub notify: Option<NotifySpec>,
     /// The services, in file order.
     pub services: Vec<ServiceSpec>,
+    /// Settings for the agent's adapters, by manager name (`[managers.systemd]`).
+    pub managers: BTreeMap<String, ManagerSettings>,
+}
+
+/// How the agent should set up one manager's adapter (`[managers.launchd]`,
+/// `[managers.systemd]`, `[managers.embedded]`). Plain data: central-core knows no adapter.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ManagerSettings {
+    /// The non-root account system services run as when their config names none.
+    #[serde(default)]
+    pub service_account: Option<String>,
+    /// Its group.
+    #[serde(default)]
+    pub service_group: Option<String>,
+    /// Where definitions are installed (`/Library/LaunchDaemons`, `/etc/systemd/system`).
+    #[serde(default)]
+    pub definition_dir: Option<PathBuf>,
+    /// Argv put before the manager's CLI, to reach another machine's manager
+    /// (e.g. `["nsenter", "-t", "4242", "-a"]`).
+    #[serde(default)]
+    pub command_prefix: Vec<String>,
+    /// The user whose domain user-scoped services live in.
+    #[serde(default)]
+    pub uid: Option<u32>,
 }
 
 /// What was wrong with an inventory.
@@ -428,6 +453,8 @@ struct RawInventory {
     escalation: Option<Spanned<RawEscalation>>,
     #[serde(default, rename = "service")]
     services: Vec<Spanned<RawService>>,
+    #[serde(default)]
+    managers: BTreeMap<String, Spanned<ManagerSettings>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -780,6 +807,34 @@ impl Parser<'_> {
 
         self.check_dependencies(&raw, &services, substrate.as_ref())?;
 
+        let mut managers = BTreeMap::new();
+        for (name, settings) in &raw.managers {
+            if !matches!(name.as_str(), "launchd" | "systemd" | "embedded") {
+                return Err(self.error_at(
+                    settings.span().start,
+                    &format!("managers.{name}"),
+                    InventoryErrorKind::UnknownKey,
+                    format!("no manager {name:?} takes settings; use launchd, systemd or embedded"),
+                ));
+            }
+            let settings = settings.get_ref();
+            for (key, account) in [
+                ("service_account", &settings.service_account),
+                ("service_group", &settings.service_group),
+            ] {
+                if let Some(account) = account {
+                    process_manager::check_account_name(key, account).map_err(|reason| {
+                        self.error_at(
+                            raw.managers[name].span().start,
+                            &format!("managers.{name}.{key}"),
+                            InventoryErrorKind::Invalid,
+                            reason,
+                        )
+                    })?;
+                }
+            }
+            managers.insert(name.clone(), settings.clone());
+        }
         Ok(Inventory {
             file: self.file.clone(),
             node,
@@ -787,6 +842,7 @@ impl Parser<'_> {
             settings,
             notify,
             services,
+            managers,
         })
     }
 
@@ -1326,11 +1382,18 @@ env = { PATH = "/opt/homebrew/bin:/usr/bin:/bin" }
 
     #[test]
     fn the_documented_example_parses() {
-        let inv = Inventory::parse("central.toml", include_str!("../examples/central.toml"))
-            .unwrap_or_else(|e| panic!("{e}"));
+        let inv = Inventory::parse(
+            "central.toml",
+            include_str!("../../../examples/central.toml"),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(inv.services.len(), 7);
         let sub = inv.substrate.as_ref().unwrap();
         assert_eq!(sub.kind, Some(SubstrateKind::Colima));
+        assert_eq!(
+            inv.managers["launchd"].service_account.as_deref(),
+            Some("joelclaw")
+        );
         assert_eq!(sub.profile.as_deref(), Some("default"));
         assert_eq!(inv.desired_configs().count(), 2);
         assert_eq!(
@@ -1423,6 +1486,29 @@ env = { PATH = "/opt/homebrew/bin:/usr/bin:/bin" }
             InventoryErrorKind::UnknownKey,
             "failures_to_dwon",
             "service.heal.failures_to_dwon",
+        );
+    }
+
+    #[test]
+    fn manager_settings_are_checked() {
+        let text = "[managers.systemd]\nservice_account = \"joelclaw\"\ncommand_prefix = [\"nsenter\", \"-t\", \"7\", \"-a\"]\n";
+        let inv = parse(text).unwrap();
+        assert_eq!(inv.managers["systemd"].command_prefix.len(), 4);
+        let err = parse("\n[managers.upstart]\nservice_account = \"x\"\n").unwrap_err();
+        assert_eq!(
+            (err.kind, err.line),
+            (InventoryErrorKind::UnknownKey, 2),
+            "{err}"
+        );
+        assert_eq!(err.key, "managers.upstart");
+        let err = parse("[managers.launchd]\nservice_account = \"0day\"\n").unwrap_err();
+        assert_eq!(err.kind, InventoryErrorKind::Invalid, "{err}");
+        assert_eq!(err.key, "managers.launchd.service_account");
+        let err = parse("[managers.launchd]\nunit_dir = \"/x\"\n").unwrap_err();
+        assert_eq!(
+            (err.kind, err.line),
+            (InventoryErrorKind::UnknownKey, 2),
+            "{err}"
         );
     }
 
