@@ -812,7 +812,7 @@ impl Parser<'_> {
             if !matches!(name.as_str(), "launchd" | "systemd" | "embedded") {
                 return Err(self.error_at(
                     settings.span().start,
-                    &format!("managers.{name}"),
+                    format!("managers.{name}"),
                     InventoryErrorKind::UnknownKey,
                     format!("no manager {name:?} takes settings; use launchd, systemd or embedded"),
                 ));
@@ -826,7 +826,7 @@ impl Parser<'_> {
                     process_manager::check_account_name(key, account).map_err(|reason| {
                         self.error_at(
                             raw.managers[name].span().start,
-                            &format!("managers.{name}.{key}"),
+                            format!("managers.{name}.{key}"),
                             InventoryErrorKind::Invalid,
                             reason,
                         )
