@@ -27,6 +27,8 @@ use process_manager::{
 use tokio::sync::{broadcast, watch};
 
 const ADAPTER: &str = "embedded";
+/// The file a running supervisor publishes its children's state to.
+const PUBLISHED: &str = "services.json";
 
 /// Where the supervisor keeps logs and state, and how long a stop may take.
 #[derive(Debug, Clone)]
@@ -77,6 +79,22 @@ impl Inner {
         self.services.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Publishes every child's state to `<state_dir>/services.json` for `status` and `inspect`
+    /// run from another process (see [`EmbeddedView`]). Best effort: a failed write is logged.
+    fn publish(&self, services: &BTreeMap<ServiceLabel, Service>) {
+        let Some(dir) = &self.options.state_dir else {
+            return;
+        };
+        let all: Vec<ServiceStatus> = services
+            .iter()
+            .map(|(l, s)| EmbeddedSupervisor::status_of(l, s))
+            .collect();
+        let json = serde_json::to_vec_pretty(&all).expect("statuses serialize");
+        if let Err(e) = crate::fsutil::write_atomic(&dir.join(PUBLISHED), &json, 0o600) {
+            tracing::warn!(error = %e, "publishing embedded service state");
+        }
+    }
+
     fn on_exit(&self, label: &ServiceLabel, generation: u64, status: std::process::ExitStatus) {
         let status = match (status.code(), status.signal()) {
             (Some(code), _) => ExitStatus::Code(code),
@@ -97,6 +115,7 @@ impl Inner {
         svc.state = RunState::Stopped;
         svc.last_exit = Some(status);
         tracing::debug!(service = %label, %status, "embedded child exited");
+        self.publish(&services);
         let _ = self.events.send(ServiceEvent::Exited {
             label: label.clone(),
             status,
@@ -254,6 +273,7 @@ impl EmbeddedSupervisor {
         svc.state = RunState::Running;
         let (done_tx, done_rx) = watch::channel(false);
         svc.exited = Some(done_rx);
+        self.inner.publish(&services);
         drop(services);
         let inner = Arc::downgrade(&self.inner);
         let label = label.clone();
@@ -519,5 +539,95 @@ impl ProcessManagerPort for EmbeddedSupervisor {
 
     fn events(&self) -> Option<broadcast::Receiver<ServiceEvent>> {
         Some(self.inner.events.subscribe())
+    }
+}
+
+/// A read-only view of the services a running agent's embedded supervisor owns, read from the
+/// state it publishes. `status` and `inspect` use it from another process; it can change
+/// nothing (the running agent owns those processes), and a published pid that is gone is
+/// reported as `Unknown` (the agent died without cleaning up).
+#[derive(Debug, Clone)]
+pub struct EmbeddedView {
+    dir: PathBuf,
+}
+
+impl EmbeddedView {
+    /// A view over the state folder of an embedded supervisor.
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        EmbeddedView { dir: dir.into() }
+    }
+
+    fn read(&self) -> Result<Vec<ServiceStatus>, ProcessError> {
+        match std::fs::read(self.dir.join(PUBLISHED)) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
+                ProcessError::backend(ADAPTER, format!("published state unreadable: {e}"))
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+            Err(e) => Err(io_err("read the published state", e)),
+        }
+    }
+
+    fn checked(mut status: ServiceStatus) -> ServiceStatus {
+        if let Some(pid) = status.pid {
+            let alive = nix::sys::signal::kill(Pid::from_raw(pid as i32), None).is_ok();
+            if !alive {
+                status.state = RunState::Unknown;
+                status.pid = None;
+            }
+        }
+        status
+    }
+
+    fn read_only(&self, operation: Operation) -> ProcessError {
+        ProcessError::NotSupported {
+            operation,
+            adapter: "embedded (read-only view; the running agent owns these processes)".into(),
+        }
+    }
+}
+
+#[async_trait]
+impl ProcessManagerPort for EmbeddedView {
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::basic(ADAPTER)
+    }
+
+    async fn list(&self, pattern: &LabelPattern) -> Result<Vec<ServiceStatus>, ProcessError> {
+        Ok(self
+            .read()?
+            .into_iter()
+            .filter(|s| pattern.matches(s.label.as_str()))
+            .map(Self::checked)
+            .collect())
+    }
+
+    async fn inspect(&self, label: &ServiceLabel) -> Result<ServiceStatus, ProcessError> {
+        self.read()?
+            .into_iter()
+            .find(|s| &s.label == label)
+            .map(Self::checked)
+            .ok_or_else(|| ProcessError::NotFound {
+                label: label.to_string(),
+                scope: Some(format!(
+                    "the embedded supervisor's published state in {}",
+                    self.dir.display()
+                )),
+            })
+    }
+
+    async fn restart(&self, _label: &ServiceLabel) -> Result<RestartOutcome, ProcessError> {
+        Err(self.read_only(Operation::Restart))
+    }
+
+    async fn stop(&self, _label: &ServiceLabel) -> Result<StopOutcome, ProcessError> {
+        Err(self.read_only(Operation::Stop))
+    }
+
+    async fn disable(&self, _label: &ServiceLabel) -> Result<DisableOutcome, ProcessError> {
+        Err(self.read_only(Operation::Disable))
+    }
+
+    async fn enable(&self, _config: &ServiceConfig) -> Result<EnableOutcome, ProcessError> {
+        Err(self.read_only(Operation::Enable))
     }
 }

@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use joelclaw_node::embedded::{EmbeddedOptions, EmbeddedSupervisor};
+use joelclaw_node::embedded::{EmbeddedOptions, EmbeddedSupervisor, EmbeddedView};
 use process_manager::testkit::{self, Fixture};
 use process_manager::{
     DisableOutcome, ExitStatus, ProcessError, ProcessManagerPort, RunState, ServiceConfig,
@@ -172,4 +172,39 @@ async fn logs_go_to_files() {
             && std::fs::read_to_string(&err).is_ok_and(|s| s == "err\n")
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_process_sees_the_children_through_the_published_view() {
+    let dir = tempfile::tempdir().unwrap();
+    let sup = supervisor(dir.path());
+    let view = EmbeddedView::new(dir.path());
+    let label = ServiceLabel::new("watched").unwrap();
+    assert!(matches!(
+        view.inspect(&label).await,
+        Err(ProcessError::NotFound { .. })
+    ));
+    sup.enable(&ServiceConfig::new(label.clone(), "/bin/sleep").with_args(["1000"]))
+        .await
+        .unwrap();
+    let pid = sup.inspect(&label).await.unwrap().pid.unwrap();
+    let seen = view.inspect(&label).await.unwrap();
+    assert_eq!((seen.state, seen.pid), (RunState::Running, Some(pid)));
+    assert!(matches!(
+        view.restart(&label).await,
+        Err(ProcessError::NotSupported { .. })
+    ));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::SIGKILL,
+    )
+    .unwrap();
+    wait_until("the exit published", || {
+        std::fs::read_to_string(dir.path().join("services.json"))
+            .is_ok_and(|s| s.contains("\"signal\": 9"))
+    })
+    .await;
+    let seen = view.inspect(&label).await.unwrap();
+    assert_eq!(seen.state, RunState::Stopped);
+    assert_eq!(seen.last_exit, Some(ExitStatus::Signal(9)));
 }
