@@ -16,6 +16,10 @@ pub struct Cli {
     /// Print a JSON envelope (`ok`, `command`, `result`, `next_actions`) instead of text.
     #[arg(long, global = true)]
     pub json: bool,
+    /// The agent's state folder (default: the inventory's `loop.state_dir`, else the user's
+    /// state folder). `status` and `inspect` read the running agent's state from it.
+    #[arg(long, global = true, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
     /// The verb.
     #[command(subcommand)]
     pub command: Command,
@@ -76,9 +80,6 @@ pub struct RunArgs {
     /// Where to write events as JSON lines (`-` for stdout, the default).
     #[arg(long, value_name = "FILE", default_value = "-")]
     pub events: String,
-    /// State folder (restart history, breakers). Default: the inventory's, else `./.joelclaw-state`.
-    #[arg(long, value_name = "DIR")]
-    pub state_dir: Option<PathBuf>,
 }
 
 /// `inspect`.
@@ -133,12 +134,39 @@ pub struct GateArgs {
 /// `install-self`.
 #[derive(Debug, Args)]
 pub struct InstallSelfArgs {
-    /// Write under this root instead of `/`.
+    /// Write the definition under this root instead of installing and loading it.
     #[arg(long, value_name = "DIR")]
     pub root: Option<PathBuf>,
     /// The inventory the installed agent will run.
     #[arg(long, short = 'i', value_name = "FILE")]
     pub inventory: PathBuf,
+    /// The supervisor to install under (default: launchd on macOS, systemd elsewhere).
+    #[arg(long, value_enum)]
+    pub manager: Option<SelfManager>,
+    /// The installed binary (default: this one).
+    #[arg(long, value_name = "PATH")]
+    pub program: Option<PathBuf>,
+    /// The non-root service account the agent runs as.
+    #[arg(long, default_value = "joelclaw")]
+    pub user: String,
+    /// Its group (default: same as the user).
+    #[arg(long)]
+    pub group: Option<String>,
+    /// The agent's state folder once installed.
+    #[arg(long, value_name = "DIR", default_value = "/var/lib/joelclaw")]
+    pub state_dir: PathBuf,
+    /// The agent's log folder once installed.
+    #[arg(long, value_name = "DIR", default_value = "/var/log/joelclaw")]
+    pub log_dir: PathBuf,
+}
+
+/// The supervisor `install-self` targets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SelfManager {
+    /// A LaunchDaemon in the system domain.
+    Launchd,
+    /// A systemd system unit.
+    Systemd,
 }
 
 /// Parses the command line, runs the verb, prints, and returns the exit code.
@@ -156,13 +184,14 @@ pub fn main() -> ExitCode {
         }
     };
     let as_json = cli.json;
+    let state_dir = cli.state_dir;
     let result = match cli.command {
         Command::Identity => identity(),
         Command::Gate(args) => gate(args),
         Command::Audit(args) => audit_cmd(args),
-        Command::Run(args) => crate::agent::run(args, as_json),
-        Command::Status(args) => crate::agent::status(args),
-        Command::Inspect(args) => crate::agent::inspect(args),
+        Command::Run(args) => crate::agent::run(args, state_dir),
+        Command::Status(args) => crate::agent::status(args, state_dir),
+        Command::Inspect(args) => crate::agent::inspect(args, state_dir),
         Command::Apply(args) => crate::agent::apply(args),
         Command::InstallSelf(args) => crate::agent::install_self(args),
         Command::DemoService(args) => {

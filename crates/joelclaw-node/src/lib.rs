@@ -4,6 +4,7 @@
 pub mod agent;
 pub mod audit;
 pub mod cli;
+pub mod compose;
 pub mod demo;
 pub mod embedded;
 pub mod fsutil;

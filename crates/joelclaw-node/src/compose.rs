@@ -1,0 +1,259 @@
+//! The composition root: from an inventory to the adapters the heal loop and the verbs use.
+//! This is the one place that knows every adapter.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use adapters_linux::{DockerRuntime, SystemdProcessManager};
+use adapters_macos::{
+    ColimaConfig, ColimaRuntime, FnHealthCheck, LaunchdConfig, LaunchdProcessManager,
+};
+use central_core::inventory::{ManagerKind, ManagerSettings, ProbeCheck, SubstrateKind};
+use central_core::{Inventory, Ports};
+use container_runtime::{ContainerRuntimePort, MemoryRuntime, SharedContainerRuntime};
+use node_identity::Platform;
+use process_manager::{MemoryProcessManager, SharedProcessManager};
+
+use crate::embedded::{EmbeddedOptions, EmbeddedSupervisor, EmbeddedView};
+
+/// In an inventory, this token stands for the agent's own binary (the demo's services are the
+/// agent's hidden `demo-service` verb, so the demo needs nothing installed).
+pub const SELF_TOKEN: &str = "${JOELCLAW_NODE_BIN}";
+
+/// Reads and checks an inventory, with [`SELF_TOKEN`] replaced. Errors name file, line and key.
+pub fn load_inventory(path: &Path) -> Result<Inventory, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("{}: cannot read the inventory: {e}", path.display()))?;
+    let text = if text.contains(SELF_TOKEN) {
+        let exe = std::env::current_exe()
+            .map_err(|e| format!("cannot find this agent's own binary for {SELF_TOKEN}: {e}"))?;
+        // Escaped as a TOML basic string body; the token only ever stands inside quotes.
+        let exe = exe
+            .display()
+            .to_string()
+            .replace('\\', "\\\\")
+            .replace('"', "\\\"");
+        text.replace(SELF_TOKEN, &exe)
+    } else {
+        text
+    };
+    Inventory::parse(path, &text).map_err(|e| e.to_string())
+}
+
+/// Whether the embedded supervisor is driven (by `run`) or only looked at (`status`, `inspect`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// This process owns the embedded children.
+    Own,
+    /// Another process (the running agent) owns them; read its published state.
+    Observe,
+}
+
+/// The adapters an inventory needs.
+#[derive(Debug, Default)]
+pub struct Composition {
+    /// Process managers by the inventory's manager names.
+    pub managers: BTreeMap<&'static str, SharedProcessManager>,
+    /// The container runtime, when anything needs one.
+    pub runtime: Option<SharedContainerRuntime>,
+    /// The embedded supervisor, in [`Mode::Own`].
+    pub embedded: Option<EmbeddedSupervisor>,
+    /// The launchd adapter, when used (for `apply`'s renderer).
+    pub launchd: Option<Arc<LaunchdProcessManager>>,
+    /// The systemd adapter, when used (for `apply`'s renderer).
+    pub systemd: Option<Arc<SystemdProcessManager>>,
+}
+
+impl Composition {
+    /// The ports for the heal loop.
+    pub fn ports(&self) -> Ports {
+        let mut ports = Ports::new();
+        for (name, m) in &self.managers {
+            ports = ports.with_manager(*name, m.clone());
+        }
+        if let Some(rt) = &self.runtime {
+            ports = ports.with_runtime(rt.clone());
+        }
+        ports
+    }
+
+    /// The manager of `label`'s service.
+    pub fn manager_of(&self, inventory: &Inventory, label: &str) -> Option<SharedProcessManager> {
+        let spec = inventory.service(label)?;
+        self.managers.get(spec.manager.as_str()).cloned()
+    }
+}
+
+fn settings(inventory: &Inventory, name: &str) -> ManagerSettings {
+    inventory.managers.get(name).cloned().unwrap_or_default()
+}
+
+/// The launchd adapter from `[managers.launchd]`; `root` re-roots its plist folder.
+pub fn launchd_adapter(
+    inventory: &Inventory,
+    root: Option<&Path>,
+) -> Result<LaunchdProcessManager, String> {
+    let s = settings(inventory, "launchd");
+    if !s.command_prefix.is_empty() {
+        return Err(
+            "managers.launchd.command_prefix: launchd cannot be reached through a prefix".into(),
+        );
+    }
+    let mut cfg = LaunchdConfig::default();
+    let dir = s
+        .definition_dir
+        .unwrap_or_else(|| cfg.system_plist_dir.clone());
+    cfg = cfg.with_system_plist_dir(reroot(root, &dir));
+    if let Some(account) = s.service_account {
+        cfg = cfg.with_service_account(account, s.service_group);
+    }
+    if let Some(uid) = s.uid {
+        let user = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
+            .ok()
+            .flatten()
+            .ok_or_else(|| {
+                format!("managers.launchd.uid: no user with uid {uid} on this machine")
+            })?;
+        cfg = cfg.with_user(uid, reroot(root, &user.dir.join("Library/LaunchAgents")));
+    }
+    Ok(LaunchdProcessManager::new(cfg))
+}
+
+/// The systemd adapter from `[managers.systemd]`; `root` re-roots its unit folder.
+pub fn systemd_adapter(inventory: &Inventory, root: Option<&Path>) -> SystemdProcessManager {
+    let s = settings(inventory, "systemd");
+    let mut m = SystemdProcessManager::system();
+    let dir = s
+        .definition_dir
+        .unwrap_or_else(|| m.unit_dir().to_path_buf());
+    m = m.with_unit_dir(reroot(root, &dir));
+    if !s.command_prefix.is_empty() {
+        m = m.with_command_prefix(s.command_prefix);
+    }
+    if let Some(user) = s.service_account {
+        m = m.with_service_account(adapters_linux::ServiceAccount {
+            user,
+            group: s.service_group,
+        });
+    }
+    m
+}
+
+/// `dir` under `root` (or `dir` itself without a root).
+pub fn reroot(root: Option<&Path>, dir: &Path) -> PathBuf {
+    match root {
+        Some(root) => root.join(dir.strip_prefix("/").unwrap_or(dir)),
+        None => dir.to_path_buf(),
+    }
+}
+
+fn runtime(inventory: &Inventory) -> Result<Option<SharedContainerRuntime>, String> {
+    let needs = inventory.substrate.is_some()
+        || inventory.services.iter().any(|s| {
+            s.manager == ManagerKind::Container
+                || s.probes
+                    .iter()
+                    .any(|p| matches!(p.check, ProbeCheck::Container { .. }))
+        });
+    if !needs {
+        return Ok(None);
+    }
+    let sub = inventory.substrate.as_ref();
+    let kind = sub
+        .and_then(|s| s.kind)
+        .unwrap_or(match Platform::current() {
+            Platform::Macos => SubstrateKind::Colima,
+            _ => SubstrateKind::Docker,
+        });
+    let endpoint = sub.and_then(|s| s.endpoint.clone());
+    let runtime: SharedContainerRuntime = match kind {
+        SubstrateKind::Null => Arc::new(MemoryRuntime::new()),
+        SubstrateKind::Docker => Arc::new(match &endpoint {
+            Some(url) => {
+                DockerRuntime::connect(url).map_err(|e| format!("substrate.endpoint: {e}"))?
+            }
+            None => DockerRuntime::local(),
+        }),
+        SubstrateKind::Colima => {
+            let mut cfg = ColimaConfig::default();
+            if let Some(profile) = sub.and_then(|s| s.profile.clone()) {
+                cfg = cfg.with_profile(profile);
+            }
+            let mut colima = ColimaRuntime::new(cfg).map_err(|e| format!("substrate: {e}"))?;
+            // With the VM's Docker socket named, frequent health checks ping it instead of
+            // running the slow `colima status`.
+            if let Some(url) = &endpoint {
+                let docker = Arc::new(
+                    DockerRuntime::connect(url).map_err(|e| format!("substrate.endpoint: {e}"))?,
+                );
+                colima = colima.with_health_check(Arc::new(FnHealthCheck::new(move || {
+                    let docker = docker.clone();
+                    Box::pin(async move { docker.is_healthy().await })
+                })));
+            }
+            Arc::new(colima)
+        }
+    };
+    Ok(Some(runtime))
+}
+
+/// Builds the adapters `inventory` needs. In [`Mode::Own`] the embedded supervisor keeps its
+/// logs and state under `state_dir/embedded`; in [`Mode::Observe`] it reads what the running
+/// agent published there.
+pub fn compose(inventory: &Inventory, state_dir: &Path, mode: Mode) -> Result<Composition, String> {
+    let mut c = Composition {
+        runtime: runtime(inventory)?,
+        ..Composition::default()
+    };
+    for spec in &inventory.services {
+        let name = spec.manager.as_str();
+        if spec.manager == ManagerKind::Container || c.managers.contains_key(name) {
+            continue;
+        }
+        let manager: SharedProcessManager = match spec.manager {
+            ManagerKind::Launchd => {
+                let m = Arc::new(launchd_adapter(inventory, None)?);
+                c.launchd = Some(m.clone());
+                m
+            }
+            ManagerKind::Systemd => {
+                let m = Arc::new(systemd_adapter(inventory, None));
+                c.systemd = Some(m.clone());
+                m
+            }
+            ManagerKind::Embedded => {
+                let dir = state_dir.join("embedded");
+                match mode {
+                    Mode::Own => {
+                        let sup = EmbeddedSupervisor::new(EmbeddedOptions::under(&dir))
+                            .map_err(|e| e.to_string())?;
+                        c.embedded = Some(sup.clone());
+                        Arc::new(sup)
+                    }
+                    Mode::Observe => Arc::new(EmbeddedView::new(dir)),
+                }
+            }
+            ManagerKind::Null => Arc::new(MemoryProcessManager::new()),
+            ManagerKind::Container => unreachable!("skipped above"),
+        };
+        c.managers.insert(name, manager);
+    }
+    for spec in &inventory.services {
+        if spec.manager == ManagerKind::Embedded && spec.config.is_none() {
+            return Err(format!(
+                "{}: service {}: the embedded supervisor needs a [service.config] to start it",
+                inventory.file.display(),
+                spec.label
+            ));
+        }
+    }
+    Ok(c)
+}
+
+/// Where state lives when neither `--state-dir` nor the inventory says.
+pub fn default_state_dir() -> Option<PathBuf> {
+    dirs::state_dir()
+        .or_else(dirs::data_local_dir)
+        .map(|d| d.join("joelclaw-node"))
+}

@@ -1,0 +1,144 @@
+//! End to end: `joelclaw-node run` on the demo inventory as a subprocess. A child killed with
+//! SIGKILL is detected and healed (`heal.succeeded` in the JSON lines); SIGTERM to the agent
+//! leaves no child behind.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+fn alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !stat
+            .rsplit(')')
+            .next()
+            .is_some_and(|rest| rest.trim_start().starts_with('Z')),
+        Err(_) => false,
+    }
+}
+
+fn published_pid(state: &Path, label: &str) -> Option<u32> {
+    let text = std::fs::read_to_string(state.join("embedded/services.json")).ok()?;
+    let all: serde_json::Value = serde_json::from_str(&text).ok()?;
+    all.as_array()?
+        .iter()
+        .find(|s| s["label"] == label && s["state"] == "running")
+        .and_then(|s| s["pid"].as_u64())
+        .map(|p| p as u32)
+}
+
+fn wait_for<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            start.elapsed() < limit,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_killed_child_is_healed_and_sigterm_leaves_no_child() {
+    let state = tempfile::tempdir().unwrap();
+    let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/demo.toml");
+    let mut agent = Command::new(env!("CARGO_BIN_EXE_joelclaw-node"))
+        .args(["run", "--inventory"])
+        .arg(&demo)
+        .arg("--state-dir")
+        .arg(state.path())
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the agent");
+    let (tx, rx) = mpsc::channel::<serde_json::Value>();
+    let stdout = agent.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if let Ok(v) = serde_json::from_str(&line) {
+                let _ = tx.send(v);
+            }
+        }
+    });
+
+    let victim = wait_for("demo-web running", Duration::from_secs(30), || {
+        published_pid(state.path(), "demo-web")
+    });
+    let mut children = vec![victim];
+    children.extend(
+        ["demo-flaky", "demo-wedged"]
+            .iter()
+            .filter_map(|l| published_pid(state.path(), l)),
+    );
+    kill(Pid::from_raw(victim as i32), Signal::SIGKILL).unwrap();
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut seen = Vec::new();
+    let healed = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let Ok(ev) = rx.recv_timeout(left) else {
+            break false;
+        };
+        if ev["service"] == "demo-web" {
+            seen.push(ev["event"].as_str().unwrap_or("?").to_string());
+            // Every event carries the telemetry tags.
+            for tag in ["node_id", "platform", "adapter_type", "class"] {
+                assert!(!ev[tag].is_null(), "{tag} missing in {ev}");
+            }
+            if ev["event"] == "heal.succeeded" {
+                assert_eq!(ev["step"], "restart", "{ev}");
+                assert_eq!(ev["node_id"], "demo");
+                assert_eq!(ev["adapter_type"], "embedded");
+                break true;
+            }
+        }
+    };
+    assert!(
+        healed,
+        "no heal.succeeded for demo-web; its events: {seen:?}"
+    );
+    assert_eq!(
+        seen.first().map(String::as_str),
+        Some("probe.failed"),
+        "{seen:?}"
+    );
+    assert!(seen.contains(&"heal.started".to_string()), "{seen:?}");
+    let new_pid = wait_for("demo-web back", Duration::from_secs(10), || {
+        published_pid(state.path(), "demo-web").filter(|p| *p != victim)
+    });
+    children.push(new_pid);
+    for label in ["demo-flaky", "demo-wedged"] {
+        if let Some(p) = published_pid(state.path(), label) {
+            children.push(p);
+        }
+    }
+
+    kill(Pid::from_raw(agent.id() as i32), Signal::SIGTERM).unwrap();
+    let status = wait_for("the agent to exit", Duration::from_secs(30), || {
+        agent.try_wait().unwrap()
+    });
+    assert!(status.success(), "agent exit after SIGTERM: {status:?}");
+    for pid in children {
+        wait_for(&format!("child {pid} gone"), Duration::from_secs(5), || {
+            (!alive(pid)).then_some(())
+        });
+    }
+    // Nothing left in the agent's process groups either: every demo-service is gone.
+    let left: Vec<String> = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .filter(|c| c.contains("demo-service") && c.contains("--port 1860"))
+        .collect();
+    assert!(left.is_empty(), "demo services left behind: {left:?}");
+}
