@@ -405,3 +405,22 @@ fn apply_against_real_systemd_installs_active_units_idempotently() {
     }
     in_container(&pid, &["systemctl", "daemon-reload"]);
 }
+
+#[test]
+fn every_example_inventory_loads_and_renders() {
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+    let mut seen = 0;
+    for entry in fs::read_dir(&examples).unwrap().flatten() {
+        let path = entry.path();
+        if path.extension().is_none_or(|e| e != "toml") || path.file_name().is_some_and(|n| n == "Cargo.toml") {
+            continue;
+        }
+        seen += 1;
+        // A dry run under a scratch root parses the inventory and renders every definition.
+        let root = tempfile::tempdir().unwrap();
+        let (code, out, err) = run(bin().args(["apply", "--dry-run", "--root"]).arg(root.path()).arg("-i").arg(&path));
+        assert_eq!(code, 0, "{}: {out}{err}", path.display());
+        assert!(files_under(root.path()).is_empty());
+    }
+    assert!(seen >= 3, "expected the demo, central and fleet inventories, found {seen}");
+}
