@@ -300,6 +300,8 @@ struct Tracked {
     suppressed: Option<String>,
     step: Option<Step>,
     record: ServiceRecord,
+    /// When the current run of observe-only rounds began (bounded by `observe_max`).
+    observing_since: Option<u64>,
 }
 
 /// A heal call, owning what it needs so calls can run concurrently.
@@ -324,6 +326,8 @@ pub struct HealLoop {
     /// Transitive dependencies of each service, by index.
     deps: Vec<Vec<usize>>,
     settings: LoopSettings,
+    /// The substrate's start deadline (`substrate.start_timeout`), when there is one.
+    substrate_start_timeout: Option<Duration>,
     notify: Option<NotifySpec>,
     tags: NodeTags,
     role: Role,
@@ -531,6 +535,7 @@ impl HealLoop {
             order,
             deps,
             settings: inventory.settings.clone(),
+            substrate_start_timeout: inventory.substrate.as_ref().map(|s| s.start_timeout),
             notify: inventory.notify.clone(),
             tags: options.tags,
             role: inventory.node.role,
@@ -848,6 +853,7 @@ impl HealLoop {
             if recovered || verified {
                 t.suppressed = None;
                 t.step = None;
+                t.observing_since = None;
             }
             if t.hyst.healthy() && t.healthy_since.is_none() {
                 t.healthy_since = Some(now);
@@ -1003,7 +1009,30 @@ impl HealLoop {
             }
         }
         let failure = self.services[i].last_probe.as_ref().and_then(|p| p.failure);
-        if let Some(f) = failure.filter(|f| f.is_observe()) {
+        let observing = failure.is_some_and(|f| f.is_observe());
+        let t = &mut self.services[i];
+        let since = if observing {
+            *t.observing_since.get_or_insert(now)
+        } else {
+            t.observing_since = None;
+            now
+        };
+        let observed_too_long =
+            now.saturating_sub(since) >= t.policy.observe_max.as_millis() as u64;
+        if observing && observed_too_long && t.suppressed.as_deref() != Some("observe-limit") {
+            // The supervisor has had its chance (launchd respawns a crash loop forever, and
+            // says so only as "spawn scheduled"): from here the loop's own ladder applies.
+            t.suppressed = Some("observe-limit".into());
+            let detail = format!(
+                "observed for {:?} (observe_max) and still not healthy: healing it ourselves",
+                t.policy.observe_max
+            );
+            let mut e = self.event(i, EventKind::ProbeFailed, now, detail);
+            e.step = Some(Step::Observe);
+            e.cause = Some("observe-limit".into());
+            events.push(e);
+        }
+        if let Some(f) = failure.filter(|f| f.is_observe() && !observed_too_long) {
             let detail = match f {
                 ProbeFailure::SupervisorRestarting => {
                     "the supervisor is already restarting it: observing, not restarting on top"
@@ -1028,6 +1057,19 @@ impl HealLoop {
                 Step::Observe,
                 "probe-binary-not-found".into(),
                 "the probe's own program is missing (check its path and PATH); not healing the service on its word".into(),
+                now,
+                events,
+            );
+            return None;
+        }
+        // Likewise when the manager itself could not be asked (its CLI missing, its daemon or
+        // bus down, no permission): the service's state is unknown, not bad.
+        if failure == Some(ProbeFailure::ManagerUnavailable) {
+            self.suppress(
+                i,
+                Step::Observe,
+                "manager-unavailable".into(),
+                "the process manager could not be asked (see the probe detail); not healing the service on its word".into(),
                 now,
                 events,
             );
@@ -1123,6 +1165,7 @@ impl HealLoop {
             return Vec::new();
         }
         let deadline = self.settings.heal_timeout;
+        let start_deadline = self.substrate_start_timeout.unwrap_or(deadline);
         let notify = self.notify.clone();
         let jobs: Vec<_> = actions
             .into_iter()
@@ -1131,6 +1174,11 @@ impl HealLoop {
                 async move {
                     match action {
                         Action::Heal { index, call } => {
+                            // Bringing a VM up takes minutes; a service restart, seconds.
+                            let deadline = match call {
+                                HealCall::EnsureRunning(_) => start_deadline.max(deadline),
+                                _ => deadline,
+                            };
                             let r = match tokio::time::timeout(deadline, heal_call(call)).await {
                                 Ok(r) => r.map(Some),
                                 Err(_) => Err((
@@ -1351,6 +1399,7 @@ impl Tracked {
             endpoint_class: None,
             last_event: None,
             suppressed: None,
+            observing_since: None,
             step: None,
             record: ServiceRecord::default(),
         }

@@ -189,6 +189,10 @@ pub struct HealPolicy {
     pub stable_after: Duration,
     /// Restarts in one episode before the definition is re-applied instead (needs `config`).
     pub repair_after: u32,
+    /// The longest the loop only observes a service the supervisor says it is restarting (or
+    /// that says it is starting). launchd never gives up on a crash loop, so past this the
+    /// loop climbs its own ladder (restart, repair, breaker, a person) instead of watching.
+    pub observe_max: Duration,
 }
 
 impl Default for HealPolicy {
@@ -209,6 +213,7 @@ impl Default for HealPolicy {
             breaker_cooldown: Duration::from_secs(10 * 60),
             stable_after: Duration::from_secs(5 * 60),
             repair_after: 2,
+            observe_max: Duration::from_secs(60),
         }
     }
 }
@@ -260,6 +265,9 @@ pub struct SubstrateSpec {
     pub endpoint: Option<String>,
     /// The health check's deadline.
     pub timeout: Duration,
+    /// The deadline of bringing the substrate up (`colima start` boots a VM: minutes, not
+    /// the seconds `loop.heal_timeout` gives a service restart).
+    pub start_timeout: Duration,
     /// Its heal policy.
     pub heal: HealPolicy,
 }
@@ -473,6 +481,7 @@ struct RawSubstrate {
     profile: Option<String>,
     endpoint: Option<String>,
     timeout: Option<HumanDuration>,
+    start_timeout: Option<HumanDuration>,
     #[serde(default)]
     heal: RawHeal,
 }
@@ -502,6 +511,7 @@ struct RawHeal {
     breaker_cooldown: Option<HumanDuration>,
     stable_after: Option<HumanDuration>,
     repair_after: Option<u32>,
+    observe_max: Option<HumanDuration>,
 }
 
 #[derive(Deserialize)]
@@ -746,6 +756,9 @@ impl Parser<'_> {
                     profile: sub.profile.clone(),
                     endpoint: sub.endpoint.clone(),
                     timeout: sub.timeout.map_or(settings_probe_timeout, |d| d.0),
+                    start_timeout: sub
+                        .start_timeout
+                        .map_or(Duration::from_secs(5 * 60), |d| d.0),
                     heal: self.heal_policy(&sub.heal, &raw.heal, offset, "substrate.heal")?,
                 })
             }
@@ -896,6 +909,7 @@ impl Parser<'_> {
                 d.breaker_cooldown,
             ),
             stable_after: dur(own.stable_after, node.stable_after, d.stable_after),
+            observe_max: dur(own.observe_max, node.observe_max, d.observe_max),
             repair_after: own
                 .repair_after
                 .or(node.repair_after)

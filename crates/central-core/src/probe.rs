@@ -39,6 +39,9 @@ pub enum ProbeFailure {
     Timeout,
     /// The probe's own program is missing (its own failure, not the service's).
     BinaryNotFound,
+    /// The process manager could not be asked (its CLI missing, daemon or bus down, no
+    /// permission): the service's state is unknown, not bad.
+    ManagerUnavailable,
     /// The probe could not decide (permission denied, adapter error).
     Error,
 }
@@ -55,6 +58,7 @@ impl ProbeFailure {
             ProbeFailure::Unreachable => "unreachable",
             ProbeFailure::Timeout => "timeout",
             ProbeFailure::BinaryNotFound => "binary-not-found",
+            ProbeFailure::ManagerUnavailable => "manager-unavailable",
             ProbeFailure::Error => "error",
         }
     }
@@ -210,6 +214,9 @@ impl Probe for ProcessProbe {
                 ProbeFailure::Timeout,
                 format!("inspect timed out after {after:?}"),
             ),
+            Err(e @ (ProcessError::Unavailable { .. } | ProcessError::PermissionDenied { .. })) => {
+                ProbeResult::fail(ProbeFailure::ManagerUnavailable, e.to_string())
+            }
             Err(e) => ProbeResult::fail(ProbeFailure::Error, e.to_string()),
         }
     }

@@ -497,6 +497,124 @@ async fn supervisor_already_restarting_is_observed_not_restarted() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_supervisor_crash_loop_is_observed_only_until_observe_max() {
+    // launchd respawns a crash loop forever and reports "spawn scheduled" in between; the loop
+    // watches for `observe_max`, then heals it itself instead of crash-looping silently.
+    let pm = manager(&["worker"]).await;
+    let worker = label("worker");
+    let inv = inventory(&format!(
+        "{FAST}observe_max = \"30s\"\n\n[[service]]\nlabel = \"worker\"\nmanager = \"null\"\n"
+    ));
+    let mut heal = HealLoop::new(
+        &inv,
+        Ports::new().with_manager("null", pm.clone()),
+        options(Clock::starting_at(EPOCH_MS)),
+    )
+    .unwrap();
+    pm.set_state(&worker, RunState::SupervisorRestarting);
+    let r = heal.tick().await;
+    assert_eq!(
+        kinds(&r),
+        vec![(ProbeFailed, "worker"), (HealSuppressed, "worker")]
+    );
+    for _ in 0..2 {
+        sleep(Duration::from_secs(10)).await;
+        assert_eq!(kinds(&heal.tick().await), vec![(ProbeFailed, "worker")]);
+        pm.set_state(&worker, RunState::SupervisorRestarting);
+    }
+    assert_eq!(
+        pm.count(Operation::Restart, &worker),
+        0,
+        "observed for 20 s"
+    );
+    sleep(Duration::from_secs(10)).await;
+    let r = heal.tick().await;
+    assert_eq!(
+        kinds(&r),
+        vec![
+            (ProbeFailed, "worker"),
+            (ProbeFailed, "worker"),
+            (HealStarted, "worker")
+        ],
+        "{:?}",
+        r.events
+    );
+    assert_eq!(r.events[1].cause.as_deref(), Some("observe-limit"));
+    assert_eq!(r.events[2].step, Some(Step::Restart));
+    assert_eq!(pm.count(Operation::Restart, &worker), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_unreachable_manager_is_not_a_reason_to_restart() {
+    let pm = manager(&["worker"]).await;
+    let worker = label("worker");
+    let inv = inventory(&format!(
+        "{FAST}\n[[service]]\nlabel = \"worker\"\nmanager = \"null\"\n"
+    ));
+    let mut heal = HealLoop::new(
+        &inv,
+        Ports::new().with_manager("null", pm.clone()),
+        options(Clock::starting_at(EPOCH_MS)),
+    )
+    .unwrap();
+    pm.inject(Injection::new(
+        Operation::Inspect,
+        Fault::fail(|| process_manager::ProcessError::Unavailable {
+            adapter: "memory".into(),
+            detail: "binary not found on PATH".into(),
+        }),
+    ));
+    let r = heal.tick().await;
+    assert_eq!(
+        kinds(&r),
+        vec![(ProbeFailed, "worker"), (HealSuppressed, "worker")]
+    );
+    assert_eq!(
+        r.events[0].error_kind.as_deref(),
+        Some("manager-unavailable")
+    );
+    assert_eq!(r.events[1].cause.as_deref(), Some("manager-unavailable"));
+    sleep(Duration::from_secs(10)).await;
+    heal.tick().await;
+    assert_eq!(pm.count(Operation::Restart, &worker), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn bringing_the_substrate_up_gets_its_own_longer_deadline() {
+    // `colima start` boots a VM; the 5 s heal deadline of a service restart would kill it
+    // mid-boot every time. The substrate gets `substrate.start_timeout`.
+    let rt = Arc::new(MemoryRuntime::new());
+    let inv = inventory(&format!(
+        "{FAST}\n[substrate]\nname = \"colima\"\nstart_timeout = \"2m\"\n"
+    ));
+    let mut heal = HealLoop::new(
+        &inv,
+        Ports::new().with_runtime(rt.clone()),
+        options(Clock::starting_at(EPOCH_MS)),
+    )
+    .unwrap();
+    rt.set_healthy(false);
+    rt.inject(
+        RuntimeOperation::EnsureRunning,
+        container_runtime::RuntimeFault::Hang,
+    );
+    let started = Instant::now();
+    let r = heal.tick().await;
+    assert_eq!(started.elapsed(), Duration::from_secs(120));
+    let failed = r
+        .events
+        .iter()
+        .find(|e| e.event == HealFailed)
+        .expect("heal.failed");
+    assert_eq!(failed.error_kind.as_deref(), Some("timeout"));
+    assert!(
+        failed.detail.contains("2m") || failed.detail.contains("120s"),
+        "{}",
+        failed.detail
+    );
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_hanging_adapter_call_is_a_timeout_and_others_are_probed_on_time() {
     let pm = manager(&["stuck", "fine"]).await;
     let stuck = label("stuck");
