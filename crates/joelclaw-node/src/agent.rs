@@ -47,8 +47,32 @@ fn state_dir(
         })
 }
 
-fn identity(command: &'static str) -> Result<NodeIdentity, Failure> {
-    NodeIdentity::detect().map_err(|e| Failure::input(command, e))
+/// The node's identity. An inventory that names the node (`node.id`) stands in for `NODE_ID`,
+/// so a machine with an unusable hostname still runs when its inventory says who it is.
+fn identity(command: &'static str, inventory: Option<&Inventory>) -> Result<NodeIdentity, Failure> {
+    struct InventoryNodeId<'a>(&'a str);
+    impl node_identity::Environment for InventoryNodeId<'_> {
+        fn var(&self, key: &str) -> Option<String> {
+            if key == "NODE_ID" {
+                return Some(self.0.to_string());
+            }
+            node_identity::SystemEnvironment.var(key)
+        }
+        fn hostname(&self) -> Option<String> {
+            node_identity::SystemEnvironment.hostname()
+        }
+        fn platform_home(&self) -> Option<PathBuf> {
+            node_identity::SystemEnvironment.platform_home()
+        }
+    }
+    let detected = NodeIdentity::detect();
+    match (detected, inventory.and_then(|i| i.node.id.as_deref())) {
+        (Ok(id), _) => Ok(id),
+        (Err(_), Some(node_id)) => {
+            NodeIdentity::resolve(&InventoryNodeId(node_id)).map_err(|e| Failure::input(command, e))
+        }
+        (Err(e), None) => Err(Failure::input(command, e)),
+    }
 }
 
 /// Installs the agent's log output: human lines on stderr, level from `RUST_LOG` (default info).
@@ -83,7 +107,7 @@ async fn shutdown_signal() {
 pub fn run(args: RunArgs, state_flag: Option<PathBuf>) -> Result<Report, Failure> {
     const CMD: &str = "run";
     let inventory = load(CMD, &args.inventory)?;
-    let identity = identity(CMD)?;
+    let identity = identity(CMD, Some(&inventory))?;
     let state = state_dir(CMD, state_flag, &inventory)?;
     std::fs::DirBuilder::new()
         .recursive(true)
@@ -150,6 +174,22 @@ pub fn run(args: RunArgs, state_flag: Option<PathBuf>) -> Result<Report, Failure
     })
 }
 
+/// Copies the files of `from` (not its subfolders) into `to`; `false` when there were none.
+fn copy_dir_files(from: &Path, to: &Path) -> bool {
+    let Ok(entries) = std::fs::read_dir(from) else {
+        return false;
+    };
+    let mut any = false;
+    for e in entries.flatten() {
+        if e.file_type().is_ok_and(|t| t.is_file())
+            && std::fs::copy(e.path(), to.join(e.file_name())).is_ok()
+        {
+            any = true;
+        }
+    }
+    any
+}
+
 fn health_cell(s: &central_core::ServiceSnapshot) -> String {
     serde_json::to_value(s.health)
         .ok()
@@ -172,19 +212,22 @@ fn json_name<T: Serialize>(v: &T) -> String {
 pub fn status(args: InventoryArgs, state_flag: Option<PathBuf>) -> Result<Report, Failure> {
     const CMD: &str = "status";
     let inventory = load(CMD, &args.inventory)?;
-    let identity = identity(CMD)?;
+    let identity = identity(CMD, Some(&inventory))?;
     let state = state_dir(CMD, state_flag, &inventory)?;
     let rt = runtime(CMD)?;
     let status: NodeStatus = rt.block_on(async {
         let comp =
             compose(&inventory, &state, Mode::Observe).map_err(|e| Failure::input(CMD, e))?;
-        // No state folder: a status round must not write the running agent's state.
-        let mut heal = HealLoop::new(
-            &inventory,
-            comp.ports(),
-            LoopOptions::new(NodeTags::from_identity(&identity, &inventory)),
-        )
-        .map_err(|e| Failure::input(CMD, e))?;
+        // The running agent's persisted breakers and in-flight heals, for the table. Read from
+        // a copy: loading moves a corrupt file aside, and `status` changes nothing of the agent's.
+        let mut options = LoopOptions::new(NodeTags::from_identity(&identity, &inventory));
+        let copy = tempfile::tempdir()
+            .map_err(|e| Failure::failed(CMD, format!("scratch folder: {e}")))?;
+        if copy_dir_files(&state.join("heal"), copy.path()) {
+            options = options.with_state_dir(copy.path());
+        }
+        let mut heal =
+            HealLoop::new(&inventory, comp.ports(), options).map_err(|e| Failure::input(CMD, e))?;
         Ok::<_, Failure>(heal.probe_round().await)
     })?;
     let rows: Vec<Vec<String>> = status
@@ -500,7 +543,11 @@ pub fn apply(args: ApplyArgs) -> Result<Report, Failure> {
 }
 
 /// The agent's own service definition.
-fn self_config(args: &InstallSelfArgs, manager: SelfManager) -> Result<ServiceConfig, String> {
+fn self_config(
+    args: &InstallSelfArgs,
+    manager: SelfManager,
+    state: &Path,
+) -> Result<ServiceConfig, String> {
     let label = match manager {
         SelfManager::Launchd => "com.joelclaw.node-agent",
         SelfManager::Systemd => "joelclaw-node",
@@ -511,7 +558,6 @@ fn self_config(args: &InstallSelfArgs, manager: SelfManager) -> Result<ServiceCo
     };
     let inventory = std::path::absolute(&args.inventory)
         .map_err(|e| format!("--inventory {}: {e}", args.inventory.display()))?;
-    let state = &args.state_dir;
     let mut config = ServiceConfig::new(ServiceLabel::new(label).expect("a valid label"), program)
         .with_args([
             "run".to_string(),
@@ -534,7 +580,7 @@ fn self_config(args: &InstallSelfArgs, manager: SelfManager) -> Result<ServiceCo
     config.restart = RestartPolicy::Always;
     config.restart_delay = Some(Duration::from_secs(10));
     config.run_at_load = true;
-    config.working_dir = Some(state.clone());
+    config.working_dir = Some(state.to_path_buf());
     config.stdout_path = Some(args.log_dir.join("node-agent.out.log"));
     config.stderr_path = Some(args.log_dir.join("node-agent.err.log"));
     config.validate().map_err(|e| e.to_string())?;
@@ -543,8 +589,9 @@ fn self_config(args: &InstallSelfArgs, manager: SelfManager) -> Result<ServiceCo
 
 /// `install-self`: the agent as a LaunchDaemon or a systemd unit (boot-time, no login, a
 /// non-root service user, restarted on failure).
-pub fn install_self(args: InstallSelfArgs) -> Result<Report, Failure> {
+pub fn install_self(args: InstallSelfArgs, state_flag: Option<PathBuf>) -> Result<Report, Failure> {
     const CMD: &str = "install-self";
+    let state = state_flag.unwrap_or_else(|| PathBuf::from("/var/lib/joelclaw"));
     let manager = args.manager.unwrap_or(match Platform::current() {
         Platform::Macos => SelfManager::Launchd,
         _ => SelfManager::Systemd,
@@ -555,8 +602,36 @@ pub fn install_self(args: InstallSelfArgs) -> Result<Report, Failure> {
             format!("--inventory {}: no such file", args.inventory.display()),
         ));
     }
-    let config = self_config(&args, manager).map_err(|e| Failure::input(CMD, e))?;
+    let config = self_config(&args, manager, &state).map_err(|e| Failure::input(CMD, e))?;
     let root = args.root.as_deref();
+    // The supervisor creates neither the working folder nor the log folder: make them, private
+    // to the service account, before the definition can start the agent.
+    for (dir, mode) in [(&state, 0o700), (&args.log_dir, 0o750)] {
+        let dir = compose::reroot(root, dir);
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(mode)
+            .create(&dir)
+            .map_err(|e| Failure::failed(CMD, format!("create {}: {e}", dir.display())))?;
+        std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(mode))
+            .map_err(|e| Failure::failed(CMD, format!("chmod {}: {e}", dir.display())))?;
+        if root.is_none() {
+            let user = nix::unistd::User::from_name(&args.user)
+                .ok()
+                .flatten()
+                .ok_or_else(|| {
+                    Failure::input(
+                        CMD,
+                        format!(
+                            "--user {}: no such account on this machine; create it first",
+                            args.user
+                        ),
+                    )
+                })?;
+            nix::unistd::chown(&dir, Some(user.uid), Some(user.gid))
+                .map_err(|e| Failure::failed(CMD, format!("chown {}: {e}", dir.display())))?;
+        }
+    }
     let empty = Inventory::parse("<none>", "").map_err(|e| Failure::input(CMD, e))?;
     let (port, path, bytes): (Arc<dyn ProcessManagerPort>, PathBuf, Vec<u8>) = match manager {
         SelfManager::Launchd => {

@@ -17,7 +17,8 @@ pub struct Cli {
     #[arg(long, global = true)]
     pub json: bool,
     /// The agent's state folder (default: the inventory's `loop.state_dir`, else the user's
-    /// state folder). `status` and `inspect` read the running agent's state from it.
+    /// state folder; for `install-self`, /var/lib/joelclaw). `status` and `inspect` read the
+    /// running agent's state from it.
     #[arg(long, global = true, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
     /// The verb.
@@ -126,7 +127,8 @@ pub struct GateArgs {
     /// A forbidden regular expression (repeatable). Without any, the default rules apply.
     #[arg(long, value_name = "REGEX")]
     pub forbid: Vec<String>,
-    /// A glob (relative to the repo) where forbidden patterns are allowed (repeatable).
+    /// A glob (relative to the repo) where forbidden patterns are allowed (repeatable; each
+    /// applies to every rule).
     #[arg(long, value_name = "GLOB")]
     pub allow: Vec<String>,
 }
@@ -152,9 +154,6 @@ pub struct InstallSelfArgs {
     /// Its group (default: same as the user).
     #[arg(long)]
     pub group: Option<String>,
-    /// The agent's state folder once installed.
-    #[arg(long, value_name = "DIR", default_value = "/var/lib/joelclaw")]
-    pub state_dir: PathBuf,
     /// The agent's log folder once installed.
     #[arg(long, value_name = "DIR", default_value = "/var/log/joelclaw")]
     pub log_dir: PathBuf,
@@ -193,7 +192,7 @@ pub fn main() -> ExitCode {
         Command::Status(args) => crate::agent::status(args, state_dir),
         Command::Inspect(args) => crate::agent::inspect(args, state_dir),
         Command::Apply(args) => crate::agent::apply(args),
-        Command::InstallSelf(args) => crate::agent::install_self(args),
+        Command::InstallSelf(args) => crate::agent::install_self(args, state_dir),
         Command::DemoService(args) => {
             use crate::demo::{serve, Failure as DemoFailure};
             let failure = match (args.crash_after, args.hang_after) {

@@ -249,6 +249,13 @@ fn bad_inventories_are_exit_2_naming_file_line_and_key() {
             "{verb}: {err}"
         );
     }
+    let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/demo.toml");
+    let (code, _, err) = run(bin().args(["inspect", "no-such-service", "-i"]).arg(&demo));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("unknown label \"no-such-service\""), "{err}");
+    let (code, _, err) = run(bin().args(["inspect", "../etc", "-i"]).arg(&demo));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("invalid service label"), "{err}");
     let (code, _, err) = run(bin().args(["status", "-i", "/nonexistent/inventory.toml"]));
     assert_eq!(code, 2);
     assert!(err.contains("/nonexistent/inventory.toml"), "{err}");
@@ -316,7 +323,11 @@ fn systemd_pid() -> Option<String> {
             if std::env::var("CI").is_ok_and(|v| v == "true") {
                 panic!("JOELCLAW_TEST_SYSTEMD_PID is not set: this test needs real systemd, and CI=true never skips it; run it through scripts/test");
             }
-            eprintln!("SKIPPED (needs real systemd: run scripts/test): JOELCLAW_TEST_SYSTEMD_PID is not set");
+            // Straight to the stderr handle: libtest captures `eprintln!` of passing tests.
+            let _ = std::io::Write::write_all(
+                &mut std::io::stderr(),
+                b"SKIPPED (needs real systemd: run scripts/test): JOELCLAW_TEST_SYSTEMD_PID is not set\n",
+            );
             None
         }
     }
@@ -333,6 +344,7 @@ fn in_container(pid: &str, argv: &[&str]) -> String {
 
 #[test]
 fn apply_against_real_systemd_installs_active_units_idempotently() {
+    use process_manager::{ProcessManagerPort, ServiceLabel};
     let Some(pid) = systemd_pid() else { return };
     let dir = tempfile::tempdir().unwrap();
     let unit_dir = format!("/proc/{pid}/root/etc/systemd/system");
@@ -346,11 +358,18 @@ fn apply_against_real_systemd_installs_active_units_idempotently() {
         ));
     }
     let inv = dir.path().join("fleet.toml");
-    fs::write(&inv, text).unwrap();
+    fs::write(&inv, &text).unwrap();
     let unit = |l: &str| Path::new(&unit_dir).join(format!("{l}.service"));
     for l in labels {
         let _ = fs::remove_file(unit(l));
     }
+    // The test looks through the same adapter the agent uses, pointed at the container.
+    let inventory = joelclaw_node::compose::load_inventory(&inv).unwrap();
+    let systemd = joelclaw_node::compose::systemd_adapter(&inventory, None);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
 
     let (code, out, err) = run(bin().args(["apply", "--dry-run", "-i"]).arg(&inv));
     assert_eq!(code, 0, "{out}{err}");
@@ -363,29 +382,23 @@ fn apply_against_real_systemd_installs_active_units_idempotently() {
     assert_eq!(code, 0, "{out}{err}");
     assert_eq!(json(&out)["result"]["changes"], 2, "{out}");
     for l in labels {
+        let label = ServiceLabel::new(l).unwrap();
         let until = Instant::now() + Duration::from_secs(20);
-        loop {
-            let state = in_container(&pid, &["systemctl", "is-active", &format!("{l}.service")]);
-            if state == "active" {
-                break;
+        let st = loop {
+            let st = rt.block_on(systemd.inspect(&label)).unwrap();
+            if st.is_running() && st.pid.is_some() {
+                break st;
             }
-            assert!(Instant::now() < until, "{l} is {state}, not active");
+            assert!(Instant::now() < until, "{l} is not running: {st:?}");
             std::thread::sleep(Duration::from_millis(100));
-        }
-        assert_eq!(
-            in_container(
-                &pid,
-                &[
-                    "systemctl",
-                    "show",
-                    "-p",
-                    "User",
-                    "--value",
-                    &format!("{l}.service")
-                ]
-            ),
-            "joelclaw"
+        };
+        assert_eq!(st.enabled, Some(true), "{st:?}");
+        // The main process runs as the service account, not root.
+        let owner = in_container(
+            &pid,
+            &["stat", "-c", "%U", &format!("/proc/{}", st.pid.unwrap())],
         );
+        assert_eq!(owner, "joelclaw", "{l}");
     }
 
     let (code, out, err) = run(bin().args(["--json", "apply", "-i"]).arg(&inv));
@@ -397,13 +410,10 @@ fn apply_against_real_systemd_installs_active_units_idempotently() {
     }
 
     for l in labels {
-        in_container(
-            &pid,
-            &["systemctl", "disable", "--now", &format!("{l}.service")],
-        );
+        rt.block_on(systemd.disable(&ServiceLabel::new(l).unwrap()))
+            .unwrap();
         let _ = fs::remove_file(unit(l));
     }
-    in_container(&pid, &["systemctl", "daemon-reload"]);
 }
 
 #[test]
@@ -412,15 +422,24 @@ fn every_example_inventory_loads_and_renders() {
     let mut seen = 0;
     for entry in fs::read_dir(&examples).unwrap().flatten() {
         let path = entry.path();
-        if path.extension().is_none_or(|e| e != "toml") || path.file_name().is_some_and(|n| n == "Cargo.toml") {
+        if path.extension().is_none_or(|e| e != "toml")
+            || path.file_name().is_some_and(|n| n == "Cargo.toml")
+        {
             continue;
         }
         seen += 1;
         // A dry run under a scratch root parses the inventory and renders every definition.
         let root = tempfile::tempdir().unwrap();
-        let (code, out, err) = run(bin().args(["apply", "--dry-run", "--root"]).arg(root.path()).arg("-i").arg(&path));
+        let (code, out, err) = run(bin()
+            .args(["apply", "--dry-run", "--root"])
+            .arg(root.path())
+            .arg("-i")
+            .arg(&path));
         assert_eq!(code, 0, "{}: {out}{err}", path.display());
         assert!(files_under(root.path()).is_empty());
     }
-    assert!(seen >= 3, "expected the demo, central and fleet inventories, found {seen}");
+    assert!(
+        seen >= 3,
+        "expected the demo, central and fleet inventories, found {seen}"
+    );
 }

@@ -21,6 +21,16 @@ fn alive(pid: u32) -> bool {
     }
 }
 
+/// Kills the agent if a test panics before it stops it, so a failure leaves nothing running.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 fn published_pid(state: &Path, label: &str) -> Option<u32> {
     let text = std::fs::read_to_string(state.join("embedded/services.json")).ok()?;
     let all: serde_json::Value = serde_json::from_str(&text).ok()?;
@@ -49,7 +59,7 @@ fn wait_for<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>) ->
 fn a_killed_child_is_healed_and_sigterm_leaves_no_child() {
     let state = tempfile::tempdir().unwrap();
     let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/demo.toml");
-    let mut agent = Command::new(env!("CARGO_BIN_EXE_joelclaw-node"))
+    let agent = Command::new(env!("CARGO_BIN_EXE_joelclaw-node"))
         .args(["run", "--inventory"])
         .arg(&demo)
         .arg("--state-dir")
@@ -59,8 +69,9 @@ fn a_killed_child_is_healed_and_sigterm_leaves_no_child() {
         .stderr(Stdio::null())
         .spawn()
         .expect("start the agent");
+    let mut agent = KillOnDrop(agent);
     let (tx, rx) = mpsc::channel::<serde_json::Value>();
-    let stdout = agent.stdout.take().unwrap();
+    let stdout = agent.0.stdout.take().unwrap();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines() {
             let Ok(line) = line else { break };
@@ -122,9 +133,9 @@ fn a_killed_child_is_healed_and_sigterm_leaves_no_child() {
         }
     }
 
-    kill(Pid::from_raw(agent.id() as i32), Signal::SIGTERM).unwrap();
+    kill(Pid::from_raw(agent.0.id() as i32), Signal::SIGTERM).unwrap();
     let status = wait_for("the agent to exit", Duration::from_secs(30), || {
-        agent.try_wait().unwrap()
+        agent.0.try_wait().unwrap()
     });
     assert!(status.success(), "agent exit after SIGTERM: {status:?}");
     for pid in children {
@@ -141,4 +152,46 @@ fn a_killed_child_is_healed_and_sigterm_leaves_no_child() {
         .filter(|c| c.contains("demo-service") && c.contains("--port 1860"))
         .collect();
     assert!(left.is_empty(), "demo services left behind: {left:?}");
+}
+
+#[test]
+fn an_agent_killed_with_sigkill_leaves_no_orphans() {
+    let state = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    // Its own ports, so it can run beside the demo test.
+    let demo = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/demo.toml"),
+    )
+    .unwrap()
+    .replace("1860", "1870");
+    let inv = dir.path().join("demo.toml");
+    std::fs::write(&inv, demo).unwrap();
+    let agent = Command::new(env!("CARGO_BIN_EXE_joelclaw-node"))
+        .args(["run", "--inventory"])
+        .arg(&inv)
+        .arg("--state-dir")
+        .arg(state.path())
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the agent");
+    let mut agent = KillOnDrop(agent);
+    let children: Vec<u32> = ["demo-web", "demo-flaky", "demo-wedged"]
+        .iter()
+        .map(|l| {
+            wait_for(&format!("{l} running"), Duration::from_secs(30), || {
+                published_pid(state.path(), l)
+            })
+        })
+        .collect();
+    agent.0.kill().unwrap(); // SIGKILL: no chance to stop its children itself
+    agent.0.wait().unwrap();
+    for pid in children {
+        wait_for(
+            &format!("child {pid} gone after the agent died"),
+            Duration::from_secs(10),
+            || (!alive(pid)).then_some(()),
+        );
+    }
 }

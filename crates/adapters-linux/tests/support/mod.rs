@@ -13,7 +13,12 @@ pub(crate) fn daemon_env(var: &str, needs: &str) -> Option<String> {
             if std::env::var("CI").is_ok_and(|v| v == "true") {
                 panic!("{var} is not set: this test needs {needs}, and CI=true never skips it; run it through scripts/test");
             }
-            eprintln!("SKIPPED (needs {needs}: run scripts/test): {var} is not set");
+            // Straight to the stderr handle: libtest captures `eprintln!` of passing tests,
+            // and a skip must be seen.
+            let _ = std::io::Write::write_all(
+                &mut std::io::stderr(),
+                format!("SKIPPED (needs {needs}: run scripts/test): {var} is not set\n").as_bytes(),
+            );
             None
         }
     }
