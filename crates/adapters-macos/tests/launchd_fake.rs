@@ -285,6 +285,32 @@ async fn a_service_moving_from_agent_to_daemon_leaves_the_gui_domain() {
 }
 
 #[tokio::test]
+async fn a_move_whose_plist_cannot_be_written_leaves_the_old_domain_running() {
+    use std::os::unix::fs::PermissionsExt;
+    let t = Launchd::new();
+    let l = "com.joelclaw.stays";
+    t.pm.enable(&sleeper(l).with_scope(ServiceScope::Gui { uid: UID }))
+        .await
+        .unwrap();
+    // A world-writable LaunchDaemons folder is refused: the daemon's plist cannot land.
+    let daemons = t.fake.path("Library/LaunchDaemons");
+    std::fs::create_dir_all(&daemons).unwrap();
+    std::fs::set_permissions(&daemons, std::fs::Permissions::from_mode(0o777)).unwrap();
+    t.fake.clear_log();
+    let err = t.pm.enable(&sleeper(l)).await.unwrap_err();
+    assert!(matches!(err, ProcessError::InvalidInput { .. }), "{err:?}");
+    let log = t.argv();
+    assert!(
+        !log.iter()
+            .any(|a| a.starts_with("bootout") || a.starts_with("disable")),
+        "half-applied: {log:#?}"
+    );
+    let st = t.pm.inspect(&label(l)).await.unwrap();
+    assert_eq!(st.scope, Some(ServiceScope::Gui { uid: UID }));
+    assert!(st.is_running(), "{st:?}");
+}
+
+#[tokio::test]
 async fn bootstrap_retries_launchd_transient_answers() {
     let t = Launchd::new();
     // 37 EALREADY twice: the previous instance is still being torn down.

@@ -771,6 +771,34 @@ impl ProcessManagerPort for LaunchdProcessManager {
             detail,
         };
         let existing = std::fs::read(&path).ok();
+        let same = existing.as_deref() == Some(bytes.as_slice());
+
+        // The new plist lands first: if it cannot be written (no permission, an unsafe folder),
+        // nothing has been booted out or disabled yet. launchd reads it only at bootstrap, so
+        // writing it under a loaded job changes nothing until the reload below.
+        if !same {
+            let folder_owner = match scope {
+                ServiceScope::System => None,
+                ServiceScope::Gui { uid } | ServiceScope::User { uid } => Some(uid),
+            };
+            plist_gen::write_atomically(&dir, &plist_file_name(label), &bytes, folder_owner)
+                .map_err(|e| match e {
+                    plist_gen::WriteError::Permission(detail) => ProcessError::PermissionDenied {
+                        operation: op,
+                        target: path.display().to_string(),
+                        detail: format!(
+                            "{detail}; {}",
+                            if scope == ServiceScope::System {
+                                ROOT_HINT
+                            } else {
+                                "the LaunchAgents folder must be writable by this user"
+                            }
+                        ),
+                    },
+                    plist_gen::WriteError::Unsafe(detail) => invalid(detail),
+                    plist_gen::WriteError::Io(detail) => ProcessError::backend(ADAPTER, detail),
+                })?;
+        }
 
         // A service that moved domains (a LaunchAgent that became a LaunchDaemon) must not keep
         // running in the old one: two supervisors would own it.
@@ -785,7 +813,6 @@ impl ProcessManagerPort for LaunchdProcessManager {
 
         let loaded = self.print_in(op, scope, label).await?;
         let disabled = self.is_disabled(op, scope, label).await?;
-        let same = existing.as_deref() == Some(bytes.as_slice());
 
         let outcome = if existing.is_none() {
             EnableOutcome::Installed
@@ -811,30 +838,9 @@ impl ProcessManagerPort for LaunchdProcessManager {
 
         if !same {
             if loaded.is_some() {
-                // launchd reads the plist at bootstrap only: unload, replace, load.
+                // launchd reads the plist at bootstrap only: unload, then load the new file.
                 self.bootout(op, scope, label).await?;
             }
-            let folder_owner = match scope {
-                ServiceScope::System => None,
-                ServiceScope::Gui { uid } | ServiceScope::User { uid } => Some(uid),
-            };
-            plist_gen::write_atomically(&dir, &plist_file_name(label), &bytes, folder_owner)
-                .map_err(|e| match e {
-                    plist_gen::WriteError::Permission(detail) => ProcessError::PermissionDenied {
-                        operation: op,
-                        target: path.display().to_string(),
-                        detail: format!(
-                            "{detail}; {}",
-                            if scope == ServiceScope::System {
-                                ROOT_HINT
-                            } else {
-                                "the LaunchAgents folder must be writable by this user"
-                            }
-                        ),
-                    },
-                    plist_gen::WriteError::Unsafe(detail) => invalid(detail),
-                    plist_gen::WriteError::Io(detail) => ProcessError::backend(ADAPTER, detail),
-                })?;
         } else if moved && loaded.is_some() {
             // Same file, but it was also running elsewhere: nothing to replace here.
             return Ok(EnableOutcome::Updated);
