@@ -230,6 +230,8 @@ impl StateStore {
         tmp.write_all(&body)?;
         tmp.as_file().sync_all()?;
         tmp.persist(self.path()).map_err(|e| e.error)?;
+        // The rename is durable only once the folder's entry is on disk too.
+        std::fs::File::open(&self.dir)?.sync_all()?;
         Ok(())
     }
 }

@@ -193,6 +193,14 @@ impl Systemctl {
         let stderr = out.stderr.trim().to_string();
         let lower = stderr.to_ascii_lowercase();
         let target = args.last().copied().unwrap_or_default().to_string();
+        // 126/127: a wrapper in the command prefix (nsenter, ssh) could not run its command.
+        // Its "command not found" is about the manager's CLI, not about the unit.
+        if matches!(status.code(), Some(126 | 127)) {
+            return ProcessError::Unavailable {
+                adapter: ADAPTER.into(),
+                detail: format!("could not run the manager's command ({status}): {stderr}"),
+            };
+        }
         if lower.contains("not found")
             || lower.contains("not loaded")
             || lower.contains("does not exist")
@@ -356,6 +364,21 @@ mod tests {
             fail("Failed to connect to bus: No such file or directory"),
             ProcessError::Unavailable { .. }
         ));
+        // A prefix (nsenter, ssh) that could not find the manager's CLI: exit 127.
+        let exit_127 = std::process::Command::new("sh")
+            .args(["-c", "exit 127"])
+            .status()
+            .unwrap();
+        let e = s.failure(
+            Operation::Restart,
+            &["restart", "x.service"],
+            &exit_127,
+            &Output {
+                stdout: String::new(),
+                stderr: "nsenter: failed to execute systemctl: No such file or directory: command not found".into(),
+            },
+        );
+        assert!(matches!(e, ProcessError::Unavailable { .. }), "{e:?}");
         assert!(matches!(
             fail("Failed to get properties: Transport endpoint is not connected"),
             ProcessError::Unavailable { .. }

@@ -118,6 +118,14 @@ pub(crate) fn render_unit(
     default_account: Option<&ServiceAccount>,
 ) -> Result<String, ProcessError> {
     config.validate()?;
+    // `name@.service` is a template and `@name` no unit at all: `@` only between two parts.
+    let label = config.label.as_str();
+    if label.starts_with('@') || label.ends_with('@') {
+        return Err(invalid(
+            config,
+            format!("label {label:?}: systemd reads a leading or trailing '@' as a template; put '@' between a name and an instance"),
+        ));
+    }
     match (kind, config.scope) {
         (ManagerKind::System, ServiceScope::System) => {}
         (ManagerKind::User, ServiceScope::User { .. } | ServiceScope::Gui { .. }) => {}
@@ -425,5 +433,27 @@ WantedBy=multi-user.target
         let mut c = cfg();
         c.program = "bin/relative".into();
         assert!(render_unit(&c, ManagerKind::System, Some(&account())).is_err());
+    }
+
+    #[test]
+    fn a_label_that_would_be_a_template_is_refused() {
+        for bad in ["worker@", "@worker"] {
+            let cfg = ServiceConfig::new(ServiceLabel::new(bad).unwrap(), "/usr/bin/sleep");
+            let e = render_unit(
+                &cfg,
+                ManagerKind::System,
+                Some(&ServiceAccount::new("joelclaw")),
+            )
+            .unwrap_err()
+            .to_string();
+            assert!(e.contains("template"), "{bad}: {e}");
+        }
+        let ok = ServiceConfig::new(ServiceLabel::new("getty@tty1").unwrap(), "/usr/bin/sleep");
+        assert!(render_unit(
+            &ok,
+            ManagerKind::System,
+            Some(&ServiceAccount::new("joelclaw"))
+        )
+        .is_ok());
     }
 }
