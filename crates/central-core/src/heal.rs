@@ -1049,30 +1049,23 @@ impl HealLoop {
             );
             return None;
         }
-        // The probe itself is broken (its program is missing): the service is not known to be
-        // down, and restarting it would not fix the probe.
-        if failure == Some(ProbeFailure::BinaryNotFound) {
-            self.suppress(
-                i,
-                Step::Observe,
-                "probe-binary-not-found".into(),
-                "the probe's own program is missing (check its path and PATH); not healing the service on its word".into(),
-                now,
-                events,
-            );
-            return None;
-        }
-        // Likewise when the manager itself could not be asked (its CLI missing, its daemon or
-        // bus down, no permission): the service's state is unknown, not bad.
-        if failure == Some(ProbeFailure::ManagerUnavailable) {
-            self.suppress(
-                i,
-                Step::Observe,
-                "manager-unavailable".into(),
-                "the process manager could not be asked (see the probe detail); not healing the service on its word".into(),
-                now,
-                events,
-            );
+        // The probe could not judge the service: its own program is missing, or the manager
+        // could not be asked (its CLI missing, its daemon or bus down, no permission). The
+        // service is not known to be down, and a restart would not fix the probe.
+        let unjudged = match failure {
+            Some(ProbeFailure::BinaryNotFound) => Some((
+                "probe-binary-not-found",
+                "the probe's own program is missing (check its path and PATH)",
+            )),
+            Some(ProbeFailure::ManagerUnavailable) => Some((
+                "manager-unavailable",
+                "the process manager could not be asked (see the probe detail)",
+            )),
+            _ => None,
+        };
+        if let Some((cause, why)) = unjudged {
+            let detail = format!("{why}; not healing the service on its word");
+            self.suppress(i, Step::Observe, cause.into(), detail, now, events);
             return None;
         }
         // Bulkhead: a down infra-critical dependency is the root cause; it is healed first.
