@@ -2,6 +2,9 @@
 //! SIGKILL is detected and healed (`heal.succeeded` in the JSON lines); SIGTERM to the agent
 //! leaves no child behind.
 
+mod common;
+use common::alive;
+
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -10,16 +13,6 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
-
-fn alive(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => !stat
-            .rsplit(')')
-            .next()
-            .is_some_and(|rest| rest.trim_start().starts_with('Z')),
-        Err(_) => false,
-    }
-}
 
 /// Kills the agent if a test panics before it stops it, so a failure leaves nothing running.
 struct KillOnDrop(std::process::Child);

@@ -1,6 +1,9 @@
 //! The embedded supervisor against real child processes: the conformance suite, exit detection,
 //! SIGTERM-then-SIGKILL stop, no orphans, and the persisted disabled set.
 
+mod common;
+use common::alive;
+
 use std::path::Path;
 use std::time::Duration;
 
@@ -15,17 +18,6 @@ fn supervisor(dir: &Path) -> EmbeddedSupervisor {
     let mut opts = EmbeddedOptions::under(dir);
     opts.stop_grace = Duration::from_secs(2);
     EmbeddedSupervisor::new(opts).unwrap()
-}
-
-fn alive(pid: u32) -> bool {
-    // A zombie still has /proc/<pid>; read its state too.
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => !stat
-            .rsplit(')')
-            .next()
-            .is_some_and(|rest| rest.trim_start().starts_with('Z')),
-        Err(_) => false,
-    }
 }
 
 async fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
