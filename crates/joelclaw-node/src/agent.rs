@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use central_core::inventory::{ManagerKind, ServiceClass};
-use central_core::{HealLoop, Inventory, JsonLinesSink, LoopOptions, NodeStatus, NodeTags};
+use central_core::{HealLoop, Inventory, LoopOptions, NodeStatus, NodeTags};
 use node_identity::{NodeIdentity, Platform};
 use process_manager::{
     ProcessError, ProcessManagerPort, RestartPolicy, ServiceConfig, ServiceLabel, ServiceScope,
@@ -19,6 +19,7 @@ use crate::audit::AuditScope;
 use crate::cli::{ApplyArgs, InspectArgs, InstallSelfArgs, InventoryArgs, RunArgs, SelfManager};
 use crate::compose::{self, compose, default_state_dir, Mode};
 use crate::output::{table, Failure, Report};
+use crate::sink::QueuedJsonLines;
 
 fn runtime(command: &'static str) -> Result<tokio::runtime::Runtime, Failure> {
     tokio::runtime::Builder::new_multi_thread()
@@ -136,7 +137,8 @@ pub fn run(args: RunArgs, state_flag: Option<PathBuf>) -> Result<Report, Failure
             LoopOptions::new(tags).with_state_dir(state.join("heal")),
         )
         .map_err(|e| Failure::input(CMD, e))?;
-        heal.add_sink(Arc::new(JsonLinesSink::new(events)));
+        let sink = Arc::new(QueuedJsonLines::new(events, crate::sink::QUEUE));
+        heal.add_sink(sink.clone());
         if let Some(sup) = &comp.embedded {
             for (spec, config) in inventory.desired_configs() {
                 if spec.manager != ManagerKind::Embedded {
@@ -165,7 +167,8 @@ pub fn run(args: RunArgs, state_flag: Option<PathBuf>) -> Result<Report, Failure
         if let Some(sup) = &comp.embedded {
             sup.shutdown().await;
         }
-        tracing::info!("stopped; state saved");
+        sink.finish();
+        tracing::info!(dropped_events = sink.dropped(), "stopped; state saved");
         Ok(Report::ok(
             CMD,
             serde_json::json!({ "stopped": true, "state_dir": state }),

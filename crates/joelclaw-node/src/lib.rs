@@ -9,3 +9,4 @@ pub mod demo;
 pub mod embedded;
 pub mod fsutil;
 pub mod output;
+pub mod sink;
