@@ -331,10 +331,8 @@ impl Probe for SubstrateProbe {
 #[derive(Debug)]
 pub struct HttpProbe {
     client: reqwest::Client,
-    endpoints: Vec<Endpoint>,
+    endpoints: Endpoints,
     status: (u16, u16),
-    timeout: Duration,
-    vm: Option<SharedContainerRuntime>,
 }
 
 impl HttpProbe {
@@ -347,17 +345,15 @@ impl HttpProbe {
     ) -> Self {
         HttpProbe {
             client,
-            endpoints,
+            endpoints: Endpoints::new(endpoints, timeout),
             status,
-            timeout,
-            vm: None,
         }
     }
 
     /// Resolves `{vm_ip}` in endpoint targets through `runtime` at each check (a Colima VM's
     /// address changes when it is recreated).
     pub fn with_vm(mut self, runtime: SharedContainerRuntime) -> Self {
-        self.vm = Some(runtime);
+        self.endpoints.vm = Some(runtime);
         self
     }
 
@@ -376,94 +372,125 @@ impl HttpProbe {
 #[async_trait]
 impl Probe for HttpProbe {
     fn describe(&self) -> String {
-        format!(
-            "http {}",
-            self.endpoints.first().map_or("", |e| e.target.as_str())
-        )
+        self.endpoints.describe("http")
     }
 
     fn deadline(&self) -> Duration {
-        // Each endpoint may take its timeout, plus one for a VM address lookup.
-        self.timeout * 2 * self.endpoints.len().max(1) as u32
+        self.endpoints.deadline()
     }
 
     async fn check(&self) -> ProbeResult {
-        let mut last = ProbeResult::fail(ProbeFailure::Unreachable, "no endpoint");
-        for ep in &self.endpoints {
-            let url = match resolve_target(&ep.target, self.vm.as_ref(), self.timeout).await {
-                Ok(url) => url,
-                Err(why) => {
-                    last = why;
-                    continue;
-                }
-            };
-            let request = self.client.get(&url).timeout(self.timeout).send();
-            last = match tokio::time::timeout(self.timeout, request).await {
-                Err(_) => ProbeResult::fail(
-                    ProbeFailure::Timeout,
-                    format!(
-                        "{} ({}) timed out after {:?}",
-                        ep.target, ep.class, self.timeout
+        let timeout = self.endpoints.timeout;
+        self.endpoints
+            .first_answer(|ep, url| async move {
+                let request = self.client.get(&url).timeout(timeout).send();
+                match tokio::time::timeout(timeout, request).await {
+                    Err(_) => timed_out(ep, timeout),
+                    Ok(Err(e)) if e.is_timeout() => timed_out(ep, timeout),
+                    Ok(Err(e)) => ProbeResult::fail(
+                        ProbeFailure::Unreachable,
+                        format!("{} ({}): {e}", ep.target, ep.class),
                     ),
-                ),
-                Ok(Err(e)) if e.is_timeout() => ProbeResult::fail(
-                    ProbeFailure::Timeout,
-                    format!(
-                        "{} ({}) timed out after {:?}",
-                        ep.target, ep.class, self.timeout
-                    ),
-                ),
-                Ok(Err(e)) => ProbeResult::fail(
-                    ProbeFailure::Unreachable,
-                    format!("{} ({}): {e}", ep.target, ep.class),
-                ),
-                Ok(Ok(resp)) => {
-                    let code = resp.status().as_u16();
-                    if (self.status.0..=self.status.1).contains(&code) {
-                        return ProbeResult::pass(
-                            ep.class,
-                            format!("{} answered {code}", ep.target),
-                        );
+                    Ok(Ok(resp)) => {
+                        let code = resp.status().as_u16();
+                        if (self.status.0..=self.status.1).contains(&code) {
+                            return ProbeResult::pass(
+                                ep.class,
+                                format!("{} answered {code}", ep.target),
+                            );
+                        }
+                        // It answered: a wrong status is the service's verdict, but a later
+                        // endpoint may still be the healthy path (e.g. a stale localhost proxy).
+                        ProbeResult::fail(
+                            ProbeFailure::Unhealthy,
+                            format!(
+                                "{} ({}) answered {code}, expected {}-{}",
+                                ep.target, ep.class, self.status.0, self.status.1
+                            ),
+                        )
                     }
-                    // It answered: a wrong status is the service's verdict, but a later
-                    // endpoint may still be the healthy path (e.g. a stale localhost proxy).
-                    ProbeResult::fail(
-                        ProbeFailure::Unhealthy,
-                        format!(
-                            "{} ({}) answered {code}, expected {}-{}",
-                            ep.target, ep.class, self.status.0, self.status.1
-                        ),
-                    )
                 }
-            };
-        }
-        last
+            })
+            .await
     }
 }
 
 /// A TCP connect, over endpoints in order.
 #[derive(Debug)]
 pub struct TcpProbe {
-    endpoints: Vec<Endpoint>,
-    timeout: Duration,
-    vm: Option<SharedContainerRuntime>,
+    endpoints: Endpoints,
 }
 
 impl TcpProbe {
     /// Connects to each `host:port` in order.
     pub fn new(endpoints: Vec<Endpoint>, timeout: Duration) -> Self {
         TcpProbe {
-            endpoints,
-            timeout,
-            vm: None,
+            endpoints: Endpoints::new(endpoints, timeout),
         }
     }
 
     /// Resolves `{vm_ip}` in endpoint targets through `runtime` at each check.
     pub fn with_vm(mut self, runtime: SharedContainerRuntime) -> Self {
-        self.vm = Some(runtime);
+        self.endpoints.vm = Some(runtime);
         self
     }
+}
+
+/// Endpoints tried in order, shared by the network probes: `{vm_ip}` is filled at each check,
+/// the first endpoint that passes wins (and names its class), else the last failure stands.
+#[derive(Debug)]
+struct Endpoints {
+    list: Vec<Endpoint>,
+    timeout: Duration,
+    vm: Option<SharedContainerRuntime>,
+}
+
+impl Endpoints {
+    fn new(list: Vec<Endpoint>, timeout: Duration) -> Self {
+        Endpoints {
+            list,
+            timeout,
+            vm: None,
+        }
+    }
+
+    fn describe(&self, kind: &str) -> String {
+        format!(
+            "{kind} {}",
+            self.list.first().map_or("", |e| e.target.as_str())
+        )
+    }
+
+    fn deadline(&self) -> Duration {
+        // Each endpoint may take its timeout, plus one for a VM address lookup.
+        self.timeout * 2 * self.list.len().max(1) as u32
+    }
+
+    /// Runs `attempt` on each endpoint (with its resolved target) until one passes.
+    async fn first_answer<'a, F, Fut>(&'a self, attempt: F) -> ProbeResult
+    where
+        F: Fn(&'a Endpoint, String) -> Fut,
+        Fut: std::future::Future<Output = ProbeResult>,
+    {
+        let mut last = ProbeResult::fail(ProbeFailure::Unreachable, "no endpoint");
+        for ep in &self.list {
+            last = match resolve_target(&ep.target, self.vm.as_ref(), self.timeout).await {
+                Ok(target) => attempt(ep, target).await,
+                Err(why) => why,
+            };
+            if last.passed() {
+                break;
+            }
+        }
+        last
+    }
+}
+
+fn timed_out(ep: &Endpoint, timeout: Duration) -> ProbeResult {
+    ProbeResult::fail(
+        ProbeFailure::Timeout,
+        format!("{} ({}) timed out after {timeout:?}", ep.target, ep.class),
+    )
 }
 
 /// The placeholder for the container VM's address in an endpoint target.
@@ -504,46 +531,30 @@ async fn resolve_target(
 #[async_trait]
 impl Probe for TcpProbe {
     fn describe(&self) -> String {
-        format!(
-            "tcp {}",
-            self.endpoints.first().map_or("", |e| e.target.as_str())
-        )
+        self.endpoints.describe("tcp")
     }
 
     fn deadline(&self) -> Duration {
-        // Each endpoint may take its timeout, plus one for a VM address lookup.
-        self.timeout * 2 * self.endpoints.len().max(1) as u32
+        self.endpoints.deadline()
     }
 
     async fn check(&self) -> ProbeResult {
-        let mut last = ProbeResult::fail(ProbeFailure::Unreachable, "no endpoint");
-        for ep in &self.endpoints {
-            let address = match resolve_target(&ep.target, self.vm.as_ref(), self.timeout).await {
-                Ok(a) => a,
-                Err(why) => {
-                    last = why;
-                    continue;
-                }
-            };
-            let connect = tokio::net::TcpStream::connect(address.as_str());
-            last = match tokio::time::timeout(self.timeout, connect).await {
-                Ok(Ok(_stream)) => {
-                    return ProbeResult::pass(ep.class, format!("{} accepted", ep.target))
-                }
-                Ok(Err(e)) => ProbeResult::fail(
-                    ProbeFailure::Unreachable,
-                    format!("{} ({}): {e}", ep.target, ep.class),
-                ),
-                Err(_) => ProbeResult::fail(
-                    ProbeFailure::Timeout,
-                    format!(
-                        "{} ({}) timed out after {:?}",
-                        ep.target, ep.class, self.timeout
+        let timeout = self.endpoints.timeout;
+        self.endpoints
+            .first_answer(|ep, address| async move {
+                let connect = tokio::net::TcpStream::connect(address);
+                match tokio::time::timeout(timeout, connect).await {
+                    Ok(Ok(_stream)) => {
+                        ProbeResult::pass(ep.class, format!("{} accepted", ep.target))
+                    }
+                    Ok(Err(e)) => ProbeResult::fail(
+                        ProbeFailure::Unreachable,
+                        format!("{} ({}): {e}", ep.target, ep.class),
                     ),
-                ),
-            };
-        }
-        last
+                    Err(_) => timed_out(ep, timeout),
+                }
+            })
+            .await
     }
 }
 
