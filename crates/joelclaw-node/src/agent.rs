@@ -314,12 +314,12 @@ pub fn inspect(args: InspectArgs, state_flag: Option<PathBuf>) -> Result<Report,
         }
         None => {
             // Without an inventory, ask the platform's own supervisor.
-            let empty = Inventory::parse("<none>", "").map_err(|e| Failure::input(CMD, e))?;
             match Platform::current() {
                 Platform::Macos => Arc::new(
-                    compose::launchd_adapter(&empty, None).map_err(|e| Failure::input(CMD, e))?,
+                    compose::launchd_adapter(Default::default(), None)
+                        .map_err(|e| Failure::input(CMD, e))?,
                 ),
-                _ => Arc::new(compose::systemd_adapter(&empty, None)),
+                _ => Arc::new(compose::systemd_adapter(Default::default(), None)),
             }
         }
     };
@@ -394,7 +394,8 @@ pub fn apply(args: ApplyArgs) -> Result<Report, Failure> {
         .any(|(s, _)| s.manager == ManagerKind::Launchd)
     {
         Some(Arc::new(
-            compose::launchd_adapter(&inventory, root).map_err(|e| Failure::input(CMD, e))?,
+            compose::launchd_adapter(compose::settings(&inventory, "launchd"), root)
+                .map_err(|e| Failure::input(CMD, e))?,
         ))
     } else {
         None
@@ -403,7 +404,10 @@ pub fn apply(args: ApplyArgs) -> Result<Report, Failure> {
         .desired_configs()
         .any(|(s, _)| s.manager == ManagerKind::Systemd)
     {
-        Some(Arc::new(compose::systemd_adapter(&inventory, root)))
+        Some(Arc::new(compose::systemd_adapter(
+            compose::settings(&inventory, "systemd"),
+            root,
+        )))
     } else {
         None
     };
@@ -635,15 +639,15 @@ pub fn install_self(args: InstallSelfArgs, state_flag: Option<PathBuf>) -> Resul
                 .map_err(|e| Failure::failed(CMD, format!("chown {}: {e}", dir.display())))?;
         }
     }
-    let empty = Inventory::parse("<none>", "").map_err(|e| Failure::input(CMD, e))?;
     let (port, path, bytes): (Arc<dyn ProcessManagerPort>, PathBuf, Vec<u8>) = match manager {
         SelfManager::Launchd => {
-            let m = compose::launchd_adapter(&empty, root).map_err(|e| Failure::input(CMD, e))?;
+            let m = compose::launchd_adapter(Default::default(), root)
+                .map_err(|e| Failure::input(CMD, e))?;
             let (path, bytes) = m.render(&config).map_err(|e| Failure::input(CMD, e))?;
             (Arc::new(m), path, bytes)
         }
         SelfManager::Systemd => {
-            let m = compose::systemd_adapter(&empty, root);
+            let m = compose::systemd_adapter(Default::default(), root);
             let text = m.render_unit(&config).map_err(|e| Failure::input(CMD, e))?;
             let path = m.unit_path(&config.label);
             (Arc::new(m), path, text.into_bytes())

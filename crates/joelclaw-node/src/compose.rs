@@ -85,16 +85,16 @@ impl Composition {
     }
 }
 
-fn settings(inventory: &Inventory, name: &str) -> ManagerSettings {
+/// The inventory's `[managers.<name>]` settings (all defaults when it has none).
+pub fn settings(inventory: &Inventory, name: &str) -> ManagerSettings {
     inventory.managers.get(name).cloned().unwrap_or_default()
 }
 
 /// The launchd adapter from `[managers.launchd]`; `root` re-roots its plist folder.
 pub fn launchd_adapter(
-    inventory: &Inventory,
+    s: ManagerSettings,
     root: Option<&Path>,
 ) -> Result<LaunchdProcessManager, String> {
-    let s = settings(inventory, "launchd");
     if !s.command_prefix.is_empty() {
         return Err(
             "managers.launchd.command_prefix: launchd cannot be reached through a prefix".into(),
@@ -121,8 +121,7 @@ pub fn launchd_adapter(
 }
 
 /// The systemd adapter from `[managers.systemd]`; `root` re-roots its unit folder.
-pub fn systemd_adapter(inventory: &Inventory, root: Option<&Path>) -> SystemdProcessManager {
-    let s = settings(inventory, "systemd");
+pub fn systemd_adapter(s: ManagerSettings, root: Option<&Path>) -> SystemdProcessManager {
     let mut m = SystemdProcessManager::system();
     let dir = s
         .definition_dir
@@ -213,12 +212,12 @@ pub fn compose(inventory: &Inventory, state_dir: &Path, mode: Mode) -> Result<Co
         }
         let manager: SharedProcessManager = match spec.manager {
             ManagerKind::Launchd => {
-                let m = Arc::new(launchd_adapter(inventory, None)?);
+                let m = Arc::new(launchd_adapter(settings(inventory, "launchd"), None)?);
                 c.launchd = Some(m.clone());
                 m
             }
             ManagerKind::Systemd => {
-                let m = Arc::new(systemd_adapter(inventory, None));
+                let m = Arc::new(systemd_adapter(settings(inventory, "systemd"), None));
                 c.systemd = Some(m.clone());
                 m
             }

@@ -365,7 +365,10 @@ fn apply_against_real_systemd_installs_active_units_idempotently() {
     }
     // The test looks through the same adapter the agent uses, pointed at the container.
     let inventory = joelclaw_node::compose::load_inventory(&inv).unwrap();
-    let systemd = joelclaw_node::compose::systemd_adapter(&inventory, None);
+    let systemd = joelclaw_node::compose::systemd_adapter(
+        joelclaw_node::compose::settings(&inventory, "systemd"),
+        None,
+    );
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
