@@ -26,3 +26,13 @@ file_is_static() { ! LC_ALL=C ldd "$1" >/dev/null 2>&1; }
 
 # Whether pid $1 is alive and its command name is $2 (so a stale pid file never kills a stranger).
 pid_is() { [ -n "$1" ] && [ -r "/proc/$1/comm" ] && [ "$(cat "/proc/$1/comm")" = "$2" ]; }
+
+# Stops pid $1 if it is still the program $2: SIGTERM, up to $3 tenths of a second to exit,
+# then SIGKILL.
+stop_pid() {
+    local pid="$1" comm="$2" tenths="$3"
+    pid_is "$pid" "$comm" || return 0
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 1 "$tenths"); do pid_is "$pid" "$comm" || return 0; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
+}

@@ -57,10 +57,8 @@ stop() {
     local pid; pid="$(cat "$state/dockerd.pid")"
     if pid_is "$pid" dockerd; then
         docker_cli ps -aq 2>/dev/null | xargs -r docker -H "unix://$sock" rm -f >/dev/null 2>&1 || true
-        kill -TERM "$pid" 2>/dev/null || true
-        for _ in $(seq 1 150); do pid_is "$pid" dockerd || break; sleep 0.1; done
-        pid_is "$pid" dockerd && kill -KILL "$pid" 2>/dev/null || true
     fi
+    stop_pid "$pid" dockerd 150
     # Leave no mounts behind before removing the state.
     grep -o " $state/[^ ]*" /proc/self/mounts | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
     rm -rf "$state"

@@ -100,11 +100,7 @@ start() {
 stop() {
     [ -f "$state/nspawn.pid" ] || return 0
     local pid; pid="$(cat "$state/nspawn.pid")"
-    if pid_is "$pid" systemd-nspawn; then
-        kill -TERM "$pid" 2>/dev/null || true
-        for _ in $(seq 1 100); do pid_is "$pid" systemd-nspawn || break; sleep 0.1; done
-        pid_is "$pid" systemd-nspawn && kill -KILL "$pid" 2>/dev/null || true
-    fi
+    stop_pid "$pid" systemd-nspawn 100
     rm -rf "$state"
     rmdir "$JOELCLAW_TEST_STATE" 2>/dev/null || true
 }
