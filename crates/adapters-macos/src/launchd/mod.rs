@@ -217,7 +217,10 @@ fn run_state(info: &PrintInfo) -> RunState {
         // its first run it is simply starting.
         Some("spawn scheduled") => {
             let ran_before = info.runs.unwrap_or(0) > 0
-                || matches!(info.last_exit_code, Some(LastExitCode::Code(_)));
+                || matches!(
+                    info.last_exit_code,
+                    Some(LastExitCode::Code(_) | LastExitCode::Signal(_))
+                );
             if ran_before {
                 RunState::SupervisorRestarting
             } else {

@@ -21,6 +21,12 @@ pub struct PrintInfo {
     pub pid: Option<u32>,
     /// `last exit code = ...`.
     pub last_exit_code: Option<LastExitCode>,
+    /// What launchd wrote after the number on the `last exit code` line: a sysexits name
+    /// (`EX_CONFIG`) or a signal's description (`Killed: 9`).
+    pub last_exit_description: Option<String>,
+    /// `last exit reason = ...`: why launchd (not the program) ended or refused the last run,
+    /// e.g. `OS_REASON_CODESIGNING`, `OS_REASON_DYLD`, `JETSAM_REASON_MEMORY_IDLE_EXIT`.
+    pub last_exit_reason: Option<String>,
     /// `last terminating signal = Terminated: 15` -> 15.
     pub last_signal: Option<i32>,
     /// `runs = ...`: how many times launchd started it.
@@ -42,6 +48,9 @@ pub enum LastExitCode {
     NeverExited,
     /// A number, possibly followed by its sysexits name (`78: EX_CONFIG`).
     Code(i32),
+    /// A number whose description names a signal (`9: Killed: 9`): the process did not exit,
+    /// it was killed.
+    Signal(i32),
 }
 
 impl PrintInfo {
@@ -52,6 +61,7 @@ impl PrintInfo {
         }
         match self.last_exit_code {
             Some(LastExitCode::Code(c)) => Some(ExitStatus::Code(c)),
+            Some(LastExitCode::Signal(s)) => Some(ExitStatus::Signal(s)),
             _ => None,
         }
     }
@@ -123,7 +133,12 @@ fn apply_print_field(info: &mut PrintInfo, key: &str, value: &str) -> Result<(),
             )
         }
         "runs" => info.runs = Some(number("runs")?),
-        "last exit code" => info.last_exit_code = Some(parse_last_exit_code(value)?),
+        "last exit code" => {
+            let (code, description) = parse_last_exit_code(value)?;
+            info.last_exit_code = Some(code);
+            info.last_exit_description = description;
+        }
+        "last exit reason" => info.last_exit_reason = Some(value.to_string()),
         "last terminating signal" => {
             // `Terminated: 15`, `Killed: 9`.
             let n = value.rsplit(':').next().unwrap_or(value).trim();
@@ -141,16 +156,75 @@ fn apply_print_field(info: &mut PrintInfo, key: &str, value: &str) -> Result<(),
     Ok(())
 }
 
-fn parse_last_exit_code(value: &str) -> Result<LastExitCode, String> {
+/// The `last exit code` value and the description after its number, if any.
+fn parse_last_exit_code(value: &str) -> Result<(LastExitCode, Option<String>), String> {
     if value == "(never exited)" {
-        return Ok(LastExitCode::NeverExited);
+        return Ok((LastExitCode::NeverExited, None));
     }
-    // `78: EX_CONFIG` -> 78.
-    let number = value.split(':').next().unwrap_or(value).trim();
-    number
+    // `78: EX_CONFIG`, `9: Killed: 9`, `0`.
+    let (number, description) = match value.split_once(':') {
+        Some((n, d)) => (n.trim(), Some(d.trim()).filter(|d| !d.is_empty())),
+        None => (value.trim(), None),
+    };
+    let code: i32 = number
         .parse()
-        .map(LastExitCode::Code)
-        .map_err(|_| format!("`last exit code = {value}` is not understood"))
+        .map_err(|_| format!("`last exit code = {value}` is not understood"))?;
+    let exit = match description.and_then(signal_in_description) {
+        // The description's own number when it gives one, else launchd's.
+        Some(signal) => LastExitCode::Signal(signal.unwrap_or(code)),
+        None => LastExitCode::Code(code),
+    };
+    Ok((exit, description.map(str::to_string)))
+}
+
+/// Darwin's `strsignal` texts for signals 1-31, which launchd prints as `<text>: <n>`.
+const DARWIN_SIGNAL_NAMES: [&str; 31] = [
+    "Hangup",
+    "Interrupt",
+    "Quit",
+    "Illegal instruction",
+    "Trace/BPT trap",
+    "Abort trap",
+    "EMT trap",
+    "Floating point exception",
+    "Killed",
+    "Bus error",
+    "Segmentation fault",
+    "Bad system call",
+    "Broken pipe",
+    "Alarm clock",
+    "Terminated",
+    "Urgent I/O condition",
+    "Suspended (signal)",
+    "Suspended",
+    "Continued",
+    "Child exited",
+    "Stopped (tty input)",
+    "Stopped (tty output)",
+    "I/O possible",
+    "Cputime limit exceeded",
+    "Filesize limit exceeded",
+    "Virtual timer expired",
+    "Profiling timer expired",
+    "Window size changes",
+    "Information request",
+    "User defined signal 1",
+    "User defined signal 2",
+];
+
+/// `Some(number)` when `description` is a signal's (`Killed: 9` -> `Some(Some(9))`, `Killed` ->
+/// `Some(None)`); `None` for anything else (`EX_CONFIG`).
+fn signal_in_description(description: &str) -> Option<Option<i32>> {
+    let (name, number) = match description.rsplit_once(':') {
+        Some((name, n)) => match n.trim().parse::<i32>() {
+            Ok(n) => (name.trim(), Some(n)),
+            Err(_) => (description, None),
+        },
+        None => (description, None),
+    };
+    let known = DARWIN_SIGNAL_NAMES.contains(&name)
+        || (name == "Unknown signal" && number.is_some_and(|n| n > 0));
+    known.then_some(number)
 }
 
 /// One row of the `launchctl list` table.
@@ -202,15 +276,14 @@ pub fn parse_list_table(text: &str) -> Result<Vec<ListRow>, String> {
 }
 
 impl ListRow {
-    /// The status as an exit: negative numbers are signals.
+    /// The status as an exit: negative numbers are signals; `None` for a number that is no
+    /// signal (`i32::MIN`).
     pub fn last_exit(&self) -> Option<ExitStatus> {
-        self.status.map(|s| {
-            if s < 0 {
-                ExitStatus::Signal(-s)
-            } else {
-                ExitStatus::Code(s)
-            }
-        })
+        match self.status? {
+            // `i32::MIN` has no positive counterpart: it names no signal.
+            s if s < 0 => s.checked_neg().map(ExitStatus::Signal),
+            s => Some(ExitStatus::Code(s)),
+        }
     }
 }
 
@@ -566,6 +639,84 @@ mod tests {
         assert!(parse_print("system/x = {\n\tpid = banana\n}\n")
             .unwrap_err()
             .contains("pid"));
+    }
+
+    #[test]
+    fn a_last_exit_code_described_as_a_signal_is_a_signal() {
+        let print = |line: &str| {
+            parse_print(&format!(
+                "gui/501/x = {{\n\tstate = not running\n\t{line}\n}}\n"
+            ))
+            .unwrap()
+        };
+        // Real shapes: the description after the number is strsignal's text (`Killed: 9`).
+        let killed = print("last exit code = 9: Killed: 9");
+        assert_eq!(killed.last_exit_code, Some(LastExitCode::Signal(9)));
+        assert_eq!(killed.last_exit(), Some(ExitStatus::Signal(9)));
+        assert_eq!(killed.last_exit_description.as_deref(), Some("Killed: 9"));
+        let terminated = print("last exit code = 15: Terminated: 15");
+        assert_eq!(terminated.last_exit(), Some(ExitStatus::Signal(15)));
+        let segv = print("last exit code = 11: Segmentation fault: 11");
+        assert_eq!(segv.last_exit(), Some(ExitStatus::Signal(11)));
+        // A signal's name without its number still names a signal.
+        assert_eq!(
+            print("last exit code = 9: Killed").last_exit(),
+            Some(ExitStatus::Signal(9))
+        );
+        // A sysexits name stays an exit code, and its name is kept.
+        let config = print("last exit code = 78: EX_CONFIG");
+        assert_eq!(config.last_exit(), Some(ExitStatus::Code(78)));
+        assert_eq!(config.last_exit_description.as_deref(), Some("EX_CONFIG"));
+        let plain = print("last exit code = 9");
+        assert_eq!(plain.last_exit(), Some(ExitStatus::Code(9)));
+        assert_eq!(plain.last_exit_description, None);
+        assert_eq!(
+            parse_print(&fixture("print-13.txt"))
+                .unwrap()
+                .last_exit_description
+                .as_deref(),
+            Some("EX_CONFIG")
+        );
+    }
+
+    #[test]
+    fn a_last_exit_reason_is_reported() {
+        // launchd killed it for its signature before it ran: no exit code line at all.
+        let text = "gui/501/x = {\n\tstate = not running\n\truns = 1\n\tlast exit reason = OS_REASON_CODESIGNING\n\tjob state = spawn failed\n}\n";
+        let info = parse_print(text).unwrap();
+        assert_eq!(
+            info.last_exit_reason.as_deref(),
+            Some("OS_REASON_CODESIGNING")
+        );
+        let with_code =
+            "gui/501/x = {\n\tlast exit code = 78\n\tlast exit reason = killed by signal: 9\n}\n";
+        let info = parse_print(with_code).unwrap();
+        assert_eq!(
+            info.last_exit_reason.as_deref(),
+            Some("killed by signal: 9")
+        );
+        // A nested `last exit reason` belongs to another block.
+        let nested = "gui/501/x = {\n\tsomething = {\n\t\tlast exit reason = OTHER\n\t}\n}\n";
+        assert_eq!(parse_print(nested).unwrap().last_exit_reason, None);
+        for f in ["print-01.txt", "print-12.txt", "print-13.txt"] {
+            assert_eq!(
+                parse_print(&fixture(f)).unwrap().last_exit_reason,
+                None,
+                "{f}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_list_status_of_i32_min_is_no_signal() {
+        // `-(i32::MIN)` does not fit an i32: no overflow, and no made-up signal.
+        let r = row(None, i32::MIN, "x");
+        assert_eq!(r.last_exit(), None);
+        let table = parse_list_table("-\t-2147483648\tx\n").unwrap();
+        assert_eq!(table[0].last_exit(), None);
+        // Real negative statuses are still signals.
+        assert_eq!(row(None, -9, "x").last_exit(), Some(ExitStatus::Signal(9)));
+        assert_eq!(row(None, 1, "x").last_exit(), Some(ExitStatus::Code(1)));
     }
 
     fn row(pid: Option<u32>, status: i32, label: &str) -> ListRow {
