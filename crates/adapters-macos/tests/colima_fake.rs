@@ -248,3 +248,51 @@ async fn a_closure_can_be_the_health_check() {
     ));
     assert_eq!(c.calls("status"), 0);
 }
+
+#[tokio::test]
+async fn an_old_colima_without_json_is_read_from_its_text_status() {
+    // Running: the text status says so, with the address; nothing is started.
+    let c = Colima::running(|c| c);
+    c.fake.set("old", "");
+    assert!(c.rt.is_healthy().await.unwrap());
+    assert_eq!(
+        c.rt.vm_ip().await.unwrap(),
+        Some("192.168.64.2".parse::<IpAddr>().unwrap())
+    );
+    assert_eq!(
+        c.rt.ensure_running().await.unwrap(),
+        EnsureRunningOutcome::AlreadyRunning
+    );
+    assert_eq!(c.calls("start"), 0, "a rejected flag is no stopped VM");
+    assert!(c.fake.argv_log().contains(&"status".to_string()));
+
+    // A named profile's messages say `colima [profile=work] is running`.
+    let c = Colima::running(|c| c.with_profile("work"));
+    c.fake.set("old", "");
+    assert!(c.rt.is_healthy().await.unwrap());
+    assert_eq!(c.calls("start"), 0);
+
+    // Stopped: the text status says "is not running", so ensure_running starts it.
+    let c = Colima::new(|c| c);
+    c.fake.set("old", "");
+    assert!(!c.rt.is_healthy().await.unwrap());
+    assert_eq!(
+        c.rt.ensure_running().await.unwrap(),
+        EnsureRunningOutcome::Started
+    );
+    assert_eq!(c.calls("start"), 1);
+}
+
+#[tokio::test]
+async fn a_failing_colima_status_is_an_error_and_never_a_start() {
+    let c = Colima::running(|c| c);
+    c.fake.set("broken", "");
+    match c.rt.is_healthy().await {
+        Err(e @ RuntimeError::Backend { .. }) => {
+            assert!(e.to_string().contains("empty value"), "{e}")
+        }
+        other => panic!("expected Backend, got {other:?}"),
+    }
+    assert!(c.rt.ensure_running().await.is_err());
+    assert_eq!(c.calls("start"), 0, "an unreadable status is no stopped VM");
+}

@@ -11,6 +11,7 @@ use std::ffi::OsString;
 use std::fmt;
 use std::net::IpAddr;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -163,6 +164,8 @@ pub struct ColimaRuntime {
     /// The last `colima status` answer and when it was taken. A tokio mutex so that concurrent
     /// callers share one slow `colima status` instead of each running their own.
     status_cache: tokio::sync::Mutex<Option<(Instant, StatusAnswer)>>,
+    /// This `colima` rejected `status --json` once (an older version): ask for the log format.
+    text_status_only: AtomicBool,
 }
 
 fn valid_profile(p: &str) -> bool {
@@ -187,6 +190,7 @@ impl ColimaRuntime {
             config,
             health: None,
             status_cache: tokio::sync::Mutex::new(None),
+            text_status_only: AtomicBool::new(false),
         })
     }
 
@@ -273,7 +277,9 @@ impl ColimaRuntime {
         }
     }
 
-    /// `colima status --json`, reused for `status_ttl` unless `fresh`.
+    /// `colima status --json` (the log-format `colima status` where `--json` is unknown),
+    /// reused for `status_ttl` unless `fresh`. Only colima's own "is not running" is a stopped
+    /// VM: any other failure is an error, so it never leads to a `colima start`.
     async fn status(
         &self,
         operation: RuntimeOperation,
@@ -287,22 +293,50 @@ impl ColimaRuntime {
                 }
             }
         }
-        let (argv, out) = self
-            .colima(operation, "status", &["--json"], self.config.deadline)
-            .await?;
-        let answer = if out.success() {
-            StatusAnswer::Running(Arc::new(
-                parse::parse_status_json(&out.stdout)
-                    .map_err(|e| Self::parse_error("colima status --json", e))?,
-            ))
-        } else if out.code == Some(1) && out.stdout.trim().is_empty() {
-            // colima's answer for a stopped VM: exit 1, nothing on stdout.
-            StatusAnswer::Stopped
+        let answer = if self.text_status_only.load(Ordering::Relaxed) {
+            self.text_status(operation).await?
         } else {
-            return Err(Self::failed(&argv, &out));
+            let (argv, out) = self
+                .colima(operation, "status", &["--json"], self.config.deadline)
+                .await?;
+            if out.success() {
+                StatusAnswer::Running(Arc::new(
+                    parse::parse_status_json(&out.stdout)
+                        .map_err(|e| Self::parse_error("colima status --json", e))?,
+                ))
+            } else if parse::rejects_json_flag(&out.stderr) {
+                // An older colima: its log-format status says the same, less a few numbers.
+                self.text_status_only.store(true, Ordering::Relaxed);
+                self.text_status(operation).await?
+            } else if out.code == Some(1) && parse::says_not_running(&out.stderr) {
+                StatusAnswer::Stopped
+            } else {
+                return Err(Self::failed(&argv, &out));
+            }
         };
         *cache = Some((Instant::now(), answer.clone()));
         Ok(answer)
+    }
+
+    /// `colima status` in its log format (stderr when piped, stdout on some versions).
+    async fn text_status(&self, operation: RuntimeOperation) -> Result<StatusAnswer, RuntimeError> {
+        let (argv, out) = self
+            .colima(operation, "status", &[], self.config.deadline)
+            .await?;
+        if out.success() {
+            let log = parse::parse_status_log(&format!("{}\n{}", out.stdout, out.stderr));
+            if !log.running {
+                return Err(Self::parse_error(
+                    "colima status",
+                    "exited 0 without saying `colima is running`".into(),
+                ));
+            }
+            Ok(StatusAnswer::Running(Arc::new(log.to_status())))
+        } else if out.code == Some(1) && parse::says_not_running(&out.stderr) {
+            Ok(StatusAnswer::Stopped)
+        } else {
+            Err(Self::failed(&argv, &out))
+        }
     }
 
     async fn running_status(

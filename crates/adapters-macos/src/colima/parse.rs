@@ -188,7 +188,7 @@ pub fn parse_status_log(text: &str) -> StatusLog {
         } else {
             continue;
         };
-        if let Some(rest) = msg.strip_prefix("colima is running") {
+        if let Some(rest) = strip_display_name(msg).and_then(|m| m.strip_prefix("is running")) {
             out.running = true;
             out.driver = rest
                 .trim()
@@ -200,6 +200,53 @@ pub fn parse_status_log(text: &str) -> StatusLog {
         }
     }
     out
+}
+
+/// `msg` after colima's name for the profile (`colima `, `colima [profile=work] `).
+fn strip_display_name(msg: &str) -> Option<&str> {
+    let rest = msg.strip_prefix("colima ")?;
+    Some(match rest.strip_prefix("[profile=") {
+        Some(named) => named.split_once("] ")?.1,
+        None => rest,
+    })
+}
+
+impl StatusLog {
+    /// What the log format shares with `colima status --json`. The VM's address is read as the
+    /// JSON's is: loopback or unspecified is no address of its own.
+    pub fn to_status(&self) -> ColimaStatus {
+        let field = |k: &str| self.fields.get(k).cloned();
+        ColimaStatus {
+            driver: self.driver.clone(),
+            arch: field("arch"),
+            runtime: field("runtime"),
+            mount_type: field("mountType"),
+            ip_address: field("address")
+                .and_then(|a| a.parse::<IpAddr>().ok())
+                .filter(|ip| !ip.is_loopback() && !ip.is_unspecified()),
+            docker_socket: field("docker socket"),
+            containerd_socket: field("containerd socket"),
+            ..ColimaStatus::default()
+        }
+    }
+}
+
+/// Whether `colima status` failed because the VM is stopped: colima's fatal
+/// `<display name> is not running` (`colima is not running`, `colima [profile=work] is not
+/// running`), in either log format.
+pub fn says_not_running(stderr: &str) -> bool {
+    stderr.lines().any(|line| {
+        let msg = match line.find("msg=\"") {
+            Some(i) => line[i + 5..].trim_end().trim_end_matches('"'),
+            None => line.find(']').map_or(line, |i| &line[i + 1..]).trim(),
+        };
+        strip_display_name(msg).is_some_and(|rest| rest.trim() == "is not running")
+    })
+}
+
+/// Whether `colima` rejected `--json` as an unknown flag (versions before it had one).
+pub fn rejects_json_flag(stderr: &str) -> bool {
+    stderr.contains("unknown flag: --json")
 }
 
 /// Parses the `Key value` lines of an ssh config (`colima ssh-config`), quotes removed, in order.
@@ -426,6 +473,48 @@ mod tests {
         assert_eq!(s4.fields.len(), 6);
 
         assert!(!parse_status_log("").running);
+    }
+
+    #[test]
+    fn status_log_carries_what_json_would() {
+        let s4 = parse_status_log(&fixture("colima-04.txt")).to_status();
+        assert_eq!(s4.ip_address, Some("192.168.64.2".parse().unwrap()));
+        assert_eq!(s4.driver.as_deref(), Some("macOS Virtualization.Framework"));
+        assert_eq!(s4.runtime.as_deref(), Some("docker"));
+        assert_eq!(s4.mount_type.as_deref(), Some("virtiofs"));
+        assert_eq!(
+            s4.docker_socket.as_deref(),
+            Some("unix:///Users/davidbr/.colima/default/docker.sock")
+        );
+        assert_eq!(
+            parse_status_log(&fixture("colima-02.txt"))
+                .to_status()
+                .ip_address,
+            None
+        );
+        let named = "INFO[0001] colima [profile=work] is running using QEMU\n";
+        let log = parse_status_log(named);
+        assert!(log.running);
+        assert_eq!(log.driver.as_deref(), Some("QEMU"));
+    }
+
+    #[test]
+    fn stopped_and_unknown_flag_are_told_apart() {
+        assert!(says_not_running(
+            "time=\"2026-05-10T00:42:35+02:00\" level=fatal msg=\"colima is not running\"\n"
+        ));
+        assert!(says_not_running(
+            "FATA[0000] colima [profile=work] is not running\n"
+        ));
+        assert!(!says_not_running(
+            "time=\"x\" level=fatal msg=\"error retrieving current runtime: empty value\"\n"
+        ));
+        assert!(!says_not_running("FATA[0000] docker is not running\n"));
+        assert!(!says_not_running(""));
+        let old = "Error: unknown flag: --json\nUsage:\n  colima status [profile] [flags]\n";
+        assert!(rejects_json_flag(old));
+        assert!(!says_not_running(old));
+        assert!(!rejects_json_flag("FATA[0000] colima is not running\n"));
     }
 
     #[test]
