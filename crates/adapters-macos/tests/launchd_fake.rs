@@ -28,6 +28,11 @@ impl Launchd {
     }
 
     fn with(adjust: impl FnOnce(LaunchdConfig) -> LaunchdConfig) -> Self {
+        Self::with_fake(|c, _| adjust(c))
+    }
+
+    /// Like `with`, where the adjustment needs the fake's paths.
+    fn with_fake(adjust: impl FnOnce(LaunchdConfig, &FakeTool) -> LaunchdConfig) -> Self {
         let fake = FakeTool::new("launchctl", "FAKE_LAUNCHCTL_STATE");
         let config = LaunchdConfig::default()
             .with_launchctl(&fake.wrapper)
@@ -35,7 +40,7 @@ impl Launchd {
             .with_user(UID, fake.path("home/Library/LaunchAgents"))
             .with_service_account("_joelclaw", Some("_joelclaw".into()))
             .with_deadline(Duration::from_secs(20));
-        let pm = LaunchdProcessManager::new(adjust(config));
+        let pm = LaunchdProcessManager::new(adjust(config, &fake));
         Launchd { fake, pm }
     }
 
@@ -542,4 +547,143 @@ async fn the_fake_speaks_the_formats_the_parsers_were_tested_on() {
     t.pm.disable(&label(l)).await.unwrap();
     let disabled = parse::parse_print_disabled(&t.fake.run(&["print-disabled", "system"])).unwrap();
     assert_eq!(disabled.get(l), Some(&true));
+}
+
+/// Writes the plist the adapter would generate for `l` into `dir` (a folder the adapter does not
+/// manage) and loads it there the way a person would, with `launchctl bootstrap system`.
+fn load_from_elsewhere(t: &Launchd, l: &str, dir: &std::path::Path) -> PathBuf {
+    let (_, bytes) = t.pm.render(&sleeper(l)).unwrap();
+    std::fs::create_dir_all(dir).unwrap();
+    let path = dir.join(format!("{l}.plist"));
+    std::fs::write(&path, bytes).unwrap();
+    t.fake.run(&["bootstrap", "system", path.to_str().unwrap()]);
+    path
+}
+
+#[tokio::test]
+async fn a_job_loaded_from_another_folder_can_be_started_after_stop() {
+    let t = Launchd::new();
+    let l = "com.example.loaded-by-hand";
+    let plist = load_from_elsewhere(&t, l, &t.fake.path("opt/example"));
+    assert!(t.pm.inspect(&label(l)).await.unwrap().is_running());
+    assert_eq!(t.pm.stop(&label(l)).await.unwrap(), StopOutcome::Stopped);
+    // Booted out, but `print` said where its plist is: it is still there to be started.
+    let st = t.pm.inspect(&label(l)).await.unwrap();
+    assert!(!st.loaded);
+    assert_eq!(st.state, RunState::Stopped);
+    assert_eq!(st.scope, Some(ServiceScope::System));
+    t.fake.clear_log();
+    assert_eq!(
+        t.pm.restart(&label(l)).await.unwrap(),
+        RestartOutcome::Started
+    );
+    assert!(
+        t.argv()
+            .contains(&format!("bootstrap system {}", plist.display())),
+        "{:#?}",
+        t.argv()
+    );
+    assert!(t.pm.inspect(&label(l)).await.unwrap().is_running());
+    // A copy of the manager shares what was learnt.
+    t.pm.stop(&label(l)).await.unwrap();
+    assert!(!t.pm.clone().inspect(&label(l)).await.unwrap().loaded);
+}
+
+#[tokio::test]
+async fn a_job_in_a_launchd_folder_is_found_again_by_a_new_manager_after_stop() {
+    // launchd loads /System/Library/LaunchDaemons (and the other standard folders) at boot,
+    // so a job booted out of one is still installed, even for a manager started afterwards.
+    let t = Launchd::with_fake(|c, fake| {
+        c.with_launchd_folders(
+            [fake.path("System/Library/LaunchDaemons")],
+            [fake.path("System/Library/LaunchAgents")],
+        )
+    });
+    let l = "com.apple.example-daemon";
+    let plist = load_from_elsewhere(&t, l, &t.fake.path("System/Library/LaunchDaemons"));
+    assert_eq!(t.pm.stop(&label(l)).await.unwrap(), StopOutcome::Stopped);
+    let fresh = LaunchdProcessManager::new(t.pm.config().clone());
+    let st = fresh.inspect(&label(l)).await.unwrap();
+    assert!(!st.loaded);
+    assert_eq!(st.scope, Some(ServiceScope::System));
+    t.fake.clear_log();
+    assert_eq!(
+        fresh.restart(&label(l)).await.unwrap(),
+        RestartOutcome::Started
+    );
+    assert!(t
+        .argv()
+        .contains(&format!("bootstrap system {}", plist.display())));
+    assert!(fresh.inspect(&label(l)).await.unwrap().is_running());
+    // A label in none of the folders is still not found.
+    assert!(matches!(
+        fresh.inspect(&label("com.example.nowhere")).await,
+        Err(ProcessError::NotFound { .. })
+    ));
+}
+
+#[tokio::test]
+async fn restart_of_a_loaded_but_disabled_job_is_refused() {
+    let t = Launchd::new();
+    let l = "com.joelclaw.loaded-disabled";
+    t.pm.enable(&sleeper(l)).await.unwrap();
+    // `launchctl disable` leaves a loaded job loaded.
+    t.fake.run(&["disable", &format!("system/{l}")]);
+    t.fake.clear_log();
+    match t.pm.restart(&label(l)).await {
+        Err(ProcessError::InvalidInput { detail, .. }) => {
+            assert!(detail.contains("is disabled in system"), "{detail}")
+        }
+        other => panic!("expected InvalidInput, got {other:?}"),
+    }
+    assert!(
+        !t.argv().iter().any(|l| l.starts_with("kickstart")),
+        "{:#?}",
+        t.argv()
+    );
+}
+
+#[tokio::test]
+async fn a_failed_bootout_says_what_bootout_means() {
+    let t = Launchd::new();
+    let l = "com.joelclaw.stuck";
+    t.pm.enable(&sleeper(l)).await.unwrap();
+    t.fake.set("bootout-fail", "5: Input/output error");
+    let err = t.pm.stop(&label(l)).await.unwrap_err();
+    let text = err.to_string();
+    assert!(matches!(err, ProcessError::Backend { .. }), "{err:?}");
+    assert!(text.contains("Boot-out failed: 5"), "{text}");
+    assert!(text.contains("unload"), "{text}");
+    assert!(!text.contains("plutil"), "the bootstrap hint: {text}");
+
+    // A job under System Integrity Protection: root does not help, so no root hint.
+    t.fake.set(
+        "bootout-fail",
+        "150: Operation not permitted while System Integrity Protection is engaged",
+    );
+    match t.pm.stop(&label(l)).await {
+        Err(ProcessError::PermissionDenied { detail, .. }) => {
+            assert!(detail.contains("System Integrity Protection"), "{detail}");
+            assert!(!detail.contains("needs root"), "{detail}");
+        }
+        other => panic!("expected PermissionDenied, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_job_loaded_from_another_folder_stays_known_after_disable() {
+    let t = Launchd::new();
+    let l = "com.example.disabled-by-hand";
+    load_from_elsewhere(&t, l, &t.fake.path("opt/example"));
+    assert_eq!(
+        t.pm.disable(&label(l)).await.unwrap(),
+        DisableOutcome::Disabled
+    );
+    let st = t.pm.inspect(&label(l)).await.unwrap();
+    assert!(!st.loaded);
+    assert_eq!(st.enabled, Some(false));
+    assert!(matches!(
+        t.pm.restart(&label(l)).await,
+        Err(ProcessError::InvalidInput { .. })
+    ));
 }

@@ -4,16 +4,20 @@
 //!
 //! Domains: a service lives in `system`, `gui/<uid>` or `user/<uid>`. A label is looked up by
 //! asking launchd in that order, so a service that moved from a LaunchAgent to a LaunchDaemon is
-//! found (and restarted) where it really is. A definition this adapter installed but launchd has
-//! not loaded (booted out by `stop`, disabled) is still reported, as `loaded: false`.
+//! found (and restarted) where it really is. A definition launchd has not loaded (booted out by
+//! `stop`, disabled) is still reported, as `loaded: false`, when its plist is in this adapter's
+//! folders, where `print` said it was loaded from before this manager booted it out, or in
+//! launchd's own folders (`/Library/LaunchDaemons`, `/System/Library/LaunchDaemons`, ...), which
+//! launchd loads at boot: `restart` bootstraps it from there again.
 
 pub mod parse;
 mod plist_gen;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsString;
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -65,6 +69,12 @@ pub struct LaunchdConfig {
     pub default_path: Option<String>,
     /// The deadline of every `launchctl` call.
     pub deadline: Duration,
+    /// launchd's own daemon folders, which it loads into `system` at boot. A job booted out of
+    /// one is still installed there, so it is looked for there (after `system_plist_dir`).
+    pub launchd_daemon_dirs: Vec<PathBuf>,
+    /// launchd's own agent folders, loaded into each user's domain at login; searched after
+    /// the user's `agents_dir`, for the managed user only.
+    pub launchd_agent_dirs: Vec<PathBuf>,
 }
 
 /// The `PATH` generated plists get when their config sets none: Homebrew's folders first, which
@@ -82,6 +92,14 @@ impl Default for LaunchdConfig {
             service_account: None,
             default_path: Some(DEFAULT_SERVICE_PATH.to_string()),
             deadline: Duration::from_secs(10),
+            launchd_daemon_dirs: vec![
+                PathBuf::from("/Library/LaunchDaemons"),
+                PathBuf::from("/System/Library/LaunchDaemons"),
+            ],
+            launchd_agent_dirs: vec![
+                PathBuf::from("/Library/LaunchAgents"),
+                PathBuf::from("/System/Library/LaunchAgents"),
+            ],
         }
     }
 }
@@ -134,12 +152,28 @@ impl LaunchdConfig {
         self.deadline = deadline;
         self
     }
+
+    /// Looks for unloaded jobs' plists in these daemon and agent folders instead of launchd's
+    /// standard ones (a scratch root in tests).
+    pub fn with_launchd_folders(
+        mut self,
+        daemons: impl IntoIterator<Item = impl Into<PathBuf>>,
+        agents: impl IntoIterator<Item = impl Into<PathBuf>>,
+    ) -> Self {
+        self.launchd_daemon_dirs = daemons.into_iter().map(Into::into).collect();
+        self.launchd_agent_dirs = agents.into_iter().map(Into::into).collect();
+        self
+    }
 }
 
 /// launchd as a [`ProcessManagerPort`].
 #[derive(Debug, Clone)]
 pub struct LaunchdProcessManager {
     config: LaunchdConfig,
+    /// Where `print` said each job booted out by this manager was loaded from, so that a job
+    /// loaded from a folder this adapter does not manage can be bootstrapped again. Shared by
+    /// clones; lives as long as the manager (launchd itself forgets an ad-hoc path at bootout).
+    booted_out_from: Arc<Mutex<BTreeMap<ServiceLabel, (ServiceScope, PathBuf)>>>,
 }
 
 /// Where a label was found.
@@ -150,8 +184,8 @@ enum Located {
         scope: ServiceScope,
         info: PrintInfo,
     },
-    /// Its plist is installed for `scope`, but launchd has not loaded it.
-    Installed { scope: ServiceScope },
+    /// Its plist `plist` is installed for `scope`, but launchd has not loaded it.
+    Installed { scope: ServiceScope, plist: PathBuf },
     /// Neither.
     Missing,
 }
@@ -186,6 +220,8 @@ impl fmt::Display for LaunchctlFailed {
 impl std::error::Error for LaunchctlFailed {}
 
 const EIO_HINT: &str = "launchd answers EIO when the job is already loaded, is disabled, or its plist is invalid; check `plutil -lint` on the plist and `launchctl print-disabled`";
+const BOOTOUT_EIO_HINT: &str = "launchd would not unload it as asked: bootout answers EIO when the job is loaded under another domain or session type than the one named, or launchd will not let it go; `launchctl print` shows where and how it is loaded";
+const SIP_HINT: &str = "the job is protected by System Integrity Protection, which even root cannot unload; leave it to macOS or manage another label";
 const ROOT_HINT: &str =
     "the system domain needs root: run the node agent as root (a LaunchDaemon) or with sudo";
 
@@ -238,7 +274,10 @@ impl LaunchdProcessManager {
     /// A manager with `config`. Nothing is looked up until the first call, so a missing
     /// `launchctl` is reported per call as [`ProcessError::Unavailable`].
     pub fn new(config: LaunchdConfig) -> Self {
-        LaunchdProcessManager { config }
+        LaunchdProcessManager {
+            config,
+            booted_out_from: Arc::default(),
+        }
     }
 
     /// The configuration.
@@ -427,30 +466,64 @@ impl LaunchdProcessManager {
         Ok(map.get(label.as_str()).copied().unwrap_or(false))
     }
 
-    /// The scope an installed-but-unloaded plist belongs to, if one is installed.
-    fn installed_scope(&self, label: &ServiceLabel) -> Option<ServiceScope> {
+    /// Where an installed-but-unloaded plist is and the scope it belongs to: this adapter's
+    /// folders first, then where `print` said a job this manager booted out came from, then
+    /// launchd's own folders (which launchd loads at boot, so a job there is installed).
+    fn installed_scope(&self, label: &ServiceLabel) -> Option<(ServiceScope, PathBuf)> {
         let file = plist_file_name(label);
-        if self.config.system_plist_dir.join(&file).is_file() {
-            return Some(ServiceScope::System);
-        }
-        let user = self.config.user.as_ref()?;
-        let path = user.agents_dir.join(&file);
-        if !path.is_file() {
-            return None;
-        }
-        let background = plist::Value::from_file(&path)
-            .ok()
-            .and_then(|v| {
-                v.as_dictionary()
-                    .and_then(|d| d.get("LimitLoadToSessionType"))
-                    .and_then(|s| s.as_string().map(str::to_string))
+        let daemon = |dir: &Path| {
+            let path = dir.join(&file);
+            path.is_file().then_some((ServiceScope::System, path))
+        };
+        let user = self.config.user.as_ref();
+        let agent = |dir: &Path| {
+            let uid = user?.uid;
+            let path = dir.join(&file);
+            if !path.is_file() {
+                return None;
+            }
+            let background = plist::Value::from_file(&path)
+                .ok()
+                .and_then(|v| {
+                    v.as_dictionary()
+                        .and_then(|d| d.get("LimitLoadToSessionType"))
+                        .and_then(|s| s.as_string().map(str::to_string))
+                })
+                .is_some_and(|s| s == plist_gen::BACKGROUND_SESSION);
+            let scope = if background {
+                ServiceScope::User { uid }
+            } else {
+                ServiceScope::Gui { uid }
+            };
+            Some((scope, path))
+        };
+        let remembered = || {
+            let map = self
+                .booted_out_from
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            map.get(label).filter(|(_, path)| path.is_file()).cloned()
+        };
+        daemon(&self.config.system_plist_dir)
+            .or_else(|| user.and_then(|u| agent(&u.agents_dir)))
+            .or_else(remembered)
+            .or_else(|| {
+                self.config
+                    .launchd_daemon_dirs
+                    .iter()
+                    .find_map(|d| daemon(d))
             })
-            .is_some_and(|s| s == plist_gen::BACKGROUND_SESSION);
-        Some(if background {
-            ServiceScope::User { uid: user.uid }
-        } else {
-            ServiceScope::Gui { uid: user.uid }
-        })
+            .or_else(|| self.config.launchd_agent_dirs.iter().find_map(|d| agent(d)))
+    }
+
+    /// Notes the plist `print` reported for a job about to be booted out.
+    fn remember_plist(&self, label: &ServiceLabel, scope: ServiceScope, info: &PrintInfo) {
+        if let Some(path) = &info.path {
+            self.booted_out_from
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .insert(label.clone(), (scope, PathBuf::from(path)));
+        }
     }
 
     /// Finds `label`: loaded in the first domain that has it, else installed, else missing.
@@ -465,7 +538,7 @@ impl LaunchdProcessManager {
             }
         }
         Ok(match self.installed_scope(label) {
-            Some(scope) => Located::Installed { scope },
+            Some((scope, plist)) => Located::Installed { scope, plist },
             None => Located::Missing,
         })
     }
@@ -488,6 +561,16 @@ impl LaunchdProcessManager {
             (_, Failure::NoSuchProcess | Failure::NotFound) => Ok(false),
             // `36: Operation now in progress`: launchd is tearing it down; that is what we asked.
             (Some(36), _) => Ok(true),
+            (_, Failure::InputOutput) => Err(backend(&argv, &out, Some(BOOTOUT_EIO_HINT))),
+            // `150: Operation not permitted while System Integrity Protection is engaged`:
+            // root would not help, so no root hint.
+            _ if out.stderr.contains("System Integrity Protection") => {
+                Err(ProcessError::PermissionDenied {
+                    operation,
+                    target,
+                    detail: format!("launchctl said {:?}; {SIP_HINT}", out.stderr.trim()),
+                })
+            }
             _ => Err(self.failure(operation, label, scope, &argv, &out)),
         }
     }
@@ -587,7 +670,7 @@ impl LaunchdProcessManager {
                     scope: Some(scope),
                 })
             }
-            Located::Installed { scope } => {
+            Located::Installed { scope, .. } => {
                 let disabled = self.is_disabled(operation, scope, label).await?;
                 Ok(ServiceStatus {
                     label: label.clone(),
@@ -686,25 +769,30 @@ impl ProcessManagerPort for LaunchdProcessManager {
     #[tracing::instrument(skip_all, fields(adapter = ADAPTER, label = %label))]
     async fn restart(&self, label: &ServiceLabel) -> Result<RestartOutcome, ProcessError> {
         let op = Operation::Restart;
+        // Loaded or not, a disabled job is not started: a disable is meant to last until undone.
+        let refuse_disabled = |scope: ServiceScope| {
+            ProcessError::InvalidInput {
+            label: Some(label.to_string()),
+            detail: format!(
+                "{label} is disabled in {scope}; enable it before restarting (a disable is meant to survive until undone)"
+            ),
+        }
+        };
         match self.locate(op, label).await? {
             Located::Missing => Err(self.not_found(label)),
-            Located::Installed { scope } => {
+            Located::Installed { scope, plist } => {
                 if self.is_disabled(op, scope, label).await? {
-                    return Err(ProcessError::InvalidInput {
-                        label: Some(label.to_string()),
-                        detail: format!(
-                            "{label} is disabled in {scope}; enable it before restarting (a disable is meant to survive until undone)"
-                        ),
-                    });
+                    return Err(refuse_disabled(scope));
                 }
-                let dir = self.plist_dir(scope, label)?;
-                let path = dir.join(plist_file_name(label));
-                self.bootstrap(op, scope, label, &path).await?;
+                self.bootstrap(op, scope, label, &plist).await?;
                 // RunAtLoad may be false; a restart means "make it run".
                 self.kickstart(op, scope, label, false).await?;
                 Ok(RestartOutcome::Started)
             }
             Located::Loaded { scope, info } => {
+                if self.is_disabled(op, scope, label).await? {
+                    return Err(refuse_disabled(scope));
+                }
                 let was_running = run_state(&info) == RunState::Running;
                 // In the domain it was found in: a system daemon restarted in gui/<uid> would
                 // be a different (or missing) job.
@@ -730,7 +818,9 @@ impl ProcessManagerPort for LaunchdProcessManager {
                     RunState::Running | RunState::Starting | RunState::SupervisorRestarting
                 );
                 // `launchctl stop` would be undone at once by KeepAlive; bootout unloads the
-                // job, so launchd has nothing to respawn until it is bootstrapped again.
+                // job, so launchd has nothing to respawn until it is bootstrapped again, from
+                // the plist `print` named (which may be in a folder this adapter does not manage).
+                self.remember_plist(label, scope, &info);
                 let was_loaded = self.bootout(op, scope, label).await?;
                 Ok(if was_running && was_loaded {
                     StopOutcome::Stopped
@@ -746,8 +836,11 @@ impl ProcessManagerPort for LaunchdProcessManager {
         let op = Operation::Disable;
         let (scope, loaded) = match self.locate(op, label).await? {
             Located::Missing => return Err(self.not_found(label)),
-            Located::Installed { scope } => (scope, false),
-            Located::Loaded { scope, .. } => (scope, true),
+            Located::Installed { scope, .. } => (scope, false),
+            Located::Loaded { scope, info } => {
+                self.remember_plist(label, scope, &info);
+                (scope, true)
+            }
         };
         let was_disabled = self.is_disabled(op, scope, label).await?;
         if !was_disabled {
