@@ -182,7 +182,7 @@ enum Located {
     /// launchd has it loaded in `scope`.
     Loaded {
         scope: ServiceScope,
-        info: PrintInfo,
+        info: Box<PrintInfo>,
     },
     /// Its plist `plist` is installed for `scope`, but launchd has not loaded it.
     Installed { scope: ServiceScope, plist: PathBuf },
@@ -534,7 +534,10 @@ impl LaunchdProcessManager {
     ) -> Result<Located, ProcessError> {
         for scope in self.search_order() {
             if let Some(info) = self.print_in(operation, scope, label).await? {
-                return Ok(Located::Loaded { scope, info });
+                return Ok(Located::Loaded {
+                    scope,
+                    info: Box::new(info),
+                });
             }
         }
         Ok(match self.installed_scope(label) {
