@@ -265,6 +265,11 @@ async fn an_old_colima_without_json_is_read_from_its_text_status() {
     );
     assert_eq!(c.calls("start"), 0, "a rejected flag is no stopped VM");
     assert!(c.fake.argv_log().contains(&"status".to_string()));
+    // `list` falls back to its table too.
+    let profiles = c.rt.profiles().await.unwrap();
+    assert_eq!(profiles.len(), 1);
+    assert!(profiles[0].is_running());
+    assert_eq!(profiles[0].address, Some("192.168.64.2".parse().unwrap()));
 
     // A named profile's messages say `colima [profile=work] is running`.
     let c = Colima::running(|c| c.with_profile("work"));

@@ -164,7 +164,7 @@ pub struct ColimaRuntime {
     /// The last `colima status` answer and when it was taken. A tokio mutex so that concurrent
     /// callers share one slow `colima status` instead of each running their own.
     status_cache: tokio::sync::Mutex<Option<(Instant, StatusAnswer)>>,
-    /// This `colima` rejected `status --json` once (an older version): ask for the log format.
+    /// This `colima` rejected `--json` once (an older version): ask for the text forms.
     text_status_only: AtomicBool,
 }
 
@@ -350,19 +350,27 @@ impl ColimaRuntime {
     }
 
     /// `colima list --json`: every profile (`--profile` is a global flag and does not narrow it).
+    /// Where `--json` is unknown (an older colima), the `colima list` table.
     pub async fn profiles(&self) -> Result<Vec<parse::ColimaProfile>, RuntimeError> {
-        let (argv, out) = self
-            .colima(
-                RuntimeOperation::Health,
-                "list",
-                &["--json"],
-                self.config.deadline,
-            )
-            .await?;
+        let op = RuntimeOperation::Health;
+        if !self.text_status_only.load(Ordering::Relaxed) {
+            let (argv, out) = self
+                .colima(op, "list", &["--json"], self.config.deadline)
+                .await?;
+            if out.success() {
+                return parse::parse_list_json(&out.stdout)
+                    .map_err(|e| Self::parse_error("colima list --json", e));
+            }
+            if !parse::rejects_json_flag(&out.stderr) {
+                return Err(Self::failed(&argv, &out));
+            }
+            self.text_status_only.store(true, Ordering::Relaxed);
+        }
+        let (argv, out) = self.colima(op, "list", &[], self.config.deadline).await?;
         if !out.success() {
             return Err(Self::failed(&argv, &out));
         }
-        parse::parse_list_json(&out.stdout).map_err(|e| Self::parse_error("colima list --json", e))
+        parse::parse_list_table(&out.stdout).map_err(|e| Self::parse_error("colima list", e))
     }
 }
 
