@@ -687,3 +687,22 @@ async fn a_job_loaded_from_another_folder_stays_known_after_disable() {
         Err(ProcessError::InvalidInput { .. })
     ));
 }
+
+#[tokio::test]
+async fn a_signal_on_the_exit_code_line_reaches_the_status_as_a_signal() {
+    let t = Launchd::new();
+    let l = "com.joelclaw.killed";
+    t.pm.enable(&sleeper(l)).await.unwrap();
+    t.fake.set("signal-as-code", "");
+    t.fake.set("throttle", "");
+    t.fake
+        .run(&["x-fake-crash", &format!("system/{l}"), "sig:9"]);
+    let printed = t.fake.run(&["print", &format!("system/{l}")]);
+    assert!(
+        printed.contains("last exit code = 9: Killed: 9"),
+        "{printed}"
+    );
+    let st = t.pm.inspect(&label(l)).await.unwrap();
+    assert_eq!(st.last_exit, Some(ExitStatus::Signal(9)), "not exit code 9");
+    assert_eq!(st.state, RunState::SupervisorRestarting);
+}
