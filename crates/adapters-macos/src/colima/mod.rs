@@ -318,7 +318,7 @@ impl ColimaRuntime {
         Ok(answer)
     }
 
-    /// `colima status` in its log format (stderr when piped, stdout on some versions).
+    /// `colima status` in its log format (logrus writes it to stderr; stdout is read as well).
     async fn text_status(&self, operation: RuntimeOperation) -> Result<StatusAnswer, RuntimeError> {
         let (argv, out) = self
             .colima(operation, "status", &[], self.config.deadline)
