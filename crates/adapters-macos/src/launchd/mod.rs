@@ -9,6 +9,7 @@
 
 pub mod parse;
 mod plist_gen;
+pub mod plist_read;
 
 use std::collections::BTreeSet;
 use std::ffi::OsString;
