@@ -8,10 +8,12 @@ use clap::{Parser, Subcommand};
 
 use crate::output::exit;
 use crate::verbs::{
+    apply, audit, demo_service, gate, identity, inspect, install_self, run, status,
+};
+use crate::verbs::{
     apply::ApplyArgs, audit::AuditArgs, demo_service::DemoServiceArgs, gate::GateArgs,
     inspect::InspectArgs, install_self::InstallSelfArgs, run::RunArgs, status::InventoryArgs,
 };
-use crate::verbs::{apply, audit, demo_service, gate, identity, inspect, install_self, run, status};
 
 /// The joelclaw node agent: keeps this node's services alive and checks its setup.
 #[derive(Debug, Parser)]

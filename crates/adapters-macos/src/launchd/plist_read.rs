@@ -87,7 +87,10 @@ fn from_value(value: &Value) -> Result<PlistDefinition, String> {
     Ok(PlistDefinition {
         label: s("Label").ok_or("no Label key")?,
         program: s("Program"),
-        program_arguments: dict.get("ProgramArguments").map(strings).unwrap_or_default(),
+        program_arguments: dict
+            .get("ProgramArguments")
+            .map(strings)
+            .unwrap_or_default(),
         user: s("UserName"),
         group: s("GroupName"),
         env: dict
@@ -285,8 +288,8 @@ mod tests {
             user: "_joelclaw".into(),
             group: Some("_staff".into()),
         };
-        let bytes = to_xml(&build_plist(&c, Some(&account), Some("/usr/bin:/bin")).unwrap())
-            .unwrap();
+        let bytes =
+            to_xml(&build_plist(&c, Some(&account), Some("/usr/bin:/bin")).unwrap()).unwrap();
         let read = parse_plist(&bytes).unwrap();
         assert_eq!(read.user.as_deref(), Some("_joelclaw"));
         assert_eq!(read.group.as_deref(), Some("_staff"));
@@ -316,7 +319,8 @@ mod tests {
         assert_eq!(d.keep_alive, Some(KeepAlive::Conditions));
         assert!(d.to_config(ServiceScope::System).is_err());
 
-        let no_label = br#"<plist version="1.0"><dict><key>Program</key><string>/x</string></dict></plist>"#;
+        let no_label =
+            br#"<plist version="1.0"><dict><key>Program</key><string>/x</string></dict></plist>"#;
         assert_eq!(parse_plist(no_label).unwrap_err(), "no Label key");
         let array = br#"<plist version="1.0"><array/></plist>"#;
         assert!(parse_plist(array).unwrap_err().contains("not a dictionary"));
