@@ -1,5 +1,5 @@
 //! One module per verb: its clap arguments and its `exec`, which returns the [`Report`] or
-//! [`Failure`] that [`crate::cli`] prints. Verbs share [`crate::setup`] (inventory, state folder,
+//! [`Failure`] that the command line prints. Verbs share [`crate::setup`] (inventory, state folder,
 //! identity, runtime), [`crate::compose`] (the adapters) and [`crate::output`]; no verb uses
 //! another.
 //!
