@@ -18,4 +18,5 @@ mod docker;
 mod systemd;
 
 pub use docker::{DockerEndpoint, DockerRuntime};
+pub use systemd::unit_read;
 pub use systemd::{ServiceAccount, SystemdProcessManager, SystemdTarget};

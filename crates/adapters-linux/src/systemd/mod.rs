@@ -3,6 +3,7 @@
 mod command;
 mod show;
 mod unit;
+pub mod unit_read;
 
 use std::ffi::OsString;
 use std::io::Write as _;

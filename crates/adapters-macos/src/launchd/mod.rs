@@ -12,6 +12,7 @@
 
 pub mod parse;
 mod plist_gen;
+pub mod plist_read;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsString;
