@@ -4,7 +4,7 @@
 use std::fs;
 use std::path::Path;
 
-use central_core::gate::{scan, workspace_rules, Rule};
+use gate::{scan, workspace_rules, Rule};
 use workspace_tests::repo_root;
 
 fn rule(name: &str) -> Rule {

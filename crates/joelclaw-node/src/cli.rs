@@ -261,7 +261,7 @@ fn identity() -> Result<Report, Failure> {
 }
 
 fn gate(args: GateArgs) -> Result<Report, Failure> {
-    use central_core::gate::{default_repo_rules, scan, Rule};
+    use ::gate::{default_repo_rules, scan, Rule};
     let rules = if args.forbid.is_empty() {
         let mut rules = default_repo_rules();
         if !args.allow.is_empty() {

@@ -1,8 +1,11 @@
-//! The forbidden-pattern gate: walks a repository (honouring `.gitignore`) and reports every line
-//! that matches a forbidden pattern outside the paths allowed for it, with file and line.
+//! The forbidden-pattern gate: a repository scanner that keeps an architecture honest. It walks
+//! a repository (honouring `.gitignore`) and reports every line that matches a forbidden pattern
+//! outside the paths allowed for it, with file and line — e.g. a supervisor CLI called outside
+//! its adapter, or a developer's home folder hard-coded.
 //!
-//! The workspace runs it on itself (see `tests/gate.rs` at the repo root); the CLI's `gate` verb
-//! runs it on any repository.
+//! It shares nothing with the heal loop. The workspace runs it on itself (`tests/gate.rs` at the
+//! repo root, with [`workspace_rules`]); the node agent's `gate` verb runs it on any repository
+//! (with [`default_repo_rules`] or `--forbid` patterns).
 
 use std::fmt;
 use std::path::{Path, PathBuf};
