@@ -137,3 +137,25 @@ fn the_service_accounts_home_is_not_a_developers_home() {
     let got: Vec<(&str, usize)> = hits.iter().map(|h| (h.rule.as_str(), h.line)).collect();
     assert_eq!(got, vec![("developer-home-path", 2)]);
 }
+
+#[test]
+fn the_scanner_in_central_core_fails_the_gate() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "crates/central-core/Cargo.toml",
+        "[dependencies]\nserde = \"1\"\ngate.workspace = true\nignore = \"0.4\"\n",
+    );
+    // The node agent may use the gate.
+    write(
+        dir.path(),
+        "crates/joelclaw-node/Cargo.toml",
+        "[dependencies]\ngate.workspace = true\n",
+    );
+    let hits = scan(dir.path(), &workspace_rules()).unwrap().violations;
+    let got: Vec<(&str, usize)> = hits.iter().map(|h| (h.rule.as_str(), h.line)).collect();
+    assert_eq!(
+        got,
+        vec![("scanner-in-heal-loop", 3), ("scanner-in-heal-loop", 4)]
+    );
+}
