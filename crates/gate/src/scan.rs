@@ -24,7 +24,8 @@ const CONTEXT_BEFORE: usize = 60;
 pub struct Violation {
     /// The rule's name.
     pub rule: String,
-    /// The file, relative to the scanned root.
+    /// The file, relative to the scanned root (in JSON, lossy UTF-8: a name need not be UTF-8).
+    #[serde(serialize_with = "lossy_path")]
     pub path: PathBuf,
     /// 1-based line (1 for a symlink, whose content is its target).
     pub line: usize,
@@ -56,6 +57,7 @@ impl fmt::Display for Violation {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Unreadable {
     /// The file, relative to the scanned root.
+    #[serde(serialize_with = "lossy_path")]
     pub path: PathBuf,
     /// Why.
     pub error: String,
@@ -84,8 +86,8 @@ pub struct Totals {
     pub files_scanned: usize,
     /// Hits per rule name.
     pub by_rule: BTreeMap<String, usize>,
-    /// Hits per file.
-    pub by_file: BTreeMap<PathBuf, usize>,
+    /// Hits per file (the path as lossy UTF-8).
+    pub by_file: BTreeMap<String, usize>,
     /// Listed files that could not be read.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub unreadable: Vec<Unreadable>,
@@ -98,7 +100,9 @@ impl Scan {
         let mut by_file = BTreeMap::new();
         for v in &self.violations {
             *by_rule.entry(v.rule.clone()).or_insert(0) += 1;
-            *by_file.entry(v.path.clone()).or_insert(0) += 1;
+            *by_file
+                .entry(v.path.to_string_lossy().into_owned())
+                .or_insert(0) += 1;
         }
         Totals {
             violations: self.violations.len(),
@@ -119,7 +123,7 @@ impl fmt::Display for Totals {
             }
             writeln!(f, "by file:")?;
             for (path, n) in &self.by_file {
-                writeln!(f, "  {}: {n}", path.display())?;
+                writeln!(f, "  {path}: {n}")?;
             }
         }
         for u in &self.unreadable {
@@ -193,6 +197,11 @@ pub fn scan_with(root: &Path, rules: &[Rule], git: &GitSettings) -> Result<Scan,
         .violations
         .sort_by(|a, b| (&a.path, a.line, &a.rule).cmp(&(&b.path, b.line, &b.rule)));
     Ok(report)
+}
+
+/// A path as a string even when it is not UTF-8 (serde refuses such a path outright).
+fn lossy_path<S: serde::Serializer>(path: &Path, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&path.to_string_lossy())
 }
 
 enum Content {

@@ -339,3 +339,21 @@ fn a_git_past_its_deadline_is_killed_with_its_children() {
     }
     assert!(dead(), "the fake git's child {child} outlived the deadline");
 }
+
+#[test]
+fn a_file_name_that_is_not_utf8_still_gives_a_json_report() {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = tempfile::tempdir().unwrap();
+    let name = std::ffi::OsStr::from_bytes(b"caf\xe9.ts");
+    if fs::write(dir.path().join(name), "forbidden-word\n").is_err() {
+        eprintln!("SKIPPED: this filesystem refuses names that are not UTF-8 (APFS does)");
+        return;
+    }
+    let rules = vec![Rule::forbid("forbidden-word", &[]).unwrap()];
+    let report = scan(dir.path(), &rules).unwrap();
+    assert_eq!(report.violations[0].path, Path::new(name));
+    let json = serde_json::to_value(&report).unwrap();
+    assert_eq!(json["violations"][0]["path"], "caf\u{fffd}.ts");
+    let totals = serde_json::to_value(report.totals()).unwrap();
+    assert_eq!(totals["by_file"]["caf\u{fffd}.ts"], 1);
+}
