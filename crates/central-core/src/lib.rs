@@ -1,7 +1,6 @@
 //! The platform-neutral core of a joelclaw node: the heal loop with its inventory, probes,
 //! escalation policies and telemetry, written against the ports only (no adapter, no
-//! `bollard`, no spawned supervisor CLI); and the forbidden-pattern [`gate`] that keeps the
-//! architecture honest in this and other repositories.
+//! `bollard`, no spawned supervisor CLI).
 //!
 //! # Using the heal loop
 //!
@@ -62,7 +61,6 @@
 //! a seeded RNG ([`LoopOptions::with_seed`]).
 
 pub mod events;
-pub mod gate;
 pub mod heal;
 pub mod inventory;
 mod policy;

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use central_core::gate::{default_repo_rules, scan, Rule};
+use ::gate::{default_repo_rules, scan, Rule};
 use clap::Args;
 
 use crate::output::{Failure, Report};
@@ -46,27 +46,24 @@ pub fn exec(args: GateArgs) -> Result<Report, Failure> {
             .collect::<Result<_, _>>()
             .map_err(|e| Failure::input("gate", e))?
     };
-    let hits = scan(&args.repo, &rules).map_err(|e| Failure::input("gate", e))?;
-    if hits.is_empty() {
+    let report = scan(&args.repo, &rules).map_err(|e| Failure::input("gate", e))?;
+    let totals = report.totals();
+    if report.violations.is_empty() {
         return Ok(Report::ok(
             "gate",
-            serde_json::json!({ "repo": args.repo, "violations": [] }),
+            serde_json::json!({ "repo": args.repo, "violations": [], "totals": totals }),
             format!(
-                "gate: {} clean ({} rules)\n",
+                "gate: {} clean ({} rules, {} files)\n",
                 args.repo.display(),
-                rules.len()
+                rules.len(),
+                totals.files_scanned
             ),
         ));
     }
-    let mut human = String::new();
-    for h in &hits {
-        human.push_str(&format!("{h}\n"));
-    }
-    human.push_str(&format!("gate: {} violation(s)\n", hits.len()));
     Ok(Report::findings(
         "gate",
-        serde_json::json!({ "repo": args.repo, "violations": hits }),
-        human,
+        serde_json::json!({ "repo": args.repo, "violations": report.violations, "totals": totals }),
+        report.to_string(),
     )
     .with_next(["move the call behind the allowed package, or add --allow GLOB".to_string()]))
 }
