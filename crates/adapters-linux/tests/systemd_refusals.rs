@@ -156,24 +156,55 @@ async fn a_hung_systemctl_is_a_timeout_and_is_killed() {
         .trim()
         .parse()
         .unwrap();
-    let gone = async {
-        loop {
-            match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-                Err(_) => return,
-                Ok(stat)
-                    if stat
-                        .rsplit_once(") ")
-                        .is_some_and(|(_, r)| r.starts_with('Z')) =>
-                {
-                    return
-                }
-                Ok(_) => tokio::time::sleep(Duration::from_millis(20)).await,
-            }
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(10), gone)
-        .await
-        .expect("the hung systemctl is still running");
+    sysutil::poll::until_true(
+        "the hung systemctl to be killed",
+        Duration::from_secs(10),
+        || match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            Err(_) => true,
+            Ok(stat) => stat
+                .rsplit_once(") ")
+                .is_some_and(|(_, r)| r.starts_with('Z')),
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_timed_out_call_leaves_no_process_of_its_group() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    // A command prefix (as nsenter or ssh would be) that starts a grandchild and hangs.
+    let prefix = dir.path().join("prefix");
+    let pid_file = dir.path().join("pid");
+    std::fs::write(
+        &prefix,
+        format!(
+            "#!/bin/sh\nsleep 60 &\necho $$ > {}\nwait\n",
+            pid_file.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&prefix, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let pm = SystemdProcessManager::system()
+        .with_command_prefix([&prefix])
+        .with_unit_dir(dir.path())
+        .with_query_deadline(Duration::from_secs(2));
+    let label = ServiceLabel::new("hung").unwrap();
+    match pm.inspect(&label).await {
+        Err(ProcessError::Timeout { .. }) => {}
+        other => panic!("expected Timeout, got {other:?}"),
+    }
+    let pgid: u32 = std::fs::read_to_string(&pid_file)
+        .expect("the prefix started within the deadline")
+        .trim()
+        .parse()
+        .unwrap();
+    sysutil::poll::until_true(
+        "no process left in the timed-out call's group",
+        Duration::from_secs(10),
+        || sysutil::command::group::live_members(pgid).is_empty(),
+    )
+    .await;
 }
 
 #[test]
