@@ -476,7 +476,7 @@ pub fn apply(args: ApplyArgs) -> Result<Report, Failure> {
         for p in &mut plan {
             if root.is_some() {
                 if p.change != "unchanged" {
-                    crate::fsutil::write_atomic(&p.path, &p.bytes, 0o644).map_err(|e| {
+                    sysutil::fs::AtomicWrite::with_mode(0o644).write(&p.path, &p.bytes).map_err(|e| {
                         Failure::failed(
                             CMD,
                             format!("{}: write {}: {e}", p.label, p.path.display()),
@@ -654,7 +654,8 @@ pub fn install_self(args: InstallSelfArgs, state_flag: Option<PathBuf>) -> Resul
         }
     };
     let outcome = if root.is_some() {
-        crate::fsutil::write_atomic(&path, &bytes, 0o644)
+        sysutil::fs::AtomicWrite::with_mode(0o644)
+            .write(&path, &bytes)
             .map_err(|e| Failure::failed(CMD, format!("write {}: {e}", path.display())))?;
         "written".to_string()
     } else {

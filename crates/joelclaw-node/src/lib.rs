@@ -7,6 +7,5 @@ pub mod cli;
 pub mod compose;
 pub mod demo;
 pub mod embedded;
-pub mod fsutil;
 pub mod output;
 pub mod sink;
