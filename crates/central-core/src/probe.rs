@@ -922,12 +922,7 @@ mod tests {
             .trim()
             .parse()
             .unwrap();
-        sysutil::poll::until_true(
-            "no process left in the timed-out probe's group",
-            Duration::from_secs(10),
-            || sysutil::command::group::live_members(pgid).is_empty(),
-        )
-        .await;
+        sysutil::command::group::wait_until_empty(pgid, Duration::from_secs(10)).await;
     }
 
     #[tokio::test]

@@ -90,7 +90,9 @@ impl Inner {
             .map(|(l, s)| EmbeddedSupervisor::status_of(l, s))
             .collect();
         let json = serde_json::to_vec_pretty(&all).expect("statuses serialize");
-        if let Err(e) = sysutil::fs::AtomicWrite::with_mode(0o600).write(&dir.join(PUBLISHED), &json) {
+        if let Err(e) =
+            sysutil::fs::AtomicWrite::with_mode(0o600).write(&dir.join(PUBLISHED), &json)
+        {
             tracing::warn!(error = %e, "publishing embedded service state");
         }
     }

@@ -386,14 +386,11 @@ fn apply_against_real_systemd_installs_active_units_idempotently() {
     assert_eq!(json(&out)["result"]["changes"], 2, "{out}");
     for l in labels {
         let label = ServiceLabel::new(l).unwrap();
-        let st = sysutil::poll::until_blocking(
-            &format!("{l} running"),
-            Duration::from_secs(20),
-            || {
+        let st =
+            sysutil::poll::until_blocking(&format!("{l} running"), Duration::from_secs(20), || {
                 let st = rt.block_on(systemd.inspect(&label)).unwrap();
                 (st.is_running() && st.pid.is_some()).then_some(st)
-            },
-        );
+            });
         assert_eq!(st.enabled, Some(true), "{st:?}");
         // The main process runs as the service account, not root.
         let owner = in_container(

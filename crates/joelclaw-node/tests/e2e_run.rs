@@ -34,7 +34,6 @@ fn published_pid(state: &Path, label: &str) -> Option<u32> {
         .map(|p| p as u32)
 }
 
-
 #[test]
 fn a_killed_child_is_healed_and_sigterm_leaves_no_child() {
     let state = tempfile::tempdir().unwrap();
@@ -125,9 +124,10 @@ fn a_killed_child_is_healed_and_sigterm_leaves_no_child() {
     }
 
     kill(Pid::from_raw(agent.0.id() as i32), Signal::SIGTERM).unwrap();
-    let status = sysutil::poll::until_blocking("the agent to exit", Duration::from_secs(30), || {
-        agent.0.try_wait().unwrap()
-    });
+    let status =
+        sysutil::poll::until_blocking("the agent to exit", Duration::from_secs(30), || {
+            agent.0.try_wait().unwrap()
+        });
     assert!(status.success(), "agent exit after SIGTERM: {status:?}");
     for pid in children {
         sysutil::poll::until_blocking(&format!("child {pid} gone"), Duration::from_secs(5), || {

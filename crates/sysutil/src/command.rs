@@ -293,6 +293,17 @@ pub mod group {
             })
             .collect()
     }
+
+    /// Waits, at most `limit`, until no live process is left in group `pgid`; panics if one
+    /// is. For tests that prove a timed-out command left nothing behind.
+    pub async fn wait_until_empty(pgid: u32, limit: std::time::Duration) {
+        crate::poll::until_true(
+            &format!("no live process left in process group {pgid}"),
+            limit,
+            || live_members(pgid).is_empty(),
+        )
+        .await;
+    }
 }
 
 #[cfg(test)]
@@ -334,10 +345,7 @@ mod tests {
     }
 
     async fn group_gone(pgid: u32) {
-        crate::poll::until_true("the group to be gone", Duration::from_secs(10), || {
-            group::live_members(pgid).is_empty()
-        })
-        .await;
+        group::wait_until_empty(pgid, Duration::from_secs(10)).await;
     }
 
     #[tokio::test]

@@ -54,7 +54,11 @@ const EIO_HINT: &str = "launchd answers EIO when the job is already loaded, is d
 pub(crate) const ROOT_HINT: &str =
     "the system domain needs root: run the node agent as root (a LaunchDaemon) or with sudo";
 
-pub(crate) fn backend(argv: &[&str], out: &CommandOutput, hint: Option<&'static str>) -> ProcessError {
+pub(crate) fn backend(
+    argv: &[&str],
+    out: &CommandOutput,
+    hint: Option<&'static str>,
+) -> ProcessError {
     ProcessError::Backend {
         adapter: ADAPTER.into(),
         source: Box::new(LaunchctlFailed {

@@ -24,9 +24,9 @@ use process_manager::{
 };
 
 use launchctl::{Launchctl, ROOT_HINT};
-use sysutil::fs::WriteOutcome;
 use parse::{LastExitCode, PrintInfo};
 pub use plist_gen::ServiceAccount;
+use sysutil::fs::WriteOutcome;
 
 pub(crate) const ADAPTER: &str = "launchd";
 
@@ -280,7 +280,10 @@ impl LaunchdProcessManager {
             }
         }
         let (config, wanted) = (self.config.clone(), label.clone());
-        let installed = blocking("the plist lookup", move || installed_scope(&config, &wanted)).await?;
+        let installed = blocking("the plist lookup", move || {
+            installed_scope(&config, &wanted)
+        })
+        .await?;
         Ok(match installed {
             Some(scope) => Located::Installed { scope },
             None => Located::Missing,
@@ -335,7 +338,10 @@ impl LaunchdProcessManager {
             dirs.push(u.agents_dir.clone());
         }
         let wanted = pattern.clone();
-        let mut labels = blocking("the plist folder scan", move || plist_labels(&dirs, &wanted)).await?;
+        let mut labels = blocking("the plist folder scan", move || {
+            plist_labels(&dirs, &wanted)
+        })
+        .await?;
         for name in self.launchctl.list_labels().await? {
             // Labels outside the port's alphabet (launchd allows more) cannot be managed here.
             if let Ok(label) = ServiceLabel::new(name) {

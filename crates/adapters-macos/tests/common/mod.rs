@@ -88,12 +88,7 @@ impl FakeTool {
             .trim()
             .parse()
             .unwrap();
-        sysutil::poll::until_true(
-            "no process left in the timed-out call's group",
-            std::time::Duration::from_secs(10),
-            || sysutil::command::group::live_members(pgid).is_empty(),
-        )
-        .await;
+        sysutil::command::group::wait_until_empty(pgid, std::time::Duration::from_secs(10)).await;
     }
 
     pub fn path(&self, rel: &str) -> PathBuf {
