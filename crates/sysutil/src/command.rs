@@ -267,7 +267,8 @@ async fn read_bounded(
     }
 }
 
-/// Test support: which live processes are in a process group, read from `/proc`.
+/// Test support: which live processes are in a process group, read from `/proc` (Linux; where
+/// there is no `/proc` the group always reads as empty, so these checks prove nothing there).
 pub mod group {
     /// The pids of live (not zombie) processes whose process group is `pgid`. Zombies are left
     /// out: they are dead, and whether they are reaped depends on who adopted them.

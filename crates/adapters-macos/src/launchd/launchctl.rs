@@ -54,11 +54,8 @@ const EIO_HINT: &str = "launchd answers EIO when the job is already loaded, is d
 pub(crate) const ROOT_HINT: &str =
     "the system domain needs root: run the node agent as root (a LaunchDaemon) or with sudo";
 
-pub(crate) fn backend(
-    argv: &[&str],
-    out: &CommandOutput,
-    hint: Option<&'static str>,
-) -> ProcessError {
+/// A failed call with no port-level meaning, with what launchctl said (and a hint, if any).
+fn backend(argv: &[&str], out: &CommandOutput, hint: Option<&'static str>) -> ProcessError {
     ProcessError::Backend {
         adapter: ADAPTER.into(),
         source: Box::new(LaunchctlFailed {
@@ -70,7 +67,8 @@ pub(crate) fn backend(
     }
 }
 
-pub(crate) fn service_target(scope: ServiceScope, label: &ServiceLabel) -> String {
+/// `<domain>/<label>`, as launchctl names a service.
+fn service_target(scope: ServiceScope, label: &ServiceLabel) -> String {
     format!("{scope}/{label}")
 }
 
