@@ -188,6 +188,17 @@ async fn a_hanging_colima_is_a_timeout() {
 }
 
 #[tokio::test]
+async fn a_timed_out_colima_leaves_no_process_of_its_group() {
+    let c = Colima::running(|c| c.with_deadline(Duration::from_secs(2)));
+    c.fake.set("hang-with-child", "*");
+    match c.rt.is_healthy().await {
+        Err(RuntimeError::Timeout { .. }) => {}
+        other => panic!("expected Timeout, got {other:?}"),
+    }
+    c.fake.assert_hung_group_gone().await;
+}
+
+#[tokio::test]
 async fn a_missing_colima_is_unavailable_naming_what_was_looked_for() {
     let empty = tempfile::tempdir().unwrap();
     let rt = ColimaRuntime::new(ColimaConfig::default().with_search_path(empty.path().as_os_str()))

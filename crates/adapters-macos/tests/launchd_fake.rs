@@ -495,6 +495,17 @@ async fn a_hanging_launchctl_is_a_timeout() {
 }
 
 #[tokio::test]
+async fn a_timed_out_launchctl_leaves_no_process_of_its_group() {
+    let t = Launchd::with(|c| c.with_deadline(Duration::from_secs(2)));
+    t.fake.set("hang-with-child", "*");
+    match t.pm.inspect(&label("x")).await {
+        Err(ProcessError::Timeout { .. }) => {}
+        other => panic!("expected Timeout, got {other:?}"),
+    }
+    t.fake.assert_hung_group_gone().await;
+}
+
+#[tokio::test]
 async fn list_finds_installed_and_loaded_services_by_pattern() {
     let t = Launchd::new();
     t.pm.enable(&sleeper("com.joelclaw.a")).await.unwrap();

@@ -4,14 +4,13 @@
 //! [`cli::main`].
 //!
 //! Layers, each using only those below it: `cli` → `verbs` → `setup`, `audit`, `demo`, `sink`
-//! → `compose` → `embedded` → `fsutil`; `output` is used by `cli`, `verbs` and `setup`.
+//! → `compose` → `embedded`; `output` is used by `cli`, `verbs` and `setup`.
 
 pub mod audit;
 pub mod cli;
 pub mod compose;
 pub mod demo;
 pub mod embedded;
-pub mod fsutil;
 pub mod output;
 pub mod setup;
 pub mod sink;

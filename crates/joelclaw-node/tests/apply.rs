@@ -6,7 +6,7 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_joelclaw-node"))
@@ -386,15 +386,11 @@ fn apply_against_real_systemd_installs_active_units_idempotently() {
     assert_eq!(json(&out)["result"]["changes"], 2, "{out}");
     for l in labels {
         let label = ServiceLabel::new(l).unwrap();
-        let until = Instant::now() + Duration::from_secs(20);
-        let st = loop {
-            let st = rt.block_on(systemd.inspect(&label)).unwrap();
-            if st.is_running() && st.pid.is_some() {
-                break st;
-            }
-            assert!(Instant::now() < until, "{l} is not running: {st:?}");
-            std::thread::sleep(Duration::from_millis(100));
-        };
+        let st =
+            sysutil::poll::until_blocking(&format!("{l} running"), Duration::from_secs(20), || {
+                let st = rt.block_on(systemd.inspect(&label)).unwrap();
+                (st.is_running() && st.pid.is_some()).then_some(st)
+            });
         assert_eq!(st.enabled, Some(true), "{st:?}");
         // The main process runs as the service account, not root.
         let owner = in_container(

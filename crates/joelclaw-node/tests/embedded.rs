@@ -20,15 +20,8 @@ fn supervisor(dir: &Path) -> EmbeddedSupervisor {
     EmbeddedSupervisor::new(opts).unwrap()
 }
 
-async fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
-    for _ in 0..200 {
-        if f() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("timed out waiting for {what}");
-}
+/// How long a test waits for the supervisor to act: a bound, not a timing assertion.
+const SETTLE: Duration = Duration::from_secs(10);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn conformance() {
@@ -85,7 +78,7 @@ async fn stop_escalates_to_sigkill_and_takes_the_whole_group() {
     sup.enable(&ServiceConfig::new(label.clone(), "/bin/sh").with_args(["-c", &script]))
         .await
         .unwrap();
-    wait_until("the grandchild pid file", || {
+    sysutil::poll::until_true("the grandchild pid file", SETTLE, || {
         std::fs::read_to_string(&pidfile).is_ok_and(|s| !s.trim().is_empty())
     })
     .await;
@@ -102,7 +95,7 @@ async fn stop_escalates_to_sigkill_and_takes_the_whole_group() {
         Some(ExitStatus::Signal(9)),
         "it needed SIGKILL"
     );
-    wait_until("leader and grandchild gone", || {
+    sysutil::poll::until_true("leader and grandchild gone", SETTLE, || {
         !alive(leader) && !alive(grandchild)
     })
     .await;
@@ -159,7 +152,7 @@ async fn logs_go_to_files() {
     sup.enable(&cfg).await.unwrap();
     let out = dir.path().join("logs/talker.out.log");
     let err = dir.path().join("logs/talker.err.log");
-    wait_until("both logs written", || {
+    sysutil::poll::until_true("both logs written", SETTLE, || {
         std::fs::read_to_string(&out).is_ok_and(|s| s == "out\n")
             && std::fs::read_to_string(&err).is_ok_and(|s| s == "err\n")
     })
@@ -191,7 +184,7 @@ async fn another_process_sees_the_children_through_the_published_view() {
         nix::sys::signal::SIGKILL,
     )
     .unwrap();
-    wait_until("the exit published", || {
+    sysutil::poll::until_true("the exit published", SETTLE, || {
         std::fs::read_to_string(dir.path().join("services.json"))
             .is_ok_and(|s| s.contains("\"signal\": 9"))
     })

@@ -154,12 +154,14 @@ pub fn exec(args: ApplyArgs) -> Result<Report, Failure> {
         for p in &mut plan {
             if root.is_some() {
                 if p.change != "unchanged" {
-                    crate::fsutil::write_atomic(&p.path, &p.bytes, 0o644).map_err(|e| {
-                        Failure::failed(
-                            CMD,
-                            format!("{}: write {}: {e}", p.label, p.path.display()),
-                        )
-                    })?;
+                    sysutil::fs::AtomicWrite::with_mode(0o644)
+                        .write(&p.path, &p.bytes)
+                        .map_err(|e| {
+                            Failure::failed(
+                                CMD,
+                                format!("{}: write {}: {e}", p.label, p.path.display()),
+                            )
+                        })?;
                 }
                 p.outcome = Some(
                     if p.change == "unchanged" {

@@ -155,7 +155,8 @@ pub fn exec(args: InstallSelfArgs, state_flag: Option<PathBuf>) -> Result<Report
         }
     };
     let outcome = if root.is_some() {
-        crate::fsutil::write_atomic(&path, &bytes, 0o644)
+        sysutil::fs::AtomicWrite::with_mode(0o644)
+            .write(&path, &bytes)
             .map_err(|e| Failure::failed(CMD, format!("write {}: {e}", path.display())))?;
         "written".to_string()
     } else {
