@@ -41,6 +41,8 @@
 //! # Ok(()) }
 //! ```
 //!
+//! - [`model`]: the domain (services, probes, endpoints, classes, the heal policy's validated
+//!   [`Hysteresis`], [`Backoff`] and [`Breaker`], the substrate), plain data with no TOML.
 //! - [`inventory`]: the TOML format (see its docs for an example file), [`Inventory::load`] /
 //!   [`Inventory::parse`], [`InventoryError`] (`file:line:column: key: message`, with an
 //!   [`InventoryErrorKind`]).
@@ -63,8 +65,10 @@
 
 pub mod events;
 pub mod gate;
+mod graph;
 pub mod heal;
 pub mod inventory;
+pub mod model;
 mod policy;
 pub mod probe;
 pub mod state;
@@ -74,6 +78,9 @@ pub use heal::{
     BuildError, HealLoop, Health, LoopOptions, NodeStatus, NodeTags, Ports, ProbeSummary,
     ServiceSnapshot, TickReport, MIN_EARLY_TICK_GAP,
 };
-pub use inventory::{Inventory, InventoryError, InventoryErrorKind, ServiceSpec, SubstrateSpec};
+pub use inventory::{InventoryError, InventoryErrorKind};
+pub use model::{
+    Backoff, Breaker, HealPolicy, Hysteresis, Inventory, PolicyError, ServiceSpec, SubstrateSpec,
+};
 pub use probe::{Probe, ProbeFailure, ProbeResult, ScriptedProbe};
 pub use state::{BreakerState, Clock};

@@ -1,0 +1,272 @@
+//! The reader's tests: good files, and each kind of error at its own line and key.
+
+use std::time::Duration;
+
+use super::*;
+use crate::model::*;
+
+const GOOD: &str = r#"
+[node]
+id = "mac-studio-central"
+role = "central"
+
+[substrate]
+name = "colima"
+
+[[service]]
+label = "redis"
+manager = "container"
+class = "infra-critical"
+
+[[service]]
+label = "com.joelclaw.worker"
+manager = "launchd"
+depends_on = ["redis"]
+
+[[service.probe]]
+kind = "http"
+endpoints = [
+  { class = "localhost", url = "http://127.0.0.1:3111/health" },
+  { class = "dns", url = "http://worker.tailnet:3111/health" },
+]
+status = [200, 299]
+timeout = "2s"
+
+[service.heal]
+failures_to_down = 2
+backoff_initial = "30s"
+
+[service.config]
+program = "/opt/joelclaw/bin/worker"
+args = ["--port", "3111"]
+env = { PATH = "/opt/homebrew/bin:/usr/bin:/bin" }
+"#;
+
+fn parse(text: &str) -> Result<Inventory, InventoryError> {
+    Inventory::parse("inv.toml", text)
+}
+
+#[test]
+fn the_documented_example_parses() {
+    let inv = Inventory::parse(
+        "central.toml",
+        include_str!("../../../../examples/central.toml"),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(inv.services.len(), 7);
+    let sub = inv.substrate.as_ref().unwrap();
+    assert_eq!(sub.kind, Some(SubstrateKind::Colima));
+    assert_eq!(
+        inv.managers["launchd"].service_account.as_deref(),
+        Some("joelclaw")
+    );
+    assert_eq!(sub.profile.as_deref(), Some("default"));
+    assert_eq!(inv.desired_configs().count(), 2);
+    assert_eq!(
+        inv.notify.as_ref().unwrap().timeout,
+        Duration::from_secs(10)
+    );
+    let minio = inv.service("minio").unwrap();
+    assert_eq!(minio.container.as_deref(), Some("joelclaw-minio"));
+    let worker = inv.service("com.joelclaw.system-bus-worker").unwrap();
+    assert_eq!(worker.probes.len(), 2);
+    assert_eq!(worker.heal.hysteresis.failures_to_down(), 2);
+    assert_eq!(worker.heal.hysteresis.passes_to_up(), 2);
+    // Dependencies come before dependents.
+    let order = inv.dependency_order();
+    let pos = |l: &str| {
+        order
+            .iter()
+            .position(|&i| inv.services[i].label.as_str() == l)
+    };
+    assert!(pos("redis") < pos("com.joelclaw.system-bus-worker"));
+    assert!(pos("inngest") < pos("com.joelclaw.system-bus-worker"));
+}
+
+#[test]
+fn a_good_file_with_defaults_filled_in() {
+    let inv = parse(GOOD).unwrap();
+    assert_eq!(inv.node.id.as_deref(), Some("mac-studio-central"));
+    assert_eq!(inv.node.role, Role::Central);
+    assert_eq!(inv.settings, LoopSettings::default());
+    let sub = inv.substrate.as_ref().unwrap();
+    assert_eq!(sub.name.as_str(), "colima");
+
+    let redis = inv.service("redis").unwrap();
+    assert_eq!(redis.container.as_deref(), Some("redis"));
+    assert_eq!(
+        redis.probes[0].check,
+        ProbeCheck::Container {
+            name: "redis".into()
+        }
+    );
+    // A container depends on its substrate without saying so.
+    assert_eq!(redis.depends_on[0].as_str(), "colima");
+    assert_eq!(redis.heal, HealPolicy::default());
+
+    let worker = inv.service("com.joelclaw.worker").unwrap();
+    assert_eq!(worker.class, ServiceClass::ServiceCritical);
+    assert_eq!(worker.heal.hysteresis.failures_to_down(), 2);
+    assert_eq!(worker.heal.backoff.initial(), Duration::from_secs(30));
+    assert_eq!(worker.heal.hysteresis.passes_to_up(), 2);
+    match &worker.probes[0].check {
+        ProbeCheck::Http { endpoints, status } => {
+            assert_eq!(endpoints.len(), 2);
+            assert_eq!(endpoints[1].class, EndpointClass::Dns);
+            assert_eq!(*status, (200, 299));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(worker.probes[0].timeout, Duration::from_secs(2));
+    let config = worker.config.as_ref().unwrap();
+    assert_eq!(config.label.as_str(), "com.joelclaw.worker");
+    assert_eq!(config.args, ["--port", "3111"]);
+    assert_eq!(inv.desired_configs().count(), 1);
+    // Dependencies come first.
+    let order = inv.dependency_order();
+    assert_eq!(order, vec![0, 1]);
+}
+
+fn line_of(text: &str, needle: &str) -> usize {
+    text.lines().position(|l| l.contains(needle)).unwrap() + 1
+}
+
+fn assert_error(text: &str, kind: InventoryErrorKind, needle: &str, key: &str) {
+    let err = parse(text).unwrap_err();
+    assert_eq!(err.kind, kind, "{err}");
+    assert_eq!(err.line, line_of(text, needle), "{err}");
+    assert_eq!(err.key, key, "{err}");
+    let shown = err.to_string();
+    assert!(
+        shown.starts_with(&format!("inv.toml:{}:", err.line)),
+        "{shown}"
+    );
+    assert!(shown.contains(key), "{shown}");
+}
+
+#[test]
+fn unknown_key_names_line_and_key() {
+    let text =
+        "[[service]]\nlabel = \"a\"\nmanager = \"null\"\n\n[service.heal]\nfailures_to_dwon = 3\n";
+    assert_error(
+        text,
+        InventoryErrorKind::UnknownKey,
+        "failures_to_dwon",
+        "service.heal.failures_to_dwon",
+    );
+}
+
+#[test]
+fn manager_settings_are_checked() {
+    let text = "[managers.systemd]\nservice_account = \"joelclaw\"\ncommand_prefix = [\"nsenter\", \"-t\", \"7\", \"-a\"]\n";
+    let inv = parse(text).unwrap();
+    assert_eq!(inv.managers["systemd"].command_prefix.len(), 4);
+    let err = parse("\n[managers.upstart]\nservice_account = \"x\"\n").unwrap_err();
+    assert_eq!(
+        (err.kind, err.line),
+        (InventoryErrorKind::UnknownKey, 2),
+        "{err}"
+    );
+    assert_eq!(err.key, "managers.upstart");
+    let err = parse("[managers.launchd]\nservice_account = \"0day\"\n").unwrap_err();
+    assert_eq!(err.kind, InventoryErrorKind::Invalid, "{err}");
+    assert_eq!(err.key, "managers.launchd.service_account");
+    let err = parse("[managers.launchd]\nunit_dir = \"/x\"\n").unwrap_err();
+    assert_eq!(
+        (err.kind, err.line),
+        (InventoryErrorKind::UnknownKey, 2),
+        "{err}"
+    );
+}
+
+#[test]
+fn unknown_key_in_the_desired_config() {
+    let text = "[[service]]\nlabel = \"a\"\nmanager = \"systemd\"\n\n[service.config]\nprogram = \"/bin/a\"\nprogramme = \"/bin/b\"\n";
+    assert_error(
+        text,
+        InventoryErrorKind::UnknownKey,
+        "programme",
+        "service.config.programme",
+    );
+}
+
+#[test]
+fn wrong_type_names_line_and_key() {
+    let text = "[loop]\ninterval = \"5s\"\nmax_concurrency = \"lots\"\n";
+    assert_error(
+        text,
+        InventoryErrorKind::WrongType,
+        "max_concurrency",
+        "loop.max_concurrency",
+    );
+}
+
+#[test]
+fn duplicate_label_names_both_lines() {
+    let text = "[[service]]\nlabel = \"a\"\nmanager = \"null\"\n\n[[service]]\nlabel = \"a\"  # again\nmanager = \"null\"\n";
+    let err = parse(text).unwrap_err();
+    assert_eq!(err.kind, InventoryErrorKind::DuplicateLabel);
+    assert_eq!(err.line, line_of(text, "# again"));
+    assert_eq!(err.key, "service.label");
+    assert!(err.message.contains("line 2"), "{err}");
+}
+
+#[test]
+fn unknown_dependency_names_line_and_key() {
+    let text = "[[service]]\nlabel = \"a\"\nmanager = \"null\"\ndepends_on = [\n  \"redis\",\n]\n";
+    assert_error(
+        text,
+        InventoryErrorKind::UnknownDependency,
+        "\"redis\"",
+        "service.depends_on",
+    );
+}
+
+#[test]
+fn dependency_cycle_shows_the_circle() {
+    let text = "[[service]]\nlabel = \"a\"\nmanager = \"null\"\ndepends_on = [\"b\"]\n\n[[service]]\nlabel = \"b\"\nmanager = \"null\"\ndepends_on = [\"c\"] # b\n\n[[service]]\nlabel = \"c\"\nmanager = \"null\"\ndepends_on = [\"a\"] # c\n";
+    let err = parse(text).unwrap_err();
+    assert_eq!(err.kind, InventoryErrorKind::DependencyCycle, "{err}");
+    assert_eq!(err.key, "service.depends_on");
+    assert_eq!(err.line, line_of(text, "# c"), "{err}");
+    assert!(err.message.contains("a -> b -> c -> a"), "{err}");
+}
+
+#[test]
+fn bad_duration_names_line_and_key() {
+    let text = "[[service]]\nlabel = \"a\"\nmanager = \"null\"\n\n[service.heal]\ngrace = \"ten seconds\"\n";
+    assert_error(
+        text,
+        InventoryErrorKind::BadDuration,
+        "ten seconds",
+        "service.heal.grace",
+    );
+}
+
+#[test]
+fn syntax_error_names_the_line() {
+    let text = "[node]\nrole = \"central\"\nid = \n";
+    let err = parse(text).unwrap_err();
+    assert_eq!(err.kind, InventoryErrorKind::Syntax, "{err}");
+    assert_eq!(err.line, 3, "{err}");
+}
+
+#[test]
+fn bad_label_and_bad_enum_are_refused() {
+    let text = "[[service]]\nlabel = \"-rf\"\nmanager = \"null\"\n";
+    assert_error(text, InventoryErrorKind::Invalid, "-rf", "service.label");
+    let text = "[[service]]\nlabel = \"a\"\nmanager = \"upstart\"\n";
+    assert_error(
+        text,
+        InventoryErrorKind::Invalid,
+        "upstart",
+        "service.manager",
+    );
+}
+
+#[test]
+fn missing_file_is_an_io_error_naming_it() {
+    let err = Inventory::load("/nonexistent/inv.toml").unwrap_err();
+    assert_eq!(err.kind, InventoryErrorKind::Io);
+    assert!(err.to_string().contains("/nonexistent/inv.toml"));
+}
