@@ -673,15 +673,17 @@ impl Parser<'_> {
             if key.get_ref() == "label" {
                 match value.get_ref() {
                     toml::Value::String(l) if l == label.as_str() => {}
-                    other => return Err(self.error_at(
-                        key.span().start,
-                        "service.config.label",
-                        InventoryErrorKind::Invalid,
-                        format!(
+                    other => {
+                        return Err(self.error_at(
+                            key.span().start,
+                            "service.config.label",
+                            InventoryErrorKind::Invalid,
+                            format!(
                             "config label {} differs from the service label {label}; leave it out",
                             echo(&other.to_string())
                         ),
-                    )),
+                        ))
+                    }
                 }
             }
             table.insert(key.get_ref().clone(), value.get_ref().clone());

@@ -270,3 +270,172 @@ fn missing_file_is_an_io_error_naming_it() {
     assert_eq!(err.kind, InventoryErrorKind::Io);
     assert!(err.to_string().contains("/nonexistent/inv.toml"));
 }
+
+#[test]
+fn a_zero_interval_is_reported_at_its_own_line_and_key() {
+    let text = "[node]\nrole = \"central\"\n\n[loop]\nmax_concurrency = 4\ninterval = \"0s\"\n";
+    assert_error(
+        text,
+        InventoryErrorKind::Invalid,
+        "interval",
+        "loop.interval",
+    );
+    let text = "[loop]\nmax_concurrency = 0\n";
+    assert_error(
+        text,
+        InventoryErrorKind::Invalid,
+        "max_concurrency",
+        "loop.max_concurrency",
+    );
+}
+
+#[test]
+fn a_bad_policy_value_is_reported_where_it_is_written() {
+    // Node-wide defaults, even with no service.
+    let text = "[node]\nrole = \"central\"\n\n[heal]\ngrace = \"5s\"\njitter = 5\n";
+    assert_error(text, InventoryErrorKind::Invalid, "jitter", "heal.jitter");
+    // A service's own value.
+    let text = "[[service]]\nlabel = \"a\"\nmanager = \"null\"\n\n[service.heal]\ngrace = \"5s\"\nbackoff_initial = \"1m\"\nbackoff_max = \"10s\"\n";
+    assert_error(
+        text,
+        InventoryErrorKind::Invalid,
+        "backoff_max",
+        "service.heal.backoff_max",
+    );
+    // A value the service takes from `[heal]` is reported there, under its own key.
+    let text = "[heal]\nfailures_to_down = 0\n\n[[service]]\nlabel = \"a\"\nmanager = \"null\"\n";
+    assert_error(
+        text,
+        InventoryErrorKind::Invalid,
+        "failures_to_down",
+        "heal.failures_to_down",
+    );
+}
+
+#[test]
+fn a_wrong_type_in_the_desired_config_names_its_line_and_key() {
+    let text = "[[service]]\nlabel = \"a\"\nmanager = \"systemd\"\n\n[service.config]\nprogram = \"/bin/a\"\nargs = \"--port 1\"\nrun_at_load = true\n";
+    assert_error(
+        text,
+        InventoryErrorKind::WrongType,
+        "args",
+        "service.config.args",
+    );
+    let text = "[[service]]\nlabel = \"a\"\nmanager = \"systemd\"\n\n[service.config]\nargs = []\n";
+    let err = parse(text).unwrap_err();
+    assert_eq!(err.kind, InventoryErrorKind::MissingKey, "{err}");
+    assert_eq!(err.key, "service.config.program", "{err}");
+}
+
+#[test]
+fn a_port_outside_1_to_65535_is_refused_at_load() {
+    let text = "[[service]]\nlabel = \"a\"\nmanager = \"null\"\n\n[[service.probe]]\nkind = \"tcp\"\ntimeout = \"1s\"\naddress = \"127.0.0.1:99999\"\n";
+    assert_error(
+        text,
+        InventoryErrorKind::Invalid,
+        "99999",
+        "service.probe.address",
+    );
+    let text = "[[service]]\nlabel = \"a\"\nmanager = \"null\"\n\n[[service.probe]]\nkind = \"http\"\nendpoints = [\n  { url = \"http://127.0.0.1:8080/health\" },\n  { class = \"dns\", url = \"http://h.tailnet:0/health\" },\n]\n";
+    assert_error(
+        text,
+        InventoryErrorKind::Invalid,
+        "tailnet:0",
+        "service.probe.endpoints",
+    );
+    let text = "[[service]]\nlabel = \"a\"\nmanager = \"null\"\n\n[[service.probe]]\nkind = \"tcp\"\naddress = \"localhost\"\n";
+    assert_error(
+        text,
+        InventoryErrorKind::Invalid,
+        "localhost",
+        "service.probe.address",
+    );
+    // A URL without a port (80), {vm_ip} and IPv6 addresses are fine.
+    let text = "[[service]]\nlabel = \"a\"\nmanager = \"null\"\n\n[[service.probe]]\nkind = \"http\"\nurl = \"http://127.0.0.1/health\"\n\n[[service.probe]]\nkind = \"tcp\"\nendpoints = [{ address = \"[::1]:6379\" }, { class = \"vm\", address = \"{vm_ip}:6379\" }]\n";
+    parse(text).unwrap_or_else(|e| panic!("{e}"));
+}
+
+#[test]
+fn an_absurd_duration_is_refused_with_the_limit() {
+    let text = "[node]\nrole = \"central\"\n\n[loop]\ninterval = \"100000000000d\"\n";
+    assert_error(
+        text,
+        InventoryErrorKind::BadDuration,
+        "100000000000d",
+        "loop.interval",
+    );
+    assert!(parse(text).unwrap_err().message.contains("365 days"));
+    let text = "[[service]]\nlabel = \"a\"\nmanager = \"null\"\n\n[service.heal]\nbreaker_cooldown = \"400d\"\n";
+    assert_error(
+        text,
+        InventoryErrorKind::BadDuration,
+        "400d",
+        "service.heal.breaker_cooldown",
+    );
+    // A year itself is accepted.
+    parse("[loop]\nheal_timeout = \"365d\"\n").unwrap_or_else(|e| panic!("{e}"));
+}
+
+#[test]
+fn a_huge_value_is_not_echoed_whole() {
+    let long = "x".repeat(10_000);
+    for text in [
+        format!("[[service]]\nlabel = \"{long}\"\nmanager = \"null\"\n"),
+        format!("[loop]\ninterval = \"{long}\"\n"),
+        format!("[[service]]\nlabel = \"a\"\nmanager = \"null\"\ndepends_on = [\"{long}\"]\n"),
+    ] {
+        let err = parse(&text).unwrap_err();
+        let shown = err.to_string();
+        assert!(shown.len() < 400, "{} bytes: {shown:.300}", shown.len());
+        assert!(shown.contains("10000 characters"), "{shown}");
+    }
+}
+
+#[test]
+fn an_inventory_with_nothing_to_heal_reads_but_is_not_runnable() {
+    let inv = parse("[node]\nrole = \"fleet\"\n").unwrap();
+    let err = inv.check_runnable().unwrap_err();
+    assert_eq!(err.kind, InventoryErrorKind::NothingToHeal);
+    assert!(err.to_string().contains("nothing to heal"), "{err}");
+    parse(GOOD).unwrap().check_runnable().unwrap();
+    let substrate_only = parse("[substrate]\nname = \"colima\"\n").unwrap();
+    substrate_only.check_runnable().unwrap();
+}
+
+#[cfg(unix)]
+#[test]
+fn a_fifo_is_refused_without_being_opened() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("inv.toml");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    // A writer with a valid inventory, so a reader that opens the FIFO gets a file back
+    // instead of hanging.
+    let writer = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || {
+            let mut w = std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
+            let _ = w.write_all(b"[node]\nrole = \"fleet\"\n");
+        })
+    };
+    let result = Inventory::load(&fifo);
+    // Release the writer whatever happened: open the read end without blocking.
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        let _reader = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&fifo)
+            .unwrap();
+        writer.join().unwrap();
+    }
+    let err = result.unwrap_err();
+    assert_eq!(err.kind, InventoryErrorKind::Io, "{err}");
+    assert!(err.message.contains("FIFO"), "{err}");
+    let err = Inventory::load(dir.path()).unwrap_err();
+    assert!(err.message.contains("a folder"), "{err}");
+}
