@@ -5,18 +5,16 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use process_manager::{ServiceConfig, ServiceLabel};
+use process_manager::ServiceLabel;
 use toml::Spanned;
 
-use super::raw::{echo, Dur, RawConfig, RawHeal, RawInventory, RawProbe, RawService, BAD_DURATION};
+use super::raw::{echo, Dur, HumanDuration, RawHeal, RawInventory, RawService, BAD_DURATION};
 use super::{InventoryError, InventoryErrorKind};
 use crate::graph::Graph;
 use crate::model::{
-    Backoff, Breaker, Endpoint, EndpointClass, HealPolicy, Hysteresis, Inventory, LoopSettings,
-    ManagerKind, NodeSpec, NotifySpec, ProbeCheck, ProbeSpec, ServiceSpec, SubstrateSpec,
+    Backoff, Breaker, HealPolicy, Hysteresis, Inventory, LoopSettings, ManagerKind, NodeSpec,
+    NotifySpec, ProbeCheck, ProbeSpec, ServiceSpec, SubstrateSpec,
 };
-
-use super::raw::ProbeKind;
 
 /// The longest duration any key accepts: a year. Longer is a typo (`"100000000000d"`), and
 /// would overflow the loop's millisecond clock arithmetic.
@@ -37,7 +35,7 @@ pub(super) fn line_col(src: &str, offset: usize) -> (usize, usize) {
 }
 
 /// The dotted key of a serde path: map keys only (no array indices, no `Spanned` internals).
-fn dotted(path: &serde_path_to_error::Path) -> String {
+pub(super) fn dotted(path: &serde_path_to_error::Path) -> String {
     path.iter()
         .filter_map(|segment| match segment {
             serde_path_to_error::Segment::Map { key } if !key.starts_with("$__") => {
@@ -49,7 +47,7 @@ fn dotted(path: &serde_path_to_error::Path) -> String {
         .join(".")
 }
 
-fn join(prefix: &str, key: &str) -> String {
+pub(super) fn join(prefix: &str, key: &str) -> String {
     match (prefix.is_empty(), key.is_empty()) {
         (true, true) => "(top level)".to_string(),
         (true, false) => key.to_string(),
@@ -59,16 +57,16 @@ fn join(prefix: &str, key: &str) -> String {
 }
 
 /// The field serde names in a `missing field `x`` message (serde's own wording).
-fn missing_field(message: &str) -> Option<&str> {
+pub(super) fn missing_field(message: &str) -> Option<&str> {
     let rest = message.split("missing field `").nth(1)?;
     rest.split('`').next()
 }
 
 /// The kind of a serde error, from the wording serde's standard errors use.
-fn classify(message: &str) -> InventoryErrorKind {
+pub(super) fn classify(message: &str) -> InventoryErrorKind {
     if message.contains("unknown field") {
         InventoryErrorKind::UnknownKey
-    } else if message.starts_with(BAD_DURATION) || message.contains("bad duration") {
+    } else if message.contains(BAD_DURATION) {
         InventoryErrorKind::BadDuration
     } else if message.contains("invalid type") || message.contains("invalid length") {
         InventoryErrorKind::WrongType
@@ -83,30 +81,6 @@ fn classify(message: &str) -> InventoryErrorKind {
 
 const UNKNOWN_KEY_HINT: &str =
     " (check the spelling; see the inventory format in central-core's docs)";
-
-/// The port of a `host:port` (TCP) or of an `http://host[:port]/...` URL, checked to be in
-/// 1..=65535; `None` when a URL names none (port 80).
-fn port_of(target: &str, url: bool) -> Result<Option<u16>, String> {
-    let authority = if url {
-        let rest = target.strip_prefix("http://").unwrap_or(target);
-        rest.split(['/', '?', '#']).next().unwrap_or("")
-    } else {
-        target
-    };
-    let port = match authority.rsplit_once(':') {
-        Some((host, port)) if !host.is_empty() && !port.contains(']') => port,
-        _ if url => return Ok(None),
-        _ => return Err(format!("{}: write host:port", echo(target))),
-    };
-    match port.parse::<u32>() {
-        Ok(p @ 1..=65535) => Ok(Some(p as u16)),
-        _ => Err(format!(
-            "{}: port {} is not in 1..=65535",
-            echo(target),
-            echo(port)
-        )),
-    }
-}
 
 impl Parser<'_> {
     pub(super) fn error_at(
@@ -152,7 +126,11 @@ impl Parser<'_> {
     }
 
     /// A duration, if written, at most [`MAX_DURATION`].
-    fn duration(&self, value: &Dur, key: &str) -> Result<Option<Duration>, InventoryError> {
+    fn duration(
+        &self,
+        value: Option<&Spanned<HumanDuration>>,
+        key: &str,
+    ) -> Result<Option<Duration>, InventoryError> {
         let Some(value) = value else { return Ok(None) };
         let d = value.get_ref().0;
         if d > MAX_DURATION {
@@ -167,13 +145,13 @@ impl Parser<'_> {
     }
 
     /// A duration that must be above zero.
-    fn positive_duration(
+    pub(super) fn positive_duration(
         &self,
         value: &Dur,
         key: &str,
         default: Duration,
     ) -> Result<Duration, InventoryError> {
-        let d = self.duration(value, key)?.unwrap_or(default);
+        let d = self.duration(value.as_ref(), key)?.unwrap_or(default);
         if d.is_zero() {
             let at = value.as_ref().map_or(0, |v| v.span().start);
             return Err(self.error_at(at, key, InventoryErrorKind::Invalid, "must be above zero"));
@@ -414,10 +392,7 @@ impl Parser<'_> {
                 match pick!($field) {
                     None => $default,
                     Some((v, prefix)) => self
-                        .duration(
-                            &Some(v.clone()),
-                            &format!("{prefix}.{}", stringify!($field)),
-                        )?
+                        .duration(Some(v), &format!("{prefix}.{}", stringify!($field)))?
                         .unwrap_or($default),
                 }
             };
@@ -534,195 +509,6 @@ impl Parser<'_> {
             heal,
             config,
         })
-    }
-
-    fn probe(
-        &self,
-        spanned: &Spanned<RawProbe>,
-        container: Option<&str>,
-        default_timeout: Duration,
-    ) -> Result<ProbeSpec, InventoryError> {
-        let p = spanned.get_ref();
-        let offset = spanned.span().start;
-        let bad = |at: usize, key: &str, why: String| {
-            self.error_at(
-                at,
-                format!("service.probe.{key}"),
-                InventoryErrorKind::Invalid,
-                why,
-            )
-        };
-        let timeout =
-            self.positive_duration(&p.timeout, "service.probe.timeout", default_timeout)?;
-        // Endpoints in order (the single `url`/`address` first), each with where it is written.
-        let endpoints = |url: bool| -> Result<Vec<Endpoint>, InventoryError> {
-            let field = if url { "url" } else { "address" };
-            let single = if url { &p.url } else { &p.address };
-            let mut written = Vec::new();
-            if let Some(t) = single {
-                written.push((EndpointClass::Localhost, t, field));
-            }
-            for e in &p.endpoints {
-                let e_ref = e.get_ref();
-                match if url { &e_ref.url } else { &e_ref.address } {
-                    Some(t) => written.push((e_ref.class, t, "endpoints")),
-                    None => {
-                        return Err(bad(
-                            e.span().start,
-                            "endpoints",
-                            format!("each endpoint of this probe needs `{field}`"),
-                        ))
-                    }
-                }
-            }
-            if written.is_empty() {
-                return Err(bad(
-                    offset,
-                    field,
-                    format!("this probe needs `{field}` or `endpoints`"),
-                ));
-            }
-            let mut out = Vec::new();
-            for (class, target, key) in written {
-                let text = target.get_ref();
-                if url && !text.starts_with("http://") {
-                    return Err(bad(
-                        target.span().start,
-                        key,
-                        format!(
-                            "{}: only plain http:// URLs are probed (no TLS in the agent)",
-                            echo(text)
-                        ),
-                    ));
-                }
-                port_of(text, url).map_err(|why| bad(target.span().start, key, why))?;
-                out.push(Endpoint {
-                    class,
-                    target: text.clone(),
-                });
-            }
-            Ok(out)
-        };
-        let check =
-            match p.kind {
-                ProbeKind::Process => ProbeCheck::Process,
-                ProbeKind::Http => {
-                    let endpoints = endpoints(true)?;
-                    let (at, [lo, hi]) = p
-                        .status
-                        .as_ref()
-                        .map_or((offset, [200, 399]), |s| (s.span().start, *s.get_ref()));
-                    if lo > hi || !(100..=599).contains(&lo) || !(100..=599).contains(&hi) {
-                        return Err(bad(
-                            at,
-                            "status",
-                            "write [lowest, highest], e.g. [200, 299]".into(),
-                        ));
-                    }
-                    ProbeCheck::Http {
-                        endpoints,
-                        status: (lo, hi),
-                    }
-                }
-                ProbeKind::Tcp => ProbeCheck::Tcp {
-                    endpoints: endpoints(false)?,
-                },
-                ProbeKind::Container => ProbeCheck::Container {
-                    name: match (&p.container, container) {
-                        (Some(n), _) => n.clone(),
-                        (None, Some(n)) => n.to_string(),
-                        (None, None) => return Err(bad(
-                            offset,
-                            "container",
-                            "a container probe needs `container` unless the service is a container"
-                                .into(),
-                        )),
-                    },
-                },
-                ProbeKind::Command => {
-                    let (at, argv) = p.argv.as_ref().map_or((offset, Vec::new()), |a| {
-                        (a.span().start, a.get_ref().clone())
-                    });
-                    if argv.is_empty() || argv[0].is_empty() {
-                        return Err(bad(
-                            at,
-                            "argv",
-                            "a command probe needs argv = [\"/path/to/program\", ...]".into(),
-                        ));
-                    }
-                    ProbeCheck::Command {
-                        argv,
-                        exit_code: p.exit_code.unwrap_or(0),
-                    }
-                }
-            };
-        Ok(ProbeSpec { check, timeout })
-    }
-
-    /// `[service.config]` is a `ServiceConfig` without the label (it is the service's): the
-    /// label is added, the table read strictly, and an error reported at the key it concerns.
-    fn config(
-        &self,
-        raw: &Spanned<RawConfig>,
-        label: &ServiceLabel,
-    ) -> Result<ServiceConfig, InventoryError> {
-        let offset = raw.span().start;
-        let entries = &raw.get_ref().entries;
-        let mut table = toml::Table::new();
-        for (key, value) in entries {
-            if key.get_ref() == "label" {
-                match value.get_ref() {
-                    toml::Value::String(l) if l == label.as_str() => {}
-                    other => {
-                        return Err(self.error_at(
-                            key.span().start,
-                            "service.config.label",
-                            InventoryErrorKind::Invalid,
-                            format!(
-                            "config label {} differs from the service label {label}; leave it out",
-                            echo(&other.to_string())
-                        ),
-                        ))
-                    }
-                }
-            }
-            table.insert(key.get_ref().clone(), value.get_ref().clone());
-        }
-        table.insert("label".into(), toml::Value::String(label.to_string()));
-        let config: ServiceConfig = serde_path_to_error::deserialize(toml::Value::Table(table))
-            .map_err(|e| {
-                let path = dotted(e.path());
-                let message = e.into_inner().message().trim().to_string();
-                let kind = classify(&message);
-                let top = path.split('.').next().unwrap_or("");
-                let at =
-                    entries
-                        .iter()
-                        .find(|(k, _)| k.get_ref() == top)
-                        .map_or(offset, |(k, v)| match kind {
-                            InventoryErrorKind::UnknownKey => k.span().start,
-                            _ => v.span().start,
-                        });
-                let key = match (kind, missing_field(&message)) {
-                    (InventoryErrorKind::MissingKey, Some(field)) => join(&path, field),
-                    _ => path,
-                };
-                self.error_at(
-                    at,
-                    join("service.config", &key),
-                    kind,
-                    format!("service {label}: {message}"),
-                )
-            })?;
-        config.validate().map_err(|e| {
-            self.error_at(
-                offset,
-                "service.config",
-                InventoryErrorKind::Invalid,
-                e.to_string(),
-            )
-        })?;
-        Ok(config)
     }
 
     fn check_dependencies(

@@ -12,7 +12,9 @@
 #![doc = include_str!("../../../../examples/central.toml")]
 //! ```
 
+mod config;
 mod lower;
+mod probe;
 mod raw;
 #[cfg(test)]
 mod tests;

@@ -439,3 +439,28 @@ fn a_fifo_is_refused_without_being_opened() {
     let err = Inventory::load(dir.path()).unwrap_err();
     assert!(err.message.contains("a folder"), "{err}");
 }
+
+#[test]
+fn a_config_label_other_than_the_service_label_is_refused_at_its_key() {
+    let text = "[[service]]\nlabel = \"a\"\nmanager = \"systemd\"\n\n[service.config]\nprogram = \"/bin/a\"\nlabel = \"b\"\n";
+    assert_error(
+        text,
+        InventoryErrorKind::Invalid,
+        "label = \"b\"",
+        "service.config.label",
+    );
+    assert!(parse(text)
+        .unwrap_err()
+        .message
+        .contains("config label \"b\" differs"));
+    let same = "[[service]]\nlabel = \"a\"\nmanager = \"systemd\"\n\n[service.config]\nlabel = \"a\"\nprogram = \"/bin/a\"\n";
+    assert_eq!(
+        parse(same).unwrap().services[0]
+            .config
+            .as_ref()
+            .unwrap()
+            .label
+            .as_str(),
+        "a"
+    );
+}
