@@ -45,7 +45,7 @@
 //!   [`Hysteresis`], [`Backoff`] and [`Breaker`], the substrate), plain data with no TOML.
 //! - [`inventory`]: the TOML format (see its docs for an example file), [`Inventory::load`] /
 //!   [`Inventory::parse`], [`InventoryError`] (`file:line:column: key: message`, with an
-//!   [`InventoryErrorKind`]).
+//!   [`InventoryErrorKind`]); [`Inventory::check_runnable`] refuses a file with nothing to heal.
 //! - [`HealLoop`]: [`HealLoop::new`] (inventory + [`Ports`] + [`LoopOptions`], or a
 //!   [`BuildError`] naming a missing adapter), [`HealLoop::run`], [`HealLoop::tick`] (one round,
 //!   returns a [`TickReport`]), [`HealLoop::probe_round`] and [`HealLoop::status`] (a
