@@ -144,8 +144,8 @@ impl Inventory {
     }
 
     /// Refuses an inventory with nothing to heal (no service and no substrate): a heal loop
-    /// over nothing is a mistake (a wrong file, an empty template), so `run` stops at load as
-    /// `systemctl` refuses a unit with no `ExecStart`. Reading commands accept such a file.
+    /// over nothing is a mistake (a wrong file, an empty template), so `run` stops at load, as
+    /// a supervisor refuses a unit with nothing to start. Reading commands accept such a file.
     pub fn check_runnable(&self) -> Result<(), InventoryError> {
         if self.services.is_empty() && self.substrate.is_none() {
             return Err(InventoryError {
