@@ -1,6 +1,7 @@
 //! The domain model of a node: its services, how each is probed and healed, its container
-//! substrate and the loop's settings. Plain data, checked when built: the TOML reader in
-//! [`crate::inventory`] is one way to build it, and nothing here knows TOML.
+//! substrate and the loop's settings. Plain data (the heal policy's parts are checked when
+//! built): the TOML reader in [`crate::inventory`] is one way to build it, and nothing here
+//! knows TOML.
 
 mod heal_policy;
 
