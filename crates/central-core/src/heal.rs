@@ -23,13 +23,12 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
 use crate::events::{EventKind, EventSink, HealEvent, Step, StepOutcome};
-use crate::inventory::{
+use crate::graph::Graph;
+use crate::model::{
     EndpointClass, HealPolicy, Inventory, LoopSettings, ManagerKind, NotifySpec, ProbeCheck, Role,
     ServiceClass,
 };
-use crate::policy::{
-    backoff, breaker_allows, breaker_failure, breaker_tick, BreakerChange, Hysteresis, Transition,
-};
+use crate::policy::{backoff, BreakerChange, LiveBreaker, RoundCounter, Transition};
 use crate::probe::{
     run_command, run_probe, CommandEnd, CommandProbe, ContainerProbe, HttpProbe, Probe,
     ProbeFailure, ProbeResult, ProcessProbe, SubstrateProbe, TcpProbe,
@@ -290,7 +289,9 @@ struct Tracked {
     policy: HealPolicy,
     config: Option<ServiceConfig>,
     throttle: Option<Duration>,
-    hyst: Hysteresis,
+    hyst: RoundCounter,
+    /// The breaker the loop works on; written into `record.breaker` when state is saved.
+    breaker: LiveBreaker,
     healthy_since: Option<u64>,
     last_probe: Option<ProbeSummary>,
     run_state: Option<RunState>,
@@ -483,35 +484,19 @@ impl HealLoop {
             ));
         }
 
-        let index: BTreeMap<String, usize> = services
-            .iter()
-            .enumerate()
-            .map(|(i, t)| (t.label.to_string(), i))
-            .collect();
+        // The substrate (first, when there is one) depends on nothing; services on what they
+        // name. Dependencies come first in `order`.
         let offset = usize::from(inventory.substrate.is_some());
-        let direct: Vec<Vec<usize>> = services
-            .iter()
-            .enumerate()
-            .map(|(i, _)| {
-                if i < offset {
-                    return Vec::new();
-                }
-                inventory.services[i - offset]
-                    .depends_on
-                    .iter()
-                    .filter_map(|d| index.get(d.as_str()).copied())
-                    .collect()
-            })
-            .collect();
+        let graph = Graph::from_named(services.iter().enumerate().map(|(i, t)| {
+            let named = i
+                .checked_sub(offset)
+                .map_or(&[][..], |s| inventory.services[s].depends_on.as_slice());
+            (t.label.as_str(), named.iter().map(ServiceLabel::as_str))
+        }));
         let deps = (0..services.len())
-            .map(|i| transitive(i, &direct))
+            .map(|i| graph.dependencies_of(i))
             .collect::<Vec<_>>();
-        let mut order: Vec<usize> = (0..offset).collect();
-        order.extend(
-            crate::inventory::dependency_order(inventory)
-                .into_iter()
-                .map(|i| i + offset),
-        );
+        let order = graph.dependency_order();
 
         let state_dir = options
             .state_dir
@@ -525,6 +510,7 @@ impl HealLoop {
             for t in &mut services {
                 if let Some(rec) = state.services.remove(t.label.as_str()) {
                     t.step = rec.in_flight.as_ref().map(|a| a.step);
+                    t.breaker = LiveBreaker::from_record(&rec.breaker);
                     t.record = rec;
                 }
             }
@@ -806,7 +792,7 @@ impl HealLoop {
         if summary.passed {
             t.endpoint_class = summary.endpoint_class;
         }
-        let transition = t.hyst.record(summary.passed, &policy);
+        let transition = t.hyst.record(summary.passed, &policy.hysteresis);
         if !summary.passed {
             t.healthy_since = None;
             let failures = t.hyst.failures;
@@ -816,7 +802,8 @@ impl HealLoop {
                 now,
                 format!(
                     "{} ({failures}/{} to act)",
-                    summary.detail, policy.failures_to_down
+                    summary.detail,
+                    policy.hysteresis.failures_to_down()
                 ),
             );
             e.error_kind = summary.failure.map(|f| f.as_str().to_string());
@@ -825,7 +812,8 @@ impl HealLoop {
         } else {
             let recovered = transition == Transition::Recovered;
             let t = &mut self.services[i];
-            let verified = t.record.in_flight.is_some() && t.hyst.passes >= policy.passes_to_up;
+            let verified =
+                t.record.in_flight.is_some() && t.hyst.passes >= policy.hysteresis.passes_to_up();
             if recovered {
                 let e = self.event(i, EventKind::ProbeRecovered, now, summary.detail.clone());
                 events.push(e);
@@ -872,7 +860,10 @@ impl HealLoop {
         }
         let t = &mut self.services[i];
         let healthy_since = t.healthy_since;
-        match breaker_tick(&mut t.record.breaker, &policy, now, healthy_since) {
+        match t
+            .breaker
+            .tick(&policy.breaker, policy.stable_after, now, healthy_since)
+        {
             BreakerChange::HalfOpened => {
                 self.dirty = true;
                 let e = self.event(
@@ -939,19 +930,20 @@ impl HealLoop {
         let t = &mut self.services[i];
         let policy = t.policy.clone();
         self.dirty = true;
-        if breaker_failure(&mut t.record.breaker, &policy, now) != BreakerChange::Opened {
+        if t.breaker.failure(&policy.breaker, now) != BreakerChange::Opened {
             return None;
         }
         t.step = Some(Step::Escalate);
         t.suppressed = Some("breaker-open".into());
-        let failures = t.record.breaker.failures_ms.len();
+        let failures = t.breaker.failures();
         let mut opened = self.event(
             i,
             EventKind::BreakerOpened,
             now,
             format!(
                 "{failures} failed heals within {:?}: no more heals for {:?}",
-                policy.breaker_window, policy.breaker_cooldown
+                policy.breaker.window(),
+                policy.breaker.cooldown()
             ),
         );
         opened.step = Some(Step::Escalate);
@@ -979,7 +971,7 @@ impl HealLoop {
 
     fn decide(&mut self, i: usize, now: u64, events: &mut Vec<HealEvent>) -> Option<Action> {
         let policy = self.services[i].policy.clone();
-        if !self.services[i].hyst.wants_heal(&policy) {
+        if !self.services[i].hyst.wants_heal(&policy.hysteresis) {
             return None;
         }
         // The previous attempt had its chance: `failures_to_down` new failures since it began.
@@ -1081,13 +1073,13 @@ impl HealLoop {
             return None;
         }
         let t = &mut self.services[i];
-        if t.record.breaker.state == BreakerState::Open {
+        if t.breaker.state() == BreakerState::Open {
             return None;
         }
         if now < t.record.next_allowed_ms {
             return None;
         }
-        if !breaker_allows(&mut t.record.breaker) {
+        if !t.breaker.allows() {
             return None;
         }
         let previous = t.record.history.last().map(|a| a.step);
@@ -1121,7 +1113,7 @@ impl HealLoop {
         }
         let attempt = t.record.episode_attempts;
         // The cool-down counts from the start of this attempt, not from its success.
-        let mut wait = backoff(&policy, attempt, &mut self.rng);
+        let mut wait = backoff(&policy.backoff, attempt, &mut self.rng);
         if let Some(throttle) = t.throttle {
             wait = wait.max(throttle);
         }
@@ -1242,7 +1234,7 @@ impl HealLoop {
                     t.push_history(a.clone());
                 }
                 // Still down: the next attempt comes after the backoff, not after N more rounds.
-                t.hyst.failures = policy.failures_to_down;
+                t.hyst.failures = policy.hysteresis.failures_to_down();
                 let mut e = self.event(i, EventKind::HealFailed, now, detail);
                 e.step = attempt.as_ref().map(|a| a.step);
                 e.attempt = attempt.as_ref().map(|a| a.attempt);
@@ -1305,7 +1297,13 @@ impl HealLoop {
             services: self
                 .services
                 .iter()
-                .map(|t| (t.label.to_string(), t.record.clone()))
+                .map(|t| {
+                    let record = ServiceRecord {
+                        breaker: t.breaker.to_record(),
+                        ..t.record.clone()
+                    };
+                    (t.label.to_string(), record)
+                })
                 .collect(),
         };
         match store.save(&state) {
@@ -1346,21 +1344,6 @@ async fn heal_call(call: HealCall) -> Result<StepOutcome, (String, String)> {
     }
 }
 
-fn transitive(i: usize, direct: &[Vec<usize>]) -> Vec<usize> {
-    let mut seen = vec![false; direct.len()];
-    let mut stack = direct[i].clone();
-    let mut out = Vec::new();
-    while let Some(d) = stack.pop() {
-        if d == i || seen[d] {
-            continue;
-        }
-        seen[d] = true;
-        out.push(d);
-        stack.extend(direct[d].iter().copied());
-    }
-    out
-}
-
 impl Tracked {
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -1384,7 +1367,8 @@ impl Tracked {
             policy,
             config,
             throttle,
-            hyst: Hysteresis::default(),
+            hyst: RoundCounter::default(),
+            breaker: LiveBreaker::default(),
             healthy_since: None,
             last_probe: None,
             run_state: None,
@@ -1427,7 +1411,7 @@ impl Tracked {
             last_probe: self.last_probe.clone(),
             endpoint_class: self.endpoint_class,
             step: self.step,
-            breaker: self.record.breaker.state,
+            breaker: self.breaker.state(),
             last_event: self.last_event,
             in_flight: self.record.in_flight.clone(),
         }

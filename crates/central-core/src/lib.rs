@@ -40,9 +40,11 @@
 //! # Ok(()) }
 //! ```
 //!
+//! - [`model`]: the domain (services, probes, endpoints, classes, the heal policy's validated
+//!   [`Hysteresis`], [`Backoff`] and [`Breaker`], the substrate), plain data with no TOML.
 //! - [`inventory`]: the TOML format (see its docs for an example file), [`Inventory::load`] /
 //!   [`Inventory::parse`], [`InventoryError`] (`file:line:column: key: message`, with an
-//!   [`InventoryErrorKind`]).
+//!   [`InventoryErrorKind`]); [`Inventory::check_runnable`] refuses a file with nothing to heal.
 //! - [`HealLoop`]: [`HealLoop::new`] (inventory + [`Ports`] + [`LoopOptions`], or a
 //!   [`BuildError`] naming a missing adapter), [`HealLoop::run`], [`HealLoop::tick`] (one round,
 //!   returns a [`TickReport`]), [`HealLoop::probe_round`] and [`HealLoop::status`] (a
@@ -61,8 +63,10 @@
 //! a seeded RNG ([`LoopOptions::with_seed`]).
 
 pub mod events;
+mod graph;
 pub mod heal;
 pub mod inventory;
+pub mod model;
 mod policy;
 pub mod probe;
 pub mod state;
@@ -72,6 +76,9 @@ pub use heal::{
     BuildError, HealLoop, Health, LoopOptions, NodeStatus, NodeTags, Ports, ProbeSummary,
     ServiceSnapshot, TickReport, MIN_EARLY_TICK_GAP,
 };
-pub use inventory::{Inventory, InventoryError, InventoryErrorKind, ServiceSpec, SubstrateSpec};
+pub use inventory::{InventoryError, InventoryErrorKind};
+pub use model::{
+    Backoff, Breaker, HealPolicy, Hysteresis, Inventory, PolicyError, ServiceSpec, SubstrateSpec,
+};
 pub use probe::{Probe, ProbeFailure, ProbeResult, ScriptedProbe};
 pub use state::{BreakerState, Clock};

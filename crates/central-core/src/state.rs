@@ -93,7 +93,9 @@ pub struct AttemptRecord {
     pub outcome: Option<StepOutcome>,
 }
 
-/// A service's breaker, as persisted.
+/// A service's breaker, as persisted. The loop works on its own in-memory breaker (where an
+/// open breaker always knows when it opened) and converts from and to this record when it
+/// loads and saves state, so the file format and the working state can change apart.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BreakerRecord {
     /// Its position.

@@ -23,8 +23,9 @@ pub const SELF_TOKEN: &str = "${JOELCLAW_NODE_BIN}";
 
 /// Reads and checks an inventory, with [`SELF_TOKEN`] replaced. Errors name file, line and key.
 pub fn load_inventory(path: &Path) -> Result<Inventory, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("{}: cannot read the inventory: {e}", path.display()))?;
+    // Refuses a FIFO or anything else that is not a regular file, instead of blocking on it.
+    let text =
+        Inventory::read_text(path).map_err(|e| format!("{}: {}", e.file.display(), e.message))?;
     let text = if text.contains(SELF_TOKEN) {
         let exe = std::env::current_exe()
             .map_err(|e| format!("cannot find this agent's own binary for {SELF_TOKEN}: {e}"))?;

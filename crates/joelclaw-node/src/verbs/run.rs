@@ -58,6 +58,9 @@ async fn shutdown_signal() {
 pub fn exec(args: RunArgs, state_flag: Option<PathBuf>) -> Result<Report, Failure> {
     const CMD: &str = "run";
     let inventory = load(CMD, &args.inventory)?;
+    inventory
+        .check_runnable()
+        .map_err(|e| Failure::input(CMD, e))?;
     let identity = node_identity(CMD, Some(&inventory))?;
     let state = state_dir(CMD, state_flag, &inventory)?;
     std::fs::DirBuilder::new()
