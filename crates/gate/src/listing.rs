@@ -4,10 +4,7 @@
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::sync::mpsc;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -59,62 +56,39 @@ fn in_git_repository(root: &Path) -> bool {
 }
 
 fn tracked(root: &Path, git: &GitSettings) -> Result<Vec<PathBuf>, GateError> {
-    let mut cmd = Command::new(&git.program);
-    cmd.args(["ls-files", "-z"]).current_dir(root);
-    // A hook (pre-commit) runs with these set for its own repository; the scanned root decides.
-    for var in ["GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE"] {
-        cmd.env_remove(var);
-    }
     let fail = |detail: String| GateError::Git {
         path: root.into(),
         detail,
     };
-    let out = run_with_deadline(cmd, git.deadline).map_err(fail)?;
-    if !out.status.success() {
+    let program =
+        sysutil::program::find(git.program.as_os_str(), None).map_err(|e| fail(e.to_string()))?;
+    let mut cmd = sysutil::command::Command::new(program, git.deadline)
+        .args(["ls-files", "-z"])
+        .current_dir(root);
+    // A hook (pre-commit) runs with these set for its own repository; the scanned root decides.
+    for var in ["GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE"] {
+        cmd = cmd.env_remove(var);
+    }
+    // Past the deadline the whole process group is killed (sysutil's runner).
+    let out = cmd.run_blocking().map_err(|e| match e {
+        sysutil::command::RunError::Timeout { after } => fail(format!(
+            "`git ls-files` timed out after {after:?}; it was killed with its process group"
+        )),
+        other => fail(format!("{}: {other}", git.program.display())),
+    })?;
+    if !out.success() {
         return Err(fail(format!(
             "`git ls-files` failed ({}): {}",
             out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
+            out.stderr.trim()
         )));
     }
     Ok(out
-        .stdout
+        .stdout_bytes
         .split(|&b| b == 0)
         .filter(|p| !p.is_empty())
         .map(|p| PathBuf::from(OsStr::from_bytes(p)))
         .collect())
-}
-
-/// Runs `cmd` in its own process group; past `deadline` the whole group is killed.
-fn run_with_deadline(mut cmd: Command, deadline: Duration) -> Result<Output, String> {
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0);
-    let program = cmd.get_program().to_string_lossy().into_owned();
-    let child = cmd
-        .spawn()
-        .map_err(|e| format!("cannot run {program}: {e}"))?;
-    let pid = child.id();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    match rx.recv_timeout(deadline) {
-        Ok(out) => out.map_err(|e| format!("{program}: {e}")),
-        Err(_) => {
-            if let Ok(pid) = i32::try_from(pid) {
-                let _ = nix::sys::signal::killpg(
-                    nix::unistd::Pid::from_raw(pid),
-                    nix::sys::signal::Signal::SIGKILL,
-                );
-            }
-            // Reap it; a process that left the group could still hold the pipes, so this
-            // wait is bounded too.
-            let _ = rx.recv_timeout(Duration::from_secs(1));
-            Err(format!("{program} timed out after {deadline:?}"))
-        }
-    }
 }
 
 fn walk(root: &Path) -> Result<Vec<PathBuf>, GateError> {

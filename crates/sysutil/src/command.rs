@@ -30,6 +30,8 @@ pub struct Command {
     program: PathBuf,
     args: Vec<OsString>,
     envs: Vec<(OsString, OsString)>,
+    removed_envs: Vec<OsString>,
+    current_dir: Option<PathBuf>,
     deadline: Duration,
     capture: bool,
     output_limit: usize,
@@ -42,6 +44,9 @@ pub struct Output {
     pub status: ExitStatus,
     /// Its standard output (lossy UTF-8, at most the output limit); empty when discarded.
     pub stdout: String,
+    /// The same bytes as received (for output that is not text, such as `git ls-files -z`
+    /// with file names that are not UTF-8).
+    pub stdout_bytes: Vec<u8>,
     /// Its standard error, likewise.
     pub stderr: String,
 }
@@ -104,6 +109,8 @@ impl Command {
             program: program.into(),
             args: Vec::new(),
             envs: Vec::new(),
+            removed_envs: Vec::new(),
+            current_dir: None,
             deadline,
             capture: true,
             output_limit: DEFAULT_OUTPUT_LIMIT,
@@ -123,6 +130,18 @@ impl Command {
     /// Adds an environment variable (on top of this process's environment).
     pub fn env(mut self, key: impl Into<OsString>, value: impl Into<OsString>) -> Self {
         self.envs.push((key.into(), value.into()));
+        self
+    }
+
+    /// Removes a variable from the environment it inherits.
+    pub fn env_remove(mut self, key: impl Into<OsString>) -> Self {
+        self.removed_envs.push(key.into());
+        self
+    }
+
+    /// Runs it in `dir`.
+    pub fn current_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.current_dir = Some(dir.into());
         self
     }
 
@@ -163,6 +182,12 @@ impl Command {
             }
         };
         let mut cmd = tokio::process::Command::new(&self.program);
+        for key in &self.removed_envs {
+            cmd.env_remove(key);
+        }
+        if let Some(dir) = &self.current_dir {
+            cmd.current_dir(dir);
+        }
         cmd.args(&self.args)
             .envs(self.envs.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
@@ -201,6 +226,7 @@ impl Command {
                 Ok(Output {
                     status,
                     stdout: String::from_utf8_lossy(&stdout).into_owned(),
+                    stdout_bytes: stdout,
                     stderr: String::from_utf8_lossy(&stderr).into_owned(),
                 })
             }
@@ -219,6 +245,29 @@ impl Command {
                 })
             }
         }
+    }
+}
+
+impl Command {
+    /// Runs it from synchronous code: on a thread of its own with a one-thread runtime, so it
+    /// works whether or not the caller is inside a tokio runtime. Same deadline and group kill.
+    pub fn run_blocking(&self) -> Result<Output, RunError> {
+        std::thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    let runtime = tokio::runtime::Builder::new_current_thread()
+                        .enable_io()
+                        .enable_time()
+                        .build()
+                        .map_err(|source| RunError::Io {
+                            program: self.program.clone(),
+                            source,
+                        })?;
+                    runtime.block_on(self.run())
+                })
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        })
     }
 }
 
@@ -361,6 +410,30 @@ mod tests {
         assert!(!out.success());
         assert_eq!(out.stdout, "out\n");
         assert_eq!(out.stderr, "err\n");
+    }
+
+    #[test]
+    fn run_blocking_works_outside_and_inside_a_runtime_and_keeps_raw_bytes() {
+        let cmd = Command::new("/bin/sh", Duration::from_secs(10))
+            .args(["-c", "printf 'a\\377\\000b'; pwd"])
+            .current_dir("/");
+        let out = cmd.run_blocking().unwrap();
+        assert_eq!(out.stdout_bytes, b"a\xff\0b/\n");
+        let inside = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(async { cmd.run_blocking() })
+            .unwrap();
+        assert_eq!(inside.stdout_bytes, out.stdout_bytes);
+        let timed_out = Command::new("/bin/sh", Duration::from_millis(100))
+            .args(["-c", "sleep 30"])
+            .run_blocking()
+            .unwrap_err();
+        assert!(
+            matches!(timed_out, RunError::Timeout { .. }),
+            "{timed_out:?}"
+        );
     }
 
     #[tokio::test]

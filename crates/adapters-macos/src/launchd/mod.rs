@@ -534,11 +534,13 @@ impl ProcessManagerPort for LaunchdProcessManager {
     async fn restart(&self, label: &ServiceLabel) -> Result<RestartOutcome, ProcessError> {
         let op = Operation::Restart;
         // Loaded or not, a disabled job is not started: a disable is meant to last until undone.
-        let refuse_disabled = |scope: ServiceScope| ProcessError::InvalidInput {
+        let refuse_disabled = |scope: ServiceScope| {
+            ProcessError::InvalidInput {
             label: Some(label.to_string()),
             detail: format!(
                 "{label} is disabled in {scope}; enable it before restarting (a disable is meant to survive until undone)"
             ),
+        }
         };
         match self.locate(op, label).await? {
             Located::Missing => Err(self.not_found(label)),
