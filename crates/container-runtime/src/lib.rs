@@ -3,14 +3,19 @@
 //!
 //! - [`ContainerRuntimePort`]: substrate health, VM address, uptime, SSH config, bringing the
 //!   substrate up, and the container-level operations a heal needs (inspect, restart, list).
-//! - [`RuntimeError`]: one error enum by meaning, with [`RuntimeError::is_retryable`].
-//! - [`MemoryRuntime`]: the in-memory adapter, with fault and hang injection.
-//! - `testkit` (feature): the conformance suite every adapter runs.
+//! - [`RuntimeError`]: one error enum by meaning, with [`RuntimeError::is_retryable`] and
+//!   [`RuntimeError::kind`] (the [`ErrorKind`] the process port's errors share).
+//! - [`MemoryRuntime`]: the in-memory adapter, also the production `null` substrate (it keeps
+//!   nothing per call).
+//! - [`WithDeadline`]: an outer deadline around any adapter, per operation.
+//! - `testkit` (feature): the conformance suite every adapter runs
+//!   ([`conformance_tests!`]), and the `Faulty`/`Recording` wrappers for tests.
 //!
 //! This crate links no Docker client and spawns nothing.
 
+mod deadline;
 mod memory;
-#[cfg(any(test, feature = "testkit"))]
+#[cfg(feature = "testkit")]
 pub mod testkit;
 
 use std::collections::BTreeMap;
@@ -23,7 +28,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-pub use memory::{MemoryRuntime, RuntimeFault};
+pub use deadline::WithDeadline;
+pub use memory::MemoryRuntime;
+pub use port_kit::ErrorKind;
 
 /// The port's operations, for errors and telemetry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -131,25 +138,21 @@ pub enum RuntimeError {
 impl RuntimeError {
     /// Whether trying again later can help (deadline passed, runtime down, transient failure).
     pub fn is_retryable(&self) -> bool {
-        matches!(
-            self,
-            RuntimeError::Timeout { .. }
-                | RuntimeError::Unavailable { .. }
-                | RuntimeError::Backend { .. }
-        )
+        self.kind().is_retryable()
     }
 
-    /// A short stable name of the variant, for telemetry.
-    pub fn kind(&self) -> &'static str {
+    /// What the error means, for events and telemetry (stable names: `timeout`,
+    /// `not-found`...), shared with the process port's errors.
+    pub fn kind(&self) -> ErrorKind {
         match self {
-            RuntimeError::NotFound { .. } => "not-found",
-            RuntimeError::PermissionDenied { .. } => "permission-denied",
-            RuntimeError::Unavailable { .. } => "unavailable",
-            RuntimeError::Timeout { .. } => "timeout",
-            RuntimeError::NotSupported { .. } => "not-supported",
-            RuntimeError::InvalidInput(_) => "invalid-input",
-            RuntimeError::Parse { .. } => "parse",
-            RuntimeError::Backend { .. } => "backend",
+            RuntimeError::NotFound { .. } => ErrorKind::NotFound,
+            RuntimeError::PermissionDenied { .. } => ErrorKind::PermissionDenied,
+            RuntimeError::Unavailable { .. } => ErrorKind::Unavailable,
+            RuntimeError::Timeout { .. } => ErrorKind::Timeout,
+            RuntimeError::NotSupported { .. } => ErrorKind::NotSupported,
+            RuntimeError::InvalidInput(_) => ErrorKind::InvalidInput,
+            RuntimeError::Parse { .. } => ErrorKind::Parse,
+            RuntimeError::Backend { .. } => ErrorKind::Backend,
         }
     }
 }
