@@ -69,7 +69,9 @@ mod policy;
 pub mod probe;
 pub mod state;
 
-pub use events::{EventKind, EventSink, HealEvent, JsonLinesSink, MemorySink, Step, StepOutcome};
+pub use events::{
+    EventKind, EventSink, FailureKind, HealEvent, JsonLinesSink, MemorySink, Step, StepOutcome,
+};
 pub use heal::{
     BuildError, HealLoop, Health, LoopOptions, NodeStatus, NodeTags, Ports, ProbeSummary,
     ServiceSnapshot, TickReport, MIN_EARLY_TICK_GAP,
