@@ -5,10 +5,10 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 /// The meaning of a port error. Both ports' errors map onto it (`ProcessError::kind`,
-/// `RuntimeError::kind`), and events carry it; its kebab-case names are stable.
+/// `RuntimeError::kind`), and events carry it; its kebab-case names are stable. Closed on
+/// purpose: a new kind must be given a meaning wherever kinds are matched.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
-#[non_exhaustive]
 pub enum ErrorKind {
     /// No such service, container or profile.
     NotFound,
