@@ -128,7 +128,10 @@ fn longest_probe(inventory: &Inventory) -> Duration {
 
 /// `manager` behind an outer deadline: `loop.heal_timeout` for every call, and no less than the
 /// longest probe deadline for the reads (`inspect`, `list`).
-pub fn deadline_manager(manager: SharedProcessManager, inventory: &Inventory) -> SharedProcessManager {
+pub fn deadline_manager(
+    manager: SharedProcessManager,
+    inventory: &Inventory,
+) -> SharedProcessManager {
     let heal = inventory.settings.heal_timeout;
     let read = heal.max(longest_probe(inventory));
     Arc::new(

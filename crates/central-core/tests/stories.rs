@@ -42,7 +42,9 @@ type TestRuntime =
     container_runtime::testkit::Recording<container_runtime::testkit::Faulty<MemoryRuntime>>;
 
 fn runtime() -> Arc<TestRuntime> {
-    Arc::new(container_runtime::testkit::instrumented(MemoryRuntime::new()))
+    Arc::new(container_runtime::testkit::instrumented(
+        MemoryRuntime::new(),
+    ))
 }
 
 /// A memory manager with these services installed and running.
@@ -104,7 +106,10 @@ async fn crash_is_restarted_once_then_healthy_and_left_alone() {
         vec![(ProbeFailed, "worker"), (HealStarted, "worker")]
     );
     assert_eq!(r.events[1].step, Some(Step::Restart));
-    assert_eq!(r.events[0].error_kind.map(FailureKind::as_str), Some("not-running"));
+    assert_eq!(
+        r.events[0].error_kind.map(FailureKind::as_str),
+        Some("not-running")
+    );
     assert_eq!(pm.count_for(Operation::Restart, &label("worker")), 1);
 
     sleep(Duration::from_secs(10)).await;
@@ -660,7 +665,10 @@ async fn a_hanging_adapter_call_is_a_timeout_and_others_are_probed_on_time() {
             (HealFailed, "stuck")
         ]
     );
-    assert_eq!(r.events[2].error_kind.map(FailureKind::as_str), Some("timeout"));
+    assert_eq!(
+        r.events[2].error_kind.map(FailureKind::as_str),
+        Some("timeout")
+    );
     assert_eq!(pm.count_for(Operation::Inspect, &fine), 1);
 
     // The loop keeps its 10 s rhythm whatever `stuck` does: every tick probes `fine`.
@@ -685,7 +693,10 @@ async fn a_hanging_adapter_call_is_a_timeout_and_others_are_probed_on_time() {
     let before = pm.count_for(Operation::Inspect, &fine);
     let r = heal.tick().await;
     assert_eq!(r.events[0].event, ProbeFailed);
-    assert_eq!(r.events[0].error_kind.map(FailureKind::as_str), Some("timeout"));
+    assert_eq!(
+        r.events[0].error_kind.map(FailureKind::as_str),
+        Some("timeout")
+    );
     assert_eq!(pm.count_for(Operation::Inspect, &fine), before + 1);
 }
 
@@ -737,7 +748,10 @@ async fn a_missing_definition_is_repaired_from_the_desired_config() {
         kinds(&r),
         vec![(ProbeFailed, "worker"), (HealStarted, "worker")]
     );
-    assert_eq!(r.events[0].error_kind.map(FailureKind::as_str), Some("not-installed"));
+    assert_eq!(
+        r.events[0].error_kind.map(FailureKind::as_str),
+        Some("not-installed")
+    );
     assert_eq!(r.events[1].step, Some(Step::Repair));
     assert_eq!(pm.count_for(Operation::Enable, &label("worker")), 1);
     assert_eq!(
@@ -826,7 +840,10 @@ async fn escalation_runs_the_notify_command_with_the_event() {
             (HealEscalated, "worker"),
         ]
     );
-    assert_eq!(r.events[2].error_kind.map(FailureKind::as_str), Some("backend"));
+    assert_eq!(
+        r.events[2].error_kind.map(FailureKind::as_str),
+        Some("backend")
+    );
     assert_eq!(
         r.events[4].outcome,
         Some(StepOutcome::Escalated {
@@ -859,7 +876,10 @@ async fn a_probe_whose_program_is_missing_does_not_restart_the_service() {
         kinds(&r),
         vec![(ProbeFailed, "worker"), (HealSuppressed, "worker")]
     );
-    assert_eq!(r.events[0].error_kind.map(FailureKind::as_str), Some("binary-not-found"));
+    assert_eq!(
+        r.events[0].error_kind.map(FailureKind::as_str),
+        Some("binary-not-found")
+    );
     assert_eq!(r.events[1].cause.as_deref(), Some("probe-binary-not-found"));
     assert_eq!(pm.count_for(Operation::Restart, &label("worker")), 0);
 }

@@ -73,12 +73,20 @@ impl<R: ContainerRuntimePort> ContainerRuntimePort for WithDeadline<R> {
             .await
     }
     async fn uptime_seconds(&self) -> Result<u64, RuntimeError> {
-        self.bound(RuntimeOperation::Uptime, self.inner().uptime_seconds(), timeout)
-            .await
+        self.bound(
+            RuntimeOperation::Uptime,
+            self.inner().uptime_seconds(),
+            timeout,
+        )
+        .await
     }
     async fn ssh_config(&self) -> Result<Option<SshConfig>, RuntimeError> {
-        self.bound(RuntimeOperation::SshConfig, self.inner().ssh_config(), timeout)
-            .await
+        self.bound(
+            RuntimeOperation::SshConfig,
+            self.inner().ssh_config(),
+            timeout,
+        )
+        .await
     }
     async fn ensure_running(&self) -> Result<EnsureRunningOutcome, RuntimeError> {
         self.bound(

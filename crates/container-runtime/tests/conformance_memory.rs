@@ -30,7 +30,10 @@ container_runtime::conformance_tests!(through_arc_dyn, |_| async {
 });
 
 container_runtime::conformance_tests!(through_the_deadline_wrapper, |_| async {
-    Some((WithDeadline::new(runtime(), Duration::from_secs(5)), fixture()))
+    Some((
+        WithDeadline::new(runtime(), Duration::from_secs(5)),
+        fixture(),
+    ))
 });
 
 container_runtime::conformance_tests!(through_the_test_wrappers, |_| async {

@@ -239,7 +239,8 @@ pub fn compose(inventory: &Inventory, state_dir: &Path, mode: Mode) -> Result<Co
             ManagerKind::Null => Arc::new(MemoryProcessManager::new()),
             ManagerKind::Container => unreachable!("skipped above"),
         };
-        c.managers.insert(name, deadline_manager(manager, inventory));
+        c.managers
+            .insert(name, deadline_manager(manager, inventory));
     }
     for spec in &inventory.services {
         if spec.manager == ManagerKind::Embedded && spec.config.is_none() {

@@ -85,7 +85,8 @@ mod tests {
             .await;
         assert_eq!(r, Err(("start", Duration::from_secs(120))));
         assert_eq!(started.elapsed(), Duration::from_secs(120));
-        let r: Result<u8, (&str, Duration)> = w.bound("restart", async { Ok(1) }, |op, d| (op, d)).await;
+        let r: Result<u8, (&str, Duration)> =
+            w.bound("restart", async { Ok(1) }, |op, d| (op, d)).await;
         assert_eq!(r, Ok(1));
     }
 }

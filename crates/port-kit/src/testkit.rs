@@ -72,7 +72,7 @@ impl<Op, E> Injection<Op, E> {
     }
 
     /// Only for calls about `target` (a service label, a container name).
-    pub fn for_target(mut self, target: impl fmt::Display) -> Self {
+    pub fn for_target<T: fmt::Display + ?Sized>(mut self, target: &T) -> Self {
         self.target = Some(target.to_string());
         self
     }
@@ -245,7 +245,7 @@ impl<P, Op: Copy + Ord> Recording<P, Op> {
     }
 
     /// How many calls of `operation` were made about `target`.
-    pub fn count_for(&self, operation: Op, target: impl fmt::Display) -> u64 {
+    pub fn count_for<T: fmt::Display + ?Sized>(&self, operation: Op, target: &T) -> u64 {
         lock(&self.log)
             .counts
             .get(&(operation, Some(target.to_string())))
@@ -290,7 +290,11 @@ mod tests {
     #[tokio::test]
     async fn an_injection_applies_to_its_target_the_given_number_of_times() {
         let f: Faulty<(), u8, String> = Faulty::new(());
-        f.inject(Injection::new(1, Fault::fail(|| "boom".to_string())).for_target("a").times(1));
+        f.inject(
+            Injection::new(1, Fault::fail(|| "boom".to_string()))
+                .for_target("a")
+                .times(1),
+        );
         assert_eq!(f.enter(1, Some("b")).await, Ok(()));
         assert_eq!(f.enter(2, Some("a")).await, Ok(()));
         assert_eq!(f.enter(1, Some("a")).await, Err("boom".to_string()));

@@ -50,7 +50,10 @@ macro_rules! wrap_port {
             fn capabilities(&self) -> Capabilities {
                 (**self).capabilities()
             }
-            async fn list(&self, pattern: &LabelPattern) -> Result<Vec<ServiceStatus>, ProcessError> {
+            async fn list(
+                &self,
+                pattern: &LabelPattern,
+            ) -> Result<Vec<ServiceStatus>, ProcessError> {
                 let ($this, $op, $target) = (self, Operation::List, None::<&str>);
                 $before;
                 (**self).list(pattern).await
@@ -131,7 +134,10 @@ impl Fixture {
     }
 
     /// With a way to crash a service (see [`Fixture::kill`]).
-    pub fn with_kill(mut self, kill: impl Fn(&ServiceLabel, Option<u32>) + Send + Sync + 'static) -> Self {
+    pub fn with_kill(
+        mut self,
+        kill: impl Fn(&ServiceLabel, Option<u32>) + Send + Sync + 'static,
+    ) -> Self {
         self.kill = Some(Box::new(kill));
         self
     }
@@ -197,7 +203,11 @@ pub async fn capabilities_describe_the_adapter(pm: &dyn ProcessManagerPort, _fx:
         "adapter name {:?} is not one word",
         caps.adapter
     );
-    assert_eq!(pm.capabilities(), caps, "capabilities changed between calls");
+    assert_eq!(
+        pm.capabilities(),
+        caps,
+        "capabilities changed between calls"
+    );
     if let Some(t) = caps.respawn_throttle {
         assert!(
             t > Duration::ZERO && t <= Duration::from_secs(3600),
@@ -239,7 +249,12 @@ pub async fn events_match_capabilities(pm: &dyn ProcessManagerPort, fx: &Fixture
     // A bound on a wait, not a timing assertion.
     tokio::time::timeout(fx.settle, about_it)
         .await
-        .unwrap_or_else(|_| panic!("{label} was killed, but no event came within {:?}", fx.settle));
+        .unwrap_or_else(|_| {
+            panic!(
+                "{label} was killed, but no event came within {:?}",
+                fx.settle
+            )
+        });
     cleanup(pm, &label).await;
 }
 

@@ -40,6 +40,7 @@ process_manager::conformance_tests!(through_the_test_wrappers, |_| async {
 });
 
 process_manager::conformance_tests!(without_pushed_events, |_| async {
-    let pm = MemoryProcessManager::with_capabilities(process_manager::Capabilities::basic("memory"));
+    let pm =
+        MemoryProcessManager::with_capabilities(process_manager::Capabilities::basic("memory"));
     Some((pm, Fixture::new("conf-mem-", "/bin/sleep", &["1000"])))
 });
