@@ -1058,3 +1058,28 @@ async fn a_corrupt_state_file_is_moved_aside_and_the_loop_heals_anyway() {
     let saved = std::fs::read_to_string(dir.path().join("heal-state.json")).unwrap();
     assert!(serde_json::from_str::<serde_json::Value>(&saved).is_ok());
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_deadline_wrapper_never_cuts_a_probe_shorter_than_its_own_timeout() {
+    // heal_timeout is 5 s; this probe may take 20 s. The ports' outer bound on a read is the
+    // longest probe deadline, so the probe's own timeout is what ends it.
+    let pm = manager(&["slow"]).await;
+    let slow = label("slow");
+    let inv = inventory(&format!(
+        "{FAST}\n[[service]]\nlabel = \"slow\"\nmanager = \"null\"\n\n[[service.probe]]\nkind = \"process\"\ntimeout = \"20s\"\n"
+    ));
+    let mut heal = HealLoop::new(
+        &inv,
+        Ports::new()
+            .with_manager("null", pm.clone())
+            .with_deadlines(&inv),
+        options(Clock::starting_at(EPOCH_MS)),
+    )
+    .unwrap();
+    pm.inject(Injection::new(Operation::Inspect, Fault::Hang).for_target(&slow));
+    let started = Instant::now();
+    let r = heal.probe_round().await;
+    assert_eq!(started.elapsed(), Duration::from_secs(20));
+    let probe = r.services[0].last_probe.clone().expect("probed");
+    assert_eq!(probe.failure.map(|f| f.as_str()), Some("timeout"));
+}
