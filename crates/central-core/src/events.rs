@@ -421,6 +421,45 @@ impl EventSink for MemorySink {
 mod tests {
     use super::*;
 
+    #[test]
+    fn an_events_error_kind_keeps_the_name_it_came_with() {
+        let ports = [
+            ErrorKind::NotFound,
+            ErrorKind::PermissionDenied,
+            ErrorKind::Unavailable,
+            ErrorKind::Timeout,
+            ErrorKind::NotSupported,
+            ErrorKind::InvalidLabel,
+            ErrorKind::InvalidInput,
+            ErrorKind::Parse,
+            ErrorKind::Backend,
+        ];
+        for k in ports {
+            assert_eq!(FailureKind::from(k).as_str(), k.as_str());
+        }
+        let probes = [
+            ProbeFailure::NotRunning,
+            ProbeFailure::SupervisorRestarting,
+            ProbeFailure::Starting,
+            ProbeFailure::NotInstalled,
+            ProbeFailure::Unhealthy,
+            ProbeFailure::Unreachable,
+            ProbeFailure::Timeout,
+            ProbeFailure::BinaryNotFound,
+            ProbeFailure::ManagerUnavailable,
+            ProbeFailure::Error,
+        ];
+        for f in probes {
+            assert_eq!(FailureKind::from(f).as_str(), f.as_str());
+        }
+        let mut e = event();
+        e.error_kind = Some(FailureKind::StillDown);
+        let json = e.to_json_line();
+        assert!(json.contains(r#""error_kind":"still-down""#), "{json}");
+        let back: HealEvent = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, e);
+    }
+
     fn event() -> HealEvent {
         HealEvent {
             event: EventKind::BreakerHalfOpen,

@@ -175,7 +175,13 @@ pub async fn unknown_container_is_not_found(rt: &dyn ContainerRuntimePort, fx: &
         return;
     }
     match rt.inspect_container("conformance-no-such-container").await {
-        Err(RuntimeError::NotFound { .. }) => {}
+        Err(e @ RuntimeError::NotFound { .. }) => {
+            assert_eq!(e.kind(), crate::ErrorKind::NotFound, "{e}");
+            assert!(
+                !e.is_retryable(),
+                "a missing container is not retryable: {e}"
+            );
+        }
         other => panic!("inspect of an unknown container: expected NotFound, got {other:?}"),
     }
     match rt.restart_container("conformance-no-such-container").await {

@@ -66,7 +66,7 @@ impl MemoryProcessManager {
     }
 
     /// An empty manager that reports `capabilities` (e.g. to play launchd with a throttle).
-    /// It pushes events whatever `capabilities` says, so keep `pushes_events` set.
+    /// `events()` is `Some` exactly when `capabilities.pushes_events`.
     pub fn with_capabilities(capabilities: Capabilities) -> Self {
         MemoryProcessManager {
             state: Mutex::new(State::default()),

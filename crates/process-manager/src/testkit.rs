@@ -188,7 +188,10 @@ pub async fn eventually(
 
 fn assert_not_found<T: std::fmt::Debug>(what: &str, r: Result<T, ProcessError>) {
     match r {
-        Err(ProcessError::NotFound { .. }) => {}
+        Err(e @ ProcessError::NotFound { .. }) => {
+            assert_eq!(e.kind(), crate::ErrorKind::NotFound, "{e}");
+            assert!(!e.is_retryable(), "a missing service is not retryable: {e}");
+        }
         other => panic!("{what} of an unknown label: expected NotFound, got {other:?}"),
     }
 }
