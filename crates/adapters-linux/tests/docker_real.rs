@@ -118,7 +118,7 @@ async fn container_details_are_real() {
     // Bad names are refused before they reach a URL.
     assert!(matches!(
         rt.inspect_container("../images/json").await,
-        Err(RuntimeError::InvalidInput(_))
+        Err(RuntimeError::InvalidInput { .. })
     ));
 }
 

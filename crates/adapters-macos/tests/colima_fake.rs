@@ -160,7 +160,7 @@ async fn the_profile_goes_into_argv() {
     for bad in ["-rf", "a b", "", "x/y"] {
         assert!(matches!(
             ColimaRuntime::new(ColimaConfig::default().with_profile(bad)),
-            Err(RuntimeError::InvalidInput(_))
+            Err(RuntimeError::InvalidInput { .. })
         ));
     }
 }
@@ -230,6 +230,7 @@ async fn a_closure_can_be_the_health_check() {
             Box::pin(async {
                 Err(RuntimeError::PermissionDenied {
                     operation: RuntimeOperation::Health,
+                    target: "docker.sock".into(),
                     detail: "docker.sock: permission denied".into(),
                 })
             })

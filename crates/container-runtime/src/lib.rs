@@ -69,7 +69,9 @@ impl fmt::Display for RuntimeOperation {
     }
 }
 
-/// Errors from a [`ContainerRuntimePort`].
+/// Errors from a [`ContainerRuntimePort`]. The same variants, fields and kinds as the process
+/// port's `ProcessError` where the meaning is the same (`NotFound` names a container or profile
+/// rather than a service; `Parse` is the runtime's own).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum RuntimeError {
@@ -80,10 +82,12 @@ pub enum RuntimeError {
         what: String,
     },
     /// The caller may not reach the runtime (socket permissions).
-    #[error("permission denied for {operation}: {detail}")]
+    #[error("permission denied for {operation} on {target}: {detail}")]
     PermissionDenied {
         /// What was attempted.
         operation: RuntimeOperation,
+        /// On what (a container, a socket).
+        target: String,
         /// What the runtime said.
         detail: String,
     },
@@ -111,9 +115,14 @@ pub enum RuntimeError {
         /// The adapter.
         adapter: String,
     },
-    /// Bad input.
-    #[error("invalid input: {0}")]
-    InvalidInput(String),
+    /// Bad input: an endpoint, a container name, a label filter, a profile.
+    #[error("invalid input{}: {detail}", for_label(.label))]
+    InvalidInput {
+        /// The container (or service) it concerns, when there is one.
+        label: Option<String>,
+        /// What was wrong.
+        detail: String,
+    },
     /// The runtime's answer could not be understood (malformed JSON, unexpected fields).
     #[error("{adapter}: could not parse {what}: {detail}")]
     Parse {
@@ -135,7 +144,22 @@ pub enum RuntimeError {
     },
 }
 
+fn for_label(label: &Option<String>) -> String {
+    label
+        .as_ref()
+        .map(|l| format!(" for {l:?}"))
+        .unwrap_or_default()
+}
+
 impl RuntimeError {
+    /// An `InvalidInput` about no container in particular.
+    pub fn invalid_input(detail: impl Into<String>) -> Self {
+        RuntimeError::InvalidInput {
+            label: None,
+            detail: detail.into(),
+        }
+    }
+
     /// Whether trying again later can help (deadline passed, runtime down, transient failure).
     pub fn is_retryable(&self) -> bool {
         self.kind().is_retryable()
@@ -150,7 +174,7 @@ impl RuntimeError {
             RuntimeError::Unavailable { .. } => ErrorKind::Unavailable,
             RuntimeError::Timeout { .. } => ErrorKind::Timeout,
             RuntimeError::NotSupported { .. } => ErrorKind::NotSupported,
-            RuntimeError::InvalidInput(_) => ErrorKind::InvalidInput,
+            RuntimeError::InvalidInput { .. } => ErrorKind::InvalidInput,
             RuntimeError::Parse { .. } => ErrorKind::Parse,
             RuntimeError::Backend { .. } => ErrorKind::Backend,
         }
