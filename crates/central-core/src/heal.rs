@@ -17,12 +17,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use container_runtime::{RuntimeOperation, SharedContainerRuntime};
+use container_runtime::SharedContainerRuntime;
 use futures::StreamExt;
-use process_manager::{Operation, RunState, ServiceConfig, ServiceLabel, SharedProcessManager};
+use process_manager::{RunState, ServiceConfig, ServiceLabel, SharedProcessManager};
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
+use crate::deadlines::{deadline_manager, deadline_runtime};
 use crate::events::{CallFailure, EventKind, EventSink, FailureKind, HealEvent, Step, StepOutcome};
 use crate::inventory::{
     EndpointClass, HealPolicy, Inventory, LoopSettings, ManagerKind, NotifySpec, ProbeCheck, Role,
@@ -112,62 +113,6 @@ impl Ports {
             runtime: self.runtime.map(|rt| deadline_runtime(rt, inventory)),
         }
     }
-}
-
-/// The longest probe deadline in `inventory`, so the outer bound on a read never cuts a probe
-/// shorter than its own `timeout`.
-fn longest_probe(inventory: &Inventory) -> Duration {
-    inventory
-        .services
-        .iter()
-        .flat_map(|s| s.probes.iter().map(|p| p.timeout))
-        .chain(inventory.substrate.as_ref().map(|s| s.timeout))
-        .max()
-        .unwrap_or_default()
-}
-
-/// `manager` behind an outer deadline: `loop.heal_timeout` for every call, and no less than the
-/// longest probe deadline for the reads (`inspect`, `list`).
-pub fn deadline_manager(
-    manager: SharedProcessManager,
-    inventory: &Inventory,
-) -> SharedProcessManager {
-    let heal = inventory.settings.heal_timeout;
-    let read = heal.max(longest_probe(inventory));
-    Arc::new(
-        process_manager::WithDeadline::new(manager, heal)
-            .with_deadline_for(Operation::Inspect, read)
-            .with_deadline_for(Operation::List, read),
-    )
-}
-
-/// `runtime` behind an outer deadline: `loop.heal_timeout` for the heal calls, no less than the
-/// longest probe deadline for the reads, and `substrate.start_timeout` (if longer) for
-/// `ensure_running`: bringing a VM up takes minutes, a service restart seconds.
-pub fn deadline_runtime(
-    runtime: SharedContainerRuntime,
-    inventory: &Inventory,
-) -> SharedContainerRuntime {
-    let heal = inventory.settings.heal_timeout;
-    let read = heal.max(longest_probe(inventory));
-    let start = inventory
-        .substrate
-        .as_ref()
-        .map_or(heal, |s| s.start_timeout.max(heal));
-    let mut bounded = container_runtime::WithDeadline::new(runtime, read)
-        .with_deadline_for(RuntimeOperation::RestartContainer, heal)
-        .with_deadline_for(RuntimeOperation::EnsureRunning, start);
-    for read_op in [
-        RuntimeOperation::Health,
-        RuntimeOperation::VmIp,
-        RuntimeOperation::Uptime,
-        RuntimeOperation::SshConfig,
-        RuntimeOperation::InspectContainer,
-        RuntimeOperation::ListContainers,
-    ] {
-        bounded = bounded.with_deadline_for(read_op, read);
-    }
-    Arc::new(bounded)
 }
 
 /// How a loop is built besides the inventory: tags, state directory, clock and RNG seed.

@@ -61,6 +61,7 @@
 //! Time is tokio's (`tokio::time`), so the loop runs on paused time in tests; jitter comes from
 //! a seeded RNG ([`LoopOptions::with_seed`]).
 
+pub mod deadlines;
 pub mod events;
 pub mod gate;
 pub mod heal;

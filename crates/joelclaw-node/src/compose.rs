@@ -9,7 +9,7 @@ use adapters_linux::{DockerRuntime, SystemdProcessManager};
 use adapters_macos::{
     ColimaConfig, ColimaRuntime, FnHealthCheck, LaunchdConfig, LaunchdProcessManager,
 };
-use central_core::heal::{deadline_manager, deadline_runtime};
+use central_core::deadlines::{deadline_manager, deadline_runtime};
 use central_core::inventory::{ManagerKind, ManagerSettings, ProbeCheck, SubstrateKind};
 use central_core::{Inventory, Ports};
 use container_runtime::{ContainerRuntimePort, MemoryRuntime, SharedContainerRuntime};
