@@ -9,7 +9,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use adapters_linux::{ServiceAccount, SystemdProcessManager};
-use process_manager::testkit::{self, Fixture};
+use process_manager::testkit::Fixture;
 use process_manager::{
     EnableOutcome, LabelPattern, ProcessError, ProcessManagerPort, RestartOutcome, RestartPolicy,
     RunState, ServiceConfig, ServiceLabel, StartLimit,
@@ -105,19 +105,22 @@ async fn cleanup(pm: &SystemdProcessManager, c: &Container, l: &ServiceLabel) {
     c.run(&["systemctl", "reset-failed", &format!("{l}.service")]);
 }
 
-#[tokio::test]
-async fn conformance_on_real_systemd() {
-    let Some(c) = Container::get() else { return };
-    let pm = c.manager();
+/// The container's manager for one scenario, with a label prefix of the scenario's own
+/// (scenarios run at once), through `Arc<dyn>` as the heal loop holds it.
+fn conformance_setup(scenario: &str) -> Option<(std::sync::Arc<dyn ProcessManagerPort>, Fixture)> {
+    let c = Container::get()?;
+    let prefix = format!("conf-systemd-{scenario}-");
     // The suite expects a clean slate (its first enable is `Installed`); a rerun against the
     // same container finds the previous run's disabled units.
-    remove_leftovers(&c, "conf-systemd-");
-    let mut fx = Fixture::new("conf-systemd-", "/usr/bin/sleep", &["100000"]);
+    remove_leftovers(&c, &prefix);
+    let mut fx = Fixture::new(&prefix, "/usr/bin/sleep", &["100000"]);
     fx.settle = SETTLE;
-    testkit::run_all(&pm, &fx).await;
-    let shared: std::sync::Arc<dyn ProcessManagerPort> = std::sync::Arc::new(pm);
-    testkit::unknown_label_is_not_found(shared.as_ref(), &fx).await;
+    Some((std::sync::Arc::new(c.manager()), fx))
 }
+
+process_manager::conformance_tests!(conformance_on_real_systemd, |scenario| async move {
+    conformance_setup(scenario)
+});
 
 #[tokio::test]
 async fn an_unknown_unit_is_not_found() {

@@ -5,7 +5,8 @@
 //!
 //! One [`HealLoop::tick`] is one round. Within it, probes run first (each under its deadline),
 //! then decisions are taken in dependency order (so a dependency's state is known before its
-//! dependents'), then the heal calls run concurrently, each under `loop.heal_timeout`. Probes
+//! dependents'), then the heal calls run concurrently, each under `loop.heal_timeout` (the
+//! deadline wrappers of [`Ports::with_deadlines`] put it on every port call). Probes
 //! and calls run at most `loop.max_concurrency` at a time, so a tick ends within (probe
 //! deadline + heal deadline + notify deadline) per batch of that many hanging calls, whatever an
 //! adapter does; with fewer hangs than the bound, one of each.
@@ -22,7 +23,8 @@ use process_manager::{RunState, ServiceConfig, ServiceLabel, SharedProcessManage
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
-use crate::events::{EventKind, EventSink, HealEvent, Step, StepOutcome};
+use crate::deadlines::{deadline_manager, deadline_runtime};
+use crate::events::{CallFailure, EventKind, EventSink, FailureKind, HealEvent, Step, StepOutcome};
 use crate::graph::Graph;
 use crate::model::{
     EndpointClass, HealPolicy, Inventory, LoopSettings, ManagerKind, NotifySpec, ProbeCheck, Role,
@@ -96,6 +98,19 @@ impl Ports {
     pub fn with_runtime(mut self, runtime: SharedContainerRuntime) -> Self {
         self.runtime = Some(runtime);
         self
+    }
+
+    /// Every adapter behind [`deadline_manager`]/[`deadline_runtime`] for `inventory`. The loop
+    /// puts no deadline of its own around a port call: give it bounded ports.
+    pub fn with_deadlines(self, inventory: &Inventory) -> Self {
+        Ports {
+            managers: self
+                .managers
+                .into_iter()
+                .map(|(name, m)| (name, deadline_manager(m, inventory)))
+                .collect(),
+            runtime: self.runtime.map(|rt| deadline_runtime(rt, inventory)),
+        }
     }
 }
 
@@ -327,8 +342,6 @@ pub struct HealLoop {
     /// Transitive dependencies of each service, by index.
     deps: Vec<Vec<usize>>,
     settings: LoopSettings,
-    /// The substrate's start deadline (`substrate.start_timeout`), when there is one.
-    substrate_start_timeout: Option<Duration>,
     notify: Option<NotifySpec>,
     tags: NodeTags,
     role: Role,
@@ -521,7 +534,6 @@ impl HealLoop {
             order,
             deps,
             settings: inventory.settings.clone(),
-            substrate_start_timeout: inventory.substrate.as_ref().map(|s| s.start_timeout),
             notify: inventory.notify.clone(),
             tags: options.tags,
             role: inventory.node.role,
@@ -716,7 +728,7 @@ impl HealLoop {
         let now = self.clock.now_ms();
         let mut last = Vec::new();
         for (index, result) in notified {
-            if let Err((kind, detail)) = result {
+            if let Err(CallFailure { kind, detail }) = result {
                 let mut e = self.event(index, EventKind::HealFailed, now, detail);
                 e.step = Some(Step::Escalate);
                 e.error_kind = Some(kind);
@@ -806,7 +818,7 @@ impl HealLoop {
                     policy.hysteresis.failures_to_down()
                 ),
             );
-            e.error_kind = summary.failure.map(|f| f.as_str().to_string());
+            e.error_kind = summary.failure.map(FailureKind::from);
             e.endpoint_class = None;
             events.push(e);
         } else {
@@ -993,7 +1005,7 @@ impl HealLoop {
             );
             e.step = Some(attempt.step);
             e.attempt = Some(attempt.attempt);
-            e.error_kind = Some("still-down".into());
+            e.error_kind = Some(FailureKind::StillDown);
             e.outcome = attempt.outcome.clone();
             events.push(e);
             if let Some(notify) = self.breaker_failed(i, now, events) {
@@ -1145,12 +1157,10 @@ impl HealLoop {
     async fn execute(
         &self,
         actions: Vec<Action>,
-    ) -> Vec<(usize, Result<Option<StepOutcome>, (String, String)>)> {
+    ) -> Vec<(usize, Result<Option<StepOutcome>, CallFailure>)> {
         if actions.is_empty() {
             return Vec::new();
         }
-        let deadline = self.settings.heal_timeout;
-        let start_deadline = self.substrate_start_timeout.unwrap_or(deadline);
         let notify = self.notify.clone();
         let jobs: Vec<_> = actions
             .into_iter()
@@ -1158,21 +1168,8 @@ impl HealLoop {
                 let notify = notify.clone();
                 async move {
                     match action {
-                        Action::Heal { index, call } => {
-                            // Bringing a VM up takes minutes; a service restart, seconds.
-                            let deadline = match call {
-                                HealCall::EnsureRunning(_) => start_deadline.max(deadline),
-                                _ => deadline,
-                            };
-                            let r = match tokio::time::timeout(deadline, heal_call(call)).await {
-                                Ok(r) => r.map(Some),
-                                Err(_) => Err((
-                                    "timeout".to_string(),
-                                    format!("the heal call did not return within {deadline:?}"),
-                                )),
-                            };
-                            (index, r)
-                        }
+                        // The ports' deadline wrappers bound the call (`Ports::with_deadlines`).
+                        Action::Heal { index, call } => (index, heal_call(call).await.map(Some)),
                         Action::Notify { index, event } => {
                             let Some(spec) = notify else {
                                 return (index, Ok(None));
@@ -1183,18 +1180,20 @@ impl HealLoop {
                             ];
                             let r = match run_command(&spec.argv, &env, spec.timeout).await {
                                 CommandEnd::Exited(Some(0)) => Ok(None),
-                                CommandEnd::Exited(code) => Err((
-                                    "notify-failed".to_string(),
+                                CommandEnd::Exited(code) => Err(CallFailure::new(
+                                    FailureKind::NotifyFailed,
                                     format!("notify command exited {code:?}"),
                                 )),
                                 CommandEnd::NotFound(why) => {
-                                    Err(("binary-not-found".to_string(), why))
+                                    Err(CallFailure::new(FailureKind::BinaryNotFound, why))
                                 }
-                                CommandEnd::TimedOut => Err((
-                                    "timeout".to_string(),
+                                CommandEnd::TimedOut => Err(CallFailure::new(
+                                    FailureKind::Timeout,
                                     format!("notify command killed after {:?}", spec.timeout),
                                 )),
-                                CommandEnd::Failed(why) => Err(("notify-failed".to_string(), why)),
+                                CommandEnd::Failed(why) => {
+                                    Err(CallFailure::new(FailureKind::NotifyFailed, why))
+                                }
                             };
                             (index, r)
                         }
@@ -1213,7 +1212,7 @@ impl HealLoop {
     fn settle(
         &mut self,
         i: usize,
-        result: Result<Option<StepOutcome>, (String, String)>,
+        result: Result<Option<StepOutcome>, CallFailure>,
         now: u64,
         events: &mut Vec<HealEvent>,
     ) -> Option<Action> {
@@ -1228,7 +1227,7 @@ impl HealLoop {
                 }
                 None
             }
-            Err((kind, detail)) => {
+            Err(CallFailure { kind, detail }) => {
                 let attempt = t.record.in_flight.take();
                 if let Some(a) = &attempt {
                     t.push_history(a.clone());
@@ -1319,28 +1318,28 @@ impl HealLoop {
     }
 }
 
-async fn heal_call(call: HealCall) -> Result<StepOutcome, (String, String)> {
+async fn heal_call(call: HealCall) -> Result<StepOutcome, CallFailure> {
     match call {
         HealCall::Restart(m, label) => m
             .restart(&label)
             .await
             .map(|result| StepOutcome::Restarted { result })
-            .map_err(|e| (e.kind().to_string(), e.to_string())),
+            .map_err(|e| CallFailure::new(e.kind(), e.to_string())),
         HealCall::Repair(m, config) => m
             .enable(&config)
             .await
             .map(|result| StepOutcome::Repaired { result })
-            .map_err(|e| (e.kind().to_string(), e.to_string())),
+            .map_err(|e| CallFailure::new(e.kind(), e.to_string())),
         HealCall::RestartContainer(rt, name) => rt
             .restart_container(&name)
             .await
             .map(|result| StepOutcome::ContainerRestarted { result })
-            .map_err(|e| (e.kind().to_string(), e.to_string())),
+            .map_err(|e| CallFailure::new(e.kind(), e.to_string())),
         HealCall::EnsureRunning(rt) => rt
             .ensure_running()
             .await
             .map(|result| StepOutcome::SubstrateStarted { result })
-            .map_err(|e| (e.kind().to_string(), e.to_string())),
+            .map_err(|e| CallFailure::new(e.kind(), e.to_string())),
     }
 }
 

@@ -62,6 +62,7 @@
 //! Time is tokio's (`tokio::time`), so the loop runs on paused time in tests; jitter comes from
 //! a seeded RNG ([`LoopOptions::with_seed`]).
 
+pub mod deadlines;
 pub mod events;
 mod graph;
 pub mod heal;
@@ -71,7 +72,9 @@ mod policy;
 pub mod probe;
 pub mod state;
 
-pub use events::{EventKind, EventSink, HealEvent, JsonLinesSink, MemorySink, Step, StepOutcome};
+pub use events::{
+    EventKind, EventSink, FailureKind, HealEvent, JsonLinesSink, MemorySink, Step, StepOutcome,
+};
 pub use heal::{
     BuildError, HealLoop, Health, LoopOptions, NodeStatus, NodeTags, Ports, ProbeSummary,
     ServiceSnapshot, TickReport, MIN_EARLY_TICK_GAP,

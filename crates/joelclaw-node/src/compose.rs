@@ -9,6 +9,7 @@ use adapters_linux::{DockerRuntime, SystemdProcessManager};
 use adapters_macos::{
     ColimaConfig, ColimaRuntime, FnHealthCheck, LaunchdConfig, LaunchdProcessManager,
 };
+use central_core::deadlines::{deadline_manager, deadline_runtime};
 use central_core::inventory::{ManagerKind, ManagerSettings, ProbeCheck, SubstrateKind};
 use central_core::{Inventory, Ports};
 use container_runtime::{ContainerRuntimePort, MemoryRuntime, SharedContainerRuntime};
@@ -54,9 +55,9 @@ pub enum Mode {
 /// The adapters an inventory needs.
 #[derive(Debug, Default)]
 pub struct Composition {
-    /// Process managers by the inventory's manager names.
+    /// Process managers by the inventory's manager names, each behind its deadline wrapper.
     pub managers: BTreeMap<&'static str, SharedProcessManager>,
-    /// The container runtime, when anything needs one.
+    /// The container runtime, when anything needs one, behind its deadline wrapper.
     pub runtime: Option<SharedContainerRuntime>,
     /// The embedded supervisor, in [`Mode::Own`].
     pub embedded: Option<EmbeddedSupervisor>,
@@ -195,12 +196,14 @@ fn runtime(inventory: &Inventory) -> Result<Option<SharedContainerRuntime>, Stri
             Arc::new(colima)
         }
     };
-    Ok(Some(runtime))
+    Ok(Some(deadline_runtime(runtime, inventory)))
 }
 
-/// Builds the adapters `inventory` needs. In [`Mode::Own`] the embedded supervisor keeps its
-/// logs and state under `state_dir/embedded`; in [`Mode::Observe`] it reads what the running
-/// agent published there.
+/// Builds the adapters `inventory` needs, each behind its deadline wrapper
+/// (`loop.heal_timeout`, and `substrate.start_timeout` for bringing the substrate up): the heal
+/// loop and the verbs rely on it for an outer bound. In [`Mode::Own`] the embedded supervisor
+/// keeps its logs and state under `state_dir/embedded`; in [`Mode::Observe`] it reads what the
+/// running agent published there.
 pub fn compose(inventory: &Inventory, state_dir: &Path, mode: Mode) -> Result<Composition, String> {
     let mut c = Composition {
         runtime: runtime(inventory)?,
@@ -237,7 +240,8 @@ pub fn compose(inventory: &Inventory, state_dir: &Path, mode: Mode) -> Result<Co
             ManagerKind::Null => Arc::new(MemoryProcessManager::new()),
             ManagerKind::Container => unreachable!("skipped above"),
         };
-        c.managers.insert(name, manager);
+        c.managers
+            .insert(name, deadline_manager(manager, inventory));
     }
     for spec in &inventory.services {
         if spec.manager == ManagerKind::Embedded && spec.config.is_none() {

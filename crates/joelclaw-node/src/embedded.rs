@@ -419,10 +419,7 @@ fn die_with_parent(_cmd: &mut tokio::process::Command) {
 #[async_trait]
 impl ProcessManagerPort for EmbeddedSupervisor {
     fn capabilities(&self) -> Capabilities {
-        let mut caps = Capabilities::basic(ADAPTER);
-        caps.reports_restart_count = true;
-        caps.pushes_events = true;
-        caps
+        Capabilities::basic(ADAPTER).pushing_events()
     }
 
     async fn list(&self, pattern: &LabelPattern) -> Result<Vec<ServiceStatus>, ProcessError> {

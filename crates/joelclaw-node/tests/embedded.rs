@@ -8,7 +8,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use joelclaw_node::embedded::{EmbeddedOptions, EmbeddedSupervisor, EmbeddedView};
-use process_manager::testkit::{self, Fixture};
+use process_manager::testkit::Fixture;
 use process_manager::{
     DisableOutcome, ExitStatus, ProcessError, ProcessManagerPort, RunState, ServiceConfig,
     ServiceEvent, ServiceLabel, StopOutcome,
@@ -23,13 +23,27 @@ fn supervisor(dir: &Path) -> EmbeddedSupervisor {
 /// How long a test waits for the supervisor to act: a bound, not a timing assertion.
 const SETTLE: Duration = Duration::from_secs(10);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn conformance() {
-    let dir = tempfile::tempdir().unwrap();
-    let sup = supervisor(dir.path());
-    testkit::run_all(&sup, &Fixture::new("conf-emb-", "/bin/sleep", &["1000"])).await;
-    sup.shutdown().await;
-}
+// A supervisor of its own per scenario; its folder lives as long as the scenario, and a crash
+// is a SIGKILL of the child. (Dropping the supervisor kills any child left.)
+process_manager::conformance_tests!(
+    conformance,
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)],
+    |_| async {
+        let dir = tempfile::tempdir().unwrap();
+        let sup = supervisor(dir.path());
+        let fx = Fixture::new("conf-emb-", "/bin/sleep", &["1000"])
+            .with_kill(|_label, pid| {
+                let pid = pid.expect("a running service has a pid");
+                nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid as i32),
+                    nix::sys::signal::SIGKILL,
+                )
+                .unwrap();
+            })
+            .keeping(dir);
+        Some((sup, fx))
+    }
+);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_kill_is_detected_at_once_and_pushed() {

@@ -13,7 +13,7 @@ use async_trait::async_trait;
 use process_manager::{
     Capabilities, DisableOutcome, EnableOutcome, LabelPattern, Operation, ProcessError,
     ProcessManagerPort, RestartOutcome, RunState, ServiceConfig, ServiceLabel, ServiceScope,
-    ServiceStatus, StartLimit, StopOutcome,
+    ServiceStatus, StopOutcome,
 };
 
 pub use command::SystemdTarget;
@@ -28,13 +28,6 @@ pub(crate) const ADAPTER: &str = "systemd";
 
 /// Most unit names given to one `systemctl show`, well inside the kernel's argv limit.
 const SHOW_BATCH: usize = 512;
-
-/// systemd's compiled-in default (`DefaultStartLimitIntervalSec=10s`, `DefaultStartLimitBurst=5`),
-/// which applies unless a unit or `system.conf` sets its own.
-const DEFAULT_START_LIMIT: StartLimit = StartLimit {
-    interval: Duration::from_secs(10),
-    burst: 5,
-};
 
 /// The process manager of a systemd host: the system manager, or a user's (`--user`) manager.
 ///
@@ -330,17 +323,10 @@ fn systemd_glob(pattern: &LabelPattern) -> Option<String> {
 #[async_trait]
 impl ProcessManagerPort for SystemdProcessManager {
     fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            adapter: ADAPTER.into(),
-            supervisor_restarts: true,
-            // `RestartSec=` spaces systemd's own respawns, but a restart someone asks for is
-            // never throttled by it: there is no window in which a heal is refused.
-            respawn_throttle: None,
-            start_limit: Some(DEFAULT_START_LIMIT),
-            reports_restart_count: true,
-            native_restart: true,
-            pushes_events: false,
-        }
+        // `RestartSec=` spaces systemd's own respawns, but a restart someone asks for is never
+        // throttled by it: there is no window in which a heal is refused. (A start-limit
+        // failure is cleared by `restart` itself.)
+        Capabilities::basic(ADAPTER)
     }
 
     #[tracing::instrument(skip_all, fields(adapter = ADAPTER, pattern = %pattern))]

@@ -500,15 +500,7 @@ where
 #[async_trait]
 impl ProcessManagerPort for LaunchdProcessManager {
     fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            adapter: ADAPTER.into(),
-            supervisor_restarts: true,
-            respawn_throttle: Some(LAUNCHD_RESPAWN_THROTTLE),
-            start_limit: None,
-            reports_restart_count: true,
-            native_restart: true,
-            pushes_events: false,
-        }
+        Capabilities::basic(ADAPTER).with_respawn_throttle(LAUNCHD_RESPAWN_THROTTLE)
     }
 
     #[tracing::instrument(skip_all, fields(adapter = ADAPTER, pattern = %pattern))]
