@@ -1,0 +1,573 @@
+//! The heal loop: probe every service (concurrently, bounded), apply hysteresis, decide one
+//! escalation step per down service (observe, restart, repair, heal the substrate, escalate),
+//! respecting bulkheads, backoff and the breaker; persist before acting; act under deadlines;
+//! report typed events.
+//!
+//! One [`HealLoop::tick`] is one round. Within it, probes run first (each under its deadline),
+//! then decisions are taken in dependency order (so a dependency's state is known before its
+//! dependents'), then the heal calls run concurrently, each under `loop.heal_timeout` (the
+//! deadline wrappers of [`Ports::with_deadlines`] put it on every port call). Probes
+//! and calls run at most `loop.max_concurrency` at a time, so a tick ends within (probe
+//! deadline + heal deadline + notify deadline) per batch of that many hanging calls, whatever an
+//! adapter does; with fewer hangs than the bound, one of each.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use futures::StreamExt;
+use process_manager::ServiceLabel;
+use tokio::sync::broadcast;
+
+use crate::events::{CallFailure, EventKind, EventSink, HealEvent, Step, StepOutcome};
+use crate::graph::Graph;
+use crate::model::{
+    EndpointClass, Inventory, LoopSettings, ManagerKind, NotifySpec, ProbeCheck, Role, ServiceClass,
+};
+use crate::policy::LiveBreaker;
+use crate::probe::{
+    run_probe, CommandProbe, ContainerProbe, HttpProbe, Probe, ProbeResult, ProcessProbe,
+    SubstrateProbe, TcpProbe,
+};
+use crate::state::{Clock, PersistedState, ServiceRecord, StateStore};
+
+mod decide;
+mod execute;
+mod setup;
+mod snapshot;
+mod tracked;
+
+pub use setup::{BuildError, LoopOptions, NodeTags, Ports, MIN_EARLY_TICK_GAP};
+pub use snapshot::{Health, NodeStatus, ProbeSummary, ServiceSnapshot, TickReport};
+use tracked::{Action, HealCall, Probed, Target, Tracked};
+
+/// The heal loop over one inventory.
+pub struct HealLoop {
+    services: Vec<Tracked>,
+    order: Vec<usize>,
+    /// Transitive dependencies of each service, by index.
+    deps: Vec<Vec<usize>>,
+    settings: LoopSettings,
+    notify: Option<NotifySpec>,
+    tags: NodeTags,
+    role: Role,
+    clock: Clock,
+    rng: fastrand::Rng,
+    store: Option<StateStore>,
+    warnings: Vec<String>,
+    sinks: Vec<Arc<dyn EventSink>>,
+    events_tx: broadcast::Sender<HealEvent>,
+    dirty: bool,
+}
+
+impl std::fmt::Debug for HealLoop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HealLoop")
+            .field("services", &self.services.len())
+            .field("tags", &self.tags)
+            .field("store", &self.store)
+            .finish_non_exhaustive()
+    }
+}
+
+impl HealLoop {
+    /// Builds a loop: real probes from the inventory, adapters from `ports`, state loaded from
+    /// the state directory (a corrupt file is moved aside; see [`HealLoop::status`] warnings).
+    pub fn new(
+        inventory: &Inventory,
+        ports: Ports,
+        options: LoopOptions,
+    ) -> Result<HealLoop, BuildError> {
+        let client = HttpProbe::client();
+        let mut services = Vec::with_capacity(inventory.services.len() + 1);
+        if let Some(sub) = &inventory.substrate {
+            let runtime = ports
+                .runtime
+                .clone()
+                .ok_or_else(|| BuildError::MissingRuntime {
+                    what: format!("the substrate {}", sub.name),
+                })?;
+            services.push(Tracked::new(
+                sub.name.clone(),
+                ServiceClass::InfraCritical,
+                "substrate".into(),
+                runtime.adapter().to_string(),
+                Target::Substrate(runtime.clone()),
+                vec![Arc::new(SubstrateProbe::new(runtime, sub.timeout))],
+                sub.heal.clone(),
+                None,
+                None,
+            ));
+        }
+        for spec in &inventory.services {
+            let (target, adapter, throttle) = match spec.manager {
+                ManagerKind::Container => {
+                    let runtime =
+                        ports
+                            .runtime
+                            .clone()
+                            .ok_or_else(|| BuildError::MissingRuntime {
+                                what: format!("container service {}", spec.label),
+                            })?;
+                    let adapter = runtime.adapter().to_string();
+                    (
+                        Target::Container {
+                            runtime,
+                            name: spec
+                                .container
+                                .clone()
+                                .unwrap_or_else(|| spec.label.to_string()),
+                        },
+                        adapter,
+                        None,
+                    )
+                }
+                kind => {
+                    let manager = ports.managers.get(kind.as_str()).cloned().ok_or_else(|| {
+                        BuildError::MissingManager {
+                            service: spec.label.to_string(),
+                            manager: kind.as_str().to_string(),
+                        }
+                    })?;
+                    let caps = manager.capabilities();
+                    (
+                        Target::Process(manager),
+                        caps.adapter,
+                        caps.respawn_throttle,
+                    )
+                }
+            };
+            let mut probes: Vec<Arc<dyn Probe>> = Vec::new();
+            for p in &spec.probes {
+                probes.push(match (&p.check, &target) {
+                    (ProbeCheck::Process, Target::Process(m)) => {
+                        Arc::new(ProcessProbe::new(m.clone(), spec.label.clone(), p.timeout))
+                    }
+                    (ProbeCheck::Process, Target::Container { runtime, name }) => {
+                        // A container's "process" is the container itself.
+                        Arc::new(ContainerProbe::new(
+                            runtime.clone(),
+                            name.clone(),
+                            EndpointClass::Localhost,
+                            p.timeout,
+                        ))
+                    }
+                    (ProbeCheck::Container { name }, _) => {
+                        let runtime =
+                            ports
+                                .runtime
+                                .clone()
+                                .ok_or_else(|| BuildError::MissingRuntime {
+                                    what: format!("the container probe of {}", spec.label),
+                                })?;
+                        Arc::new(ContainerProbe::new(
+                            runtime,
+                            name.clone(),
+                            EndpointClass::Localhost,
+                            p.timeout,
+                        ))
+                    }
+                    (ProbeCheck::Http { endpoints, status }, _) => {
+                        let probe =
+                            HttpProbe::new(client.clone(), endpoints.clone(), *status, p.timeout);
+                        Arc::new(match &ports.runtime {
+                            Some(rt) => probe.with_vm(rt.clone()),
+                            None => probe,
+                        })
+                    }
+                    (ProbeCheck::Tcp { endpoints }, _) => {
+                        let probe = TcpProbe::new(endpoints.clone(), p.timeout);
+                        Arc::new(match &ports.runtime {
+                            Some(rt) => probe.with_vm(rt.clone()),
+                            None => probe,
+                        })
+                    }
+                    (ProbeCheck::Command { argv, exit_code }, _) => {
+                        Arc::new(CommandProbe::new(argv.clone(), *exit_code, p.timeout))
+                    }
+                    (ProbeCheck::Process, Target::Substrate(runtime)) => {
+                        Arc::new(SubstrateProbe::new(runtime.clone(), p.timeout))
+                    }
+                });
+            }
+            services.push(Tracked::new(
+                spec.label.clone(),
+                spec.class,
+                spec.manager.as_str().to_string(),
+                adapter,
+                target,
+                probes,
+                spec.heal.clone(),
+                spec.config.clone(),
+                throttle,
+            ));
+        }
+
+        // The substrate (first, when there is one) depends on nothing; services on what they
+        // name. Dependencies come first in `order`.
+        let offset = usize::from(inventory.substrate.is_some());
+        let graph = Graph::from_named(services.iter().enumerate().map(|(i, t)| {
+            let named = i
+                .checked_sub(offset)
+                .map_or(&[][..], |s| inventory.services[s].depends_on.as_slice());
+            (t.label.as_str(), named.iter().map(ServiceLabel::as_str))
+        }));
+        let deps = (0..services.len())
+            .map(|i| graph.dependencies_of(i))
+            .collect::<Vec<_>>();
+        let order = graph.dependency_order();
+
+        let state_dir = options
+            .state_dir
+            .clone()
+            .or_else(|| inventory.settings.state_dir.clone());
+        let store = state_dir.map(StateStore::new);
+        let mut warnings = Vec::new();
+        if let Some(store) = &store {
+            let (mut state, warning) = store.load();
+            warnings.extend(warning);
+            for t in &mut services {
+                if let Some(rec) = state.services.remove(t.label.as_str()) {
+                    t.step = rec.in_flight.as_ref().map(|a| a.step);
+                    t.breaker = LiveBreaker::from_record(&rec.breaker);
+                    t.record = rec;
+                }
+            }
+        }
+
+        Ok(HealLoop {
+            services,
+            order,
+            deps,
+            settings: inventory.settings.clone(),
+            notify: inventory.notify.clone(),
+            tags: options.tags,
+            role: inventory.node.role,
+            clock: options.clock,
+            rng: fastrand::Rng::with_seed(options.rng_seed),
+            store,
+            warnings,
+            sinks: Vec::new(),
+            events_tx: broadcast::channel(1024).0,
+            dirty: false,
+        })
+    }
+
+    /// Adds a sink that receives every event (e.g. a [`crate::JsonLinesSink`] on a file).
+    pub fn add_sink(&mut self, sink: Arc<dyn EventSink>) {
+        self.sinks.push(sink);
+    }
+
+    /// A live feed of events. A receiver that falls behind by more than 1024 events loses the
+    /// oldest (`RecvError::Lagged`).
+    pub fn subscribe(&self) -> broadcast::Receiver<HealEvent> {
+        self.events_tx.subscribe()
+    }
+
+    /// Replaces a service's probes (a seam for custom or scripted probes). Returns whether the
+    /// label is known.
+    pub fn set_probes(&mut self, label: &str, probes: Vec<Arc<dyn Probe>>) -> bool {
+        match self.services.iter_mut().find(|t| t.label.as_str() == label) {
+            Some(t) => {
+                t.probes = probes;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The loop's settings (interval, concurrency, deadlines).
+    pub fn settings(&self) -> &LoopSettings {
+        &self.settings
+    }
+
+    /// Runs ticks every `loop.interval` until `shutdown` completes, then saves state. A tick in
+    /// progress is abandoned at shutdown: its heal calls are idempotent and were recorded before
+    /// they started, so the next run neither repeats nor loses them.
+    ///
+    /// Managers that push service events (see `Capabilities::pushes_events`) wake the loop early
+    /// when a service exits or changes state, so a crash is seen at once rather than at the next
+    /// round; early rounds are at least [`MIN_EARLY_TICK_GAP`] apart so an event storm cannot
+    /// turn into a probe storm.
+    pub async fn run(&mut self, shutdown: impl Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        let (wake_tx, mut wake_rx) = tokio::sync::mpsc::channel::<()>(1);
+        let forwarders = self.forward_service_events(wake_tx);
+        let interval = self.settings.interval;
+        let mut next = tokio::time::Instant::now();
+        loop {
+            let started = tokio::time::Instant::now();
+            tokio::select! {
+                _ = &mut shutdown => break,
+                _ = self.tick() => {}
+            }
+            next += interval;
+            let now = tokio::time::Instant::now();
+            if next < now {
+                // A slow tick does not cause a burst of catch-up ticks.
+                next = now;
+            }
+            let earliest = started + MIN_EARLY_TICK_GAP.min(interval);
+            tokio::select! {
+                _ = &mut shutdown => break,
+                _ = tokio::time::sleep_until(next) => {}
+                Some(()) = wake_rx.recv() => {
+                    tokio::select! {
+                        _ = &mut shutdown => break,
+                        _ = tokio::time::sleep_until(earliest) => {}
+                    }
+                    next = tokio::time::Instant::now();
+                }
+            }
+        }
+        for task in forwarders {
+            task.abort();
+        }
+        self.persist();
+    }
+
+    /// One forwarding task per distinct manager that pushes events, each waking the loop.
+    fn forward_service_events(
+        &self,
+        wake: tokio::sync::mpsc::Sender<()>,
+    ) -> Vec<tokio::task::JoinHandle<()>> {
+        let mut seen: Vec<*const ()> = Vec::new();
+        let mut tasks = Vec::new();
+        for t in &self.services {
+            let Target::Process(manager) = &t.target else {
+                continue;
+            };
+            let key = Arc::as_ptr(manager) as *const ();
+            if seen.contains(&key) {
+                continue;
+            }
+            seen.push(key);
+            let Some(mut events) = manager.events() else {
+                continue;
+            };
+            let wake = wake.clone();
+            tasks.push(tokio::spawn(async move {
+                loop {
+                    match events.recv().await {
+                        // A full channel means a wake-up is already pending.
+                        Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {
+                            let _ = wake.try_send(());
+                        }
+                        Err(broadcast::error::RecvError::Closed) => return,
+                    }
+                }
+            }));
+        }
+        tasks
+    }
+
+    /// One probe round without healing and without publishing events, for `status`. Health in
+    /// the snapshot reflects the hysteresis so far (a single failed round is `failing`).
+    pub async fn probe_round(&mut self) -> NodeStatus {
+        let results = self.probe_all().await;
+        let now = self.clock.now_ms();
+        let mut discard = Vec::new();
+        for i in self.order.clone() {
+            self.observe_round(i, &results[i], now, &mut discard);
+        }
+        self.status()
+    }
+
+    /// The current snapshot.
+    pub fn status(&self) -> NodeStatus {
+        NodeStatus {
+            node_id: self.tags.node_id.clone(),
+            platform: self.tags.platform.clone(),
+            role: self.role,
+            at_ms: self.clock.now_ms(),
+            services: self.services.iter().map(Tracked::snapshot).collect(),
+            warnings: self.warnings.clone(),
+        }
+    }
+
+    /// One round: probe, decide, persist, heal, persist. Returns the events in order (they are
+    /// also traced, sent to the sinks and to subscribers).
+    pub async fn tick(&mut self) -> TickReport {
+        let results = self.probe_all().await;
+        let now = self.clock.now_ms();
+        let mut events = Vec::new();
+        for i in self.order.clone() {
+            self.observe_round(i, &results[i], now, &mut events);
+        }
+        let mut actions = Vec::new();
+        for i in self.order.clone() {
+            if let Some(action) = self.decide(i, now, &mut events) {
+                actions.push(action);
+            }
+        }
+        // The attempt is on disk before the call: a crash from here on does not repeat it.
+        self.persist();
+        self.publish(&events);
+        let mut report = TickReport {
+            heals: actions
+                .iter()
+                .filter(|a| matches!(a, Action::Heal { .. }))
+                .count(),
+            events,
+        };
+
+        let (heals, mut notifies): (Vec<_>, Vec<_>) = actions
+            .into_iter()
+            .partition(|a| matches!(a, Action::Heal { .. }));
+        let mut outcomes = self.execute(heals).await;
+        // Calls finish in any order; events are reported in service order, so a tick's events
+        // do not depend on which adapter answered first.
+        outcomes.sort_by_key(|(index, _)| *index);
+        let now = self.clock.now_ms();
+        let mut after = Vec::new();
+        for (index, result) in outcomes {
+            if let Some(notify) = self.settle(index, result, now, &mut after) {
+                notifies.push(notify);
+            }
+        }
+        self.persist();
+        self.publish(&after);
+        report.events.extend(after);
+
+        let mut notified = self.execute(notifies).await;
+        notified.sort_by_key(|(index, _)| *index);
+        let now = self.clock.now_ms();
+        let mut last = Vec::new();
+        for (index, result) in notified {
+            if let Err(CallFailure { kind, detail }) = result {
+                let mut e = self.event(index, EventKind::HealFailed, now, detail);
+                e.step = Some(Step::Escalate);
+                e.error_kind = Some(kind);
+                e.outcome = Some(StepOutcome::Failed);
+                last.push(e);
+            }
+        }
+        self.publish(&last);
+        report.events.extend(last);
+        report
+    }
+
+    async fn probe_all(&self) -> Vec<Probed> {
+        let now = self.clock.now_ms();
+        // Collected into owned futures first: a stream over a borrowing iterator would make
+        // the loop's future not `Send` (it could not be spawned).
+        let jobs: Vec<_> = self
+            .services
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                let probes = t.probes.clone();
+                async move {
+                    let mut pass: Option<ProbeResult> = None;
+                    let mut seen_state = (None, None);
+                    for p in &probes {
+                        let r = run_probe(p.as_ref()).await;
+                        if r.run_state.is_some() {
+                            seen_state = (r.run_state, r.pid);
+                        }
+                        if !r.passed() {
+                            return (i, r, seen_state);
+                        }
+                        // The most specific path that answered (a network probe after the
+                        // process probe) is the one reported.
+                        pass = Some(r);
+                    }
+                    let r = pass.unwrap_or_else(|| {
+                        ProbeResult::pass(EndpointClass::Localhost, "no probes configured")
+                    });
+                    (i, r, seen_state)
+                }
+            })
+            .collect();
+        let mut out: Vec<Option<Probed>> = vec![None; self.services.len()];
+        let mut stream =
+            futures::stream::iter(jobs).buffer_unordered(self.settings.max_concurrency);
+        while let Some((i, r, (run_state, pid))) = stream.next().await {
+            out[i] = Some(Probed {
+                summary: ProbeSummary {
+                    at_ms: now,
+                    passed: r.passed(),
+                    failure: r.failure,
+                    endpoint_class: r.endpoint_class,
+                    detail: r.detail,
+                },
+                run_state,
+                pid,
+            });
+        }
+        out.into_iter()
+            .map(|p| p.expect("every service was probed"))
+            .collect()
+    }
+
+    fn event(&self, i: usize, kind: EventKind, at_ms: u64, detail: String) -> HealEvent {
+        let t = &self.services[i];
+        HealEvent {
+            event: kind,
+            at_ms,
+            node_id: self.tags.node_id.clone(),
+            platform: self.tags.platform.clone(),
+            adapter_type: t.adapter.clone(),
+            endpoint_class: t.endpoint_class,
+            service: t.label.to_string(),
+            class: t.class,
+            step: t.step,
+            attempt: None,
+            error_kind: None,
+            cause: None,
+            outcome: None,
+            detail,
+        }
+    }
+
+    fn publish(&mut self, events: &[HealEvent]) {
+        for e in events {
+            if let Some(t) = self
+                .services
+                .iter_mut()
+                .find(|t| t.label.as_str() == e.service)
+            {
+                t.last_event = Some(e.event);
+            }
+            e.trace();
+            for sink in &self.sinks {
+                sink.emit(e);
+            }
+            // No subscriber is not an error.
+            let _ = self.events_tx.send(e.clone());
+        }
+    }
+
+    fn persist(&mut self) {
+        if !self.dirty {
+            return;
+        }
+        let Some(store) = &self.store else {
+            self.dirty = false;
+            return;
+        };
+        let state = PersistedState {
+            version: 1,
+            services: self
+                .services
+                .iter()
+                .map(|t| {
+                    let record = ServiceRecord {
+                        breaker: t.breaker.to_record(),
+                        ..t.record.clone()
+                    };
+                    (t.label.to_string(), record)
+                })
+                .collect(),
+        };
+        match store.save(&state) {
+            Ok(()) => self.dirty = false,
+            Err(e) => {
+                let warning = format!("cannot write heal state {}: {e}", store.path().display());
+                tracing::warn!(target: "joelclaw::heal", "{warning}");
+                if !self.warnings.contains(&warning) {
+                    self.warnings.push(warning);
+                }
+            }
+        }
+    }
+}
