@@ -15,11 +15,13 @@
 
 mod config;
 mod error;
+mod hardening;
 mod label;
 mod memory;
 mod port;
 pub mod serde_duration;
 mod status;
+mod triggers;
 #[cfg(any(test, feature = "testkit"))]
 pub mod testkit;
 
@@ -28,6 +30,7 @@ pub use config::{
     StartLimit,
 };
 pub use error::{BoxError, Operation, ProcessError};
+pub use hardening::{Hardening, Relax};
 pub use label::{LabelError, LabelPattern, LabelRule, ServiceLabel, MAX_LABEL_LEN};
 pub use memory::{Call, Fault, Injection, MemoryProcessManager};
 pub use port::{ProcessManagerPort, SharedProcessManager, WithDeadline};
@@ -35,3 +38,4 @@ pub use status::{
     Capabilities, DisableOutcome, EnableOutcome, ExitStatus, RestartOutcome, RunState,
     ServiceEvent, ServiceStatus, StopOutcome,
 };
+pub use triggers::{CalendarInterval, Triggers};
