@@ -1,6 +1,7 @@
 //! `SystemdProcessManager`: [`ProcessManagerPort`] over `systemctl` and unit files.
 
 mod command;
+mod sandbox;
 mod show;
 mod unit;
 pub mod unit_read;
