@@ -454,10 +454,9 @@ mod tests {
     #[test]
     fn hardening_reads_as_a_switch_or_with_relax_keys() {
         use crate::hardening::{Hardening, Relax};
-        let c: ServiceConfig = serde_json::from_str(
-            r#"{ "label": "svc", "program": "/bin/x", "hardening": false }"#,
-        )
-        .unwrap();
+        let c: ServiceConfig =
+            serde_json::from_str(r#"{ "label": "svc", "program": "/bin/x", "hardening": false }"#)
+                .unwrap();
         assert_eq!(c.hardening, Hardening::off());
         let c: ServiceConfig = serde_json::from_str(
             r#"{ "label": "svc", "program": "/bin/x", "hardening": { "relax": ["proc"] } }"#,

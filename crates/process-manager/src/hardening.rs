@@ -240,7 +240,11 @@ mod tests {
         assert!(!Hardening::off().applies(Relax::Home));
         for h in [Hardening::on(), Hardening::off(), some] {
             let text = serde_json::to_string(&h).unwrap();
-            assert_eq!(serde_json::from_str::<Hardening>(&text).unwrap(), h, "{text}");
+            assert_eq!(
+                serde_json::from_str::<Hardening>(&text).unwrap(),
+                h,
+                "{text}"
+            );
         }
     }
 

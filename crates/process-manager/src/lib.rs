@@ -21,9 +21,9 @@ mod memory;
 mod port;
 pub mod serde_duration;
 mod status;
-mod triggers;
 #[cfg(any(test, feature = "testkit"))]
 pub mod testkit;
+mod triggers;
 
 pub use config::{
     check_account_name, looks_like_secret, ProcessType, RestartPolicy, ServiceConfig, ServiceScope,

@@ -107,7 +107,8 @@ impl Triggers {
             }
         }
         for (i, c) in self.calendar.iter().enumerate() {
-            c.check().map_err(|e| format!("triggers.calendar[{i}]: {e}"))?;
+            c.check()
+                .map_err(|e| format!("triggers.calendar[{i}]: {e}"))?;
         }
         Ok(())
     }

@@ -67,7 +67,10 @@ pub(crate) const SANDBOX: &[(Relax, &[(&str, &str)])] = &[
     ),
     (Relax::Users, &[("PrivateUsers", "yes")]),
     (Relax::Umask, &[("UMask", "0077")]),
-    (Relax::Ipc, &[("RemoveIPC", "yes"), ("KeyringMode", "private")]),
+    (
+        Relax::Ipc,
+        &[("RemoveIPC", "yes"), ("KeyringMode", "private")],
+    ),
 ];
 
 /// What a user manager's unit gets when hardened: a user manager cannot drop capabilities or

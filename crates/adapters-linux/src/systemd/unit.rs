@@ -166,7 +166,11 @@ pub(crate) fn render_unit(
     unit.push_str("[Unit]\n");
     let _ = writeln!(unit, "Description=joelclaw service {}", config.label);
     if !config.after.is_empty() {
-        let names: Vec<String> = config.after.iter().map(|l| format!("{l}.service")).collect();
+        let names: Vec<String> = config
+            .after
+            .iter()
+            .map(|l| format!("{l}.service"))
+            .collect();
         let _ = writeln!(unit, "After={}", names.join(" "));
         let _ = writeln!(unit, "Wants={}", names.join(" "));
     }
@@ -595,12 +599,20 @@ WantedBy=multi-user.target
         c.hardening = Hardening::relaxed([Relax::WxMemory, Relax::Proc, Relax::WritePaths]);
         c.working_dir = Some("/var/lib/svc".into());
         let unit = render_unit(&c, ManagerKind::System, Some(&account())).unwrap();
-        for gone in ["MemoryDenyWriteExecute", "ProtectProc", "ProcSubset", "ReadWritePaths"] {
+        for gone in [
+            "MemoryDenyWriteExecute",
+            "ProtectProc",
+            "ProcSubset",
+            "ReadWritePaths",
+        ] {
             assert!(full.contains(gone) || gone == "ReadWritePaths", "{full}");
             assert!(!unit.contains(gone), "{gone}: {unit}");
         }
         assert!(unit.contains("\nProtectSystem=full\n"), "{unit}");
-        assert!(unit.contains("\nSystemCallFilter=@system-service\n"), "{unit}");
+        assert!(
+            unit.contains("\nSystemCallFilter=@system-service\n"),
+            "{unit}"
+        );
         assert!(unit.contains("\nPrivateUsers=yes\n"), "{unit}");
     }
 
@@ -691,7 +703,9 @@ WantedBy=timers.target
         );
         let path = render_path(&c).unwrap().unwrap();
         assert!(
-            path.contains("[Path]\nPathModified=/var/lib/svc/inbox\n\n[Install]\nWantedBy=paths.target\n"),
+            path.contains(
+                "[Path]\nPathModified=/var/lib/svc/inbox\n\n[Install]\nWantedBy=paths.target\n"
+            ),
             "{path}"
         );
         assert_eq!(render_timer(&cfg()).unwrap(), None);

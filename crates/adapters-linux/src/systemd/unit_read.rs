@@ -242,7 +242,10 @@ impl UnitDefinition {
     /// them is relaxed (`write-paths` when `ProtectSystem=` is not `strict`). A user manager's
     /// units have one fixed baseline and no relax keys.
     fn hardening(&self, scope: ServiceScope) -> Hardening {
-        let enabled = self.protect_system.as_deref().is_some_and(|p| !boolean_no(p));
+        let enabled = self
+            .protect_system
+            .as_deref()
+            .is_some_and(|p| !boolean_no(p));
         if !enabled || scope != ServiceScope::System {
             return enabled.into();
         }
@@ -306,7 +309,10 @@ impl UnitDefinition {
                 c.stderr_path.as_deref(),
             );
             let starts_with_own = own.len() <= writable.len()
-                && own.iter().zip(writable).all(|(o, w)| o.as_os_str() == w.as_str());
+                && own
+                    .iter()
+                    .zip(writable)
+                    .all(|(o, w)| o.as_os_str() == w.as_str());
             if starts_with_own {
                 writable = &writable[own.len()..];
             }
@@ -507,7 +513,9 @@ fn time_span(value: &str) -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::systemd::unit::{render_path, render_timer, render_unit, ManagerKind, ServiceAccount};
+    use crate::systemd::unit::{
+        render_path, render_timer, render_unit, ManagerKind, ServiceAccount,
+    };
     use process_manager::looks_like_secret;
     use proptest::prelude::*;
 
