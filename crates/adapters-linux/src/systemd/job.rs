@@ -8,7 +8,7 @@ use process_manager::{
 };
 
 use super::show::UnitState;
-use super::unit::{path_unit_name, render_path, render_timer, timer_name};
+use super::unit_trigger::{path_unit_name, render_path, render_timer, timer_name};
 use super::{is_active, unit_name, SystemdProcessManager, WriteResult, ADAPTER};
 
 /// What writing a config's trigger units did.

@@ -6,6 +6,7 @@ mod sandbox;
 mod show;
 mod unit;
 pub mod unit_read;
+mod unit_trigger;
 
 use std::ffi::OsString;
 use std::io::Write as _;
@@ -497,8 +498,8 @@ impl ProcessManagerPort for SystemdProcessManager {
     async fn enable(&self, config: &ServiceConfig) -> Result<EnableOutcome, ProcessError> {
         // Everything is checked before anything is written or spawned.
         let text = self.render_unit(config)?;
-        unit::render_timer(config)?;
-        unit::render_path(config)?;
+        unit_trigger::render_timer(config)?;
+        unit_trigger::render_path(config)?;
         let label = &config.label;
         let unit = unit_name(label);
         let written = self.write_unit_file(&unit, &text).await?;

@@ -20,7 +20,8 @@ use process_manager::{
 };
 
 use super::sandbox::{is_sandbox_directive, PROTECT_SYSTEM_STRICT, SANDBOX};
-use super::unit::{own_write_paths, weekday_number};
+use super::unit::own_write_paths;
+use super::unit_trigger::weekday_number;
 
 /// The characters of a value, with one of look-ahead.
 type Chars<'a> = Peekable<StrChars<'a>>;
@@ -513,9 +514,8 @@ fn time_span(value: &str) -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::systemd::unit::{
-        render_path, render_timer, render_unit, ManagerKind, ServiceAccount,
-    };
+    use crate::systemd::unit::{render_unit, ManagerKind, ServiceAccount};
+    use crate::systemd::unit_trigger::{render_path, render_timer};
     use process_manager::looks_like_secret;
     use proptest::prelude::*;
 
