@@ -282,3 +282,45 @@ async fn a_path_job_runs_when_its_path_changes() {
     assert_eq!(st.state, RunState::Stopped, "{st:?}");
     cleanup(&pm, &c, &l).await;
 }
+
+#[tokio::test]
+async fn a_daemon_that_becomes_a_job_and_back_leaves_no_stale_unit() {
+    let Some(c) = Container::get() else { return };
+    let pm = c.manager();
+    let l = label("jc-job-switch");
+    cleanup(&pm, &c, &l).await;
+    let daemon =
+        ServiceConfig::new(l.clone(), "/bin/sh").with_args(["-c", "while :; do sleep 1; done"]);
+    pm.enable(&daemon).await.unwrap();
+    let before = support::wait_for("jc-job-switch running", SETTLE, || async {
+        pm.inspect(&l).await.ok().filter(|s| s.is_running())
+    })
+    .await;
+
+    let mut job = daemon.clone();
+    job.args = vec!["-c".into(), "true".into()];
+    job.restart = RestartPolicy::Never;
+    job.triggers.interval = Some(Duration::from_secs(3600));
+    assert_eq!(pm.enable(&job).await.unwrap(), EnableOutcome::Updated);
+    let timer = c.unit_dir().join(format!("{l}.timer"));
+    assert!(timer.is_file(), "no timer written");
+    // The daemon's process does not outlive its definition.
+    let st = support::wait_for("the old daemon gone", SETTLE, || async {
+        pm.inspect(&l)
+            .await
+            .ok()
+            .filter(|s| s.pid != before.pid && s.state == RunState::SupervisorRestarting)
+    })
+    .await;
+    assert_eq!(st.enabled, Some(true), "{st:?}");
+
+    assert_eq!(pm.enable(&daemon).await.unwrap(), EnableOutcome::Updated);
+    assert!(!timer.exists(), "timer left after the job became a daemon");
+    let link = c.unit_dir().join(format!("timers.target.wants/{l}.timer"));
+    assert!(link.symlink_metadata().is_err(), "timer link left");
+    support::wait_for("jc-job-switch a daemon again", SETTLE, || async {
+        pm.inspect(&l).await.ok().filter(|s| s.is_running())
+    })
+    .await;
+    cleanup(&pm, &c, &l).await;
+}

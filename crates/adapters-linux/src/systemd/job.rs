@@ -70,9 +70,9 @@ impl SystemdProcessManager {
     }
 
     /// The rest of `enable` for a job, once its units are written and loaded: triggers enabled
-    /// and active (restarted when their file changed), the service enabled when it runs at load,
-    /// and run once (without waiting for it) when its definition is new or changed and it runs
-    /// at load.
+    /// and active (restarted when their file changed), the service enabled when it runs at load
+    /// and run once (without waiting for it) when its definition is new or changed; a changed
+    /// definition restarts a run in progress.
     pub(super) async fn enable_job(
         &self,
         config: &ServiceConfig,
@@ -106,9 +106,16 @@ impl SystemdProcessManager {
                 self.job(Operation::Enable, &args).await?;
             }
         }
-        if config.run_at_load && written != WriteResult::Same {
-            // A job may run for long; its result is the unit's state, not this call's.
-            self.job(Operation::Enable, &["start", "--no-block", &unit])
+        // A job may run for long; its result is the unit's state, not this call's. A new
+        // definition takes effect only in a new process (a daemon that became a job included).
+        let run = match (written, config.run_at_load) {
+            (WriteResult::Created, true) => Some("start"),
+            (WriteResult::Replaced, true) => Some("restart"),
+            (WriteResult::Replaced, false) => Some("try-restart"),
+            _ => None,
+        };
+        if let Some(verb) = run {
+            self.job(Operation::Enable, &[verb, "--no-block", &unit])
                 .await?;
         }
         Ok(match written {
