@@ -157,7 +157,8 @@ pub struct ServiceConfig {
     #[serde(default)]
     pub hardening: Hardening,
     /// Folders (absolute) it writes besides its working folder and its log files' folders, which
-    /// stay writable under the sandbox (systemd `ReadWritePaths=`).
+    /// stay writable under the sandbox (systemd `ReadWritePaths=`). Each must exist when the
+    /// service starts: systemd refuses to start it otherwise.
     #[serde(default)]
     pub write_paths: Vec<PathBuf>,
     /// Services it starts after, and pulls in when it starts (systemd `After=` and `Wants=`;

@@ -119,7 +119,10 @@ impl fmt::Display for Relax {
 ///
 /// On (with nothing relaxed) by default: a system unit then scores ≤ 2.5 in
 /// `systemd-analyze security`. A service that breaks under a protection names it in `relax`
-/// rather than turning everything off.
+/// rather than turning everything off. Common cases: JIT runtimes (Node, Bun, the JVM) need
+/// `wx-memory`; GPU or other device users need `devices`; a program reading `/proc/cpuinfo` or
+/// `/proc/meminfo` needs `proc`; a root service that must act as root needs `capabilities` and
+/// `users`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Hardening {
     /// Sandbox at all. Off writes no protection, whatever `relax` says.

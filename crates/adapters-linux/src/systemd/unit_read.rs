@@ -745,6 +745,55 @@ WantedBy=multi-user.target
     }
 
     #[test]
+    fn read_unit_reads_the_timer_and_path_units_beside_it() {
+        let mut c = ServiceConfig::new(ServiceLabel::new("janitor").unwrap(), "/usr/bin/true");
+        c.user = Some("joelclaw".into());
+        c.restart = RestartPolicy::Never;
+        c.triggers = Triggers {
+            interval: Some(Duration::from_secs(600)),
+            calendar: vec![CalendarInterval {
+                weekday: Some(0),
+                hour: Some(4),
+                minute: Some(5),
+                ..CalendarInterval::default()
+            }],
+            watch_paths: vec!["/var/lib/joelclaw/inbox".into()],
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let unit = dir.path().join("janitor.service");
+        std::fs::write(&unit, render_unit(&c, ManagerKind::System, None).unwrap()).unwrap();
+        let timer = render_timer(&c).unwrap().unwrap();
+        std::fs::write(dir.path().join("janitor.timer"), timer).unwrap();
+        let watch = render_path(&c).unwrap().unwrap();
+        std::fs::write(dir.path().join("janitor.path"), watch).unwrap();
+        let read = read_unit(&unit).unwrap();
+        assert_eq!(read.service_type.as_deref(), Some("oneshot"));
+        assert_eq!(read.to_config(ServiceScope::System).unwrap(), c);
+        // Without its trigger units it reads as the service alone.
+        std::fs::remove_file(dir.path().join("janitor.timer")).unwrap();
+        std::fs::remove_file(dir.path().join("janitor.path")).unwrap();
+        assert!(read_unit(&unit).unwrap().triggers.is_empty());
+    }
+
+    #[test]
+    fn hand_written_sandboxes_read_as_relax_keys() {
+        let text = "[Service]\nExecStart=/bin/x\nNoNewPrivileges=yes\nProtectSystem=full\nPrivateTmp=yes\n";
+        let h = parse_unit("x", text).hardening(ServiceScope::System);
+        assert!(h.enabled);
+        assert!(!h.relax.contains(&Relax::Tmp), "{h:?}");
+        for key in [
+            Relax::WritePaths,
+            Relax::Home,
+            Relax::Privileges,
+            Relax::Syscalls,
+        ] {
+            assert!(h.relax.contains(&key), "{key}: {h:?}");
+        }
+        let off = parse_unit("x", "[Service]\nExecStart=/bin/x\nProtectSystem=no\n");
+        assert_eq!(off.hardening(ServiceScope::System), Hardening::off());
+    }
+
+    #[test]
     fn time_spans() {
         assert_eq!(time_span("1500ms"), Some(Duration::from_millis(1500)));
         assert_eq!(time_span("30"), Some(Duration::from_secs(30)));
