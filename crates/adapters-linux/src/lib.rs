@@ -5,7 +5,9 @@
 //!   (the system manager, a `--user` manager, another machine through `--machine`/`--host` or a
 //!   command prefix such as `nsenter`), reads state from `systemctl show` properties, batching
 //!   many units into one call, and installs services as unit files generated from a
-//!   [`process_manager::ServiceConfig`] with systemd's own quoting rules.
+//!   [`process_manager::ServiceConfig`] with systemd's own quoting rules: sandboxed by default
+//!   (≤ 2.5 in `systemd-analyze security`, each protection relaxable by name), and for jobs a
+//!   `oneshot` service with the `.timer`/`.path` units of its triggers.
 //! - [`DockerRuntime`]: [`container_runtime::ContainerRuntimePort`] over the Docker Engine API
 //!   (a local unix socket or a remote `tcp://` engine) through bollard, with short deadlines and
 //!   server status codes mapped to meanings. This is the only place in the workspace that links

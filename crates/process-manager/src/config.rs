@@ -9,7 +9,9 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::error::ProcessError;
+use crate::hardening::Hardening;
 use crate::label::ServiceLabel;
+use crate::triggers::Triggers;
 
 /// Where a service runs: the machine-wide domain or one user's.
 ///
@@ -150,10 +152,23 @@ pub struct ServiceConfig {
     /// launchd `ProcessType`, where given.
     #[serde(default)]
     pub process_type: Option<ProcessType>,
-    /// Apply the manager's sandboxing defaults (systemd `NoNewPrivileges=`, `ProtectSystem=`,
-    /// `PrivateTmp=`). Turn off only for a service that needs to write outside its own paths.
-    #[serde(default = "yes")]
-    pub hardening: bool,
+    /// The manager's sandbox: `true` (the default), `false`, or `{ relax = [KEYS] }` giving back
+    /// the named protections (see [`crate::Relax`]).
+    #[serde(default)]
+    pub hardening: Hardening,
+    /// Folders (absolute) it writes besides its working folder and its log files' folders, which
+    /// stay writable under the sandbox (systemd `ReadWritePaths=`). Each must exist when the
+    /// service starts: systemd refuses to start it otherwise.
+    #[serde(default)]
+    pub write_paths: Vec<PathBuf>,
+    /// Services it starts after, and pulls in when it starts (systemd `After=` and `Wants=`;
+    /// launchd has no ordering).
+    #[serde(default)]
+    pub after: Vec<ServiceLabel>,
+    /// What starts it, when it is a job rather than a daemon. A job runs to completion each
+    /// time; its `restart` is `never` or `on-failure`.
+    #[serde(default)]
+    pub triggers: Triggers,
 }
 
 fn yes() -> bool {
@@ -181,8 +196,16 @@ impl ServiceConfig {
             stderr_path: None,
             scope: ServiceScope::System,
             process_type: None,
-            hardening: true,
+            hardening: Hardening::on(),
+            write_paths: Vec::new(),
+            after: Vec::new(),
+            triggers: Triggers::default(),
         }
+    }
+
+    /// Whether it is a job (something triggers it) rather than a daemon.
+    pub fn is_job(&self) -> bool {
+        !self.triggers.is_empty()
     }
 
     /// Sets the arguments.
@@ -261,6 +284,21 @@ impl ServiceConfig {
         }
         if let Some(group) = &self.group {
             check_account_name("group", group).map_err(bad)?;
+        }
+        for (i, p) in self.write_paths.iter().enumerate() {
+            check_abs_path(&format!("write_paths[{i}]"), p).map_err(bad)?;
+        }
+        for (i, p) in self.triggers.watch_paths.iter().enumerate() {
+            check_abs_path(&format!("triggers.watch_paths[{i}]"), p).map_err(bad)?;
+        }
+        self.triggers.check().map_err(bad)?;
+        if self.is_job() && self.restart == RestartPolicy::Always {
+            return Err(bad(
+                "a job (it has triggers) runs to completion each time; set restart = \"never\" or \"on-failure\", not \"always\"".into(),
+            ));
+        }
+        if let Some(dep) = self.after.iter().find(|d| **d == self.label) {
+            return Err(bad(format!("after names the service itself ({dep})")));
         }
         if let Some(limit) = &self.start_limit {
             if limit.burst == 0 {
@@ -375,6 +413,61 @@ mod tests {
         assert!(cfg().with_env("1A", "x").validate().is_err());
         assert!(cfg().with_env("A", "x\0y").validate().is_err());
         assert!(cfg().with_args(["a\0b"]).validate().is_err());
+    }
+
+    #[test]
+    fn jobs_run_to_completion_and_name_valid_triggers() {
+        use crate::triggers::CalendarInterval;
+        let mut c = cfg();
+        c.triggers.interval = Some(Duration::from_secs(60));
+        assert!(c.is_job());
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("restart") && e.contains("never"), "{e}");
+        c.restart = RestartPolicy::Never;
+        c.validate().unwrap();
+        c.restart = RestartPolicy::OnFailure;
+        c.validate().unwrap();
+        c.triggers.watch_paths = vec!["relative/inbox".into()];
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("watch_paths[0]"), "{e}");
+        c.triggers.watch_paths.clear();
+        c.triggers.calendar = vec![CalendarInterval {
+            hour: Some(24),
+            ..CalendarInterval::default()
+        }];
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("calendar[0]") && e.contains("hour"), "{e}");
+    }
+
+    #[test]
+    fn write_paths_are_absolute_and_after_is_not_itself() {
+        let mut c = cfg();
+        c.write_paths = vec!["/var/lib/svc".into(), "state".into()];
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("write_paths[1]"), "{e}");
+        let mut c = cfg();
+        c.after = vec![ServiceLabel::new("redis").unwrap()];
+        c.validate().unwrap();
+        c.after.push(c.label.clone());
+        assert!(c.validate().unwrap_err().to_string().contains("itself"));
+    }
+
+    #[test]
+    fn hardening_reads_as_a_switch_or_with_relax_keys() {
+        use crate::hardening::{Hardening, Relax};
+        let c: ServiceConfig =
+            serde_json::from_str(r#"{ "label": "svc", "program": "/bin/x", "hardening": false }"#)
+                .unwrap();
+        assert_eq!(c.hardening, Hardening::off());
+        let c: ServiceConfig = serde_json::from_str(
+            r#"{ "label": "svc", "program": "/bin/x", "hardening": { "relax": ["proc"] } }"#,
+        )
+        .unwrap();
+        assert_eq!(c.hardening, Hardening::relaxed([Relax::Proc]));
+        let c: ServiceConfig =
+            serde_json::from_str(r#"{ "label": "svc", "program": "/bin/x" }"#).unwrap();
+        assert_eq!(c.hardening, Hardening::on());
+        assert!(c.triggers.is_empty() && c.after.is_empty() && c.write_paths.is_empty());
     }
 
     #[test]

@@ -17,6 +17,7 @@
 
 mod config;
 mod error;
+mod hardening;
 mod label;
 mod memory;
 mod port;
@@ -24,12 +25,14 @@ pub mod serde_duration;
 mod status;
 #[cfg(feature = "testkit")]
 pub mod testkit;
+mod triggers;
 
 pub use config::{
     check_account_name, looks_like_secret, ProcessType, RestartPolicy, ServiceConfig, ServiceScope,
     StartLimit,
 };
 pub use error::{BoxError, ErrorKind, Operation, ProcessError};
+pub use hardening::{Hardening, Relax};
 pub use label::{LabelError, LabelPattern, LabelRule, ServiceLabel, MAX_LABEL_LEN};
 pub use memory::MemoryProcessManager;
 pub use port::{ProcessManagerPort, SharedProcessManager, WithDeadline};
@@ -37,3 +40,4 @@ pub use status::{
     Capabilities, DisableOutcome, EnableOutcome, ExitStatus, RestartOutcome, RunState,
     ServiceEvent, ServiceStatus, StopOutcome,
 };
+pub use triggers::{CalendarInterval, Triggers};

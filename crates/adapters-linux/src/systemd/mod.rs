@@ -1,9 +1,12 @@
 //! `SystemdProcessManager`: [`ProcessManagerPort`] over `systemctl` and unit files.
 
 mod command;
+mod job;
+mod sandbox;
 mod show;
 mod unit;
 pub mod unit_read;
+mod unit_trigger;
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -252,13 +255,11 @@ impl SystemdProcessManager {
             .map(drop)
     }
 
-    /// Writes `text` as the unit file of `label` if it differs; says whether it did.
-    async fn write_unit(
-        &self,
-        label: &ServiceLabel,
-        text: &str,
-    ) -> Result<WriteOutcome, ProcessError> {
-        let path = self.unit_path(label);
+    /// Writes `text` as the unit file `name` (`x.service`, `x.timer`) if it differs; says
+    /// whether it did.
+    async fn write_unit_file(&self, name: &str, text: &str) -> Result<WriteOutcome, ProcessError> {
+        let path = self.unit_dir.join(name);
+        let target = path.display().to_string();
         let text = text.to_string();
         let result = tokio::task::spawn_blocking(move || write_if_changed(&path, &text))
             .await
@@ -266,7 +267,7 @@ impl SystemdProcessManager {
         result.map_err(|e| match e.io_kind() {
             std::io::ErrorKind::PermissionDenied => ProcessError::PermissionDenied {
                 operation: Operation::Enable,
-                target: self.unit_path(label).display().to_string(),
+                target,
                 detail: e.to_string(),
             },
             _ => ProcessError::Backend {
@@ -378,8 +379,15 @@ impl ProcessManagerPort for SystemdProcessManager {
 
     #[tracing::instrument(skip_all, fields(adapter = ADAPTER, label = %label))]
     async fn inspect(&self, label: &ServiceLabel) -> Result<ServiceStatus, ProcessError> {
-        let state = self.state(Operation::Inspect, label).await?;
-        Ok(state.to_status(label.clone(), self.scope))
+        // With its timer and path units, so a job reads as one: enabled when its trigger is,
+        // left to systemd while its trigger waits.
+        let (service, triggers) = self.job_states(Operation::Inspect, label).await?;
+        Ok(job::job_status(
+            &service,
+            &triggers,
+            label.clone(),
+            self.scope,
+        ))
     }
 
     #[tracing::instrument(skip_all, fields(adapter = ADAPTER, label = %label))]
@@ -407,24 +415,39 @@ impl ProcessManagerPort for SystemdProcessManager {
 
     #[tracing::instrument(skip_all, fields(adapter = ADAPTER, label = %label))]
     async fn stop(&self, label: &ServiceLabel) -> Result<StopOutcome, ProcessError> {
-        let state = self.state(Operation::Stop, label).await?;
-        if !is_active(state.run_state()) {
+        // A job's timer and path units stop with it, or they would start it again.
+        let (service, triggers) = self.job_states(Operation::Stop, label).await?;
+        let unit = unit_name(label);
+        let mut active: Vec<&str> = triggers
+            .iter()
+            .filter(|(_, s)| is_active(s.run_state()))
+            .map(|(name, _)| name.as_str())
+            .collect();
+        if is_active(service.run_state()) {
+            active.push(&unit);
+        }
+        if active.is_empty() {
             return Ok(StopOutcome::AlreadyStopped);
         }
-        self.job(Operation::Stop, &["stop", &unit_name(label)])
-            .await?;
+        let mut args = vec!["stop"];
+        args.extend(active);
+        self.job(Operation::Stop, &args).await?;
         Ok(StopOutcome::Stopped)
     }
 
     #[tracing::instrument(skip_all, fields(adapter = ADAPTER, label = %label))]
     async fn disable(&self, label: &ServiceLabel) -> Result<DisableOutcome, ProcessError> {
-        let state = self.state(Operation::Disable, label).await?;
-        if state.enabled() != Some(true) && !is_active(state.run_state()) {
+        let (service, triggers) = self.job_states(Operation::Disable, label).await?;
+        let on = |s: &show::UnitState| s.enabled() == Some(true) || is_active(s.run_state());
+        if !on(&service) && !triggers.iter().any(|(_, s)| on(s)) {
             return Ok(DisableOutcome::AlreadyDisabled);
         }
         // `disable` removes the [Install] symlinks (the boot-time part); `--now` stops it too.
-        self.job(Operation::Disable, &["disable", "--now", &unit_name(label)])
-            .await?;
+        // A job's timer and path units go with it.
+        let unit = unit_name(label);
+        let mut args = vec!["disable", "--now", unit.as_str()];
+        args.extend(triggers.iter().map(|(name, _)| name.as_str()));
+        self.job(Operation::Disable, &args).await?;
         Ok(DisableOutcome::Disabled)
     }
 
@@ -432,22 +455,29 @@ impl ProcessManagerPort for SystemdProcessManager {
     async fn enable(&self, config: &ServiceConfig) -> Result<EnableOutcome, ProcessError> {
         // Everything is checked before anything is written or spawned.
         let text = self.render_unit(config)?;
+        unit_trigger::render_timer(config)?;
+        unit_trigger::render_path(config)?;
         let label = &config.label;
         let unit = unit_name(label);
-        let written = self.write_unit(label, &text).await?;
-        let mut state = self
-            .show(Operation::Enable, std::slice::from_ref(&unit))
-            .await?
-            .pop()
-            .ok_or_else(|| parse_failure("no show block".into()))?;
-        if written != WriteOutcome::Unchanged || state.need_daemon_reload || state.is_not_found() {
+        let written = self.write_unit_file(&unit, &text).await?;
+        // A job's `.timer`/`.path` beside it; those a config no longer has are removed.
+        let triggers = self.write_triggers(config).await?;
+        let mut names = vec![unit.clone()];
+        names.extend(triggers.present.iter().cloned());
+        let mut states = self.show(Operation::Enable, &names).await?;
+        if written != WriteOutcome::Unchanged
+            || triggers.any_file_changed()
+            || states
+                .iter()
+                .any(|s| s.need_daemon_reload || s.is_not_found())
+        {
             self.job(Operation::Enable, &["daemon-reload"]).await?;
-            state = self
-                .show(Operation::Enable, std::slice::from_ref(&unit))
-                .await?
-                .pop()
-                .ok_or_else(|| parse_failure("no show block".into()))?;
+            states = self.show(Operation::Enable, &names).await?;
         }
+        if states.is_empty() {
+            return Err(parse_failure("no show block".into()));
+        }
+        let state = states.remove(0);
         if state.is_not_found() {
             // Written, reloaded, and still unknown: the unit directory is not one this manager
             // reads (e.g. a --machine target with a local unit_dir).
@@ -459,6 +489,11 @@ impl ProcessManagerPort for SystemdProcessManager {
                     self.systemctl.scope_name()
                 ),
             });
+        }
+        if config.is_job() {
+            return self
+                .enable_job(config, written, &triggers, &state, &states)
+                .await;
         }
         let run_state = state.run_state();
         if !config.run_at_load {

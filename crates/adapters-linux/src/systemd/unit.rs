@@ -8,13 +8,21 @@
 //! quoting and specifiers but no `$` expansion. Path directives (`WorkingDirectory=`,
 //! `StandardOutput=append:`) are not unquoted at all, so only `%` is escaped there and paths that
 //! systemd would read differently (control characters, a trailing `\` that would continue the line,
-//! leading or trailing blanks that it would strip) are refused.
+//! leading or trailing blanks that it would strip) are refused. `ReadWritePaths=` words are
+//! unquoted but not C-unescaped, so they take the command-line quoting minus `$$`.
+//!
+//! A hardened system unit gets the whole table of `sandbox` minus the config's relax keys, with
+//! `ProtectSystem=strict` and `ReadWritePaths=` its working folder, its log files' folders and
+//! its `write_paths`; a job is a `Type=oneshot` service whose `.timer`/`.path` come from
+//! `unit_trigger`.
 
 use std::fmt::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use process_manager::{ProcessError, RestartPolicy, ServiceConfig, ServiceScope};
+use process_manager::{ProcessError, Relax, RestartPolicy, ServiceConfig, ServiceScope};
+
+use super::sandbox::{PROTECT_SYSTEM_FULL, PROTECT_SYSTEM_STRICT, SANDBOX, USER_BASELINE};
 
 /// The account a system service runs as when its config names none.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,7 +90,11 @@ pub(crate) fn quote_word(word: &str, expand_dollar: bool) -> String {
 }
 
 /// A path for a directive that is not unquoted: checked, with `%` escaped.
-fn path_value(config: &ServiceConfig, what: &str, path: &Path) -> Result<String, ProcessError> {
+pub(crate) fn path_value(
+    config: &ServiceConfig,
+    what: &str,
+    path: &Path,
+) -> Result<String, ProcessError> {
     let text = path
         .to_str()
         .ok_or_else(|| invalid(config, format!("{what} {path:?} is not valid UTF-8")))?;
@@ -104,7 +116,7 @@ fn path_value(config: &ServiceConfig, what: &str, path: &Path) -> Result<String,
     Ok(text.replace('%', "%%"))
 }
 
-fn seconds(d: Duration) -> String {
+pub(crate) fn seconds(d: Duration) -> String {
     // Milliseconds keep sub-second settings exact; systemd accepts the `ms` suffix everywhere
     // a time span is read.
     format!("{}ms", d.as_millis())
@@ -161,15 +173,30 @@ pub(crate) fn render_unit(
     );
     unit.push_str("[Unit]\n");
     let _ = writeln!(unit, "Description=joelclaw service {}", config.label);
+    if !config.after.is_empty() {
+        let names: Vec<String> = config
+            .after
+            .iter()
+            .map(|l| format!("{l}.service"))
+            .collect();
+        let _ = writeln!(unit, "After={}", names.join(" "));
+        let _ = writeln!(unit, "Wants={}", names.join(" "));
+    }
     if let Some(limit) = config.start_limit {
         let _ = writeln!(unit, "StartLimitIntervalSec={}", seconds(limit.interval));
         let _ = writeln!(unit, "StartLimitBurst={}", limit.burst);
     }
 
     unit.push_str("\n[Service]\n");
-    // `exec`: `systemctl start` returns once the program is really executing, and fails when it
-    // cannot be (missing binary, bad user), instead of reporting a start that never happened.
-    unit.push_str("Type=exec\n");
+    if config.is_job() {
+        // A job runs to completion each time its timer or path starts it.
+        unit.push_str("Type=oneshot\n");
+    } else {
+        // `exec`: `systemctl start` returns once the program is really executing, and fails
+        // when it cannot be (missing binary, bad user), instead of reporting a start that never
+        // happened.
+        unit.push_str("Type=exec\n");
+    }
     let mut exec = quote_word(program, false);
     for arg in &config.args {
         exec.push(' ');
@@ -228,11 +255,15 @@ pub(crate) fn render_unit(
         }
     }
     let restart = match config.restart {
-        RestartPolicy::Never => "no",
-        RestartPolicy::OnFailure => "on-failure",
-        RestartPolicy::Always => "always",
+        // A job's default: it is started again by its trigger, not by systemd.
+        RestartPolicy::Never if config.is_job() => None,
+        RestartPolicy::Never => Some("no"),
+        RestartPolicy::OnFailure => Some("on-failure"),
+        RestartPolicy::Always => Some("always"),
     };
-    let _ = writeln!(unit, "Restart={restart}");
+    if let Some(restart) = restart {
+        let _ = writeln!(unit, "Restart={restart}");
+    }
     if let Some(delay) = config.restart_delay {
         let _ = writeln!(unit, "RestartSec={}", seconds(delay));
     }
@@ -250,13 +281,7 @@ pub(crate) fn render_unit(
             path_value(config, "stderr_path", path)?
         );
     }
-    if config.hardening {
-        unit.push_str("NoNewPrivileges=yes\n");
-        // `full` (read-only /usr, /boot, /etc) rather than `strict`: services keep writing their
-        // own state under /var without each one listing ReadWritePaths=.
-        unit.push_str("ProtectSystem=full\n");
-        unit.push_str("PrivateTmp=yes\n");
-    }
+    write_sandbox(&mut unit, config, kind)?;
 
     if config.run_at_load {
         unit.push_str("\n[Install]\n");
@@ -269,10 +294,89 @@ pub(crate) fn render_unit(
     Ok(unit)
 }
 
+/// The folders a hardened system service may write without listing them: its working folder
+/// and its log files' folders, in that order, each once, never `/`.
+pub(crate) fn own_write_paths(
+    working_dir: Option<&Path>,
+    stdout: Option<&Path>,
+    stderr: Option<&Path>,
+) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = Vec::new();
+    let candidates = [
+        working_dir,
+        stdout.and_then(Path::parent),
+        stderr.and_then(Path::parent),
+    ];
+    for p in candidates.into_iter().flatten() {
+        if p.parent().is_some() && !out.iter().any(|o| o == p) {
+            out.push(p.to_path_buf());
+        }
+    }
+    out
+}
+
+/// `ReadWritePaths=` and the sandbox directives [`ServiceConfig::hardening`] asks for.
+fn write_sandbox(
+    unit: &mut String,
+    config: &ServiceConfig,
+    kind: ManagerKind,
+) -> Result<(), ProcessError> {
+    let hardening = &config.hardening;
+    let strict = kind == ManagerKind::System && hardening.applies(Relax::WritePaths);
+    let mut writable = if strict {
+        own_write_paths(
+            config.working_dir.as_deref(),
+            config.stdout_path.as_deref(),
+            config.stderr_path.as_deref(),
+        )
+    } else {
+        Vec::new()
+    };
+    writable.extend(config.write_paths.iter().cloned());
+    if !writable.is_empty() {
+        let mut words = Vec::with_capacity(writable.len());
+        for p in &writable {
+            path_value(config, "write path", p)?;
+            // Unquoted, then specifiers: the quoting of a command-line word minus `$$`.
+            words.push(quote_word(&p.to_string_lossy(), false));
+        }
+        let _ = writeln!(unit, "ReadWritePaths={}", words.join(" "));
+    }
+    if !hardening.enabled {
+        return Ok(());
+    }
+    if kind == ManagerKind::User {
+        if let Some(key) = hardening.relax.first() {
+            return Err(invalid(
+                config,
+                format!("hardening.relax ({key}) applies to system services; a user manager's services get a fixed baseline (NoNewPrivileges, ProtectSystem=full, PrivateTmp)"),
+            ));
+        }
+        for (name, value) in USER_BASELINE {
+            let _ = writeln!(unit, "{name}={value}");
+        }
+        return Ok(());
+    }
+    let protect = if strict {
+        PROTECT_SYSTEM_STRICT
+    } else {
+        PROTECT_SYSTEM_FULL
+    };
+    let _ = writeln!(unit, "ProtectSystem={protect}");
+    for (key, directives) in SANDBOX {
+        if hardening.applies(*key) {
+            for (name, value) in *directives {
+                let _ = writeln!(unit, "{name}={value}");
+            }
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use process_manager::{ServiceLabel, StartLimit};
+    use process_manager::{Hardening, ServiceLabel, StartLimit};
 
     fn cfg() -> ServiceConfig {
         ServiceConfig::new(ServiceLabel::new("svc").unwrap(), "/usr/bin/sleep").with_args(["1000"])
@@ -358,9 +462,36 @@ Restart=on-failure
 RestartSec=1500ms
 StandardOutput=append:/var/log/svc/out.log
 StandardError=append:/var/log/svc/err%%.log
-NoNewPrivileges=yes
-ProtectSystem=full
+ReadWritePaths="/var/lib/svc" "/var/log/svc"
+ProtectSystem=strict
+ProtectHome=yes
 PrivateTmp=yes
+PrivateDevices=yes
+DevicePolicy=closed
+ProtectKernelTunables=yes
+ProtectKernelModules=yes
+ProtectKernelLogs=yes
+ProtectControlGroups=yes
+ProtectClock=yes
+ProtectHostname=yes
+ProtectProc=invisible
+ProcSubset=pid
+RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX
+RestrictNamespaces=yes
+PrivateMounts=yes
+MemoryDenyWriteExecute=yes
+SystemCallFilter=@system-service
+SystemCallArchitectures=native
+LockPersonality=yes
+RestrictRealtime=yes
+NoNewPrivileges=yes
+RestrictSUIDSGID=yes
+CapabilityBoundingSet=
+AmbientCapabilities=
+PrivateUsers=yes
+UMask=0077
+RemoveIPC=yes
+KeyringMode=private
 
 [Install]
 WantedBy=multi-user.target
@@ -369,9 +500,76 @@ WantedBy=multi-user.target
     }
 
     #[test]
+    fn each_relax_key_gives_back_its_protections_only() {
+        let c = cfg();
+        let full = render_unit(&c, ManagerKind::System, Some(&account())).unwrap();
+        let mut c = cfg();
+        c.hardening = Hardening::relaxed([Relax::WxMemory, Relax::Proc, Relax::WritePaths]);
+        c.working_dir = Some("/var/lib/svc".into());
+        let unit = render_unit(&c, ManagerKind::System, Some(&account())).unwrap();
+        for gone in [
+            "MemoryDenyWriteExecute",
+            "ProtectProc",
+            "ProcSubset",
+            "ReadWritePaths",
+        ] {
+            assert!(full.contains(gone) || gone == "ReadWritePaths", "{full}");
+            assert!(!unit.contains(gone), "{gone}: {unit}");
+        }
+        assert!(unit.contains("\nProtectSystem=full\n"), "{unit}");
+        assert!(
+            unit.contains("\nSystemCallFilter=@system-service\n"),
+            "{unit}"
+        );
+        assert!(unit.contains("\nPrivateUsers=yes\n"), "{unit}");
+    }
+
+    #[test]
+    fn write_paths_open_the_service_own_folders_never_root() {
+        let mut c = cfg();
+        c.working_dir = Some("/".into());
+        c.stdout_path = Some("/out.log".into());
+        c.stderr_path = Some("/var/log/a b/err.log".into());
+        c.write_paths = vec!["/srv/100%".into()];
+        let unit = render_unit(&c, ManagerKind::System, Some(&account())).unwrap();
+        assert!(
+            unit.contains("\nReadWritePaths=\"/var/log/a b\" \"/srv/100%%\"\n"),
+            "{unit}"
+        );
+    }
+
+    #[test]
+    fn user_manager_units_get_the_baseline_and_refuse_relax_keys() {
+        let mut c = cfg().with_scope(ServiceScope::User { uid: 1000 });
+        let unit = render_unit(&c, ManagerKind::User, None).unwrap();
+        assert!(
+            unit.contains("NoNewPrivileges=yes\nProtectSystem=full\nPrivateTmp=yes\n"),
+            "{unit}"
+        );
+        assert!(!unit.contains("PrivateUsers"), "{unit}");
+        c.hardening = Hardening::relaxed([Relax::Home]);
+        let e = render_unit(&c, ManagerKind::User, None).unwrap_err();
+        assert!(e.to_string().contains("baseline"), "{e}");
+    }
+
+    #[test]
+    fn dependencies_are_after_and_wants() {
+        let mut c = cfg();
+        c.after = vec![
+            ServiceLabel::new("redis").unwrap(),
+            ServiceLabel::new("colima").unwrap(),
+        ];
+        let unit = render_unit(&c, ManagerKind::System, Some(&account())).unwrap();
+        assert!(
+            unit.contains("[Unit]\nDescription=joelclaw service svc\nAfter=redis.service colima.service\nWants=redis.service colima.service\n"),
+            "{unit}"
+        );
+    }
+
+    #[test]
     fn hardening_can_be_relaxed_and_run_at_load_off_has_no_install() {
         let mut c = cfg();
-        c.hardening = false;
+        c.hardening = Hardening::off();
         c.run_at_load = false;
         let unit = render_unit(&c, ManagerKind::System, Some(&account())).unwrap();
         assert!(!unit.contains("NoNewPrivileges"), "{unit}");

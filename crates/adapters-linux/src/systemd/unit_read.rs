@@ -14,7 +14,14 @@ use std::path::Path;
 use std::str::Chars as StrChars;
 use std::time::Duration;
 
-use process_manager::{RestartPolicy, ServiceConfig, ServiceLabel, ServiceScope, StartLimit};
+use process_manager::{
+    CalendarInterval, Hardening, Relax, RestartPolicy, ServiceConfig, ServiceLabel, ServiceScope,
+    StartLimit, Triggers,
+};
+
+use super::sandbox::{is_sandbox_directive, PROTECT_SYSTEM_STRICT, SANDBOX};
+use super::unit::own_write_paths;
+use super::unit_trigger::weekday_number;
 
 /// The characters of a value, with one of look-ahead.
 type Chars<'a> = Peekable<StrChars<'a>>;
@@ -26,6 +33,12 @@ pub struct UnitDefinition {
     pub label: String,
     /// `Description=`.
     pub description: Option<String>,
+    /// `After=` units (in `[Unit]`).
+    pub after: Vec<String>,
+    /// `Wants=` units (in `[Unit]`).
+    pub wants: Vec<String>,
+    /// `Type=`, as written.
+    pub service_type: Option<String>,
     /// `ExecStart=` command lines, each unquoted into argv (program first, prefixes such as
     /// `-` or `+` dropped).
     pub exec_start: Vec<Vec<String>>,
@@ -57,18 +70,32 @@ pub struct UnitDefinition {
     pub protect_system: Option<String>,
     /// `PrivateTmp=` is true.
     pub private_tmp: bool,
+    /// The sandbox directives (`ProtectSystem=`, `ProtectHome=`, `SystemCallFilter=`...) as
+    /// written, the last of each.
+    pub sandbox: BTreeMap<String, String>,
+    /// What the unit's `.timer` and `.path` siblings say (empty when there are none).
+    pub triggers: Triggers,
     /// `WantedBy=` targets (in `[Install]`).
     pub wanted_by: Vec<String>,
 }
 
-/// Reads the unit at `path`; its label is the file name without `.service`.
+/// Reads the unit at `path`, and the `.timer` and `.path` of the same name beside it when they
+/// exist; its label is the file name without `.service`.
 pub fn read_unit(path: &Path) -> Result<UnitDefinition, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("unreadable: {e}"))?;
     let label = path
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_default();
-    Ok(parse_unit(&label, &text))
+    let sibling = |ext: &str| -> Result<Option<String>, String> {
+        match std::fs::read_to_string(path.with_extension(ext)) {
+            Ok(text) => Ok(Some(text)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(format!("{ext} unit unreadable: {e}")),
+        }
+    };
+    let (timer, watch) = (sibling("timer")?, sibling("path")?);
+    Ok(parse_unit(&label, &text).with_trigger_units(timer.as_deref(), watch.as_deref()))
 }
 
 /// Reads a unit's text.
@@ -89,6 +116,11 @@ pub fn parse_unit(label: &str, text: &str) -> UnitDefinition {
         let (key, value) = (key.trim(), value.trim());
         match (section.as_str(), key) {
             ("Unit", "Description") => d.description = Some(value.to_string()),
+            ("Unit", "After") if value.is_empty() => d.after.clear(),
+            ("Unit", "After") => d.after.extend(value.split_whitespace().map(str::to_string)),
+            ("Unit", "Wants") if value.is_empty() => d.wants.clear(),
+            ("Unit", "Wants") => d.wants.extend(value.split_whitespace().map(str::to_string)),
+            ("Service", "Type") => d.service_type = Some(value.to_string()),
             ("Unit", "StartLimitIntervalSec") => d.start_limit_interval = time_span(value),
             ("Unit", "StartLimitBurst") => d.start_limit_burst = value.parse().ok(),
             ("Service", "ExecStart") if value.is_empty() => d.exec_start.clear(),
@@ -119,13 +151,19 @@ pub fn parse_unit(label: &str, text: &str) -> UnitDefinition {
             ("Service", "StandardError") => d.stderr_path = output_file(value),
             ("Service", "ReadWritePaths") if value.is_empty() => d.read_write_paths.clear(),
             ("Service", "ReadWritePaths") => d.read_write_paths.extend(
-                value
-                    .split_whitespace()
+                words(value)
+                    .iter()
                     .map(|p| percents(p.trim_start_matches(['-', '+']))),
             ),
-            ("Service", "NoNewPrivileges") => d.no_new_privileges = boolean(value),
-            ("Service", "ProtectSystem") => d.protect_system = Some(value.to_string()),
-            ("Service", "PrivateTmp") => d.private_tmp = boolean(value),
+            ("Service", key) if is_sandbox_directive(key) => {
+                match key {
+                    "NoNewPrivileges" => d.no_new_privileges = boolean(value),
+                    "ProtectSystem" => d.protect_system = Some(value.to_string()),
+                    "PrivateTmp" => d.private_tmp = boolean(value),
+                    _ => {}
+                }
+                d.sandbox.insert(key.to_string(), value.to_string());
+            }
             ("Install", "WantedBy") if value.is_empty() => d.wanted_by.clear(),
             ("Install", "WantedBy") => {
                 d.wanted_by
@@ -137,11 +175,101 @@ pub fn parse_unit(label: &str, text: &str) -> UnitDefinition {
     d
 }
 
+/// Reads a job's `.timer` and `.path` texts into its triggers (what it cannot read is left out).
+fn parse_triggers(timer: Option<&str>, watch: Option<&str>) -> Triggers {
+    let mut t = Triggers::default();
+    for line in timer.map(logical_lines).unwrap_or_default() {
+        match line.split_once('=').map(|(k, v)| (k.trim(), v.trim())) {
+            Some(("OnUnitActiveSec", v)) => t.interval = time_span(v),
+            Some(("OnCalendar", "")) => t.calendar.clear(),
+            Some(("OnCalendar", v)) => t.calendar.extend(calendar(v)),
+            _ => {}
+        }
+    }
+    for line in watch.map(logical_lines).unwrap_or_default() {
+        match line.split_once('=').map(|(k, v)| (k.trim(), v.trim())) {
+            Some(("PathModified" | "PathChanged" | "PathExists", v)) if !v.is_empty() => {
+                t.watch_paths.push(percents(v).into())
+            }
+            _ => {}
+        }
+    }
+    t
+}
+
+/// An `OnCalendar=` expression of the shape the writer gives (`[Weekday] *-MM-DD HH:MM:00`,
+/// `*` for any); `None` for any other.
+fn calendar(value: &str) -> Option<CalendarInterval> {
+    let parts: Vec<&str> = value.split_whitespace().collect();
+    let (weekday, date, time) = match parts.as_slice() {
+        [w, d, t] => (Some(weekday_number(w)?), *d, *t),
+        [d, t] => (None, *d, *t),
+        _ => return None,
+    };
+    let field = |f: &str| -> Option<Option<u8>> {
+        if f == "*" {
+            Some(None)
+        } else {
+            f.parse().ok().map(Some)
+        }
+    };
+    let [year, month, day] = date.split('-').collect::<Vec<_>>()[..] else {
+        return None;
+    };
+    let [hour, minute, second] = time.split(':').collect::<Vec<_>>()[..] else {
+        return None;
+    };
+    if year != "*" || second != "00" {
+        return None;
+    }
+    Some(CalendarInterval {
+        minute: field(minute)?,
+        hour: field(hour)?,
+        day: field(day)?,
+        weekday,
+        month: field(month)?,
+    })
+}
+
 impl UnitDefinition {
+    /// This definition with the triggers its `.timer` and `.path` texts give.
+    pub fn with_trigger_units(mut self, timer: Option<&str>, watch: Option<&str>) -> Self {
+        self.triggers = parse_triggers(timer, watch);
+        self
+    }
+
+    /// The hardening the sandbox directives describe: on when `ProtectSystem=` is; in the
+    /// system manager, each relax key whose directives are not all there as the writer puts
+    /// them is relaxed (`write-paths` when `ProtectSystem=` is not `strict`). A user manager's
+    /// units have one fixed baseline and no relax keys.
+    fn hardening(&self, scope: ServiceScope) -> Hardening {
+        let enabled = self
+            .protect_system
+            .as_deref()
+            .is_some_and(|p| !boolean_no(p));
+        if !enabled || scope != ServiceScope::System {
+            return enabled.into();
+        }
+        let mut relax: Vec<Relax> = SANDBOX
+            .iter()
+            .filter(|(_, directives)| {
+                !directives
+                    .iter()
+                    .all(|(n, v)| self.sandbox.get(*n).map(String::as_str) == Some(*v))
+            })
+            .map(|(key, _)| *key)
+            .collect();
+        if self.protect_system.as_deref() != Some(PROTECT_SYSTEM_STRICT) {
+            relax.push(Relax::WritePaths);
+        }
+        Hardening::relaxed(relax)
+    }
+
     /// The definition as a [`ServiceConfig`] in `scope` (system or a user's manager: the unit's
     /// folder decides, not the unit). Absent directives take systemd's defaults (`Restart=no`,
-    /// not enabled); `hardening` is on when all three sandboxing directives the generator writes
-    /// are set; `User=root` reads as `allow_root`.
+    /// not enabled); `hardening` is read from the sandbox directives; `ReadWritePaths=` beyond
+    /// the folders a strict sandbox opens on its own are `write_paths`; `After=` services are
+    /// `after`; `User=root` reads as `allow_root`.
     pub fn to_config(&self, scope: ServiceScope) -> Result<ServiceConfig, String> {
         let label = ServiceLabel::new(self.label.as_str()).map_err(|e| e.to_string())?;
         let [argv] = self.exec_start.as_slice() else {
@@ -173,12 +301,31 @@ impl UnitDefinition {
         c.run_at_load = !self.wanted_by.is_empty();
         c.stdout_path = self.stdout_path.as_ref().map(Into::into);
         c.stderr_path = self.stderr_path.as_ref().map(Into::into);
-        c.hardening = self.no_new_privileges
-            && self.private_tmp
-            && self
-                .protect_system
-                .as_deref()
-                .is_some_and(|p| !boolean_no(p));
+        c.hardening = self.hardening(scope);
+        let mut writable: &[String] = &self.read_write_paths;
+        if scope == ServiceScope::System && c.hardening.applies(Relax::WritePaths) {
+            let own = own_write_paths(
+                c.working_dir.as_deref(),
+                c.stdout_path.as_deref(),
+                c.stderr_path.as_deref(),
+            );
+            let starts_with_own = own.len() <= writable.len()
+                && own
+                    .iter()
+                    .zip(writable)
+                    .all(|(o, w)| o.as_os_str() == w.as_str());
+            if starts_with_own {
+                writable = &writable[own.len()..];
+            }
+        }
+        c.write_paths = writable.iter().map(Into::into).collect();
+        c.after = self
+            .after
+            .iter()
+            .filter_map(|u| u.strip_suffix(".service"))
+            .filter_map(|l| ServiceLabel::new(l).ok())
+            .collect();
+        c.triggers = self.triggers.clone();
         Ok(c)
     }
 }
@@ -368,6 +515,7 @@ fn time_span(value: &str) -> Option<Duration> {
 mod tests {
     use super::*;
     use crate::systemd::unit::{render_unit, ManagerKind, ServiceAccount};
+    use crate::systemd::unit_trigger::{render_path, render_timer};
     use process_manager::looks_like_secret;
     use proptest::prelude::*;
 
@@ -396,9 +544,44 @@ mod tests {
         )
     }
 
+    fn relax() -> impl Strategy<Value = std::collections::BTreeSet<Relax>> {
+        prop::collection::btree_set(prop::sample::select(Relax::ALL.to_vec()), 0..6)
+    }
+
+    fn calendar() -> impl Strategy<Value = CalendarInterval> {
+        (
+            prop::option::of(0u8..60),
+            prop::option::of(0u8..24),
+            prop::option::of(1u8..32),
+            prop::option::of(0u8..7),
+            prop::option::of(1u8..13),
+        )
+            .prop_map(|(minute, hour, day, weekday, month)| CalendarInterval {
+                minute,
+                hour,
+                // launchd and systemd disagree on both together; the config refuses them.
+                day: if weekday.is_some() { None } else { day },
+                weekday,
+                month,
+            })
+    }
+
+    fn triggers() -> impl Strategy<Value = Triggers> {
+        (
+            prop::option::of(1u64..100_000),
+            prop::collection::vec(calendar(), 0..3),
+            prop::collection::vec(path(), 0..3),
+        )
+            .prop_map(|(interval, calendar, watch)| Triggers {
+                interval: interval.map(Duration::from_secs),
+                calendar,
+                watch_paths: watch.into_iter().map(Into::into).collect(),
+            })
+    }
+
     prop_compose! {
         /// Every config the generator writes in full: a system service that names its account
-        /// (or root, allowed), or a user service.
+        /// (or root, allowed), or a user service; a daemon or a job.
         fn config()(
             label in label(),
             program in "(/[a-zA-Z0-9 ._%\\\\\"'-]{1,12}){1,4}",
@@ -417,6 +600,10 @@ mod tests {
             delay in prop::option::of(0u64..10_000_000),
             start_limit in prop::option::of((0u64..10_000_000, 1u32..1000)),
             hardening in any::<bool>(),
+            relax in relax(),
+            write_paths in prop::collection::vec(path(), 0..3),
+            after in prop::collection::vec(label(), 0..3),
+            triggers in triggers(),
             user_manager in prop::option::of(1u32..100_000),
         ) -> ServiceConfig {
             let mut c = ServiceConfig::new(label, program).with_args(
@@ -445,7 +632,17 @@ mod tests {
                 interval: Duration::from_millis(ms),
                 burst,
             });
-            c.hardening = hardening;
+            c.hardening = match (hardening, user_manager) {
+                // A user manager's units take no relax keys.
+                (true, None) => Hardening::relaxed(relax),
+                (on, _) => on.into(),
+            };
+            c.write_paths = write_paths.into_iter().map(Into::into).collect();
+            c.after = after.into_iter().filter(|l| *l != c.label).collect();
+            c.triggers = triggers;
+            if c.is_job() && c.restart == RestartPolicy::Always {
+                c.restart = RestartPolicy::Never;
+            }
             c
         }
     }
@@ -461,8 +658,18 @@ mod tests {
         #[test]
         fn written_then_read_gives_the_same_config(c in config()) {
             let text = render_unit(&c, kind(&c), None).unwrap();
-            let read = parse_unit(c.label.as_str(), &text);
-            prop_assert_eq!(read.to_config(c.scope).unwrap(), c, "{}", text);
+            let timer = render_timer(&c).unwrap();
+            let watch = render_path(&c).unwrap();
+            let read = parse_unit(c.label.as_str(), &text)
+                .with_trigger_units(timer.as_deref(), watch.as_deref());
+            prop_assert_eq!(
+                read.to_config(c.scope).unwrap(),
+                c,
+                "{}\n{:?}\n{:?}",
+                text,
+                timer,
+                watch
+            );
         }
     }
 
@@ -480,7 +687,11 @@ mod tests {
         assert_eq!(read.user.as_deref(), Some("joelclaw"));
         assert_eq!(read.group.as_deref(), Some("staff"));
         assert_eq!(read.wanted_by, ["multi-user.target"]);
-        assert_eq!(read.protect_system.as_deref(), Some("full"));
+        assert_eq!(read.protect_system.as_deref(), Some("strict"));
+        assert_eq!(
+            read.to_config(ServiceScope::System).unwrap().hardening,
+            Hardening::on()
+        );
     }
 
     #[test]
@@ -531,6 +742,55 @@ WantedBy=multi-user.target
         // An empty assignment resets the list before it.
         let d = parse_unit("y", "[Service]\nExecStart=/a\nExecStart=\nExecStart=/b c\n");
         assert_eq!(d.exec_start, [vec!["/b", "c"]]);
+    }
+
+    #[test]
+    fn read_unit_reads_the_timer_and_path_units_beside_it() {
+        let mut c = ServiceConfig::new(ServiceLabel::new("janitor").unwrap(), "/usr/bin/true");
+        c.user = Some("joelclaw".into());
+        c.restart = RestartPolicy::Never;
+        c.triggers = Triggers {
+            interval: Some(Duration::from_secs(600)),
+            calendar: vec![CalendarInterval {
+                weekday: Some(0),
+                hour: Some(4),
+                minute: Some(5),
+                ..CalendarInterval::default()
+            }],
+            watch_paths: vec!["/var/lib/joelclaw/inbox".into()],
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let unit = dir.path().join("janitor.service");
+        std::fs::write(&unit, render_unit(&c, ManagerKind::System, None).unwrap()).unwrap();
+        let timer = render_timer(&c).unwrap().unwrap();
+        std::fs::write(dir.path().join("janitor.timer"), timer).unwrap();
+        let watch = render_path(&c).unwrap().unwrap();
+        std::fs::write(dir.path().join("janitor.path"), watch).unwrap();
+        let read = read_unit(&unit).unwrap();
+        assert_eq!(read.service_type.as_deref(), Some("oneshot"));
+        assert_eq!(read.to_config(ServiceScope::System).unwrap(), c);
+        // Without its trigger units it reads as the service alone.
+        std::fs::remove_file(dir.path().join("janitor.timer")).unwrap();
+        std::fs::remove_file(dir.path().join("janitor.path")).unwrap();
+        assert!(read_unit(&unit).unwrap().triggers.is_empty());
+    }
+
+    #[test]
+    fn hand_written_sandboxes_read_as_relax_keys() {
+        let text = "[Service]\nExecStart=/bin/x\nNoNewPrivileges=yes\nProtectSystem=full\nPrivateTmp=yes\n";
+        let h = parse_unit("x", text).hardening(ServiceScope::System);
+        assert!(h.enabled);
+        assert!(!h.relax.contains(&Relax::Tmp), "{h:?}");
+        for key in [
+            Relax::WritePaths,
+            Relax::Home,
+            Relax::Privileges,
+            Relax::Syscalls,
+        ] {
+            assert!(h.relax.contains(&key), "{key}: {h:?}");
+        }
+        let off = parse_unit("x", "[Service]\nExecStart=/bin/x\nProtectSystem=no\n");
+        assert_eq!(off.hardening(ServiceScope::System), Hardening::off());
     }
 
     #[test]

@@ -1,0 +1,230 @@
+//! Jobs: a service that runs to completion when its `.timer` or `.path` unit (written beside the
+//! `.service`, same name) starts it. The trigger units are what is enabled and kept active; the
+//! service is a `oneshot` that is inactive between runs.
+
+use process_manager::{
+    EnableOutcome, Operation, ProcessError, RunState, ServiceConfig, ServiceLabel, ServiceScope,
+    ServiceStatus,
+};
+
+use super::show::UnitState;
+use super::unit_trigger::{path_unit_name, render_path, render_timer, timer_name};
+use super::{is_active, unit_name, SystemdProcessManager, ADAPTER};
+use sysutil::fs::WriteOutcome;
+
+/// What writing a config's trigger units did.
+#[derive(Debug, Default)]
+pub(super) struct TriggerWrite {
+    /// The trigger units the config has (written or already as wanted), timer first.
+    pub(super) present: Vec<String>,
+    /// Those whose file was created or replaced: a running one must restart to take it.
+    pub(super) changed: Vec<String>,
+    /// Whether a unit file was removed (a trigger the config no longer has).
+    pub(super) removed: bool,
+}
+
+impl TriggerWrite {
+    /// Whether systemd must reload to see the files.
+    pub(super) fn any_file_changed(&self) -> bool {
+        self.removed || !self.changed.is_empty()
+    }
+}
+
+/// The trigger unit names a label may have: its timer and its path unit.
+fn trigger_names(label: &ServiceLabel) -> [String; 2] {
+    [timer_name(label), path_unit_name(label)]
+}
+
+impl SystemdProcessManager {
+    /// Writes the `.timer` and `.path` units `config` asks for, and disables and removes the
+    /// ones it no longer has. Nothing is written unless both render.
+    pub(super) async fn write_triggers(
+        &self,
+        config: &ServiceConfig,
+    ) -> Result<TriggerWrite, ProcessError> {
+        let texts = [render_timer(config)?, render_path(config)?];
+        let mut out = TriggerWrite::default();
+        for (name, text) in trigger_names(&config.label).into_iter().zip(texts) {
+            match text {
+                Some(text) => {
+                    if self.write_unit_file(&name, &text).await? != WriteOutcome::Unchanged {
+                        out.changed.push(name.clone());
+                    }
+                    out.present.push(name);
+                }
+                None if self.unit_dir.join(&name).is_file() => {
+                    // Disarmed before its file goes, so systemd forgets no running trigger.
+                    self.job(Operation::Enable, &["disable", "--now", &name])
+                        .await?;
+                    std::fs::remove_file(self.unit_dir.join(&name)).map_err(|e| {
+                        ProcessError::Backend {
+                            adapter: ADAPTER.into(),
+                            source: Box::new(e),
+                        }
+                    })?;
+                    out.removed = true;
+                }
+                None => {}
+            }
+        }
+        Ok(out)
+    }
+
+    /// The rest of `enable` for a job, once its units are written and loaded: triggers enabled
+    /// and active (restarted when their file changed), the service enabled when it runs at load
+    /// and run once (without waiting for it) when its definition is new or changed; a changed
+    /// definition restarts a run in progress.
+    pub(super) async fn enable_job(
+        &self,
+        config: &ServiceConfig,
+        written: WriteOutcome,
+        triggers: &TriggerWrite,
+        service: &UnitState,
+        trigger_states: &[UnitState],
+    ) -> Result<EnableOutcome, ProcessError> {
+        let unit = unit_name(&config.label);
+        let mut enable: Vec<&str> = Vec::new();
+        let mut restart: Vec<&str> = Vec::new();
+        let mut start: Vec<&str> = Vec::new();
+        if config.run_at_load && service.needs_enabling() {
+            enable.push(&unit);
+        }
+        for (name, state) in triggers.present.iter().zip(trigger_states) {
+            if state.needs_enabling() {
+                enable.push(name);
+            }
+            if !is_active(state.run_state()) {
+                start.push(name);
+            } else if triggers.changed.contains(name) {
+                restart.push(name);
+            }
+        }
+        let acted = !(enable.is_empty() && restart.is_empty() && start.is_empty());
+        for (verb, units) in [("enable", enable), ("restart", restart), ("start", start)] {
+            if !units.is_empty() {
+                let mut args = vec![verb];
+                args.extend(units);
+                self.job(Operation::Enable, &args).await?;
+            }
+        }
+        // A job may run for long; its result is the unit's state, not this call's. A new
+        // definition takes effect only in a new process (a daemon that became a job included).
+        let run = match (written, config.run_at_load) {
+            (WriteOutcome::Created, true) => Some("start"),
+            (WriteOutcome::Replaced, true) => Some("restart"),
+            (WriteOutcome::Replaced, false) => Some("try-restart"),
+            _ => None,
+        };
+        if let Some(verb) = run {
+            self.job(Operation::Enable, &[verb, "--no-block", &unit])
+                .await?;
+        }
+        Ok(match written {
+            WriteOutcome::Created => EnableOutcome::Installed,
+            WriteOutcome::Replaced => EnableOutcome::Updated,
+            WriteOutcome::Unchanged if triggers.any_file_changed() => EnableOutcome::Updated,
+            WriteOutcome::Unchanged if acted => EnableOutcome::Started,
+            WriteOutcome::Unchanged => EnableOutcome::Unchanged,
+        })
+    }
+
+    /// The service's state and its loaded trigger units' (name, state), in one `show`.
+    /// `NotFound` when systemd knows none of them.
+    pub(super) async fn job_states(
+        &self,
+        operation: Operation,
+        label: &ServiceLabel,
+    ) -> Result<(UnitState, Vec<(String, UnitState)>), ProcessError> {
+        let mut names = vec![unit_name(label)];
+        names.extend(trigger_names(label));
+        let mut states = self.show(operation, &names).await?.into_iter();
+        let service = states.next().ok_or_else(|| {
+            ProcessError::backend(ADAPTER, "systemctl show gave no block for the service")
+        })?;
+        let triggers: Vec<(String, UnitState)> = names[1..]
+            .iter()
+            .cloned()
+            .zip(states)
+            .filter(|(_, s)| !s.is_not_found())
+            .collect();
+        if service.is_not_found() && triggers.is_empty() {
+            return Err(ProcessError::NotFound {
+                label: label.to_string(),
+                scope: Some(self.systemctl.scope_name()),
+            });
+        }
+        Ok((service, triggers))
+    }
+}
+
+/// A job's status: the service's, except that it counts as enabled when a trigger is, and an
+/// idle service whose trigger is active reads as [`RunState::SupervisorRestarting`]: systemd will
+/// start it on its own, so nobody should start it on top.
+pub(super) fn job_status(
+    service: &UnitState,
+    triggers: &[(String, UnitState)],
+    label: ServiceLabel,
+    scope: ServiceScope,
+) -> ServiceStatus {
+    let mut status = service.to_status(label, scope);
+    if triggers.is_empty() {
+        return status;
+    }
+    let enabled: Vec<Option<bool>> = triggers.iter().map(|(_, s)| s.enabled()).collect();
+    status.enabled = if enabled.contains(&Some(true)) {
+        Some(true)
+    } else if enabled.contains(&Some(false)) {
+        Some(false)
+    } else {
+        status.enabled
+    };
+    let armed = triggers.iter().any(|(_, s)| is_active(s.run_state()));
+    if armed && status.state == RunState::Stopped {
+        status.state = RunState::SupervisorRestarting;
+    }
+    status.loaded = status.loaded || triggers.iter().any(|(_, s)| s.load_state == "loaded");
+    status
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::systemd::show::{parse_show_blocks, UnitState};
+
+    fn state(text: &str) -> UnitState {
+        UnitState::from_block(&parse_show_blocks(text)[0]).unwrap()
+    }
+
+    #[test]
+    fn an_idle_job_with_an_armed_trigger_is_left_to_systemd() {
+        let service = state("Id=j.service\nLoadState=loaded\nActiveState=inactive\nSubState=dead\nUnitFileState=static\n");
+        let timer = state("Id=j.timer\nLoadState=loaded\nActiveState=active\nSubState=waiting\nUnitFileState=enabled\n");
+        let label = ServiceLabel::new("j").unwrap();
+        let st = job_status(
+            &service,
+            &[("j.timer".into(), timer.clone())],
+            label.clone(),
+            ServiceScope::System,
+        );
+        assert_eq!(
+            (st.state, st.enabled),
+            (RunState::SupervisorRestarting, Some(true))
+        );
+        let stopped = state("Id=j.timer\nLoadState=loaded\nActiveState=inactive\nSubState=dead\nUnitFileState=disabled\n");
+        let st = job_status(
+            &service,
+            &[("j.timer".into(), stopped)],
+            label.clone(),
+            ServiceScope::System,
+        );
+        assert_eq!((st.state, st.enabled), (RunState::Stopped, Some(false)));
+        let failed = state("Id=j.service\nLoadState=loaded\nActiveState=failed\nSubState=failed\nUnitFileState=static\n");
+        let st = job_status(
+            &failed,
+            &[("j.timer".into(), timer)],
+            label,
+            ServiceScope::System,
+        );
+        assert_eq!(st.state, RunState::Failed);
+    }
+}
