@@ -159,3 +159,22 @@ fn the_scanner_in_central_core_fails_the_gate() {
         vec![("scanner-in-heal-loop", 3), ("scanner-in-heal-loop", 4)]
     );
 }
+
+#[test]
+fn os_plumbing_in_a_port_crate_fails_the_gate() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "crates/process-manager/Cargo.toml",
+        "[dependencies]\nserde = \"1\"\nsysutil.workspace = true\n",
+    );
+    // The adapters, the heal loop and the agent are where OS plumbing belongs.
+    write(
+        dir.path(),
+        "crates/adapters-linux/Cargo.toml",
+        "[dependencies]\nsysutil.workspace = true\n",
+    );
+    let hits = scan(dir.path(), &workspace_rules()).unwrap().violations;
+    let got: Vec<(&str, usize)> = hits.iter().map(|h| (h.rule.as_str(), h.line)).collect();
+    assert_eq!(got, vec![("os-plumbing-in-port", 3)]);
+}

@@ -130,7 +130,7 @@ mod tests {
 
     #[test]
     fn built_in_rules_compile() {
-        assert_eq!(workspace_rules().len(), 5);
+        assert_eq!(workspace_rules().len(), 6);
         assert_eq!(default_repo_rules().len(), 2);
     }
 }
