@@ -18,6 +18,11 @@ mod memory;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 
+// For the conformance macro's expansion in other crates.
+#[cfg(feature = "testkit")]
+#[doc(hidden)]
+pub use port_kit as __port_kit;
+
 use std::collections::BTreeMap;
 use std::fmt::{self, Debug};
 use std::net::IpAddr;

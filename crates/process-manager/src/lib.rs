@@ -25,6 +25,11 @@ pub mod serde_duration;
 mod status;
 #[cfg(feature = "testkit")]
 pub mod testkit;
+
+// For the conformance macro's expansion in other crates.
+#[cfg(feature = "testkit")]
+#[doc(hidden)]
+pub use port_kit as __port_kit;
 mod triggers;
 
 pub use config::{

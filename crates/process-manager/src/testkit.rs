@@ -408,7 +408,8 @@ async fn cleanup(pm: &dyn ProcessManagerPort, label: &ServiceLabel) {
 #[macro_export]
 macro_rules! conformance_tests {
     ($module:ident, #[$test:meta], $setup:expr $(,)?) => {
-        $crate::__conformance_scenarios!(
+        $crate::__port_kit::conformance_scenarios!(
+            ($crate::testkit),
             $module,
             #[$test],
             $setup,
@@ -425,25 +426,5 @@ macro_rules! conformance_tests {
     // After the arm above: an attribute would otherwise be parsed as the start of `$setup`.
     ($module:ident, $setup:expr $(,)?) => {
         $crate::conformance_tests!($module, #[tokio::test], $setup);
-    };
-}
-
-#[doc(hidden)]
-#[macro_export]
-macro_rules! __conformance_scenarios {
-    ($module:ident, #[$test:meta], $setup:expr, $($scenario:ident),+ $(,)?) => {
-        mod $module {
-            #[allow(unused_imports)]
-            use super::*;
-            $(
-                #[$test]
-                async fn $scenario() {
-                    let setup = $setup;
-                    if let Some((port, fixture)) = setup(stringify!($scenario)).await {
-                        $crate::testkit::$scenario(&port, &fixture).await;
-                    }
-                }
-            )+
-        }
     };
 }
