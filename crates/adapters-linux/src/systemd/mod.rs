@@ -1,7 +1,7 @@
 //! `SystemdProcessManager`: [`ProcessManagerPort`] over `systemctl` and unit files.
 
 mod command;
-mod show;
+pub(crate) mod show;
 mod unit;
 
 use std::ffi::OsString;
