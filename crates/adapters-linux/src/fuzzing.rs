@@ -42,3 +42,14 @@ pub fn parse_list_units(text: &str) -> Result<Vec<String>, String> {
         .map(|units| units.into_iter().map(|u| u.unit).collect())
         .map_err(|e| e.to_string())
 }
+
+/// The unit file the adapter writes for `config` (no default account), for the unit reader's
+/// written-then-read property; the error when the adapter refuses the config.
+pub fn render_unit(config: &process_manager::ServiceConfig) -> Result<String, String> {
+    use crate::systemd::unit::{render_unit, ManagerKind};
+    let kind = match config.scope {
+        ServiceScope::System => ManagerKind::System,
+        _ => ManagerKind::User,
+    };
+    render_unit(config, kind, None).map_err(|e| e.to_string())
+}

@@ -7,3 +7,10 @@
 pub fn classify_launchctl_failure(code: Option<i32>, stderr: &str) -> String {
     format!("{:?}", crate::launchd::parse::classify(code, stderr))
 }
+
+/// The plist (XML) the adapter writes for `config` (no default account or PATH), for the plist
+/// reader's written-then-read property; the error when the adapter refuses the config.
+pub fn plist_xml(config: &process_manager::ServiceConfig) -> Result<Vec<u8>, String> {
+    let plist = crate::launchd::plist_gen::build_plist(config, None, None)?;
+    crate::launchd::plist_gen::to_xml(&plist)
+}

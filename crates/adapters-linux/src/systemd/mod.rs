@@ -2,7 +2,7 @@
 
 mod command;
 pub(crate) mod show;
-mod unit;
+pub(crate) mod unit;
 
 use std::ffi::OsString;
 use std::io::Write as _;

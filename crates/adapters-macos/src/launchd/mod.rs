@@ -11,7 +11,7 @@
 //! launchd loads at boot: `restart` bootstraps it from there again.
 
 pub mod parse;
-mod plist_gen;
+pub(crate) mod plist_gen;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsString;
