@@ -46,6 +46,10 @@ fuzz_target!(|data: &[u8]| {
         Some(37) => Some("AlreadyInProgress"),
         Some(125) => Some("DomainUnsupported"),
         Some(119) => Some("ServiceDisabled"),
+        // ESRCH from bootout, in either wording.
+        Some(3) if stderr.contains("No such process") || stderr.contains("Boot-out failed") => {
+            Some("NoSuchProcess")
+        }
         _ if !PHRASES.iter().any(|p| stderr.contains(p)) => Some("Other"),
         _ => None,
     };
