@@ -4,7 +4,7 @@
 use std::fs;
 use std::path::Path;
 
-use central_core::gate::{scan, workspace_rules, Rule};
+use gate::{scan, workspace_rules, Rule};
 use workspace_tests::repo_root;
 
 fn rule(name: &str) -> Rule {
@@ -28,7 +28,7 @@ fn write(root: &Path, rel: &str, text: &str) {
 
 #[test]
 fn the_workspace_passes_its_own_gate() {
-    let hits = scan(&repo_root(), &workspace_rules()).unwrap();
+    let hits = scan(&repo_root(), &workspace_rules()).unwrap().violations;
     assert!(
         hits.is_empty(),
         "architecture gate violations:\n{}",
@@ -49,7 +49,7 @@ fn a_launchd_call_in_central_core_fails_the_gate() {
         "crates/central-core/src/heal.rs",
         &format!("fn heal() {{\n{call}}}\n"),
     );
-    let hits = scan(dir.path(), &workspace_rules()).unwrap();
+    let hits = scan(dir.path(), &workspace_rules()).unwrap().violations;
     assert_eq!(hits.len(), 1, "{hits:?}");
     assert_eq!(hits[0].rule, "launchd-cli-outside-macos-adapter");
     assert_eq!(hits[0].path, Path::new("crates/central-core/src/heal.rs"));
@@ -92,7 +92,7 @@ fn systemd_calls_home_paths_and_adapter_dependencies_fail_the_gate() {
         "crates/adapters-linux/Cargo.toml",
         "[dependencies]\nbollard = \"0.19\"\n",
     );
-    let hits = scan(dir.path(), &workspace_rules()).unwrap();
+    let hits = scan(dir.path(), &workspace_rules()).unwrap().violations;
     let got: Vec<(String, String, usize)> = hits
         .iter()
         .map(|h| (h.rule.clone(), h.path.display().to_string(), h.line))
@@ -121,5 +121,41 @@ fn systemd_calls_home_paths_and_adapter_dependencies_fail_the_gate() {
                 1
             ),
         ]
+    );
+}
+
+#[test]
+fn the_service_accounts_home_is_not_a_developers_home() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = word("developer-home-path");
+    write(
+        dir.path(),
+        "examples/central.toml",
+        &format!("program = \"{home}claw/bin/x\"\nlogs = \"{home}/logs\"\n"),
+    );
+    let hits = scan(dir.path(), &workspace_rules()).unwrap().violations;
+    let got: Vec<(&str, usize)> = hits.iter().map(|h| (h.rule.as_str(), h.line)).collect();
+    assert_eq!(got, vec![("developer-home-path", 2)]);
+}
+
+#[test]
+fn the_scanner_in_central_core_fails_the_gate() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "crates/central-core/Cargo.toml",
+        "[dependencies]\nserde = \"1\"\ngate.workspace = true\nignore = \"0.4\"\n",
+    );
+    // The node agent may use the gate.
+    write(
+        dir.path(),
+        "crates/joelclaw-node/Cargo.toml",
+        "[dependencies]\ngate.workspace = true\n",
+    );
+    let hits = scan(dir.path(), &workspace_rules()).unwrap().violations;
+    let got: Vec<(&str, usize)> = hits.iter().map(|h| (h.rule.as_str(), h.line)).collect();
+    assert_eq!(
+        got,
+        vec![("scanner-in-heal-loop", 3), ("scanner-in-heal-loop", 4)]
     );
 }

@@ -36,7 +36,7 @@ impl DockerEndpoint {
     pub fn parse(url: &str) -> Result<Self, RuntimeError> {
         if let Some(path) = url.strip_prefix("unix://") {
             if !path.starts_with('/') {
-                return Err(RuntimeError::InvalidInput(format!(
+                return Err(RuntimeError::invalid_input(format!(
                     "docker endpoint {url:?}: a unix socket path must be absolute"
                 )));
             }
@@ -49,14 +49,14 @@ impl DockerEndpoint {
             if let Some(rest) = url.strip_prefix(scheme) {
                 let hostport = rest.trim_end_matches('/');
                 if hostport.is_empty() || hostport.contains('/') || !hostport.contains(':') {
-                    return Err(RuntimeError::InvalidInput(format!(
+                    return Err(RuntimeError::invalid_input(format!(
                         "docker endpoint {url:?}: expected {scheme}host:port"
                     )));
                 }
                 return Ok(DockerEndpoint::Tcp(hostport.to_string()));
             }
         }
-        Err(RuntimeError::InvalidInput(format!(
+        Err(RuntimeError::invalid_input(format!(
             "docker endpoint {url:?}: use unix:///path or tcp://host:port (TLS endpoints are not supported)"
         )))
     }
@@ -213,7 +213,7 @@ fn check_container_name(name: &str) -> Result<(), RuntimeError> {
     if ok {
         Ok(())
     } else {
-        Err(RuntimeError::InvalidInput(format!(
+        Err(RuntimeError::invalid_input(format!(
             "container name {name:?}: use letters, digits, '_', '.', '-', starting with a letter or digit"
         )))
     }
@@ -250,6 +250,7 @@ fn convert(operation: RuntimeOperation, what: &str, e: BollardError) -> RuntimeE
             message,
         } => RuntimeError::PermissionDenied {
             operation,
+            target: what.into(),
             detail: message,
         },
         BollardError::DockerResponseServerError {
@@ -275,6 +276,7 @@ fn convert(operation: RuntimeOperation, what: &str, e: BollardError) -> RuntimeE
         BollardError::IOError { err } => match err.kind() {
             std::io::ErrorKind::PermissionDenied => RuntimeError::PermissionDenied {
                 operation,
+                target: what.into(),
                 detail: err.to_string(),
             },
             _ => RuntimeError::Unavailable {
@@ -285,6 +287,7 @@ fn convert(operation: RuntimeOperation, what: &str, e: BollardError) -> RuntimeE
         other => match io_error_in(&other).map(std::io::Error::kind) {
             Some(std::io::ErrorKind::PermissionDenied) => RuntimeError::PermissionDenied {
                 operation,
+                target: what.into(),
                 detail: other.to_string(),
             },
             Some(_) => RuntimeError::Unavailable {
@@ -435,6 +438,7 @@ impl ContainerRuntimePort for DockerRuntime {
             });
         };
         let socket = socket.clone();
+        let target = socket.display().to_string();
         let work = tokio::task::spawn_blocking(move || {
             let pid = socket_server_pid(&socket)?;
             process_uptime(Path::new("/proc"), pid)
@@ -451,6 +455,7 @@ impl ContainerRuntimePort for DockerRuntime {
             Ok(Ok(Err(e))) if e.kind() == std::io::ErrorKind::PermissionDenied => {
                 Err(RuntimeError::PermissionDenied {
                     operation: op,
+                    target,
                     detail: e.to_string(),
                 })
             }
@@ -520,7 +525,7 @@ impl ContainerRuntimePort for DockerRuntime {
         let mut filters = std::collections::HashMap::new();
         if let Some(label) = label {
             if label.is_empty() || label.chars().any(char::is_control) {
-                return Err(RuntimeError::InvalidInput(format!(
+                return Err(RuntimeError::invalid_input(format!(
                     "label filter {label:?}: expected key or key=value"
                 )));
             }
@@ -588,7 +593,7 @@ mod tests {
             assert!(
                 matches!(
                     DockerEndpoint::parse(bad),
-                    Err(RuntimeError::InvalidInput(_))
+                    Err(RuntimeError::InvalidInput { .. })
                 ),
                 "{bad}"
             );

@@ -21,4 +21,5 @@ pub mod fuzzing;
 mod systemd;
 
 pub use docker::{DockerEndpoint, DockerRuntime};
+pub use systemd::unit_read;
 pub use systemd::{ServiceAccount, SystemdProcessManager, SystemdTarget};

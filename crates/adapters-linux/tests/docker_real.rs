@@ -7,7 +7,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use adapters_linux::DockerRuntime;
-use container_runtime::testkit::{self, Fixture};
+use container_runtime::testkit::Fixture;
 use container_runtime::{ContainerRestartOutcome, ContainerRuntimePort, RuntimeError};
 
 /// A container made for one test from the harness's busybox image, removed when dropped.
@@ -64,24 +64,25 @@ fn engine() -> Option<(String, String)> {
     Some((host, image))
 }
 
-#[tokio::test]
-async fn conformance_on_a_real_dockerd() {
-    let Some((host, image)) = engine() else {
-        return;
-    };
-    let name = format!("jc-conformance-{}", std::process::id());
+/// A container of the scenario's own (scenarios run at once), kept for the scenario, and the
+/// engine through `Arc<dyn>`, as the heal loop holds it.
+fn conformance_setup(
+    scenario: &str,
+) -> Option<(std::sync::Arc<dyn ContainerRuntimePort>, Fixture)> {
+    let (host, image) = engine()?;
+    let name = format!("jc-conf-{scenario}-{}", std::process::id()).replace('_', "-");
     let label = format!("com.joelclaw.test={name}");
-    let _container = TestContainer::run(&host, &image, &name, &label);
+    let container = TestContainer::run(&host, &image, &name, &label);
     let rt = DockerRuntime::connect(&host).unwrap();
-    let fx = Fixture {
-        has_vm: false,
-        container: Some((name.clone(), label)),
-    };
-    testkit::run_all(&rt, &fx).await;
-    // Through Arc<dyn>, as the heal loop holds it.
-    let shared: std::sync::Arc<dyn ContainerRuntimePort> = std::sync::Arc::new(rt);
-    assert!(shared.is_healthy().await.unwrap());
+    let fx = Fixture::new(false)
+        .with_container(name, label)
+        .keeping(container);
+    Some((std::sync::Arc::new(rt), fx))
 }
+
+container_runtime::conformance_tests!(conformance_on_a_real_dockerd, |scenario| async move {
+    conformance_setup(scenario)
+});
 
 #[tokio::test]
 async fn container_details_are_real() {
@@ -117,7 +118,7 @@ async fn container_details_are_real() {
     // Bad names are refused before they reach a URL.
     assert!(matches!(
         rt.inspect_container("../images/json").await,
-        Err(RuntimeError::InvalidInput(_))
+        Err(RuntimeError::InvalidInput { .. })
     ));
 }
 

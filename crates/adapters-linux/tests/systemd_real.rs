@@ -9,7 +9,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use adapters_linux::{ServiceAccount, SystemdProcessManager};
-use process_manager::testkit::{self, Fixture};
+use process_manager::testkit::Fixture;
 use process_manager::{
     EnableOutcome, LabelPattern, ProcessError, ProcessManagerPort, RestartOutcome, RestartPolicy,
     RunState, ServiceConfig, ServiceLabel, StartLimit,
@@ -105,19 +105,22 @@ async fn cleanup(pm: &SystemdProcessManager, c: &Container, l: &ServiceLabel) {
     c.run(&["systemctl", "reset-failed", &format!("{l}.service")]);
 }
 
-#[tokio::test]
-async fn conformance_on_real_systemd() {
-    let Some(c) = Container::get() else { return };
-    let pm = c.manager();
+/// The container's manager for one scenario, with a label prefix of the scenario's own
+/// (scenarios run at once), through `Arc<dyn>` as the heal loop holds it.
+fn conformance_setup(scenario: &str) -> Option<(std::sync::Arc<dyn ProcessManagerPort>, Fixture)> {
+    let c = Container::get()?;
+    let prefix = format!("conf-systemd-{scenario}-");
     // The suite expects a clean slate (its first enable is `Installed`); a rerun against the
     // same container finds the previous run's disabled units.
-    remove_leftovers(&c, "conf-systemd-");
-    let mut fx = Fixture::new("conf-systemd-", "/usr/bin/sleep", &["100000"]);
+    remove_leftovers(&c, &prefix);
+    let mut fx = Fixture::new(&prefix, "/usr/bin/sleep", &["100000"]);
     fx.settle = SETTLE;
-    testkit::run_all(&pm, &fx).await;
-    let shared: std::sync::Arc<dyn ProcessManagerPort> = std::sync::Arc::new(pm);
-    testkit::unknown_label_is_not_found(shared.as_ref(), &fx).await;
+    Some((std::sync::Arc::new(c.manager()), fx))
 }
+
+process_manager::conformance_tests!(conformance_on_real_systemd, |scenario| async move {
+    conformance_setup(scenario)
+});
 
 #[tokio::test]
 async fn an_unknown_unit_is_not_found() {
@@ -183,7 +186,7 @@ async fn awkward_arguments_and_environment_round_trip_exactly() {
         .with_env("NOTE", "a \"b\" 50% $HOME\nsecond line\\")
         .with_env("PLAIN", "x");
     assert_eq!(pm.enable(&cfg).await.unwrap(), EnableOutcome::Installed);
-    let st = support::wait_for("jc-roundtrip running", SETTLE, || async {
+    let st = sysutil::poll::until("jc-roundtrip running", SETTLE, || async {
         pm.inspect(&l).await.ok().filter(|s| s.is_running())
     })
     .await;
@@ -229,13 +232,13 @@ async fn a_kill_9_is_seen_in_inspect() {
     let mut cfg = looping(l.as_str(), &[]);
     cfg.restart_delay = Some(Duration::from_millis(100));
     pm.enable(&cfg).await.unwrap();
-    let before = support::wait_for("jc-kill9 running", SETTLE, || async {
+    let before = sysutil::poll::until("jc-kill9 running", SETTLE, || async {
         pm.inspect(&l).await.ok().filter(|s| s.is_running())
     })
     .await;
     let pid = before.pid.unwrap();
     c.run_ok(&["kill", "-9", &pid.to_string()]);
-    let after = support::wait_for("jc-kill9 restarted by systemd", SETTLE, || async {
+    let after = sysutil::poll::until("jc-kill9 restarted by systemd", SETTLE, || async {
         pm.inspect(&l)
             .await
             .ok()
@@ -252,7 +255,7 @@ async fn a_kill_9_is_seen_in_inspect() {
         ),
         "{after:?}"
     );
-    let back = support::wait_for("jc-kill9 running again", SETTLE, || async {
+    let back = sysutil::poll::until("jc-kill9 running again", SETTLE, || async {
         pm.inspect(&l).await.ok().filter(|s| s.is_running())
     })
     .await;
@@ -286,7 +289,7 @@ async fn the_start_limit_leaves_it_failed_and_restart_brings_it_back() {
         }
         other => panic!("enable: {other:?}"),
     }
-    let failed = support::wait_for("jc-startlimit failed", SETTLE, || async {
+    let failed = sysutil::poll::until("jc-startlimit failed", SETTLE, || async {
         pm.inspect(&l)
             .await
             .ok()
@@ -311,7 +314,7 @@ async fn the_start_limit_leaves_it_failed_and_restart_brings_it_back() {
         pm.restart(&l).await.unwrap(),
         RestartOutcome::ResetAndStarted
     );
-    support::wait_for("jc-startlimit running after reset", SETTLE, || async {
+    sysutil::poll::until("jc-startlimit running after reset", SETTLE, || async {
         pm.inspect(&l).await.ok().filter(|s| s.is_running())
     })
     .await;
@@ -391,7 +394,7 @@ async fn enable_of_an_identical_running_unit_is_one_show_and_no_reload() {
     let cfg = looping(l.as_str(), &[]);
     let setup = c.manager();
     setup.enable(&cfg).await.unwrap();
-    support::wait_for("jc-unchanged running", SETTLE, || async {
+    sysutil::poll::until("jc-unchanged running", SETTLE, || async {
         setup.inspect(&l).await.ok().filter(|s| s.is_running())
     })
     .await;
@@ -429,11 +432,11 @@ async fn output_goes_to_the_configured_log_files() {
     let read =
         |p: PathBuf| async move { std::fs::read_to_string(&p).ok().filter(|t| !t.is_empty()) };
     assert_eq!(
-        support::wait_for("stdout log", SETTLE, || read(out.clone())).await,
+        sysutil::poll::until("stdout log", SETTLE, || read(out.clone())).await,
         "to-stdout\n"
     );
     assert_eq!(
-        support::wait_for("stderr log", SETTLE, || read(err.clone())).await,
+        sysutil::poll::until("stderr log", SETTLE, || read(err.clone())).await,
         "to-stderr\n"
     );
     cleanup(&pm, &c, &l).await;

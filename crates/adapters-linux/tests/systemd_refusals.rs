@@ -21,6 +21,15 @@ fn config() -> ServiceConfig {
     ServiceConfig::new(ServiceLabel::new("refused").unwrap(), "/usr/bin/sleep").with_args(["1"])
 }
 
+/// An executable `/bin/sh` script `dir/name` running `body`.
+fn script(dir: &Path, name: &str, body: &str) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt as _;
+    let path = dir.join(name);
+    std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path
+}
+
 fn entries(dir: &Path) -> Vec<String> {
     std::fs::read_dir(dir)
         .unwrap()
@@ -123,19 +132,13 @@ async fn a_missing_systemctl_is_unavailable_and_named() {
 
 #[tokio::test]
 async fn a_hung_systemctl_is_a_timeout_and_is_killed() {
-    use std::os::unix::fs::PermissionsExt as _;
     let dir = tempfile::tempdir().unwrap();
-    let fake = dir.path().join("systemctl");
     let pid_file = dir.path().join("pid");
-    std::fs::write(
-        &fake,
-        format!(
-            "#!/bin/sh\necho $$ > {}\nexec sleep 60\n",
-            pid_file.display()
-        ),
-    )
-    .unwrap();
-    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let fake = script(
+        dir.path(),
+        "systemctl",
+        &format!("echo $$ > {}\nexec sleep 60", pid_file.display()),
+    );
     let pm = SystemdProcessManager::system()
         .with_systemctl(&fake)
         .with_unit_dir(dir.path())
@@ -156,38 +159,50 @@ async fn a_hung_systemctl_is_a_timeout_and_is_killed() {
         .trim()
         .parse()
         .unwrap();
-    let gone = async {
-        loop {
-            match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-                Err(_) => return,
-                Ok(stat)
-                    if stat
-                        .rsplit_once(") ")
-                        .is_some_and(|(_, r)| r.starts_with('Z')) =>
-                {
-                    return
-                }
-                Ok(_) => tokio::time::sleep(Duration::from_millis(20)).await,
-            }
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(10), gone)
-        .await
-        .expect("the hung systemctl is still running");
+    sysutil::poll::until_true(
+        "the hung systemctl to be killed",
+        Duration::from_secs(10),
+        || match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            Err(_) => true,
+            Ok(stat) => stat
+                .rsplit_once(") ")
+                .is_some_and(|(_, r)| r.starts_with('Z')),
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_timed_out_call_leaves_no_process_of_its_group() {
+    let dir = tempfile::tempdir().unwrap();
+    // A command prefix (as nsenter or ssh would be) that starts a grandchild and hangs.
+    let pid_file = dir.path().join("pid");
+    let prefix = script(
+        dir.path(),
+        "prefix",
+        &format!("sleep 60 &\necho $$ > {}\nwait", pid_file.display()),
+    );
+    let pm = SystemdProcessManager::system()
+        .with_command_prefix([&prefix])
+        .with_unit_dir(dir.path())
+        .with_query_deadline(Duration::from_secs(2));
+    let label = ServiceLabel::new("hung").unwrap();
+    match pm.inspect(&label).await {
+        Err(ProcessError::Timeout { .. }) => {}
+        other => panic!("expected Timeout, got {other:?}"),
+    }
+    let pgid: u32 = std::fs::read_to_string(&pid_file)
+        .expect("the prefix started within the deadline")
+        .trim()
+        .parse()
+        .unwrap();
+    sysutil::command::group::wait_until_empty(pgid, Duration::from_secs(10)).await;
 }
 
 #[test]
 fn capabilities_say_what_systemd_does() {
     let caps = SystemdProcessManager::system().capabilities();
     assert_eq!(caps.adapter, "systemd");
-    assert!(caps.supervisor_restarts && caps.native_restart && caps.reports_restart_count);
-    assert_eq!(
-        caps.start_limit,
-        Some(process_manager::StartLimit {
-            interval: Duration::from_secs(10),
-            burst: 5
-        })
-    );
     assert_eq!(caps.respawn_throttle, None);
     assert!(!caps.pushes_events);
 }

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use adapters_linux::{SystemdProcessManager, SystemdTarget};
 use process_manager::testkit::{self, Fixture};
-use process_manager::{ProcessManagerPort, ServiceLabel, ServiceScope};
+use process_manager::{ProcessManagerPort, ServiceScope};
 
 const SETTLE: Duration = Duration::from_secs(20);
 
@@ -52,27 +52,46 @@ fn user_manager() -> Option<(SystemdProcessManager, u32)> {
     Some((pm, uid))
 }
 
-#[tokio::test]
-async fn conformance_on_a_real_user_manager_through_machine() {
-    let Some((pm, uid)) = user_manager() else {
-        return;
-    };
+/// One scenario at a time against the user manager: its `--machine` bridge is the fragile
+/// part, and this binary exists to keep it away from concurrent reloads.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// The user manager for one scenario, with a label prefix of the scenario's own; the fixture
+/// holds the lock until the scenario ends.
+async fn conformance_setup(scenario: &str) -> Option<(SystemdProcessManager, Fixture)> {
+    let (pm, uid) = user_manager()?;
+    let turn = ONE_AT_A_TIME.lock().await;
+    let prefix = format!("conf-user-{scenario}-");
     for entry in std::fs::read_dir(pm.unit_dir()).unwrap() {
         let name = entry.unwrap().file_name().to_string_lossy().into_owned();
-        if name.starts_with("conf-user-") {
+        if name.starts_with(&prefix) {
             std::fs::remove_file(pm.unit_dir().join(name)).unwrap();
         }
     }
-    let mut fx = Fixture::new("conf-user-", "/usr/bin/sleep", &["100000"]);
+    let mut fx = Fixture::new(&prefix, "/usr/bin/sleep", &["100000"]);
     let make = fx.make_config;
     fx.make_config =
         Box::new(move |label, variant| make(label, variant).with_scope(ServiceScope::User { uid }));
     fx.settle = SETTLE;
-    testkit::run_all(&pm, &fx).await;
-    let st = pm
-        .inspect(&ServiceLabel::new("conf-user-enable").unwrap())
-        .await
-        .unwrap();
+    Some((pm, fx.keeping(turn)))
+}
+
+process_manager::conformance_tests!(
+    conformance_on_a_real_user_manager_through_machine,
+    |scenario| async move { conformance_setup(scenario).await }
+);
+
+#[tokio::test]
+async fn services_land_in_the_user_scope_and_the_suite_cleans_up() {
+    let Some((pm, fx)) = conformance_setup("scope").await else {
+        return;
+    };
+    let uid = match (fx.make_config)(fx.label("x"), 0).scope {
+        ServiceScope::User { uid } => uid,
+        other => panic!("the fixture's scope is {other:?}"),
+    };
+    testkit::enable_is_idempotent(&pm, &fx).await;
+    let st = pm.inspect(&fx.label("enable")).await.unwrap();
     assert_eq!(st.scope, Some(ServiceScope::User { uid }));
     assert!(
         !st.is_running(),

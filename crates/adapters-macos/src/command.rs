@@ -1,12 +1,12 @@
-//! Running an external program by argv with a deadline: the one place this crate spawns.
-//!
-//! Every call gets stdin from `/dev/null`, captured stdout/stderr, and `kill_on_drop`, so a
-//! passed deadline drops (and kills) the child instead of leaving a hung heal loop.
+//! Running `launchctl` and `colima`: where to find them, and one call with a deadline through
+//! `sysutil` (its own process group, killed whole when the deadline passes or the call is
+//! dropped, so a hung `colima` leaves nothing it started behind).
 
 use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::Duration;
+
+use sysutil::command::RunError;
 
 /// Where to find a program: a configured path, or a name looked up on `PATH`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,18 +33,8 @@ impl ProgramLocation {
                 ))
             };
         }
-        let search = match &self.search_path {
-            Some(p) => p.clone(),
-            None => std::env::var_os("PATH").unwrap_or_default(),
-        };
-        let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
-        which::which_in(self.name, Some(&search), cwd).map_err(|_| {
-            format!(
-                "{} not found on PATH ({})",
-                self.name,
-                search.to_string_lossy()
-            )
-        })
+        sysutil::program::find(OsStr::new(self.name), self.search_path.as_deref())
+            .map_err(|e| e.to_string())
     }
 }
 
@@ -68,7 +58,7 @@ impl CommandOutput {
 pub(crate) enum CommandError {
     /// The program could not be started (missing, not executable).
     Spawn(std::io::Error),
-    /// It did not finish within the deadline; it was killed.
+    /// It did not finish within the deadline; it and its process group were killed.
     Timeout,
 }
 
@@ -82,22 +72,22 @@ where
     I: IntoIterator<Item = S>,
     S: AsRef<OsStr>,
 {
-    let child = tokio::process::Command::new(program)
+    let args: Vec<OsString> = args.into_iter().map(|a| a.as_ref().to_owned()).collect();
+    match sysutil::command::Command::new(program, deadline)
         .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(CommandError::Spawn)?;
-    // Dropping the `wait_with_output` future on timeout drops the child, which kills it.
-    match tokio::time::timeout(deadline, child.wait_with_output()).await {
-        Ok(Ok(out)) => Ok(CommandOutput {
-            code: out.status.code(),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        .run()
+        .await
+    {
+        Ok(out) => Ok(CommandOutput {
+            code: out.code(),
+            stdout: out.stdout,
+            stderr: out.stderr,
         }),
-        Ok(Err(e)) => Err(CommandError::Spawn(e)),
-        Err(_) => Err(CommandError::Timeout),
+        Err(RunError::Timeout { .. }) => Err(CommandError::Timeout),
+        Err(
+            RunError::NotFound { source, .. }
+            | RunError::PermissionDenied { source, .. }
+            | RunError::Io { source, .. },
+        ) => Err(CommandError::Spawn(source)),
     }
 }

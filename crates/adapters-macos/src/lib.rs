@@ -9,7 +9,7 @@
 //!
 //! Both compile on every OS: they run their tools by argv (found on `PATH` with `which`, or at a
 //! configured path) with a deadline on every call, so their tests run on Linux against faithful
-//! fakes (`tests/fake/`) and real captured outputs (`../shared/fixtures/`). The parsers are
+//! fakes (`tests/fake/`) and real captured outputs (`tests/fixtures/`). The parsers are
 //! public ([`launchd::parse`], [`colima::parse`]) for tools that read the same outputs.
 
 pub mod colima;

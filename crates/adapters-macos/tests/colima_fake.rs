@@ -10,7 +10,7 @@ use std::time::Duration;
 use adapters_macos::{ColimaConfig, ColimaRuntime, FnHealthCheck, HealthCheck};
 use async_trait::async_trait;
 use common::FakeTool;
-use container_runtime::testkit::{self, Fixture};
+use container_runtime::testkit::Fixture;
 use container_runtime::{
     ContainerRuntimePort, EnsureRunningOutcome, RuntimeError, RuntimeOperation,
 };
@@ -47,18 +47,10 @@ impl Colima {
     }
 }
 
-#[tokio::test]
-async fn conformance_over_the_fake() {
-    let c = Colima::running(|c| c);
-    testkit::run_all(
-        &c.rt,
-        &Fixture {
-            has_vm: true,
-            container: None,
-        },
-    )
-    .await;
-}
+container_runtime::conformance_tests!(conformance_over_the_fake, |_| async {
+    let Colima { fake, rt } = Colima::running(|c| c);
+    Some((rt, Fixture::new(true).keeping(fake)))
+});
 
 #[tokio::test]
 async fn a_running_vm_describes_itself() {
@@ -168,7 +160,7 @@ async fn the_profile_goes_into_argv() {
     for bad in ["-rf", "a b", "", "x/y"] {
         assert!(matches!(
             ColimaRuntime::new(ColimaConfig::default().with_profile(bad)),
-            Err(RuntimeError::InvalidInput(_))
+            Err(RuntimeError::InvalidInput { .. })
         ));
     }
 }
@@ -185,6 +177,17 @@ async fn a_hanging_colima_is_a_timeout() {
         }
         other => panic!("expected Timeout, got {other:?}"),
     }
+}
+
+#[tokio::test]
+async fn a_timed_out_colima_leaves_no_process_of_its_group() {
+    let c = Colima::running(|c| c.with_deadline(Duration::from_secs(2)));
+    c.fake.set("hang-with-child", "*");
+    match c.rt.is_healthy().await {
+        Err(RuntimeError::Timeout { .. }) => {}
+        other => panic!("expected Timeout, got {other:?}"),
+    }
+    c.fake.assert_hung_group_gone().await;
 }
 
 #[tokio::test]
@@ -238,6 +241,7 @@ async fn a_closure_can_be_the_health_check() {
             Box::pin(async {
                 Err(RuntimeError::PermissionDenied {
                     operation: RuntimeOperation::Health,
+                    target: "docker.sock".into(),
                     detail: "docker.sock: permission denied".into(),
                 })
             })

@@ -52,27 +52,44 @@ impl Launchd {
 
     /// The argv log, asserting that no legacy verb was ever used.
     fn argv(&self) -> Vec<String> {
-        let log = self.fake.argv_log();
-        for line in &log {
-            let verb = line.split(' ').next().unwrap_or_default();
-            assert!(
-                [
-                    "print",
-                    "print-disabled",
-                    "bootstrap",
-                    "bootout",
-                    "kickstart",
-                    "enable",
-                    "disable",
-                    "list",
-                    "x-fake-crash",
-                    "x-fake-reboot"
-                ]
-                .contains(&verb),
-                "launchctl {line}: not one of the modern verbs"
-            );
+        modern_argv(&self.fake)
+    }
+}
+
+/// The fake's argv log, asserting that no legacy verb was ever used.
+fn modern_argv(fake: &FakeTool) -> Vec<String> {
+    let log = fake.argv_log();
+    for line in &log {
+        let verb = line.split(' ').next().unwrap_or_default();
+        assert!(
+            [
+                "print",
+                "print-disabled",
+                "bootstrap",
+                "bootout",
+                "kickstart",
+                "enable",
+                "disable",
+                "list",
+                "x-fake-crash",
+                "x-fake-reboot"
+            ]
+            .contains(&verb),
+            "launchctl {line}: not one of the modern verbs"
+        );
+    }
+    log
+}
+
+/// Keeps a scenario's fake alive, and checks when the scenario is over that it only ever
+/// heard modern verbs.
+struct ModernVerbsOnly(FakeTool);
+
+impl Drop for ModernVerbsOnly {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            modern_argv(&self.0);
         }
-        log
     }
 }
 
@@ -92,33 +109,38 @@ fn fixture(prefix: &str, scope: ServiceScope) -> Fixture {
     fx
 }
 
-#[tokio::test]
-async fn conformance_in_the_system_domain() {
-    let t = Launchd::new();
-    testkit::run_all(&t.pm, &fixture("conf-sys-", ServiceScope::System)).await;
-    t.argv();
+/// A fake launchd of its own per scenario: the port, and the fake kept alive with the fixture.
+fn own_launchd(prefix: &str, scope: ServiceScope) -> Option<(LaunchdProcessManager, Fixture)> {
+    let Launchd { fake, pm } = Launchd::new();
+    Some((pm, fixture(prefix, scope).keeping(ModernVerbsOnly(fake))))
 }
 
+process_manager::conformance_tests!(conformance_in_the_system_domain, |_| async {
+    own_launchd("conf-sys-", ServiceScope::System)
+});
+
+process_manager::conformance_tests!(conformance_in_the_gui_domain, |_| async {
+    own_launchd("conf-gui-", ServiceScope::Gui { uid: UID })
+});
+
+process_manager::conformance_tests!(conformance_in_the_user_domain, |_| async {
+    own_launchd("conf-user-", ServiceScope::User { uid: UID })
+});
+
+/// What the conformance suite cannot see: only modern verbs, and a gui agent bootstrapped from
+/// the user's LaunchAgents.
 #[tokio::test]
-async fn conformance_in_the_gui_domain() {
+async fn the_suite_in_the_gui_domain_uses_modern_verbs_and_launch_agents() {
     let t = Launchd::new();
-    testkit::run_all(&t.pm, &fixture("conf-gui-", ServiceScope::Gui { uid: UID })).await;
+    let fx = fixture("conf-gui-", ServiceScope::Gui { uid: UID });
+    testkit::enable_is_idempotent(&t.pm, &fx).await;
+    testkit::disable_is_idempotent(&t.pm, &fx).await;
     let log = t.argv();
     assert!(
         log.iter()
             .any(|l| l.starts_with("bootstrap gui/501 ") && l.contains("LaunchAgents")),
         "{log:#?}"
     );
-}
-
-#[tokio::test]
-async fn conformance_in_the_user_domain() {
-    let t = Launchd::new();
-    testkit::run_all(
-        &t.pm,
-        &fixture("conf-user-", ServiceScope::User { uid: UID }),
-    )
-    .await;
 }
 
 #[tokio::test]
@@ -495,6 +517,17 @@ async fn a_hanging_launchctl_is_a_timeout() {
 }
 
 #[tokio::test]
+async fn a_timed_out_launchctl_leaves_no_process_of_its_group() {
+    let t = Launchd::with(|c| c.with_deadline(Duration::from_secs(2)));
+    t.fake.set("hang-with-child", "*");
+    match t.pm.inspect(&label("x")).await {
+        Err(ProcessError::Timeout { .. }) => {}
+        other => panic!("expected Timeout, got {other:?}"),
+    }
+    t.fake.assert_hung_group_gone().await;
+}
+
+#[tokio::test]
 async fn list_finds_installed_and_loaded_services_by_pattern() {
     let t = Launchd::new();
     t.pm.enable(&sleeper("com.joelclaw.a")).await.unwrap();
@@ -517,11 +550,8 @@ async fn list_finds_installed_and_loaded_services_by_pattern() {
 fn capabilities_tell_the_heal_loop_about_launchd() {
     let caps = LaunchdProcessManager::new(LaunchdConfig::default()).capabilities();
     assert_eq!(caps.adapter, "launchd");
-    assert!(caps.supervisor_restarts);
     assert_eq!(caps.respawn_throttle, Some(Duration::from_secs(10)));
-    assert!(caps.native_restart);
-    assert!(caps.reports_restart_count);
-    assert_eq!(caps.start_limit, None);
+    assert!(!caps.pushes_events);
 }
 
 #[tokio::test]

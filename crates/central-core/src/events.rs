@@ -8,9 +8,143 @@ use std::sync::Mutex;
 use serde::{Deserialize, Serialize};
 
 use container_runtime::{ContainerRestartOutcome, EnsureRunningOutcome};
-use process_manager::{EnableOutcome, RestartOutcome};
+use process_manager::{EnableOutcome, ErrorKind, RestartOutcome};
 
 use crate::inventory::{EndpointClass, ServiceClass};
+use crate::probe::ProbeFailure;
+
+/// Why a probe or a heal failed, as events carry it in `error_kind`: a probe's verdict, a port
+/// error's kind, or the loop's own. Serialized as its stable kebab-case name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FailureKind {
+    /// Probe: not running, nothing bringing it back.
+    NotRunning,
+    /// Probe: the supervisor is restarting it.
+    SupervisorRestarting,
+    /// Probe: starting.
+    Starting,
+    /// Probe: the manager does not know it.
+    NotInstalled,
+    /// Probe: it answered, not as healthy.
+    Unhealthy,
+    /// Probe: no endpoint answered.
+    Unreachable,
+    /// Probe or call: a deadline passed.
+    Timeout,
+    /// Probe or notify: the program is missing.
+    BinaryNotFound,
+    /// Probe: the manager could not be asked.
+    ManagerUnavailable,
+    /// Probe: could not decide.
+    Error,
+    /// Call: no such service or container.
+    NotFound,
+    /// Call: not allowed.
+    PermissionDenied,
+    /// Call: the manager or runtime cannot be reached.
+    Unavailable,
+    /// Call: the adapter does not do this.
+    NotSupported,
+    /// Call: a label failed validation.
+    InvalidLabel,
+    /// Call: bad input.
+    InvalidInput,
+    /// Call: the backend's answer could not be understood.
+    Parse,
+    /// Call: the backend failed.
+    Backend,
+    /// The service stayed down after a heal's grace.
+    StillDown,
+    /// The notify command failed.
+    NotifyFailed,
+}
+
+impl FailureKind {
+    /// The stable name (`timeout`, `still-down`...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureKind::NotRunning => "not-running",
+            FailureKind::SupervisorRestarting => "supervisor-restarting",
+            FailureKind::Starting => "starting",
+            FailureKind::NotInstalled => "not-installed",
+            FailureKind::Unhealthy => "unhealthy",
+            FailureKind::Unreachable => "unreachable",
+            FailureKind::Timeout => "timeout",
+            FailureKind::BinaryNotFound => "binary-not-found",
+            FailureKind::ManagerUnavailable => "manager-unavailable",
+            FailureKind::Error => "error",
+            FailureKind::NotFound => "not-found",
+            FailureKind::PermissionDenied => "permission-denied",
+            FailureKind::Unavailable => "unavailable",
+            FailureKind::NotSupported => "not-supported",
+            FailureKind::InvalidLabel => "invalid-label",
+            FailureKind::InvalidInput => "invalid-input",
+            FailureKind::Parse => "parse",
+            FailureKind::Backend => "backend",
+            FailureKind::StillDown => "still-down",
+            FailureKind::NotifyFailed => "notify-failed",
+        }
+    }
+}
+
+impl fmt::Display for FailureKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl From<ProbeFailure> for FailureKind {
+    fn from(f: ProbeFailure) -> Self {
+        match f {
+            ProbeFailure::NotRunning => FailureKind::NotRunning,
+            ProbeFailure::SupervisorRestarting => FailureKind::SupervisorRestarting,
+            ProbeFailure::Starting => FailureKind::Starting,
+            ProbeFailure::NotInstalled => FailureKind::NotInstalled,
+            ProbeFailure::Unhealthy => FailureKind::Unhealthy,
+            ProbeFailure::Unreachable => FailureKind::Unreachable,
+            ProbeFailure::Timeout => FailureKind::Timeout,
+            ProbeFailure::BinaryNotFound => FailureKind::BinaryNotFound,
+            ProbeFailure::ManagerUnavailable => FailureKind::ManagerUnavailable,
+            ProbeFailure::Error => FailureKind::Error,
+        }
+    }
+}
+
+impl From<ErrorKind> for FailureKind {
+    fn from(k: ErrorKind) -> Self {
+        match k {
+            ErrorKind::NotFound => FailureKind::NotFound,
+            ErrorKind::PermissionDenied => FailureKind::PermissionDenied,
+            ErrorKind::Unavailable => FailureKind::Unavailable,
+            ErrorKind::Timeout => FailureKind::Timeout,
+            ErrorKind::NotSupported => FailureKind::NotSupported,
+            ErrorKind::InvalidLabel => FailureKind::InvalidLabel,
+            ErrorKind::InvalidInput => FailureKind::InvalidInput,
+            ErrorKind::Parse => FailureKind::Parse,
+            ErrorKind::Backend => FailureKind::Backend,
+        }
+    }
+}
+
+/// A failed call as the loop reports it: what it means and what it said.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallFailure {
+    /// What it means.
+    pub kind: FailureKind,
+    /// The error's own words.
+    pub detail: String,
+}
+
+impl CallFailure {
+    /// A failure of `kind` saying `detail`.
+    pub fn new(kind: impl Into<FailureKind>, detail: impl Into<String>) -> Self {
+        CallFailure {
+            kind: kind.into(),
+            detail: detail.into(),
+        }
+    }
+}
 
 /// What happened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -163,7 +297,7 @@ pub struct HealEvent {
     /// The attempt number within the episode, for heal events.
     pub attempt: Option<u32>,
     /// The error's kind (`timeout`, `not-found`, `binary-not-found`, `still-down`...).
-    pub error_kind: Option<String>,
+    pub error_kind: Option<FailureKind>,
     /// Why a heal was held back (`dependency colima is down`, `breaker open`).
     pub cause: Option<String>,
     /// What the step did, for heal events.
@@ -202,7 +336,7 @@ impl HealEvent {
                     class = %self.class,
                     step = step.as_deref(),
                     attempt = self.attempt,
-                    error_kind = self.error_kind.as_deref(),
+                    error_kind = self.error_kind.map(FailureKind::as_str),
                     cause = self.cause.as_deref(),
                     "{}",
                     self.detail
@@ -286,6 +420,45 @@ impl EventSink for MemorySink {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_events_error_kind_keeps_the_name_it_came_with() {
+        let ports = [
+            ErrorKind::NotFound,
+            ErrorKind::PermissionDenied,
+            ErrorKind::Unavailable,
+            ErrorKind::Timeout,
+            ErrorKind::NotSupported,
+            ErrorKind::InvalidLabel,
+            ErrorKind::InvalidInput,
+            ErrorKind::Parse,
+            ErrorKind::Backend,
+        ];
+        for k in ports {
+            assert_eq!(FailureKind::from(k).as_str(), k.as_str());
+        }
+        let probes = [
+            ProbeFailure::NotRunning,
+            ProbeFailure::SupervisorRestarting,
+            ProbeFailure::Starting,
+            ProbeFailure::NotInstalled,
+            ProbeFailure::Unhealthy,
+            ProbeFailure::Unreachable,
+            ProbeFailure::Timeout,
+            ProbeFailure::BinaryNotFound,
+            ProbeFailure::ManagerUnavailable,
+            ProbeFailure::Error,
+        ];
+        for f in probes {
+            assert_eq!(FailureKind::from(f).as_str(), f.as_str());
+        }
+        let mut e = event();
+        e.error_kind = Some(FailureKind::StillDown);
+        let json = e.to_json_line();
+        assert!(json.contains(r#""error_kind":"still-down""#), "{json}");
+        let back: HealEvent = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, e);
+    }
 
     fn event() -> HealEvent {
         HealEvent {

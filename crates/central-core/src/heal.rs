@@ -5,7 +5,8 @@
 //!
 //! One [`HealLoop::tick`] is one round. Within it, probes run first (each under its deadline),
 //! then decisions are taken in dependency order (so a dependency's state is known before its
-//! dependents'), then the heal calls run concurrently, each under `loop.heal_timeout`. Probes
+//! dependents'), then the heal calls run concurrently, each under `loop.heal_timeout` (the
+//! deadline wrappers of [`Ports::with_deadlines`] put it on every port call). Probes
 //! and calls run at most `loop.max_concurrency` at a time, so a tick ends within (probe
 //! deadline + heal deadline + notify deadline) per batch of that many hanging calls, whatever an
 //! adapter does; with fewer hangs than the bound, one of each.
@@ -22,14 +23,14 @@ use process_manager::{RunState, ServiceConfig, ServiceLabel, SharedProcessManage
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
-use crate::events::{EventKind, EventSink, HealEvent, Step, StepOutcome};
-use crate::inventory::{
+use crate::deadlines::{deadline_manager, deadline_runtime};
+use crate::events::{CallFailure, EventKind, EventSink, FailureKind, HealEvent, Step, StepOutcome};
+use crate::graph::Graph;
+use crate::model::{
     EndpointClass, HealPolicy, Inventory, LoopSettings, ManagerKind, NotifySpec, ProbeCheck, Role,
     ServiceClass,
 };
-use crate::policy::{
-    backoff, breaker_allows, breaker_failure, breaker_tick, BreakerChange, Hysteresis, Transition,
-};
+use crate::policy::{backoff, BreakerChange, LiveBreaker, RoundCounter, Transition};
 use crate::probe::{
     run_command, run_probe, CommandEnd, CommandProbe, ContainerProbe, HttpProbe, Probe,
     ProbeFailure, ProbeResult, ProcessProbe, SubstrateProbe, TcpProbe,
@@ -97,6 +98,19 @@ impl Ports {
     pub fn with_runtime(mut self, runtime: SharedContainerRuntime) -> Self {
         self.runtime = Some(runtime);
         self
+    }
+
+    /// Every adapter behind [`deadline_manager`]/[`deadline_runtime`] for `inventory`. The loop
+    /// puts no deadline of its own around a port call: give it bounded ports.
+    pub fn with_deadlines(self, inventory: &Inventory) -> Self {
+        Ports {
+            managers: self
+                .managers
+                .into_iter()
+                .map(|(name, m)| (name, deadline_manager(m, inventory)))
+                .collect(),
+            runtime: self.runtime.map(|rt| deadline_runtime(rt, inventory)),
+        }
     }
 }
 
@@ -290,7 +304,9 @@ struct Tracked {
     policy: HealPolicy,
     config: Option<ServiceConfig>,
     throttle: Option<Duration>,
-    hyst: Hysteresis,
+    hyst: RoundCounter,
+    /// The breaker the loop works on; written into `record.breaker` when state is saved.
+    breaker: LiveBreaker,
     healthy_since: Option<u64>,
     last_probe: Option<ProbeSummary>,
     run_state: Option<RunState>,
@@ -326,8 +342,6 @@ pub struct HealLoop {
     /// Transitive dependencies of each service, by index.
     deps: Vec<Vec<usize>>,
     settings: LoopSettings,
-    /// The substrate's start deadline (`substrate.start_timeout`), when there is one.
-    substrate_start_timeout: Option<Duration>,
     notify: Option<NotifySpec>,
     tags: NodeTags,
     role: Role,
@@ -483,35 +497,19 @@ impl HealLoop {
             ));
         }
 
-        let index: BTreeMap<String, usize> = services
-            .iter()
-            .enumerate()
-            .map(|(i, t)| (t.label.to_string(), i))
-            .collect();
+        // The substrate (first, when there is one) depends on nothing; services on what they
+        // name. Dependencies come first in `order`.
         let offset = usize::from(inventory.substrate.is_some());
-        let direct: Vec<Vec<usize>> = services
-            .iter()
-            .enumerate()
-            .map(|(i, _)| {
-                if i < offset {
-                    return Vec::new();
-                }
-                inventory.services[i - offset]
-                    .depends_on
-                    .iter()
-                    .filter_map(|d| index.get(d.as_str()).copied())
-                    .collect()
-            })
-            .collect();
+        let graph = Graph::from_named(services.iter().enumerate().map(|(i, t)| {
+            let named = i
+                .checked_sub(offset)
+                .map_or(&[][..], |s| inventory.services[s].depends_on.as_slice());
+            (t.label.as_str(), named.iter().map(ServiceLabel::as_str))
+        }));
         let deps = (0..services.len())
-            .map(|i| transitive(i, &direct))
+            .map(|i| graph.dependencies_of(i))
             .collect::<Vec<_>>();
-        let mut order: Vec<usize> = (0..offset).collect();
-        order.extend(
-            crate::inventory::dependency_order(inventory)
-                .into_iter()
-                .map(|i| i + offset),
-        );
+        let order = graph.dependency_order();
 
         let state_dir = options
             .state_dir
@@ -525,6 +523,7 @@ impl HealLoop {
             for t in &mut services {
                 if let Some(rec) = state.services.remove(t.label.as_str()) {
                     t.step = rec.in_flight.as_ref().map(|a| a.step);
+                    t.breaker = LiveBreaker::from_record(&rec.breaker);
                     t.record = rec;
                 }
             }
@@ -535,7 +534,6 @@ impl HealLoop {
             order,
             deps,
             settings: inventory.settings.clone(),
-            substrate_start_timeout: inventory.substrate.as_ref().map(|s| s.start_timeout),
             notify: inventory.notify.clone(),
             tags: options.tags,
             role: inventory.node.role,
@@ -730,7 +728,7 @@ impl HealLoop {
         let now = self.clock.now_ms();
         let mut last = Vec::new();
         for (index, result) in notified {
-            if let Err((kind, detail)) = result {
+            if let Err(CallFailure { kind, detail }) = result {
                 let mut e = self.event(index, EventKind::HealFailed, now, detail);
                 e.step = Some(Step::Escalate);
                 e.error_kind = Some(kind);
@@ -806,7 +804,7 @@ impl HealLoop {
         if summary.passed {
             t.endpoint_class = summary.endpoint_class;
         }
-        let transition = t.hyst.record(summary.passed, &policy);
+        let transition = t.hyst.record(summary.passed, &policy.hysteresis);
         if !summary.passed {
             t.healthy_since = None;
             let failures = t.hyst.failures;
@@ -816,16 +814,18 @@ impl HealLoop {
                 now,
                 format!(
                     "{} ({failures}/{} to act)",
-                    summary.detail, policy.failures_to_down
+                    summary.detail,
+                    policy.hysteresis.failures_to_down()
                 ),
             );
-            e.error_kind = summary.failure.map(|f| f.as_str().to_string());
+            e.error_kind = summary.failure.map(FailureKind::from);
             e.endpoint_class = None;
             events.push(e);
         } else {
             let recovered = transition == Transition::Recovered;
             let t = &mut self.services[i];
-            let verified = t.record.in_flight.is_some() && t.hyst.passes >= policy.passes_to_up;
+            let verified =
+                t.record.in_flight.is_some() && t.hyst.passes >= policy.hysteresis.passes_to_up();
             if recovered {
                 let e = self.event(i, EventKind::ProbeRecovered, now, summary.detail.clone());
                 events.push(e);
@@ -872,7 +872,10 @@ impl HealLoop {
         }
         let t = &mut self.services[i];
         let healthy_since = t.healthy_since;
-        match breaker_tick(&mut t.record.breaker, &policy, now, healthy_since) {
+        match t
+            .breaker
+            .tick(&policy.breaker, policy.stable_after, now, healthy_since)
+        {
             BreakerChange::HalfOpened => {
                 self.dirty = true;
                 let e = self.event(
@@ -939,19 +942,20 @@ impl HealLoop {
         let t = &mut self.services[i];
         let policy = t.policy.clone();
         self.dirty = true;
-        if breaker_failure(&mut t.record.breaker, &policy, now) != BreakerChange::Opened {
+        if t.breaker.failure(&policy.breaker, now) != BreakerChange::Opened {
             return None;
         }
         t.step = Some(Step::Escalate);
         t.suppressed = Some("breaker-open".into());
-        let failures = t.record.breaker.failures_ms.len();
+        let failures = t.breaker.failures();
         let mut opened = self.event(
             i,
             EventKind::BreakerOpened,
             now,
             format!(
                 "{failures} failed heals within {:?}: no more heals for {:?}",
-                policy.breaker_window, policy.breaker_cooldown
+                policy.breaker.window(),
+                policy.breaker.cooldown()
             ),
         );
         opened.step = Some(Step::Escalate);
@@ -979,7 +983,7 @@ impl HealLoop {
 
     fn decide(&mut self, i: usize, now: u64, events: &mut Vec<HealEvent>) -> Option<Action> {
         let policy = self.services[i].policy.clone();
-        if !self.services[i].hyst.wants_heal(&policy) {
+        if !self.services[i].hyst.wants_heal(&policy.hysteresis) {
             return None;
         }
         // The previous attempt had its chance: `failures_to_down` new failures since it began.
@@ -1001,7 +1005,7 @@ impl HealLoop {
             );
             e.step = Some(attempt.step);
             e.attempt = Some(attempt.attempt);
-            e.error_kind = Some("still-down".into());
+            e.error_kind = Some(FailureKind::StillDown);
             e.outcome = attempt.outcome.clone();
             events.push(e);
             if let Some(notify) = self.breaker_failed(i, now, events) {
@@ -1081,13 +1085,13 @@ impl HealLoop {
             return None;
         }
         let t = &mut self.services[i];
-        if t.record.breaker.state == BreakerState::Open {
+        if t.breaker.state() == BreakerState::Open {
             return None;
         }
         if now < t.record.next_allowed_ms {
             return None;
         }
-        if !breaker_allows(&mut t.record.breaker) {
+        if !t.breaker.allows() {
             return None;
         }
         let previous = t.record.history.last().map(|a| a.step);
@@ -1121,7 +1125,7 @@ impl HealLoop {
         }
         let attempt = t.record.episode_attempts;
         // The cool-down counts from the start of this attempt, not from its success.
-        let mut wait = backoff(&policy, attempt, &mut self.rng);
+        let mut wait = backoff(&policy.backoff, attempt, &mut self.rng);
         if let Some(throttle) = t.throttle {
             wait = wait.max(throttle);
         }
@@ -1153,12 +1157,10 @@ impl HealLoop {
     async fn execute(
         &self,
         actions: Vec<Action>,
-    ) -> Vec<(usize, Result<Option<StepOutcome>, (String, String)>)> {
+    ) -> Vec<(usize, Result<Option<StepOutcome>, CallFailure>)> {
         if actions.is_empty() {
             return Vec::new();
         }
-        let deadline = self.settings.heal_timeout;
-        let start_deadline = self.substrate_start_timeout.unwrap_or(deadline);
         let notify = self.notify.clone();
         let jobs: Vec<_> = actions
             .into_iter()
@@ -1166,21 +1168,8 @@ impl HealLoop {
                 let notify = notify.clone();
                 async move {
                     match action {
-                        Action::Heal { index, call } => {
-                            // Bringing a VM up takes minutes; a service restart, seconds.
-                            let deadline = match call {
-                                HealCall::EnsureRunning(_) => start_deadline.max(deadline),
-                                _ => deadline,
-                            };
-                            let r = match tokio::time::timeout(deadline, heal_call(call)).await {
-                                Ok(r) => r.map(Some),
-                                Err(_) => Err((
-                                    "timeout".to_string(),
-                                    format!("the heal call did not return within {deadline:?}"),
-                                )),
-                            };
-                            (index, r)
-                        }
+                        // The ports' deadline wrappers bound the call (`Ports::with_deadlines`).
+                        Action::Heal { index, call } => (index, heal_call(call).await.map(Some)),
                         Action::Notify { index, event } => {
                             let Some(spec) = notify else {
                                 return (index, Ok(None));
@@ -1191,18 +1180,20 @@ impl HealLoop {
                             ];
                             let r = match run_command(&spec.argv, &env, spec.timeout).await {
                                 CommandEnd::Exited(Some(0)) => Ok(None),
-                                CommandEnd::Exited(code) => Err((
-                                    "notify-failed".to_string(),
+                                CommandEnd::Exited(code) => Err(CallFailure::new(
+                                    FailureKind::NotifyFailed,
                                     format!("notify command exited {code:?}"),
                                 )),
                                 CommandEnd::NotFound(why) => {
-                                    Err(("binary-not-found".to_string(), why))
+                                    Err(CallFailure::new(FailureKind::BinaryNotFound, why))
                                 }
-                                CommandEnd::TimedOut => Err((
-                                    "timeout".to_string(),
+                                CommandEnd::TimedOut => Err(CallFailure::new(
+                                    FailureKind::Timeout,
                                     format!("notify command killed after {:?}", spec.timeout),
                                 )),
-                                CommandEnd::Failed(why) => Err(("notify-failed".to_string(), why)),
+                                CommandEnd::Failed(why) => {
+                                    Err(CallFailure::new(FailureKind::NotifyFailed, why))
+                                }
                             };
                             (index, r)
                         }
@@ -1221,7 +1212,7 @@ impl HealLoop {
     fn settle(
         &mut self,
         i: usize,
-        result: Result<Option<StepOutcome>, (String, String)>,
+        result: Result<Option<StepOutcome>, CallFailure>,
         now: u64,
         events: &mut Vec<HealEvent>,
     ) -> Option<Action> {
@@ -1236,13 +1227,13 @@ impl HealLoop {
                 }
                 None
             }
-            Err((kind, detail)) => {
+            Err(CallFailure { kind, detail }) => {
                 let attempt = t.record.in_flight.take();
                 if let Some(a) = &attempt {
                     t.push_history(a.clone());
                 }
                 // Still down: the next attempt comes after the backoff, not after N more rounds.
-                t.hyst.failures = policy.failures_to_down;
+                t.hyst.failures = policy.hysteresis.failures_to_down();
                 let mut e = self.event(i, EventKind::HealFailed, now, detail);
                 e.step = attempt.as_ref().map(|a| a.step);
                 e.attempt = attempt.as_ref().map(|a| a.attempt);
@@ -1305,7 +1296,13 @@ impl HealLoop {
             services: self
                 .services
                 .iter()
-                .map(|t| (t.label.to_string(), t.record.clone()))
+                .map(|t| {
+                    let record = ServiceRecord {
+                        breaker: t.breaker.to_record(),
+                        ..t.record.clone()
+                    };
+                    (t.label.to_string(), record)
+                })
                 .collect(),
         };
         match store.save(&state) {
@@ -1321,44 +1318,29 @@ impl HealLoop {
     }
 }
 
-async fn heal_call(call: HealCall) -> Result<StepOutcome, (String, String)> {
+async fn heal_call(call: HealCall) -> Result<StepOutcome, CallFailure> {
     match call {
         HealCall::Restart(m, label) => m
             .restart(&label)
             .await
             .map(|result| StepOutcome::Restarted { result })
-            .map_err(|e| (e.kind().to_string(), e.to_string())),
+            .map_err(|e| CallFailure::new(e.kind(), e.to_string())),
         HealCall::Repair(m, config) => m
             .enable(&config)
             .await
             .map(|result| StepOutcome::Repaired { result })
-            .map_err(|e| (e.kind().to_string(), e.to_string())),
+            .map_err(|e| CallFailure::new(e.kind(), e.to_string())),
         HealCall::RestartContainer(rt, name) => rt
             .restart_container(&name)
             .await
             .map(|result| StepOutcome::ContainerRestarted { result })
-            .map_err(|e| (e.kind().to_string(), e.to_string())),
+            .map_err(|e| CallFailure::new(e.kind(), e.to_string())),
         HealCall::EnsureRunning(rt) => rt
             .ensure_running()
             .await
             .map(|result| StepOutcome::SubstrateStarted { result })
-            .map_err(|e| (e.kind().to_string(), e.to_string())),
+            .map_err(|e| CallFailure::new(e.kind(), e.to_string())),
     }
-}
-
-fn transitive(i: usize, direct: &[Vec<usize>]) -> Vec<usize> {
-    let mut seen = vec![false; direct.len()];
-    let mut stack = direct[i].clone();
-    let mut out = Vec::new();
-    while let Some(d) = stack.pop() {
-        if d == i || seen[d] {
-            continue;
-        }
-        seen[d] = true;
-        out.push(d);
-        stack.extend(direct[d].iter().copied());
-    }
-    out
 }
 
 impl Tracked {
@@ -1384,7 +1366,8 @@ impl Tracked {
             policy,
             config,
             throttle,
-            hyst: Hysteresis::default(),
+            hyst: RoundCounter::default(),
+            breaker: LiveBreaker::default(),
             healthy_since: None,
             last_probe: None,
             run_state: None,
@@ -1427,7 +1410,7 @@ impl Tracked {
             last_probe: self.last_probe.clone(),
             endpoint_class: self.endpoint_class,
             step: self.step,
-            breaker: self.record.breaker.state,
+            breaker: self.breaker.state(),
             last_event: self.last_event,
             in_flight: self.record.in_flight.clone(),
         }

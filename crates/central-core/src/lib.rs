@@ -1,7 +1,6 @@
 //! The platform-neutral core of a joelclaw node: the heal loop with its inventory, probes,
 //! escalation policies and telemetry, written against the ports only (no adapter, no
-//! `bollard`, no spawned supervisor CLI); and the forbidden-pattern [`gate`] that keeps the
-//! architecture honest in this and other repositories.
+//! `bollard`, no spawned supervisor CLI).
 //!
 //! # Using the heal loop
 //!
@@ -41,9 +40,11 @@
 //! # Ok(()) }
 //! ```
 //!
+//! - [`model`]: the domain (services, probes, endpoints, classes, the heal policy's validated
+//!   [`Hysteresis`], [`Backoff`] and [`Breaker`], the substrate), plain data with no TOML.
 //! - [`inventory`]: the TOML format (see its docs for an example file), [`Inventory::load`] /
 //!   [`Inventory::parse`], [`InventoryError`] (`file:line:column: key: message`, with an
-//!   [`InventoryErrorKind`]).
+//!   [`InventoryErrorKind`]); [`Inventory::check_runnable`] refuses a file with nothing to heal.
 //! - [`HealLoop`]: [`HealLoop::new`] (inventory + [`Ports`] + [`LoopOptions`], or a
 //!   [`BuildError`] naming a missing adapter), [`HealLoop::run`], [`HealLoop::tick`] (one round,
 //!   returns a [`TickReport`]), [`HealLoop::probe_round`] and [`HealLoop::status`] (a
@@ -61,19 +62,26 @@
 //! Time is tokio's (`tokio::time`), so the loop runs on paused time in tests; jitter comes from
 //! a seeded RNG ([`LoopOptions::with_seed`]).
 
+pub mod deadlines;
 pub mod events;
-pub mod gate;
+mod graph;
 pub mod heal;
 pub mod inventory;
+pub mod model;
 mod policy;
 pub mod probe;
 pub mod state;
 
-pub use events::{EventKind, EventSink, HealEvent, JsonLinesSink, MemorySink, Step, StepOutcome};
+pub use events::{
+    EventKind, EventSink, FailureKind, HealEvent, JsonLinesSink, MemorySink, Step, StepOutcome,
+};
 pub use heal::{
     BuildError, HealLoop, Health, LoopOptions, NodeStatus, NodeTags, Ports, ProbeSummary,
     ServiceSnapshot, TickReport, MIN_EARLY_TICK_GAP,
 };
-pub use inventory::{Inventory, InventoryError, InventoryErrorKind, ServiceSpec, SubstrateSpec};
+pub use inventory::{InventoryError, InventoryErrorKind};
+pub use model::{
+    Backoff, Breaker, HealPolicy, Hysteresis, Inventory, PolicyError, ServiceSpec, SubstrateSpec,
+};
 pub use probe::{Probe, ProbeFailure, ProbeResult, ScriptedProbe};
 pub use state::{BreakerState, Clock};

@@ -1,15 +1,18 @@
 //! The pure parts of healing: hysteresis, backoff with jitter, and the breaker. No clock, no
 //! I/O: times come in as milliseconds and randomness as a seeded RNG, so each rule is tested on
-//! its own.
+//! its own. Each rule takes only its own validated config ([`Hysteresis`], [`Backoff`],
+//! [`Breaker`]); the breaker works on [`LiveBreaker`], converted from and to the persisted
+//! [`BreakerRecord`] at the state file's boundary.
 
+use std::collections::VecDeque;
 use std::time::Duration;
 
-use crate::inventory::HealPolicy;
+use crate::model::{Backoff, Breaker, Hysteresis};
 use crate::state::{BreakerRecord, BreakerState};
 
-/// N-down / M-up hysteresis over probe rounds.
+/// N-down / M-up counting over probe rounds.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub(crate) struct Hysteresis {
+pub(crate) struct RoundCounter {
     /// Consecutive failed rounds (reset by a pass, and when a heal starts).
     pub(crate) failures: u32,
     /// Consecutive passing rounds.
@@ -31,13 +34,13 @@ pub(crate) enum Transition {
     Recovered,
 }
 
-impl Hysteresis {
-    pub(crate) fn record(&mut self, passed: bool, policy: &HealPolicy) -> Transition {
+impl RoundCounter {
+    pub(crate) fn record(&mut self, passed: bool, rule: &Hysteresis) -> Transition {
         self.seen = true;
         if passed {
             self.passes = self.passes.saturating_add(1);
             self.failures = 0;
-            if self.passes >= policy.passes_to_up && (self.down || self.had_failure) {
+            if self.passes >= rule.passes_to_up() && (self.down || self.had_failure) {
                 self.down = false;
                 self.had_failure = false;
                 return Transition::Recovered;
@@ -46,7 +49,7 @@ impl Hysteresis {
             self.failures = self.failures.saturating_add(1);
             self.passes = 0;
             self.had_failure = true;
-            if self.failures >= policy.failures_to_down {
+            if self.failures >= rule.failures_to_down() {
                 self.down = true;
             }
         }
@@ -59,19 +62,19 @@ impl Hysteresis {
     }
 
     /// Enough failures since the last heal started to act (again).
-    pub(crate) fn wants_heal(&self, policy: &HealPolicy) -> bool {
-        self.down && self.failures >= policy.failures_to_down
+    pub(crate) fn wants_heal(&self, rule: &Hysteresis) -> bool {
+        self.down && self.failures >= rule.failures_to_down()
     }
 }
 
 /// The wait after attempt `attempt` (1-based) before the next one:
 /// `initial * multiplier^(attempt-1)`, capped at `max`, spread by ±`jitter`.
-pub(crate) fn backoff(policy: &HealPolicy, attempt: u32, rng: &mut fastrand::Rng) -> Duration {
+pub(crate) fn backoff(rule: &Backoff, attempt: u32, rng: &mut fastrand::Rng) -> Duration {
     let exp = attempt.saturating_sub(1).min(64) as i32;
-    let base = policy.backoff_initial.as_secs_f64() * policy.backoff_multiplier.powi(exp);
-    let capped = base.min(policy.backoff_max.as_secs_f64());
-    let spread = if policy.jitter > 0.0 {
-        1.0 + policy.jitter * (2.0 * rng.f64() - 1.0)
+    let base = rule.initial().as_secs_f64() * rule.multiplier().powi(exp);
+    let capped = base.min(rule.max().as_secs_f64());
+    let spread = if rule.jitter() > 0.0 {
+        1.0 + rule.jitter() * (2.0 * rng.f64() - 1.0)
     } else {
         1.0
     };
@@ -91,79 +94,167 @@ pub(crate) enum BreakerChange {
     Closed,
 }
 
-/// Records a failed heal at `now`. Opens at the threshold within the window, or at once when the
-/// half-open trial failed.
-pub(crate) fn breaker_failure(
-    b: &mut BreakerRecord,
-    policy: &HealPolicy,
-    now: u64,
-) -> BreakerChange {
-    let window = policy.breaker_window.as_millis() as u64;
-    b.failures_ms.push(now);
-    b.failures_ms.retain(|&t| now.saturating_sub(t) <= window);
-    let open = match b.state {
-        BreakerState::Closed => b.failures_ms.len() as u32 >= policy.breaker_threshold,
-        BreakerState::HalfOpen => true,
-        BreakerState::Open => false,
-    };
-    if open {
-        b.state = BreakerState::Open;
-        b.opened_ms = Some(now);
-        b.half_open_ms = None;
-        b.trial_used = false;
-        BreakerChange::Opened
-    } else {
-        BreakerChange::None
-    }
+/// Where the breaker stands, with the times each position needs (so an open breaker always
+/// knows when it opened: the record's loose `Option`s cannot say otherwise).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Position {
+    Closed,
+    Open {
+        opened_ms: u64,
+    },
+    HalfOpen {
+        opened_ms: u64,
+        since_ms: u64,
+        trial_used: bool,
+    },
 }
 
-/// Moves the breaker on with time: open -> half-open after the cool-down; half-open (or a closed
-/// one holding failures) -> closed after the service has been healthy since `healthy_since` for
-/// `stable_after`.
-pub(crate) fn breaker_tick(
-    b: &mut BreakerRecord,
-    policy: &HealPolicy,
-    now: u64,
-    healthy_since: Option<u64>,
-) -> BreakerChange {
-    let stable = policy.stable_after.as_millis() as u64;
-    match b.state {
-        BreakerState::Open => {
-            let cooldown = policy.breaker_cooldown.as_millis() as u64;
-            if b.opened_ms.is_none_or(|t| now >= t + cooldown) {
-                b.state = BreakerState::HalfOpen;
-                b.half_open_ms = Some(now);
-                b.trial_used = false;
-                return BreakerChange::HalfOpened;
-            }
-            BreakerChange::None
-        }
-        BreakerState::HalfOpen => {
-            let since = healthy_since.map(|h| h.max(b.half_open_ms.unwrap_or(h)));
-            if since.is_some_and(|s| now >= s + stable) {
-                *b = BreakerRecord::default();
-                return BreakerChange::Closed;
-            }
-            BreakerChange::None
-        }
-        BreakerState::Closed => {
-            if healthy_since.is_some_and(|s| now >= s + stable) {
-                b.failures_ms.clear();
-            }
-            BreakerChange::None
+/// A service's breaker as the loop works on it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct LiveBreaker {
+    position: Position,
+    /// When heals failed (ms), oldest first, within the window.
+    failures_ms: VecDeque<u64>,
+}
+
+impl Default for LiveBreaker {
+    fn default() -> Self {
+        LiveBreaker {
+            position: Position::Closed,
+            failures_ms: VecDeque::new(),
         }
     }
 }
 
-/// Whether a heal may run now; takes the half-open trial when it does.
-pub(crate) fn breaker_allows(b: &mut BreakerRecord) -> bool {
-    match b.state {
-        BreakerState::Closed => true,
-        BreakerState::Open => false,
-        BreakerState::HalfOpen if b.trial_used => false,
-        BreakerState::HalfOpen => {
-            b.trial_used = true;
-            true
+impl LiveBreaker {
+    /// From the persisted record (a missing time reads as the epoch: long past).
+    pub(crate) fn from_record(record: &BreakerRecord) -> Self {
+        let opened_ms = record.opened_ms.unwrap_or(0);
+        let position = match record.state {
+            BreakerState::Closed => Position::Closed,
+            BreakerState::Open => Position::Open { opened_ms },
+            BreakerState::HalfOpen => Position::HalfOpen {
+                opened_ms,
+                since_ms: record.half_open_ms.unwrap_or(0),
+                trial_used: record.trial_used,
+            },
+        };
+        LiveBreaker {
+            position,
+            failures_ms: record.failures_ms.iter().copied().collect(),
+        }
+    }
+
+    /// The record to persist.
+    pub(crate) fn to_record(&self) -> BreakerRecord {
+        let (state, opened_ms, half_open_ms, trial_used) = match self.position {
+            Position::Closed => (BreakerState::Closed, None, None, false),
+            Position::Open { opened_ms } => (BreakerState::Open, Some(opened_ms), None, false),
+            Position::HalfOpen {
+                opened_ms,
+                since_ms,
+                trial_used,
+            } => (
+                BreakerState::HalfOpen,
+                Some(opened_ms),
+                Some(since_ms),
+                trial_used,
+            ),
+        };
+        BreakerRecord {
+            state,
+            failures_ms: self.failures_ms.iter().copied().collect(),
+            opened_ms,
+            half_open_ms,
+            trial_used,
+        }
+    }
+
+    /// Its position.
+    pub(crate) fn state(&self) -> BreakerState {
+        match self.position {
+            Position::Closed => BreakerState::Closed,
+            Position::Open { .. } => BreakerState::Open,
+            Position::HalfOpen { .. } => BreakerState::HalfOpen,
+        }
+    }
+
+    /// Failed heals counted in the window.
+    pub(crate) fn failures(&self) -> usize {
+        self.failures_ms.len()
+    }
+
+    /// Records a failed heal at `now`. Opens at the threshold within the window, or at once
+    /// when the half-open trial failed.
+    pub(crate) fn failure(&mut self, rule: &Breaker, now: u64) -> BreakerChange {
+        let window = rule.window().as_millis() as u64;
+        self.failures_ms.push_back(now);
+        self.failures_ms
+            .retain(|&t| now.saturating_sub(t) <= window);
+        let open = match self.position {
+            Position::Closed => self.failures_ms.len() as u32 >= rule.threshold(),
+            Position::HalfOpen { .. } => true,
+            Position::Open { .. } => false,
+        };
+        if open {
+            self.position = Position::Open { opened_ms: now };
+            BreakerChange::Opened
+        } else {
+            BreakerChange::None
+        }
+    }
+
+    /// Moves the breaker on with time: open -> half-open after the cool-down; half-open (or a
+    /// closed one holding failures) -> closed after the service has been healthy since
+    /// `healthy_since` for `stable_after`.
+    pub(crate) fn tick(
+        &mut self,
+        rule: &Breaker,
+        stable_after: Duration,
+        now: u64,
+        healthy_since: Option<u64>,
+    ) -> BreakerChange {
+        let stable = stable_after.as_millis() as u64;
+        match self.position {
+            Position::Open { opened_ms } => {
+                let cooldown = rule.cooldown().as_millis() as u64;
+                if now >= opened_ms.saturating_add(cooldown) {
+                    self.position = Position::HalfOpen {
+                        opened_ms,
+                        since_ms: now,
+                        trial_used: false,
+                    };
+                    return BreakerChange::HalfOpened;
+                }
+                BreakerChange::None
+            }
+            Position::HalfOpen { since_ms, .. } => {
+                let since = healthy_since.map(|h| h.max(since_ms));
+                if since.is_some_and(|s| now >= s + stable) {
+                    *self = LiveBreaker::default();
+                    return BreakerChange::Closed;
+                }
+                BreakerChange::None
+            }
+            Position::Closed => {
+                if healthy_since.is_some_and(|s| now >= s + stable) {
+                    self.failures_ms.clear();
+                }
+                BreakerChange::None
+            }
+        }
+    }
+
+    /// Whether a heal may run now; takes the half-open trial when it does.
+    pub(crate) fn allows(&mut self) -> bool {
+        match &mut self.position {
+            Position::Closed => true,
+            Position::Open { .. } => false,
+            Position::HalfOpen { trial_used, .. } if *trial_used => false,
+            Position::HalfOpen { trial_used, .. } => {
+                *trial_used = true;
+                true
+            }
         }
     }
 }
@@ -172,25 +263,30 @@ pub(crate) fn breaker_allows(b: &mut BreakerRecord) -> bool {
 mod tests {
     use super::*;
 
-    fn policy() -> HealPolicy {
-        HealPolicy {
-            failures_to_down: 3,
-            passes_to_up: 2,
-            jitter: 0.0,
-            backoff_initial: Duration::from_secs(10),
-            backoff_max: Duration::from_secs(60),
-            breaker_threshold: 3,
-            breaker_window: Duration::from_secs(100),
-            breaker_cooldown: Duration::from_secs(50),
-            stable_after: Duration::from_secs(30),
-            ..HealPolicy::default()
-        }
+    fn hysteresis() -> Hysteresis {
+        Hysteresis::new(3, 2).unwrap()
     }
+
+    fn backoff_rule(jitter: f64) -> Backoff {
+        Backoff::new(
+            Duration::from_secs(10),
+            Duration::from_secs(60),
+            2.0,
+            jitter,
+        )
+        .unwrap()
+    }
+
+    fn breaker() -> Breaker {
+        Breaker::new(3, Duration::from_secs(100), Duration::from_secs(50)).unwrap()
+    }
+
+    const STABLE: Duration = Duration::from_secs(30);
 
     #[test]
     fn hysteresis_needs_n_failures_and_m_passes() {
-        let p = policy();
-        let mut h = Hysteresis::default();
+        let p = hysteresis();
+        let mut h = RoundCounter::default();
         h.record(false, &p);
         h.record(false, &p);
         assert!(!h.wants_heal(&p));
@@ -205,8 +301,8 @@ mod tests {
 
     #[test]
     fn flapping_never_goes_down() {
-        let p = policy();
-        let mut h = Hysteresis::default();
+        let p = hysteresis();
+        let mut h = RoundCounter::default();
         for _ in 0..10 {
             h.record(false, &p);
             h.record(false, &p);
@@ -217,13 +313,13 @@ mod tests {
 
     #[test]
     fn backoff_grows_caps_and_jitters_reproducibly() {
-        let mut p = policy();
+        let p = backoff_rule(0.0);
         let mut rng = fastrand::Rng::with_seed(7);
         let waits: Vec<u64> = (1..=5)
             .map(|a| backoff(&p, a, &mut rng).as_secs())
             .collect();
         assert_eq!(waits, vec![10, 20, 40, 60, 60]);
-        p.jitter = 0.5;
+        let p = backoff_rule(0.5);
         let a: Vec<Duration> = (1..=4)
             .map(|n| backoff(&p, n, &mut fastrand::Rng::with_seed(n as u64)))
             .collect();
@@ -241,41 +337,64 @@ mod tests {
 
     #[test]
     fn breaker_opens_half_opens_and_closes() {
-        let p = policy();
-        let mut b = BreakerRecord::default();
-        assert_eq!(breaker_failure(&mut b, &p, 0), BreakerChange::None);
-        assert_eq!(breaker_failure(&mut b, &p, 10_000), BreakerChange::None);
-        assert_eq!(breaker_failure(&mut b, &p, 20_000), BreakerChange::Opened);
-        assert!(!breaker_allows(&mut b));
-        assert_eq!(breaker_tick(&mut b, &p, 69_000, None), BreakerChange::None);
-        assert_eq!(
-            breaker_tick(&mut b, &p, 70_000, None),
-            BreakerChange::HalfOpened
-        );
-        assert!(breaker_allows(&mut b), "one trial");
-        assert!(!breaker_allows(&mut b), "only one");
+        let p = breaker();
+        let mut b = LiveBreaker::default();
+        assert_eq!(b.failure(&p, 0), BreakerChange::None);
+        assert_eq!(b.failure(&p, 10_000), BreakerChange::None);
+        assert_eq!(b.failure(&p, 20_000), BreakerChange::Opened);
+        assert!(!b.allows());
+        assert_eq!(b.tick(&p, STABLE, 69_000, None), BreakerChange::None);
+        assert_eq!(b.tick(&p, STABLE, 70_000, None), BreakerChange::HalfOpened);
+        assert!(b.allows(), "one trial");
+        assert!(!b.allows(), "only one");
         // Healthy from 80 s: closes 30 s later.
         assert_eq!(
-            breaker_tick(&mut b, &p, 100_000, Some(80_000)),
+            b.tick(&p, STABLE, 100_000, Some(80_000)),
             BreakerChange::None
         );
         assert_eq!(
-            breaker_tick(&mut b, &p, 110_000, Some(80_000)),
+            b.tick(&p, STABLE, 110_000, Some(80_000)),
             BreakerChange::Closed
         );
-        assert_eq!(b, BreakerRecord::default());
+        assert_eq!(b, LiveBreaker::default());
+        assert_eq!(b.to_record(), BreakerRecord::default());
     }
 
     #[test]
     fn failures_outside_the_window_do_not_count_and_a_failed_trial_reopens() {
-        let p = policy();
-        let mut b = BreakerRecord::default();
-        breaker_failure(&mut b, &p, 0);
-        breaker_failure(&mut b, &p, 50_000);
-        assert_eq!(breaker_failure(&mut b, &p, 150_000), BreakerChange::None);
-        assert_eq!(b.failures_ms, vec![50_000, 150_000]);
-        b.state = BreakerState::HalfOpen;
-        assert_eq!(breaker_failure(&mut b, &p, 160_000), BreakerChange::Opened);
-        assert_eq!(b.opened_ms, Some(160_000));
+        let p = breaker();
+        let mut b = LiveBreaker::default();
+        b.failure(&p, 0);
+        b.failure(&p, 50_000);
+        assert_eq!(b.failure(&p, 150_000), BreakerChange::None);
+        assert_eq!(b.to_record().failures_ms, vec![50_000, 150_000]);
+        let mut record = b.to_record();
+        record.state = BreakerState::HalfOpen;
+        let mut b = LiveBreaker::from_record(&record);
+        assert_eq!(b.failure(&p, 160_000), BreakerChange::Opened);
+        assert_eq!(b.to_record().opened_ms, Some(160_000));
+    }
+
+    #[test]
+    fn the_persisted_record_round_trips_through_the_working_breaker() {
+        let half_open = BreakerRecord {
+            state: BreakerState::HalfOpen,
+            failures_ms: vec![1, 2, 3],
+            opened_ms: Some(3),
+            half_open_ms: Some(60_003),
+            trial_used: true,
+        };
+        let open = BreakerRecord {
+            state: BreakerState::Open,
+            failures_ms: vec![5],
+            opened_ms: Some(5),
+            half_open_ms: None,
+            trial_used: false,
+        };
+        for record in [half_open, open, BreakerRecord::default()] {
+            let live = LiveBreaker::from_record(&record);
+            assert_eq!(live.state(), record.state);
+            assert_eq!(live.to_record(), record);
+        }
     }
 }

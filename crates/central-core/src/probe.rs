@@ -8,7 +8,6 @@
 
 use std::collections::VecDeque;
 use std::fmt;
-use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -571,44 +570,30 @@ pub(crate) enum CommandEnd {
     Failed(String),
 }
 
-/// Runs `argv` (no shell) with `env` added, output discarded, killed at `timeout`.
+/// Runs `argv` (no shell) with `env` added, output discarded, killed at `timeout` with its
+/// whole process group (sysutil), so nothing the command started outlives the probe.
 pub(crate) async fn run_command(
     argv: &[String],
     env: &[(&str, String)],
     timeout: Duration,
 ) -> CommandEnd {
+    use sysutil::command::RunError;
     let Some((program, args)) = argv.split_first() else {
         return CommandEnd::NotFound("empty argv".into());
     };
-    let mut cmd = tokio::process::Command::new(program);
-    cmd.args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true);
+    let mut cmd = sysutil::command::Command::new(program, timeout)
+        .args(args)
+        .discard_output();
     for (k, v) in env {
-        cmd.env(k, v);
+        cmd = cmd.env(k, v);
     }
-    let mut child = match cmd.spawn() {
-        Ok(c) => c,
-        Err(e)
-            if matches!(
-                e.kind(),
-                std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied
-            ) =>
-        {
-            return CommandEnd::NotFound(format!("{program}: {e}"))
+    match cmd.run().await {
+        Ok(out) => CommandEnd::Exited(out.code()),
+        Err(RunError::NotFound { source, .. } | RunError::PermissionDenied { source, .. }) => {
+            CommandEnd::NotFound(format!("{program}: {source}"))
         }
-        Err(e) => return CommandEnd::Failed(format!("{program}: {e}")),
-    };
-    match tokio::time::timeout(timeout, child.wait()).await {
-        Ok(Ok(status)) => CommandEnd::Exited(status.code()),
-        Ok(Err(e)) => CommandEnd::Failed(format!("{program}: {e}")),
-        Err(_) => {
-            let _ = child.start_kill();
-            let _ = child.wait().await;
-            CommandEnd::TimedOut
-        }
+        Err(RunError::Io { source, .. }) => CommandEnd::Failed(format!("{program}: {source}")),
+        Err(RunError::Timeout { .. }) => CommandEnd::TimedOut,
     }
 }
 
@@ -915,6 +900,29 @@ mod tests {
         let started = std::time::Instant::now();
         assert_eq!(run_probe(&slow).await.failure, Some(ProbeFailure::Timeout));
         assert!(started.elapsed() < Duration::from_secs(10));
+    }
+
+    #[tokio::test]
+    async fn a_timed_out_command_leaves_no_process_of_its_group() {
+        let dir = tempfile::tempdir().unwrap();
+        let pidfile = dir.path().join("pid");
+        // The shell writes its pid (its process group) once its child is started.
+        let probe = CommandProbe::new(
+            vec![
+                "/bin/sh".into(),
+                "-c".into(),
+                format!("sleep 30 & echo $$ > {}; wait", pidfile.display()),
+            ],
+            0,
+            Duration::from_secs(2),
+        );
+        assert_eq!(run_probe(&probe).await.failure, Some(ProbeFailure::Timeout));
+        let pgid: u32 = std::fs::read_to_string(&pidfile)
+            .expect("the shell started within the deadline")
+            .trim()
+            .parse()
+            .unwrap();
+        sysutil::command::group::wait_until_empty(pgid, Duration::from_secs(10)).await;
     }
 
     #[tokio::test]

@@ -4,7 +4,6 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -94,7 +93,9 @@ pub struct AttemptRecord {
     pub outcome: Option<StepOutcome>,
 }
 
-/// A service's breaker, as persisted.
+/// A service's breaker, as persisted. The loop works on its own in-memory breaker (where an
+/// open breaker always knows when it opened) and converts from and to this record when it
+/// loads and saves state, so the file format and the working state can change apart.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BreakerRecord {
     /// Its position.
@@ -223,15 +224,9 @@ impl StateStore {
     /// Writes the state atomically with mode 0600.
     pub fn save(&self, state: &PersistedState) -> std::io::Result<()> {
         create_private_dir(&self.dir)?;
-        let mut tmp = tempfile::NamedTempFile::new_in(&self.dir)?;
-        set_private(tmp.path(), 0o600)?;
         let mut body = serde_json::to_vec_pretty(state).map_err(std::io::Error::other)?;
         body.push(b'\n');
-        tmp.write_all(&body)?;
-        tmp.as_file().sync_all()?;
-        tmp.persist(self.path()).map_err(|e| e.error)?;
-        // The rename is durable only once the folder's entry is on disk too.
-        std::fs::File::open(&self.dir)?.sync_all()?;
+        sysutil::fs::AtomicWrite::with_mode(0o600).write(&self.path(), &body)?;
         Ok(())
     }
 }

@@ -5,13 +5,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use central_core::{
-    BreakerState, Clock, EventKind, HealLoop, Health, Inventory, JsonLinesSink, LoopOptions,
-    MemorySink, NodeTags, Ports, ScriptedProbe, Step, StepOutcome, TickReport,
+    BreakerState, Clock, EventKind, FailureKind, HealLoop, Health, Inventory, JsonLinesSink,
+    LoopOptions, MemorySink, NodeTags, Ports, ScriptedProbe, Step, StepOutcome, TickReport,
 };
 use container_runtime::{MemoryRuntime, RuntimeOperation};
+use process_manager::testkit::{instrumented, Fault, Faulty, Injection, Recording};
 use process_manager::{
-    ExitStatus, Fault, Injection, MemoryProcessManager, Operation, ProcessManagerPort, RunState,
-    ServiceConfig, ServiceLabel,
+    ExitStatus, MemoryProcessManager, Operation, ProcessManagerPort, RunState, ServiceConfig,
+    ServiceLabel,
 };
 use tokio::time::{sleep, Instant};
 
@@ -33,9 +34,22 @@ fn options(clock: Clock) -> LoopOptions {
         .with_seed(7)
 }
 
+/// The memory manager, with faults and a call count.
+type TestManager = Recording<Faulty<MemoryProcessManager>>;
+
+/// The memory runtime, with faults and a call count.
+type TestRuntime =
+    container_runtime::testkit::Recording<container_runtime::testkit::Faulty<MemoryRuntime>>;
+
+fn runtime() -> Arc<TestRuntime> {
+    Arc::new(container_runtime::testkit::instrumented(
+        MemoryRuntime::new(),
+    ))
+}
+
 /// A memory manager with these services installed and running.
-async fn manager(labels: &[&str]) -> Arc<MemoryProcessManager> {
-    let pm = Arc::new(MemoryProcessManager::new());
+async fn manager(labels: &[&str]) -> Arc<TestManager> {
+    let pm = Arc::new(instrumented(MemoryProcessManager::new()));
     for l in labels {
         pm.enable(&ServiceConfig::new(label(l), format!("/opt/bin/{l}")))
             .await
@@ -92,8 +106,11 @@ async fn crash_is_restarted_once_then_healthy_and_left_alone() {
         vec![(ProbeFailed, "worker"), (HealStarted, "worker")]
     );
     assert_eq!(r.events[1].step, Some(Step::Restart));
-    assert_eq!(r.events[0].error_kind.as_deref(), Some("not-running"));
-    assert_eq!(pm.count(Operation::Restart, &label("worker")), 1);
+    assert_eq!(
+        r.events[0].error_kind.map(FailureKind::as_str),
+        Some("not-running")
+    );
+    assert_eq!(pm.count_for(Operation::Restart, &label("worker")), 1);
 
     sleep(Duration::from_secs(10)).await;
     let r = heal.tick().await;
@@ -111,7 +128,7 @@ async fn crash_is_restarted_once_then_healthy_and_left_alone() {
     sleep(Duration::from_secs(10)).await;
     assert!(heal.tick().await.events.is_empty());
     assert_eq!(
-        pm.count(Operation::Restart, &label("worker")),
+        pm.count_for(Operation::Restart, &label("worker")),
         1,
         "no second restart"
     );
@@ -159,7 +176,7 @@ async fn hang_is_restarted_after_exactly_n_failed_probes() {
     for round in 1..=2 {
         let r = heal.tick().await;
         assert_eq!(kinds(&r), vec![(ProbeFailed, "gateway")], "round {round}");
-        assert_eq!(pm.count(Operation::Restart, &label("gateway")), 0);
+        assert_eq!(pm.count_for(Operation::Restart, &label("gateway")), 0);
         sleep(Duration::from_secs(10)).await;
     }
     let r = heal.tick().await;
@@ -167,7 +184,7 @@ async fn hang_is_restarted_after_exactly_n_failed_probes() {
         kinds(&r),
         vec![(ProbeFailed, "gateway"), (HealStarted, "gateway")]
     );
-    assert_eq!(pm.count(Operation::Restart, &label("gateway")), 1);
+    assert_eq!(pm.count_for(Operation::Restart, &label("gateway")), 1);
     assert_eq!(heal.status().services[0].health, Health::Unhealthy);
 
     probe.set_passing(true);
@@ -203,9 +220,9 @@ async fn crash_loop_backs_off_opens_the_breaker_then_one_trial_then_closes() {
         if crashing {
             pm.crash(&worker, ExitStatus::Code(1));
         }
-        let before = pm.count(Operation::Restart, &worker);
+        let before = pm.count_for(Operation::Restart, &worker);
         let r = heal.tick().await;
-        if pm.count(Operation::Restart, &worker) > before {
+        if pm.count_for(Operation::Restart, &worker) > before {
             restarts_at.push(t);
         }
         for e in &r.events {
@@ -244,7 +261,7 @@ async fn crash_loop_backs_off_opens_the_breaker_then_one_trial_then_closes() {
 
 #[tokio::test(start_paused = true)]
 async fn substrate_down_suppresses_dependents_heals_it_first_and_they_recover_unrestarted() {
-    let rt = Arc::new(MemoryRuntime::new());
+    let rt = runtime();
     rt.add_container("redis", &[]);
     rt.add_container("typesense", &[]);
     let inv = inventory(&format!(
@@ -304,7 +321,7 @@ async fn substrate_down_suppresses_dependents_heals_it_first_and_they_recover_un
 #[tokio::test(start_paused = true)]
 async fn an_app_level_failure_never_causes_work_on_infra() {
     let pm = manager(&["db", "app"]).await;
-    let rt = Arc::new(MemoryRuntime::new());
+    let rt = runtime();
     let inv = inventory(&format!(
         "{FAST}\n[substrate]\n\n[[service]]\nlabel = \"db\"\nmanager = \"null\"\nclass = \"infra-critical\"\ndepends_on = [\"substrate\"]\n\n[[service]]\nlabel = \"app\"\nmanager = \"null\"\nclass = \"app-level\"\ndepends_on = [\"db\"]\n"
     ));
@@ -321,8 +338,8 @@ async fn an_app_level_failure_never_causes_work_on_infra() {
     probe.set_passing(false);
     let r = heal.tick().await;
     assert_eq!(kinds(&r), vec![(ProbeFailed, "app"), (HealStarted, "app")]);
-    assert_eq!(pm.count(Operation::Restart, &label("app")), 1);
-    assert_eq!(pm.count(Operation::Restart, &label("db")), 0);
+    assert_eq!(pm.count_for(Operation::Restart, &label("app")), 1);
+    assert_eq!(pm.count_for(Operation::Restart, &label("db")), 0);
     assert_eq!(rt.count(RuntimeOperation::EnsureRunning), 0);
 }
 
@@ -355,7 +372,7 @@ async fn flapping_probe_is_kept_from_restarting_by_hysteresis() {
             .all(|e| matches!(e, ProbeFailed | ProbeRecovered)),
         "{seen:?}"
     );
-    assert_eq!(pm.count(Operation::Restart, &label("inngest")), 0);
+    assert_eq!(pm.count_for(Operation::Restart, &label("inngest")), 0);
 }
 
 #[tokio::test(start_paused = true)]
@@ -381,7 +398,7 @@ async fn agent_restart_mid_episode_does_not_restart_again() {
         kinds(&r),
         vec![(ProbeFailed, "worker"), (HealStarted, "worker")]
     );
-    assert_eq!(pm.count(Operation::Restart, &worker), 1);
+    assert_eq!(pm.count_for(Operation::Restart, &worker), 1);
     // The agent dies here, before it saw whether the restart worked; and the worker crashes
     // again at once.
     drop(first);
@@ -410,7 +427,7 @@ async fn agent_restart_mid_episode_does_not_restart_again() {
         vec![(ProbeFailed, "worker"), (HealFailed, "worker")]
     );
     assert_eq!(r.events[1].attempt, Some(1));
-    assert_eq!(pm.count(Operation::Restart, &worker), 1);
+    assert_eq!(pm.count_for(Operation::Restart, &worker), 1);
 
     // Ten seconds after the first attempt started, the second one may run: attempt 2, not 1.
     sleep(Duration::from_secs(8)).await;
@@ -420,7 +437,7 @@ async fn agent_restart_mid_episode_does_not_restart_again() {
         vec![(ProbeFailed, "worker"), (HealStarted, "worker")]
     );
     assert_eq!(r.events[1].attempt, Some(2));
-    assert_eq!(pm.count(Operation::Restart, &worker), 2);
+    assert_eq!(pm.count_for(Operation::Restart, &worker), 2);
 }
 
 #[tokio::test(start_paused = true)]
@@ -442,7 +459,7 @@ async fn agent_killed_during_the_restart_call_does_not_repeat_it() {
     pm.crash(&worker, ExitStatus::Signal(9));
     pm.inject(
         Injection::new(Operation::Restart, Fault::Hang)
-            .for_label(&worker)
+            .for_target(&worker)
             .times(1),
     );
     // The agent is killed one second into the (hanging) restart call.
@@ -457,7 +474,7 @@ async fn agent_killed_during_the_restart_call_does_not_repeat_it() {
     let r = second.tick().await;
     assert_eq!(kinds(&r), vec![(HealSucceeded, "worker")]);
     assert_eq!(
-        pm.count(Operation::Restart, &worker),
+        pm.count_for(Operation::Restart, &worker),
         1,
         "only the interrupted call"
     );
@@ -489,11 +506,11 @@ async fn supervisor_already_restarting_is_observed_not_restarted() {
         sleep(Duration::from_secs(10)).await;
         assert_eq!(kinds(&heal.tick().await), vec![(ProbeFailed, "worker")]);
     }
-    assert_eq!(pm.count(Operation::Restart, &worker), 0);
+    assert_eq!(pm.count_for(Operation::Restart, &worker), 0);
     pm.set_state(&worker, RunState::Running);
     sleep(Duration::from_secs(10)).await;
     assert_eq!(kinds(&heal.tick().await), vec![(ProbeRecovered, "worker")]);
-    assert_eq!(pm.count(Operation::Restart, &worker), 0);
+    assert_eq!(pm.count_for(Operation::Restart, &worker), 0);
 }
 
 #[tokio::test(start_paused = true)]
@@ -523,7 +540,7 @@ async fn a_supervisor_crash_loop_is_observed_only_until_observe_max() {
         pm.set_state(&worker, RunState::SupervisorRestarting);
     }
     assert_eq!(
-        pm.count(Operation::Restart, &worker),
+        pm.count_for(Operation::Restart, &worker),
         0,
         "observed for 20 s"
     );
@@ -541,7 +558,7 @@ async fn a_supervisor_crash_loop_is_observed_only_until_observe_max() {
     );
     assert_eq!(r.events[1].cause.as_deref(), Some("observe-limit"));
     assert_eq!(r.events[2].step, Some(Step::Restart));
-    assert_eq!(pm.count(Operation::Restart, &worker), 1);
+    assert_eq!(pm.count_for(Operation::Restart, &worker), 1);
 }
 
 #[tokio::test(start_paused = true)]
@@ -570,34 +587,34 @@ async fn an_unreachable_manager_is_not_a_reason_to_restart() {
         vec![(ProbeFailed, "worker"), (HealSuppressed, "worker")]
     );
     assert_eq!(
-        r.events[0].error_kind.as_deref(),
+        r.events[0].error_kind.map(FailureKind::as_str),
         Some("manager-unavailable")
     );
     assert_eq!(r.events[1].cause.as_deref(), Some("manager-unavailable"));
     sleep(Duration::from_secs(10)).await;
     heal.tick().await;
-    assert_eq!(pm.count(Operation::Restart, &worker), 0);
+    assert_eq!(pm.count_for(Operation::Restart, &worker), 0);
 }
 
 #[tokio::test(start_paused = true)]
 async fn bringing_the_substrate_up_gets_its_own_longer_deadline() {
     // `colima start` boots a VM; the 5 s heal deadline of a service restart would kill it
     // mid-boot every time. The substrate gets `substrate.start_timeout`.
-    let rt = Arc::new(MemoryRuntime::new());
+    let rt = runtime();
     let inv = inventory(&format!(
         "{FAST}\n[substrate]\nname = \"colima\"\nstart_timeout = \"2m\"\n"
     ));
     let mut heal = HealLoop::new(
         &inv,
-        Ports::new().with_runtime(rt.clone()),
+        Ports::new().with_runtime(rt.clone()).with_deadlines(&inv),
         options(Clock::starting_at(EPOCH_MS)),
     )
     .unwrap();
     rt.set_healthy(false);
-    rt.inject(
+    rt.inject(container_runtime::testkit::Injection::new(
         RuntimeOperation::EnsureRunning,
-        container_runtime::RuntimeFault::Hang,
-    );
+        container_runtime::testkit::Fault::Hang,
+    ));
     let started = Instant::now();
     let r = heal.tick().await;
     assert_eq!(started.elapsed(), Duration::from_secs(120));
@@ -606,7 +623,7 @@ async fn bringing_the_substrate_up_gets_its_own_longer_deadline() {
         .iter()
         .find(|e| e.event == HealFailed)
         .expect("heal.failed");
-    assert_eq!(failed.error_kind.as_deref(), Some("timeout"));
+    assert_eq!(failed.error_kind.map(FailureKind::as_str), Some("timeout"));
     assert!(
         failed.detail.contains("2m") || failed.detail.contains("120s"),
         "{}",
@@ -624,12 +641,14 @@ async fn a_hanging_adapter_call_is_a_timeout_and_others_are_probed_on_time() {
     ));
     let mut heal = HealLoop::new(
         &inv,
-        Ports::new().with_manager("null", pm.clone()),
+        Ports::new()
+            .with_manager("null", pm.clone())
+            .with_deadlines(&inv),
         options(Clock::starting_at(EPOCH_MS)),
     )
     .unwrap();
     pm.crash(&stuck, ExitStatus::Signal(9));
-    pm.inject(Injection::new(Operation::Restart, Fault::Hang).for_label(&stuck));
+    pm.inject(Injection::new(Operation::Restart, Fault::Hang).for_target(&stuck));
 
     let started = Instant::now();
     let r = heal.tick().await;
@@ -646,14 +665,17 @@ async fn a_hanging_adapter_call_is_a_timeout_and_others_are_probed_on_time() {
             (HealFailed, "stuck")
         ]
     );
-    assert_eq!(r.events[2].error_kind.as_deref(), Some("timeout"));
-    assert_eq!(pm.count(Operation::Inspect, &fine), 1);
+    assert_eq!(
+        r.events[2].error_kind.map(FailureKind::as_str),
+        Some("timeout")
+    );
+    assert_eq!(pm.count_for(Operation::Inspect, &fine), 1);
 
     // The loop keeps its 10 s rhythm whatever `stuck` does: every tick probes `fine`.
     let sink = Arc::new(MemorySink::new());
     heal.add_sink(sink.clone());
     heal.run(sleep(Duration::from_secs(31))).await;
-    assert_eq!(pm.count(Operation::Inspect, &fine), 5);
+    assert_eq!(pm.count_for(Operation::Inspect, &fine), 5);
     let failed_heals: Vec<_> = sink
         .events()
         .into_iter()
@@ -667,12 +689,15 @@ async fn a_hanging_adapter_call_is_a_timeout_and_others_are_probed_on_time() {
 
     // A hanging probe is a probe timeout; the other service is still probed.
     pm.clear_faults();
-    pm.inject(Injection::new(Operation::Inspect, Fault::Hang).for_label(&stuck));
-    let before = pm.count(Operation::Inspect, &fine);
+    pm.inject(Injection::new(Operation::Inspect, Fault::Hang).for_target(&stuck));
+    let before = pm.count_for(Operation::Inspect, &fine);
     let r = heal.tick().await;
     assert_eq!(r.events[0].event, ProbeFailed);
-    assert_eq!(r.events[0].error_kind.as_deref(), Some("timeout"));
-    assert_eq!(pm.count(Operation::Inspect, &fine), before + 1);
+    assert_eq!(
+        r.events[0].error_kind.map(FailureKind::as_str),
+        Some("timeout")
+    );
+    assert_eq!(pm.count_for(Operation::Inspect, &fine), before + 1);
 }
 
 #[tokio::test(start_paused = true)]
@@ -723,9 +748,12 @@ async fn a_missing_definition_is_repaired_from_the_desired_config() {
         kinds(&r),
         vec![(ProbeFailed, "worker"), (HealStarted, "worker")]
     );
-    assert_eq!(r.events[0].error_kind.as_deref(), Some("not-installed"));
+    assert_eq!(
+        r.events[0].error_kind.map(FailureKind::as_str),
+        Some("not-installed")
+    );
     assert_eq!(r.events[1].step, Some(Step::Repair));
-    assert_eq!(pm.count(Operation::Enable, &label("worker")), 1);
+    assert_eq!(pm.count_for(Operation::Enable, &label("worker")), 1);
     assert_eq!(
         pm.config_of(&label("worker")).unwrap().env["PATH"],
         "/usr/bin:/bin"
@@ -759,7 +787,7 @@ async fn a_status_round_probes_without_healing() {
     assert!(feed.try_recv().is_err(), "status publishes nothing");
     let json = serde_json::to_value(&status).unwrap();
     assert_eq!(json["services"][0]["breaker"], "closed");
-    assert_eq!(pm.count(Operation::Restart, &label("worker")), 0);
+    assert_eq!(pm.count_for(Operation::Restart, &label("worker")), 0);
 }
 
 #[test]
@@ -799,7 +827,7 @@ async fn escalation_runs_the_notify_command_with_the_event() {
             Operation::Restart,
             Fault::fail(|| process_manager::ProcessError::backend("memory", "exec format error")),
         )
-        .for_label(&worker),
+        .for_target(&worker),
     );
     let r = heal.tick().await;
     assert_eq!(
@@ -812,7 +840,10 @@ async fn escalation_runs_the_notify_command_with_the_event() {
             (HealEscalated, "worker"),
         ]
     );
-    assert_eq!(r.events[2].error_kind.as_deref(), Some("backend"));
+    assert_eq!(
+        r.events[2].error_kind.map(FailureKind::as_str),
+        Some("backend")
+    );
     assert_eq!(
         r.events[4].outcome,
         Some(StepOutcome::Escalated {
@@ -845,9 +876,12 @@ async fn a_probe_whose_program_is_missing_does_not_restart_the_service() {
         kinds(&r),
         vec![(ProbeFailed, "worker"), (HealSuppressed, "worker")]
     );
-    assert_eq!(r.events[0].error_kind.as_deref(), Some("binary-not-found"));
+    assert_eq!(
+        r.events[0].error_kind.map(FailureKind::as_str),
+        Some("binary-not-found")
+    );
     assert_eq!(r.events[1].cause.as_deref(), Some("probe-binary-not-found"));
-    assert_eq!(pm.count(Operation::Restart, &label("worker")), 0);
+    assert_eq!(pm.count_for(Operation::Restart, &label("worker")), 0);
 }
 
 #[tokio::test(start_paused = true)]
@@ -855,7 +889,8 @@ async fn restarts_respect_the_managers_respawn_throttle() {
     // A launchd-like manager: it will not respawn more often than every 10 s.
     let mut caps = process_manager::Capabilities::basic("launchd-like");
     caps.respawn_throttle = Some(Duration::from_secs(10));
-    let pm = Arc::new(MemoryProcessManager::with_capabilities(caps));
+    caps.pushes_events = true;
+    let pm = Arc::new(instrumented(MemoryProcessManager::with_capabilities(caps)));
     let worker = label("worker");
     pm.enable(&ServiceConfig::new(worker.clone(), "/opt/bin/worker"))
         .await
@@ -877,10 +912,10 @@ async fn restarts_respect_the_managers_respawn_throttle() {
     let start = Instant::now();
     for _ in 0..25 {
         pm.crash(&worker, ExitStatus::Code(1));
-        let before = pm.count(Operation::Restart, &worker);
+        let before = pm.count_for(Operation::Restart, &worker);
         let r = heal.tick().await;
         assert!(r.events.iter().all(|e| e.adapter_type == "launchd-like"));
-        if pm.count(Operation::Restart, &worker) > before {
+        if pm.count_for(Operation::Restart, &worker) > before {
             restarts_at.push(start.elapsed().as_secs());
         }
         sleep(Duration::from_secs(1)).await;
@@ -922,7 +957,7 @@ async fn the_loop_runs_in_a_task_until_shutdown_and_saves_state() {
     assert_eq!(heal.status().services[0].health, Health::Healthy);
     let saved = std::fs::read_to_string(dir.path().join("heal-state.json")).unwrap();
     assert!(saved.contains("\"worker\""), "{saved}");
-    assert_eq!(pm.count(Operation::Restart, &label("worker")), 1);
+    assert_eq!(pm.count_for(Operation::Restart, &label("worker")), 1);
 }
 
 #[tokio::test(start_paused = true)]
@@ -955,7 +990,7 @@ async fn after_repeated_restarts_the_definition_is_repaired() {
         sleep(Duration::from_secs(10)).await;
     }
     assert_eq!(steps[..3], [Step::Restart, Step::Restart, Step::Repair]);
-    assert_eq!(pm.count(Operation::Enable, &worker), 1);
+    assert_eq!(pm.count_for(Operation::Enable, &worker), 1);
     assert_eq!(
         pm.config_of(&worker).unwrap().program,
         std::path::PathBuf::from("/opt/bin/worker"),
@@ -992,7 +1027,7 @@ async fn a_pushed_exit_event_wakes_the_loop_before_the_next_round() {
     assert_eq!(failed.event, ProbeFailed);
     assert_eq!(feed.recv().await.unwrap().event, HealStarted);
     assert_eq!(start.elapsed(), Duration::from_secs(5));
-    assert_eq!(pm.count(Operation::Restart, &label("worker")), 1);
+    assert_eq!(pm.count_for(Operation::Restart, &label("worker")), 1);
     stop.send(true).unwrap();
     task.await.unwrap();
 }
@@ -1022,4 +1057,29 @@ async fn a_corrupt_state_file_is_moved_aside_and_the_loop_heals_anyway() {
     // A fresh, valid file replaced it.
     let saved = std::fs::read_to_string(dir.path().join("heal-state.json")).unwrap();
     assert!(serde_json::from_str::<serde_json::Value>(&saved).is_ok());
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_deadline_wrapper_never_cuts_a_probe_shorter_than_its_own_timeout() {
+    // heal_timeout is 5 s; this probe may take 20 s. The ports' outer bound on a read is the
+    // longest probe deadline, so the probe's own timeout is what ends it.
+    let pm = manager(&["slow"]).await;
+    let slow = label("slow");
+    let inv = inventory(&format!(
+        "{FAST}\n[[service]]\nlabel = \"slow\"\nmanager = \"null\"\n\n[[service.probe]]\nkind = \"process\"\ntimeout = \"20s\"\n"
+    ));
+    let mut heal = HealLoop::new(
+        &inv,
+        Ports::new()
+            .with_manager("null", pm.clone())
+            .with_deadlines(&inv),
+        options(Clock::starting_at(EPOCH_MS)),
+    )
+    .unwrap();
+    pm.inject(Injection::new(Operation::Inspect, Fault::Hang).for_target(&slow));
+    let started = Instant::now();
+    let r = heal.probe_round().await;
+    assert_eq!(started.elapsed(), Duration::from_secs(20));
+    let probe = r.services[0].last_probe.clone().expect("probed");
+    assert_eq!(probe.failure.map(|f| f.as_str()), Some("timeout"));
 }

@@ -3,14 +3,19 @@
 //!
 //! - [`ContainerRuntimePort`]: substrate health, VM address, uptime, SSH config, bringing the
 //!   substrate up, and the container-level operations a heal needs (inspect, restart, list).
-//! - [`RuntimeError`]: one error enum by meaning, with [`RuntimeError::is_retryable`].
-//! - [`MemoryRuntime`]: the in-memory adapter, with fault and hang injection.
-//! - `testkit` (feature): the conformance suite every adapter runs.
+//! - [`RuntimeError`]: one error enum by meaning, with [`RuntimeError::is_retryable`] and
+//!   [`RuntimeError::kind`] (the [`ErrorKind`] the process port's errors share).
+//! - [`MemoryRuntime`]: the in-memory adapter, also the production `null` substrate (it keeps
+//!   nothing per call).
+//! - [`WithDeadline`]: an outer deadline around any adapter, per operation.
+//! - `testkit` (feature): the conformance suite every adapter runs
+//!   ([`conformance_tests!`]), and the `Faulty`/`Recording` wrappers for tests.
 //!
 //! This crate links no Docker client and spawns nothing.
 
+mod deadline;
 mod memory;
-#[cfg(any(test, feature = "testkit"))]
+#[cfg(feature = "testkit")]
 pub mod testkit;
 
 use std::collections::BTreeMap;
@@ -23,7 +28,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-pub use memory::{MemoryRuntime, RuntimeFault};
+pub use deadline::WithDeadline;
+pub use memory::MemoryRuntime;
+pub use port_kit::ErrorKind;
 
 /// The port's operations, for errors and telemetry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -62,7 +69,9 @@ impl fmt::Display for RuntimeOperation {
     }
 }
 
-/// Errors from a [`ContainerRuntimePort`].
+/// Errors from a [`ContainerRuntimePort`]. The same variants, fields and kinds as the process
+/// port's `ProcessError` where the meaning is the same (`NotFound` names a container or profile
+/// rather than a service; `Parse` is the runtime's own).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum RuntimeError {
@@ -73,10 +82,12 @@ pub enum RuntimeError {
         what: String,
     },
     /// The caller may not reach the runtime (socket permissions).
-    #[error("permission denied for {operation}: {detail}")]
+    #[error("permission denied for {operation} on {target}: {detail}")]
     PermissionDenied {
         /// What was attempted.
         operation: RuntimeOperation,
+        /// On what (a container, a socket).
+        target: String,
         /// What the runtime said.
         detail: String,
     },
@@ -104,9 +115,14 @@ pub enum RuntimeError {
         /// The adapter.
         adapter: String,
     },
-    /// Bad input.
-    #[error("invalid input: {0}")]
-    InvalidInput(String),
+    /// Bad input: an endpoint, a container name, a label filter, a profile.
+    #[error("invalid input{}: {detail}", for_label(.label))]
+    InvalidInput {
+        /// The container (or service) it concerns, when there is one.
+        label: Option<String>,
+        /// What was wrong.
+        detail: String,
+    },
     /// The runtime's answer could not be understood (malformed JSON, unexpected fields).
     #[error("{adapter}: could not parse {what}: {detail}")]
     Parse {
@@ -128,28 +144,39 @@ pub enum RuntimeError {
     },
 }
 
+fn for_label(label: &Option<String>) -> String {
+    label
+        .as_ref()
+        .map(|l| format!(" for {l:?}"))
+        .unwrap_or_default()
+}
+
 impl RuntimeError {
-    /// Whether trying again later can help (deadline passed, runtime down, transient failure).
-    pub fn is_retryable(&self) -> bool {
-        matches!(
-            self,
-            RuntimeError::Timeout { .. }
-                | RuntimeError::Unavailable { .. }
-                | RuntimeError::Backend { .. }
-        )
+    /// An `InvalidInput` about no container in particular.
+    pub fn invalid_input(detail: impl Into<String>) -> Self {
+        RuntimeError::InvalidInput {
+            label: None,
+            detail: detail.into(),
+        }
     }
 
-    /// A short stable name of the variant, for telemetry.
-    pub fn kind(&self) -> &'static str {
+    /// Whether trying again later can help (deadline passed, runtime down, transient failure).
+    pub fn is_retryable(&self) -> bool {
+        self.kind().is_retryable()
+    }
+
+    /// What the error means, for events and telemetry (stable names: `timeout`,
+    /// `not-found`...), shared with the process port's errors.
+    pub fn kind(&self) -> ErrorKind {
         match self {
-            RuntimeError::NotFound { .. } => "not-found",
-            RuntimeError::PermissionDenied { .. } => "permission-denied",
-            RuntimeError::Unavailable { .. } => "unavailable",
-            RuntimeError::Timeout { .. } => "timeout",
-            RuntimeError::NotSupported { .. } => "not-supported",
-            RuntimeError::InvalidInput(_) => "invalid-input",
-            RuntimeError::Parse { .. } => "parse",
-            RuntimeError::Backend { .. } => "backend",
+            RuntimeError::NotFound { .. } => ErrorKind::NotFound,
+            RuntimeError::PermissionDenied { .. } => ErrorKind::PermissionDenied,
+            RuntimeError::Unavailable { .. } => ErrorKind::Unavailable,
+            RuntimeError::Timeout { .. } => ErrorKind::Timeout,
+            RuntimeError::NotSupported { .. } => ErrorKind::NotSupported,
+            RuntimeError::InvalidInput { .. } => ErrorKind::InvalidInput,
+            RuntimeError::Parse { .. } => ErrorKind::Parse,
+            RuntimeError::Backend { .. } => ErrorKind::Backend,
         }
     }
 }

@@ -1,35 +1,18 @@
-//! `MemoryRuntime`: an in-memory substrate with containers, that can be taken down, told to fail
-//! or hang on chosen operations, and records calls.
+//! `MemoryRuntime`: an in-memory substrate with containers, that can be taken down and brought
+//! up. It is the null substrate too, so it keeps nothing per call; tests that need faults or a
+//! call log wrap it (`testkit::Faulty`, `testkit::Recording`).
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard};
 
 use async_trait::async_trait;
 use tokio::time::Instant;
 
 use crate::{
     ContainerHealth, ContainerRestartOutcome, ContainerRuntimePort, ContainerStatus,
-    EnsureRunningOutcome, RuntimeError, RuntimeOperation, SshConfig,
+    EnsureRunningOutcome, RuntimeError, SshConfig,
 };
-
-/// What an injected fault does.
-#[derive(Clone)]
-pub enum RuntimeFault {
-    /// The call returns the error this makes.
-    Fail(Arc<dyn Fn() -> RuntimeError + Send + Sync>),
-    /// The call never returns.
-    Hang,
-}
-
-impl std::fmt::Debug for RuntimeFault {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            RuntimeFault::Fail(make) => write!(f, "Fail({})", make()),
-            RuntimeFault::Hang => f.write_str("Hang"),
-        }
-    }
-}
 
 #[derive(Debug)]
 struct State {
@@ -38,8 +21,6 @@ struct State {
     vm_ip: Option<IpAddr>,
     ssh: Option<SshConfig>,
     containers: BTreeMap<String, ContainerStatus>,
-    faults: BTreeMap<RuntimeOperation, RuntimeFault>,
-    calls: Vec<(RuntimeOperation, Option<String>)>,
 }
 
 /// The in-memory runtime. Starts healthy, with no VM and no containers.
@@ -64,8 +45,6 @@ impl MemoryRuntime {
                 vm_ip: None,
                 ssh: None,
                 containers: BTreeMap::new(),
-                faults: BTreeMap::new(),
-                calls: Vec::new(),
             }),
         }
     }
@@ -128,41 +107,6 @@ impl MemoryRuntime {
         }
     }
 
-    /// Arms a fault on every call of `operation` until cleared.
-    pub fn inject(&self, operation: RuntimeOperation, fault: RuntimeFault) {
-        self.lock().faults.insert(operation, fault);
-    }
-
-    /// Removes every fault.
-    pub fn clear_faults(&self) {
-        self.lock().faults.clear();
-    }
-
-    /// How many calls of `operation` were made.
-    pub fn count(&self, operation: RuntimeOperation) -> usize {
-        self.lock()
-            .calls
-            .iter()
-            .filter(|(op, _)| *op == operation)
-            .count()
-    }
-
-    async fn enter(&self, op: RuntimeOperation, target: Option<&str>) -> Result<(), RuntimeError> {
-        let fault = {
-            let mut st = self.lock();
-            st.calls.push((op, target.map(str::to_string)));
-            st.faults.get(&op).cloned()
-        };
-        match fault {
-            None => Ok(()),
-            Some(RuntimeFault::Fail(make)) => Err(make()),
-            Some(RuntimeFault::Hang) => {
-                std::future::pending::<()>().await;
-                unreachable!("pending never completes")
-            }
-        }
-    }
-
     fn down(&self) -> RuntimeError {
         RuntimeError::Unavailable {
             adapter: "memory".into(),
@@ -178,17 +122,14 @@ impl ContainerRuntimePort for MemoryRuntime {
     }
 
     async fn is_healthy(&self) -> Result<bool, RuntimeError> {
-        self.enter(RuntimeOperation::Health, None).await?;
         Ok(self.lock().healthy)
     }
 
     async fn vm_ip(&self) -> Result<Option<IpAddr>, RuntimeError> {
-        self.enter(RuntimeOperation::VmIp, None).await?;
         Ok(self.lock().vm_ip)
     }
 
     async fn uptime_seconds(&self) -> Result<u64, RuntimeError> {
-        self.enter(RuntimeOperation::Uptime, None).await?;
         let st = self.lock();
         if !st.healthy {
             return Err(self.down());
@@ -197,12 +138,10 @@ impl ContainerRuntimePort for MemoryRuntime {
     }
 
     async fn ssh_config(&self) -> Result<Option<SshConfig>, RuntimeError> {
-        self.enter(RuntimeOperation::SshConfig, None).await?;
         Ok(self.lock().ssh.clone())
     }
 
     async fn ensure_running(&self) -> Result<EnsureRunningOutcome, RuntimeError> {
-        self.enter(RuntimeOperation::EnsureRunning, None).await?;
         let mut st = self.lock();
         if st.healthy {
             return Ok(EnsureRunningOutcome::AlreadyRunning);
@@ -213,8 +152,6 @@ impl ContainerRuntimePort for MemoryRuntime {
     }
 
     async fn inspect_container(&self, name: &str) -> Result<ContainerStatus, RuntimeError> {
-        self.enter(RuntimeOperation::InspectContainer, Some(name))
-            .await?;
         let st = self.lock();
         if !st.healthy {
             return Err(self.down());
@@ -228,8 +165,6 @@ impl ContainerRuntimePort for MemoryRuntime {
     }
 
     async fn restart_container(&self, name: &str) -> Result<ContainerRestartOutcome, RuntimeError> {
-        self.enter(RuntimeOperation::RestartContainer, Some(name))
-            .await?;
         let mut st = self.lock();
         if !st.healthy {
             return Err(self.down());
@@ -255,7 +190,6 @@ impl ContainerRuntimePort for MemoryRuntime {
         &self,
         label: Option<&str>,
     ) -> Result<Vec<ContainerStatus>, RuntimeError> {
-        self.enter(RuntimeOperation::ListContainers, None).await?;
         let st = self.lock();
         if !st.healthy {
             return Err(self.down());

@@ -1,10 +1,102 @@
-//! The conformance suite every `ContainerRuntimePort` adapter runs. A scenario panics with a
-//! message on the first broken expectation.
+//! The conformance suite every `ContainerRuntimePort` adapter runs, and the test wrappers.
+//!
+//! - Scenarios: `pub async fn` over a `&dyn ContainerRuntimePort`, each panicking with a message
+//!   on the first broken expectation. [`crate::conformance_tests!`] turns them into one test per
+//!   scenario per adapter.
+//! - [`Faulty`] and [`Recording`]: wrap any runtime to fail or hang chosen calls, and to count
+//!   them. The same shapes as the process port's.
 
-use crate::{ContainerRestartOutcome, ContainerRuntimePort, RuntimeError};
+use std::any::Any;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use crate::{
+    ContainerRestartOutcome, ContainerRuntimePort, ContainerStatus, EnsureRunningOutcome,
+    RuntimeError, RuntimeOperation, SshConfig,
+};
+
+/// Any runtime that fails or hangs the calls armed with `inject`.
+pub type Faulty<R> = port_kit::Faulty<R, RuntimeOperation, RuntimeError>;
+/// Any runtime whose calls are recorded (a bounded log and exact counts).
+pub type Recording<R> = port_kit::Recording<R, RuntimeOperation>;
+/// A fault armed on a [`Faulty`] runtime: an operation, optionally one container, how often.
+pub type Injection = port_kit::Injection<RuntimeOperation, RuntimeError>;
+/// What an injected fault does: fail with an error, or hang.
+pub type Fault = port_kit::Fault<RuntimeError>;
+/// One recorded call.
+pub type Call = port_kit::Call<RuntimeOperation>;
+
+/// `Recording<Faulty<R>>`: faults can be armed, and every call is counted, failed or not.
+pub fn instrumented<R: ContainerRuntimePort>(inner: R) -> Recording<Faulty<R>> {
+    Recording::new(Faulty::new(inner))
+}
+
+/// Implements the port for a wrapper whose `$before(operation, target)` runs before each call
+/// is passed to the wrapped runtime.
+macro_rules! wrap_port {
+    ($wrapper:ident, |$this:ident, $op:ident, $target:ident| $before:expr) => {
+        #[async_trait]
+        impl<R: ContainerRuntimePort> ContainerRuntimePort for $wrapper<R> {
+            fn adapter(&self) -> &str {
+                (**self).adapter()
+            }
+            async fn is_healthy(&self) -> Result<bool, RuntimeError> {
+                let ($this, $op, $target) = (self, RuntimeOperation::Health, None::<&str>);
+                $before;
+                (**self).is_healthy().await
+            }
+            async fn vm_ip(&self) -> Result<Option<IpAddr>, RuntimeError> {
+                let ($this, $op, $target) = (self, RuntimeOperation::VmIp, None::<&str>);
+                $before;
+                (**self).vm_ip().await
+            }
+            async fn uptime_seconds(&self) -> Result<u64, RuntimeError> {
+                let ($this, $op, $target) = (self, RuntimeOperation::Uptime, None::<&str>);
+                $before;
+                (**self).uptime_seconds().await
+            }
+            async fn ssh_config(&self) -> Result<Option<SshConfig>, RuntimeError> {
+                let ($this, $op, $target) = (self, RuntimeOperation::SshConfig, None::<&str>);
+                $before;
+                (**self).ssh_config().await
+            }
+            async fn ensure_running(&self) -> Result<EnsureRunningOutcome, RuntimeError> {
+                let ($this, $op, $target) = (self, RuntimeOperation::EnsureRunning, None::<&str>);
+                $before;
+                (**self).ensure_running().await
+            }
+            async fn inspect_container(&self, name: &str) -> Result<ContainerStatus, RuntimeError> {
+                let ($this, $op, $target) = (self, RuntimeOperation::InspectContainer, Some(name));
+                $before;
+                (**self).inspect_container(name).await
+            }
+            async fn restart_container(
+                &self,
+                name: &str,
+            ) -> Result<ContainerRestartOutcome, RuntimeError> {
+                let ($this, $op, $target) = (self, RuntimeOperation::RestartContainer, Some(name));
+                $before;
+                (**self).restart_container(name).await
+            }
+            async fn list_containers(
+                &self,
+                label: Option<&str>,
+            ) -> Result<Vec<ContainerStatus>, RuntimeError> {
+                let ($this, $op, $target) = (self, RuntimeOperation::ListContainers, None::<&str>);
+                $before;
+                (**self).list_containers(label).await
+            }
+        }
+    };
+}
+
+wrap_port!(Faulty, |this, op, target| this.enter(op, target).await?);
+wrap_port!(Recording, |this, op, target| this.record(op, target));
 
 /// What the scenarios need from the adapter's test.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct Fixture {
     /// Whether this substrate is a VM (then `vm_ip`/`ssh_config` may be `Some`; otherwise they
     /// must be `None`).
@@ -12,6 +104,41 @@ pub struct Fixture {
     /// A running container the scenarios may restart, and a label (`key=value`) it carries.
     /// `None` for adapters without container operations.
     pub container: Option<(String, String)>,
+    /// What must live as long as the scenario (a test container, a fake's folder).
+    pub keep: Vec<Arc<dyn Any + Send + Sync>>,
+}
+
+impl Fixture {
+    /// A fixture for a substrate with (`has_vm`) or without a VM, and no container.
+    pub fn new(has_vm: bool) -> Self {
+        Fixture {
+            has_vm,
+            ..Fixture::default()
+        }
+    }
+
+    /// With a running container the scenarios may restart, and a label (`key=value`) it has.
+    pub fn with_container(mut self, name: impl Into<String>, label: impl Into<String>) -> Self {
+        self.container = Some((name.into(), label.into()));
+        self
+    }
+
+    /// Keeps `value` alive for the scenario.
+    pub fn keeping(mut self, value: impl Any + Send + Sync) -> Self {
+        self.keep.push(Arc::new(value));
+        self
+    }
+}
+
+/// The adapter has a one-word name for telemetry, the same every time.
+pub async fn adapter_is_named(rt: &dyn ContainerRuntimePort, _fx: &Fixture) {
+    let name = rt.adapter().to_string();
+    assert!(!name.is_empty(), "empty adapter name");
+    assert!(
+        !name.contains(char::is_whitespace),
+        "adapter name {name:?} is not one word"
+    );
+    assert_eq!(rt.adapter(), name, "adapter name changed between calls");
 }
 
 /// A healthy runtime says so, reports an uptime, and reports a VM only where there is one.
@@ -36,26 +163,42 @@ pub async fn healthy_runtime_describes_itself(rt: &dyn ContainerRuntimePort, fx:
 /// `ensure_running` on a healthy runtime does nothing (or is not supported).
 pub async fn ensure_running_is_idempotent(rt: &dyn ContainerRuntimePort, _fx: &Fixture) {
     match rt.ensure_running().await {
-        Ok(crate::EnsureRunningOutcome::AlreadyRunning) => {}
+        Ok(EnsureRunningOutcome::AlreadyRunning) => {}
         Err(RuntimeError::NotSupported { .. }) => {}
         other => panic!("ensure_running on a healthy runtime: {other:?}"),
     }
 }
 
-/// Containers: an unknown one is `NotFound`; the fixture's is found, listed by its label, and
-/// restarted with an outcome that says so.
-pub async fn containers(rt: &dyn ContainerRuntimePort, fx: &Fixture) {
-    let Some((name, label)) = &fx.container else {
+/// An unknown container is `NotFound` for inspect and restart.
+pub async fn unknown_container_is_not_found(rt: &dyn ContainerRuntimePort, fx: &Fixture) {
+    if fx.container.is_none() {
         return;
-    };
+    }
     match rt.inspect_container("conformance-no-such-container").await {
-        Err(RuntimeError::NotFound { .. }) => {}
+        Err(e @ RuntimeError::NotFound { .. }) => {
+            assert_eq!(e.kind(), crate::ErrorKind::NotFound, "{e}");
+            assert!(
+                !e.is_retryable(),
+                "a missing container is not retryable: {e}"
+            );
+        }
         other => panic!("inspect of an unknown container: expected NotFound, got {other:?}"),
     }
     match rt.restart_container("conformance-no-such-container").await {
         Err(RuntimeError::NotFound { .. }) => {}
         other => panic!("restart of an unknown container: expected NotFound, got {other:?}"),
     }
+}
+
+/// The fixture's container is found, listed by its label (and not under another), and
+/// restarted with an outcome that says so.
+pub async fn containers_are_found_listed_and_restarted(
+    rt: &dyn ContainerRuntimePort,
+    fx: &Fixture,
+) {
+    let Some((name, label)) = &fx.container else {
+        return;
+    };
     let c = rt.inspect_container(name).await.expect("inspect_container");
     assert_eq!(&c.name, name);
     assert!(c.running, "{c:?}");
@@ -83,9 +226,48 @@ pub async fn containers(rt: &dyn ContainerRuntimePort, fx: &Fixture) {
     assert!(after.running, "{after:?}");
 }
 
-/// Every scenario.
-pub async fn run_all(rt: &dyn ContainerRuntimePort, fx: &Fixture) {
-    healthy_runtime_describes_itself(rt, fx).await;
-    ensure_running_is_idempotent(rt, fx).await;
-    containers(rt, fx).await;
+/// One test per scenario for a runtime: a module `$module` with a `#[tokio::test]` (or the test
+/// attribute given) for each scenario of [`crate::testkit`].
+///
+/// `$setup` is a closure taking the scenario's name and returning a future of
+/// `Option<(runtime, Fixture)>`; `None` skips the scenario (a real daemon that is not there,
+/// which the setup reports itself).
+#[macro_export]
+macro_rules! conformance_tests {
+    ($module:ident, #[$test:meta], $setup:expr $(,)?) => {
+        $crate::__conformance_scenarios!(
+            $module,
+            #[$test],
+            $setup,
+            adapter_is_named,
+            healthy_runtime_describes_itself,
+            ensure_running_is_idempotent,
+            unknown_container_is_not_found,
+            containers_are_found_listed_and_restarted,
+        );
+    };
+    // After the arm above: an attribute would otherwise be parsed as the start of `$setup`.
+    ($module:ident, $setup:expr $(,)?) => {
+        $crate::conformance_tests!($module, #[tokio::test], $setup);
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __conformance_scenarios {
+    ($module:ident, #[$test:meta], $setup:expr, $($scenario:ident),+ $(,)?) => {
+        mod $module {
+            #[allow(unused_imports)]
+            use super::*;
+            $(
+                #[$test]
+                async fn $scenario() {
+                    let setup = $setup;
+                    if let Some((runtime, fixture)) = setup(stringify!($scenario)).await {
+                        $crate::testkit::$scenario(&runtime, &fixture).await;
+                    }
+                }
+            )+
+        }
+    };
 }

@@ -1,20 +1,18 @@
-//! The conformance suite against the in-memory runtime, directly and through `Arc<dyn>`, and the
-//! deadline behaviour callers rely on.
+//! The conformance suite against the in-memory runtime (directly, through `Arc<dyn>`, through
+//! the deadline and test wrappers), and the deadline and fault behaviour callers rely on.
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use container_runtime::testkit::{self, Fixture};
+use container_runtime::testkit::{instrumented, Fault, Fixture, Injection};
 use container_runtime::{
-    ContainerRuntimePort, EnsureRunningOutcome, MemoryRuntime, RuntimeFault, RuntimeOperation,
+    ContainerRuntimePort, EnsureRunningOutcome, MemoryRuntime, RuntimeError, RuntimeOperation,
+    WithDeadline,
 };
 
 fn fixture() -> Fixture {
-    Fixture {
-        has_vm: false,
-        container: Some(("redis".into(), "com.joelclaw.stack=core".into())),
-    }
+    Fixture::new(false).with_container("redis", "com.joelclaw.stack=core")
 }
 
 fn runtime() -> MemoryRuntime {
@@ -24,25 +22,32 @@ fn runtime() -> MemoryRuntime {
     rt
 }
 
-#[tokio::test]
-async fn conformance_direct() {
-    testkit::run_all(&runtime(), &fixture()).await;
-}
+container_runtime::conformance_tests!(direct, |_| async { Some((runtime(), fixture())) });
 
-#[tokio::test]
-async fn conformance_through_arc_dyn() {
+container_runtime::conformance_tests!(through_arc_dyn, |_| async {
     let rt: Arc<dyn ContainerRuntimePort> = Arc::new(runtime());
-    testkit::run_all(rt.as_ref(), &fixture()).await;
-}
+    Some((rt, fixture()))
+});
+
+container_runtime::conformance_tests!(through_the_deadline_wrapper, |_| async {
+    Some((
+        WithDeadline::new(runtime(), Duration::from_secs(5)),
+        fixture(),
+    ))
+});
+
+container_runtime::conformance_tests!(through_the_test_wrappers, |_| async {
+    Some((instrumented(runtime()), fixture()))
+});
+
+container_runtime::conformance_tests!(with_a_vm, |_| async {
+    let rt = MemoryRuntime::with_vm(IpAddr::V4(Ipv4Addr::new(192, 168, 106, 2)));
+    Some((rt, Fixture::new(true)))
+});
 
 #[tokio::test]
-async fn conformance_with_a_vm() {
+async fn a_vm_has_an_address() {
     let rt = MemoryRuntime::with_vm(IpAddr::V4(Ipv4Addr::new(192, 168, 106, 2)));
-    let fx = Fixture {
-        has_vm: true,
-        container: None,
-    };
-    testkit::run_all(&rt, &fx).await;
     assert!(rt.vm_ip().await.unwrap().is_some());
 }
 
@@ -66,11 +71,52 @@ async fn down_then_brought_up() {
 
 #[tokio::test(start_paused = true)]
 async fn a_hung_call_is_bounded_by_the_callers_deadline() {
-    let rt = runtime();
-    rt.inject(RuntimeOperation::Health, RuntimeFault::Hang);
+    let rt = instrumented(runtime());
+    rt.inject(Injection::new(RuntimeOperation::Health, Fault::Hang));
     let r = tokio::time::timeout(Duration::from_secs(2), rt.is_healthy()).await;
     assert!(r.is_err(), "a hang must not complete");
     rt.clear_faults();
     assert!(rt.is_healthy().await.unwrap());
     assert_eq!(rt.count(RuntimeOperation::Health), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn starting_the_substrate_gets_its_own_deadline() {
+    let rt = instrumented(runtime());
+    rt.inject(Injection::new(RuntimeOperation::EnsureRunning, Fault::Hang));
+    rt.inject(Injection::new(RuntimeOperation::Health, Fault::Hang));
+    let bounded = WithDeadline::new(rt, Duration::from_secs(5))
+        .with_deadline_for(RuntimeOperation::EnsureRunning, Duration::from_secs(120));
+    let started = tokio::time::Instant::now();
+    match bounded.ensure_running().await {
+        Err(RuntimeError::Timeout { operation, after }) => {
+            assert_eq!(operation, RuntimeOperation::EnsureRunning);
+            assert_eq!(after, Duration::from_secs(120));
+        }
+        other => panic!("expected a timeout, got {other:?}"),
+    }
+    assert_eq!(started.elapsed(), Duration::from_secs(120));
+    assert!(matches!(
+        bounded.is_healthy().await,
+        Err(RuntimeError::Timeout { after, .. }) if after == Duration::from_secs(5)
+    ));
+}
+
+#[tokio::test]
+async fn a_failure_for_one_container_only() {
+    let rt = instrumented(runtime());
+    rt.inject(
+        Injection::new(
+            RuntimeOperation::RestartContainer,
+            Fault::fail(|| RuntimeError::Unavailable {
+                adapter: "memory".into(),
+                detail: "boom".into(),
+            }),
+        )
+        .for_target("redis"),
+    );
+    assert!(rt.restart_container("other").await.is_ok());
+    assert!(rt.restart_container("redis").await.is_err());
+    assert_eq!(rt.count_for(RuntimeOperation::RestartContainer, "redis"), 1);
+    assert_eq!(rt.count(RuntimeOperation::RestartContainer), 2);
 }

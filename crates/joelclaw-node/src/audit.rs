@@ -10,6 +10,12 @@
 //! - `definition-not-writable`: the definition file is not group or world writable.
 //! - `state-dir-private`: each state folder exists with mode 0700 (owned by the service user when
 //!   one is named).
+//! - `definitions-found`: at least one definition exists under the root. An audit that found
+//!   nothing to check has verified nothing (a Central host has at least the agent's own), so it
+//!   fails rather than passing with zero checks.
+//!
+//! Definitions are read with the adapters' own readers (`plist_read`, `unit_read`), the inverses
+//! of what `apply` writes.
 //!
 //! Without an inventory every definition found is held to the policy; with one, only the
 //! `infra-critical` and `service-critical` services are, and `app-level` ones pass as such.
@@ -18,6 +24,8 @@ use std::collections::BTreeSet;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+use adapters_linux::unit_read::read_unit;
+use adapters_macos::launchd::plist_read::read_plist;
 use serde::Serialize;
 
 /// What `audit` looks at.
@@ -96,79 +104,56 @@ fn is_developer_home(path: &str) -> bool {
     })
 }
 
+/// Every string in a plist that may name a path: program, argv, working folder, log files, and
+/// each `:`-separated part of every environment value.
 fn plist_definition(path: &Path, kind: Kind) -> Result<Definition, String> {
-    let value = plist::Value::from_file(path).map_err(|e| format!("not a readable plist: {e}"))?;
-    let dict = value
-        .as_dictionary()
-        .ok_or("the plist's top level is not a dictionary")?;
-    let s = |k: &str| dict.get(k).and_then(|v| v.as_string()).map(str::to_string);
-    let label = s("Label").ok_or("no Label key")?;
-    let mut paths: Vec<String> = [
-        "Program",
-        "WorkingDirectory",
-        "StandardOutPath",
-        "StandardErrorPath",
-    ]
-    .iter()
-    .filter_map(|k| s(k))
-    .collect();
-    if let Some(args) = dict.get("ProgramArguments").and_then(|v| v.as_array()) {
-        paths.extend(
-            args.iter()
-                .filter_map(|a| a.as_string())
-                .map(str::to_string),
-        );
-    }
-    if let Some(env) = dict
-        .get("EnvironmentVariables")
-        .and_then(|v| v.as_dictionary())
-    {
-        for (_, v) in env {
-            if let Some(v) = v.as_string() {
-                paths.extend(v.split(':').map(str::to_string));
-            }
-        }
+    let d = read_plist(path)?;
+    let mut paths: Vec<String> = [&d.program, &d.working_dir, &d.stdout_path, &d.stderr_path]
+        .into_iter()
+        .flatten()
+        .cloned()
+        .collect();
+    paths.extend(d.program_arguments.iter().cloned());
+    for v in d.env.values() {
+        paths.extend(v.split(':').map(str::to_string));
     }
     Ok(Definition {
         path: path.to_path_buf(),
         kind,
-        label,
-        user: s("UserName"),
+        label: d.label,
+        user: d.user,
         paths,
     })
 }
 
+/// Every absolute path inside a unit's command lines, environment, working folder, log files and
+/// writable paths (values are split at blanks, `:`, `=` and quotes, so `--dir=/x` and `A=/x:/y`
+/// count).
 fn unit_definition(path: &Path, kind: Kind) -> Result<Definition, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("unreadable: {e}"))?;
-    let label = path
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let mut user = None;
-    let mut paths = Vec::new();
-    for line in text.lines().map(str::trim) {
-        let Some((key, value)) = line.split_once('=') else {
-            continue;
-        };
-        match key.trim() {
-            "User" => user = Some(value.trim().to_string()),
-            "ExecStart" | "WorkingDirectory" | "Environment" | "StandardOutput"
-            | "StandardError" | "ReadWritePaths" => {
-                paths.extend(
-                    value
-                        .split([' ', ':', '=', '"'])
-                        .filter(|w| w.starts_with('/'))
-                        .map(str::to_string),
-                );
-            }
-            _ => {}
-        }
-    }
+    let d = read_unit(path)?;
+    let values = d
+        .exec_start
+        .iter()
+        .flatten()
+        .cloned()
+        .chain(d.env.iter().map(|(k, v)| format!("{k}={v}")))
+        .chain(d.working_dir.iter().cloned())
+        .chain(d.stdout_path.iter().cloned())
+        .chain(d.stderr_path.iter().cloned())
+        .chain(d.read_write_paths.iter().cloned());
+    let paths = values
+        .flat_map(|v| {
+            v.split([' ', ':', '=', '"'])
+                .filter(|w| w.starts_with('/'))
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        })
+        .collect();
     Ok(Definition {
         path: path.to_path_buf(),
         kind,
-        label,
-        user,
+        label: d.label,
+        user: d.user,
         paths,
     })
 }
@@ -198,10 +183,23 @@ fn discover(root: &Path) -> Vec<(PathBuf, Kind)> {
     found
 }
 
+/// Where definitions are looked for, relative to the root (for the `definitions-found` verdict).
+const SEARCHED: &str = "Library/LaunchDaemons, Library/LaunchAgents, etc/systemd/system, \
+    {Users,home}/*/Library/LaunchAgents, {Users,home}/*/.config/systemd/user";
+
 /// Runs every rule. The verdicts come in a stable order (by file, then rule).
 pub fn audit(scope: &AuditScope) -> Vec<Finding> {
     let mut findings = Vec::new();
-    for (path, kind) in discover(&scope.root) {
+    let definitions = discover(&scope.root);
+    if definitions.is_empty() {
+        findings.push(Finding {
+            rule: "definitions-found",
+            target: scope.root.display().to_string(),
+            pass: false,
+            detail: format!("no service definition found, nothing to check (looked in {SEARCHED})"),
+        });
+    }
+    for (path, kind) in definitions {
         let shown = path.display().to_string();
         let parsed = match kind {
             Kind::SystemUnit | Kind::UserUnit => unit_definition(&path, kind),

@@ -9,6 +9,7 @@ use adapters_linux::{DockerRuntime, SystemdProcessManager};
 use adapters_macos::{
     ColimaConfig, ColimaRuntime, FnHealthCheck, LaunchdConfig, LaunchdProcessManager,
 };
+use central_core::deadlines::{deadline_manager, deadline_runtime};
 use central_core::inventory::{ManagerKind, ManagerSettings, ProbeCheck, SubstrateKind};
 use central_core::{Inventory, Ports};
 use container_runtime::{ContainerRuntimePort, MemoryRuntime, SharedContainerRuntime};
@@ -23,8 +24,9 @@ pub const SELF_TOKEN: &str = "${JOELCLAW_NODE_BIN}";
 
 /// Reads and checks an inventory, with [`SELF_TOKEN`] replaced. Errors name file, line and key.
 pub fn load_inventory(path: &Path) -> Result<Inventory, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("{}: cannot read the inventory: {e}", path.display()))?;
+    // Refuses a FIFO or anything else that is not a regular file, instead of blocking on it.
+    let text =
+        Inventory::read_text(path).map_err(|e| format!("{}: {}", e.file.display(), e.message))?;
     let text = if text.contains(SELF_TOKEN) {
         let exe = std::env::current_exe()
             .map_err(|e| format!("cannot find this agent's own binary for {SELF_TOKEN}: {e}"))?;
@@ -53,9 +55,9 @@ pub enum Mode {
 /// The adapters an inventory needs.
 #[derive(Debug, Default)]
 pub struct Composition {
-    /// Process managers by the inventory's manager names.
+    /// Process managers by the inventory's manager names, each behind its deadline wrapper.
     pub managers: BTreeMap<&'static str, SharedProcessManager>,
-    /// The container runtime, when anything needs one.
+    /// The container runtime, when anything needs one, behind its deadline wrapper.
     pub runtime: Option<SharedContainerRuntime>,
     /// The embedded supervisor, in [`Mode::Own`].
     pub embedded: Option<EmbeddedSupervisor>,
@@ -194,12 +196,14 @@ fn runtime(inventory: &Inventory) -> Result<Option<SharedContainerRuntime>, Stri
             Arc::new(colima)
         }
     };
-    Ok(Some(runtime))
+    Ok(Some(deadline_runtime(runtime, inventory)))
 }
 
-/// Builds the adapters `inventory` needs. In [`Mode::Own`] the embedded supervisor keeps its
-/// logs and state under `state_dir/embedded`; in [`Mode::Observe`] it reads what the running
-/// agent published there.
+/// Builds the adapters `inventory` needs, each behind its deadline wrapper
+/// (`loop.heal_timeout`, and `substrate.start_timeout` for bringing the substrate up): the heal
+/// loop and the verbs rely on it for an outer bound. In [`Mode::Own`] the embedded supervisor
+/// keeps its logs and state under `state_dir/embedded`; in [`Mode::Observe`] it reads what the
+/// running agent published there.
 pub fn compose(inventory: &Inventory, state_dir: &Path, mode: Mode) -> Result<Composition, String> {
     let mut c = Composition {
         runtime: runtime(inventory)?,
@@ -236,7 +240,8 @@ pub fn compose(inventory: &Inventory, state_dir: &Path, mode: Mode) -> Result<Co
             ManagerKind::Null => Arc::new(MemoryProcessManager::new()),
             ManagerKind::Container => unreachable!("skipped above"),
         };
-        c.managers.insert(name, manager);
+        c.managers
+            .insert(name, deadline_manager(manager, inventory));
     }
     for spec in &inventory.services {
         if spec.manager == ManagerKind::Embedded && spec.config.is_none() {

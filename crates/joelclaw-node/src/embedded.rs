@@ -90,7 +90,9 @@ impl Inner {
             .map(|(l, s)| EmbeddedSupervisor::status_of(l, s))
             .collect();
         let json = serde_json::to_vec_pretty(&all).expect("statuses serialize");
-        if let Err(e) = crate::fsutil::write_atomic(&dir.join(PUBLISHED), &json, 0o600) {
+        if let Err(e) =
+            sysutil::fs::AtomicWrite::with_mode(0o600).write(&dir.join(PUBLISHED), &json)
+        {
             tracing::warn!(error = %e, "publishing embedded service state");
         }
     }
@@ -203,8 +205,9 @@ impl EmbeddedSupervisor {
         };
         if let (true, Some(dir)) = (changed, &self.inner.options.state_dir) {
             let json = serde_json::to_vec_pretty(&*set).expect("a set of strings serializes");
-            crate::fsutil::write_atomic(&disabled_file(dir), &json, 0o600)
-                .map_err(|e| io_err("persist the disabled set", e))?;
+            sysutil::fs::AtomicWrite::with_mode(0o600)
+                .write(&disabled_file(dir), &json)
+                .map_err(|e| io_err("persist the disabled set", e.into()))?;
         }
         Ok(())
     }
@@ -416,10 +419,7 @@ fn die_with_parent(_cmd: &mut tokio::process::Command) {
 #[async_trait]
 impl ProcessManagerPort for EmbeddedSupervisor {
     fn capabilities(&self) -> Capabilities {
-        let mut caps = Capabilities::basic(ADAPTER);
-        caps.reports_restart_count = true;
-        caps.pushes_events = true;
-        caps
+        Capabilities::basic(ADAPTER).pushing_events()
     }
 
     async fn list(&self, pattern: &LabelPattern) -> Result<Vec<ServiceStatus>, ProcessError> {

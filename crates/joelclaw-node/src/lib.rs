@@ -1,12 +1,17 @@
-//! The joelclaw node agent as a library: the embedded supervisor, the audit policy, the output
-//! envelope and the CLI verbs. The `joelclaw-node` binary is a thin `main` over [`cli::main`].
+//! The joelclaw node agent as a library: the command line ([`cli`]) over one module per verb
+//! ([`verbs`]), the composition root ([`compose`]), the embedded supervisor, the audit policy,
+//! the event sink and the output envelope. The `joelclaw-node` binary is a thin `main` over
+//! [`cli::main`].
+//!
+//! Layers, each using only those below it: `cli` → `verbs` → `setup`, `audit`, `demo`, `sink`
+//! → `compose` → `embedded`; `output` is used by `cli`, `verbs` and `setup`.
 
-pub mod agent;
 pub mod audit;
 pub mod cli;
 pub mod compose;
 pub mod demo;
 pub mod embedded;
-pub mod fsutil;
 pub mod output;
+pub mod setup;
 pub mod sink;
+pub mod verbs;

@@ -151,3 +151,16 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     }
     out
 }
+
+/// An optional value as a table cell (`-` when absent).
+pub fn opt<T: ToString>(v: &Option<T>) -> String {
+    v.as_ref().map_or("-".into(), T::to_string)
+}
+
+/// A value's JSON name (an enum's serde spelling) as a table cell (`-` when it has none).
+pub fn json_name<T: Serialize>(v: &T) -> String {
+    serde_json::to_value(v)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_else(|| "-".into())
+}

@@ -386,15 +386,11 @@ fn apply_against_real_systemd_installs_active_units_idempotently() {
     assert_eq!(json(&out)["result"]["changes"], 2, "{out}");
     for l in labels {
         let label = ServiceLabel::new(l).unwrap();
-        let until = Instant::now() + Duration::from_secs(20);
-        let st = loop {
-            let st = rt.block_on(systemd.inspect(&label)).unwrap();
-            if st.is_running() && st.pid.is_some() {
-                break st;
-            }
-            assert!(Instant::now() < until, "{l} is not running: {st:?}");
-            std::thread::sleep(Duration::from_millis(100));
-        };
+        let st =
+            sysutil::poll::until_blocking(&format!("{l} running"), Duration::from_secs(20), || {
+                let st = rt.block_on(systemd.inspect(&label)).unwrap();
+                (st.is_running() && st.pid.is_some()).then_some(st)
+            });
         assert_eq!(st.enabled, Some(true), "{st:?}");
         // The main process runs as the service account, not root.
         let owner = in_container(
@@ -445,4 +441,99 @@ fn every_example_inventory_loads_and_renders() {
         seen >= 3,
         "expected the demo, central and fleet inventories, found {seen}"
     );
+}
+
+/// Waits for `child` to exit by itself, and returns its exit code and stderr; kills it after a
+/// minute so a regression fails instead of hanging the suite.
+fn exit_within_a_minute(mut child: std::process::Child) -> (Option<i32>, String) {
+    use std::io::Read;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let code = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status.code();
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let mut err = String::new();
+    if let Some(mut stderr) = child.stderr.take() {
+        let _ = stderr.read_to_string(&mut err);
+    }
+    (code, err)
+}
+
+#[test]
+fn bad_input_is_refused_at_load_with_exit_2() {
+    use std::process::Stdio;
+    let dir = tempfile::tempdir().unwrap();
+    // A heal loop over nothing is refused by `run`; `status` still reads the file.
+    let empty = dir.path().join("empty.toml");
+    fs::write(&empty, "[node]\nrole = \"fleet\"\n").unwrap();
+    let child = bin()
+        .args(["run", "-i"])
+        .arg(&empty)
+        .arg("--state-dir")
+        .arg(dir.path().join("state"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (code, err) = exit_within_a_minute(child);
+    assert_eq!(code, Some(2), "run over nothing: {err}");
+    assert!(err.contains("nothing to heal"), "{err}");
+
+    // A port that cannot exist is an input error naming line and key, not "unhealthy".
+    let port = dir.path().join("port.toml");
+    fs::write(
+        &port,
+        "[[service]]\nlabel = \"a\"\nmanager = \"null\"\n\n[[service.probe]]\nkind = \"tcp\"\naddress = \"127.0.0.1:99999\"\n",
+    )
+    .unwrap();
+    let (code, out, err) = run(bin().args(["status", "-i"]).arg(&port));
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(
+        err.contains("port.toml:7:") && err.contains("service.probe.address"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_fifo_inventory_is_refused_instead_of_read() {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("inv.toml");
+    assert!(Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    // A writer, so an agent that does open the FIFO reads a valid file instead of hanging.
+    let writer = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || {
+            let mut w = fs::OpenOptions::new().write(true).open(&fifo).unwrap();
+            let _ = w.write_all(b"[[service]]\nlabel = \"a\"\nmanager = \"null\"\n");
+        })
+    };
+    let (code, out, err) = run(bin().args(["status", "-i"]).arg(&fifo));
+    // Release the writer: open the read end without blocking (O_NONBLOCK).
+    let nonblock = if cfg!(target_os = "linux") {
+        0o4000
+    } else {
+        0x4
+    };
+    let reader = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nonblock)
+        .open(&fifo)
+        .unwrap();
+    writer.join().unwrap();
+    drop(reader);
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(err.contains("FIFO"), "{err}");
 }

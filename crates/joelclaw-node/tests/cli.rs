@@ -256,3 +256,45 @@ fn identity_says_where_each_value_came_from() {
         "{err}"
     );
 }
+
+#[test]
+fn audit_of_a_root_with_nothing_to_check_fails() {
+    // Zero checks is not a pass: nothing was verified.
+    let root = tempfile::tempdir().unwrap();
+    let failed = failed_rules(root.path());
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert_eq!(failed[0].0, "definitions-found");
+    let (code, out, _) = run(bin().args(["audit", "--root"]).arg(root.path()));
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("nothing to check"), "{out}");
+}
+
+#[test]
+fn audit_reads_unit_files_with_the_adapters_reader() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("etc/systemd/system");
+    fs::create_dir_all(&dir).unwrap();
+    // No User= (runs as root), and a person's home inside a quoted `--flag=` argument.
+    fs::write(
+        dir.join("worker.service"),
+        "[Service]\nExecStart=\"/usr/bin/worker\" \"--data=/home/alice/data\"\n",
+    )
+    .unwrap();
+    fs::write(
+        dir.join("good.service"),
+        "[Service]\nExecStart=\"/usr/bin/good\"\nUser=joelclaw\n",
+    )
+    .unwrap();
+    for f in ["worker.service", "good.service"] {
+        fs::set_permissions(dir.join(f), fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    let mut failed = failed_rules(root.path());
+    failed.sort();
+    assert_eq!(failed.len(), 2, "{failed:?}");
+    assert_eq!(failed[0].0, "no-developer-home");
+    assert_eq!(failed[1].0, "non-root-user");
+    assert!(
+        failed.iter().all(|(_, t)| t.contains("(worker)")),
+        "{failed:?}"
+    );
+}

@@ -34,20 +34,6 @@ fn published_pid(state: &Path, label: &str) -> Option<u32> {
         .map(|p| p as u32)
 }
 
-fn wait_for<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>) -> T {
-    let start = Instant::now();
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(
-            start.elapsed() < limit,
-            "timed out after {limit:?} waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 #[test]
 fn a_killed_child_is_healed_and_sigterm_leaves_no_child() {
     let state = tempfile::tempdir().unwrap();
@@ -74,7 +60,7 @@ fn a_killed_child_is_healed_and_sigterm_leaves_no_child() {
         }
     });
 
-    let victim = wait_for("demo-web running", Duration::from_secs(30), || {
+    let victim = sysutil::poll::until_blocking("demo-web running", Duration::from_secs(30), || {
         published_pid(state.path(), "demo-web")
     });
     let mut children = vec![victim];
@@ -127,7 +113,7 @@ fn a_killed_child_is_healed_and_sigterm_leaves_no_child() {
         "{seen:?}"
     );
     assert!(seen.contains(&"heal.started".to_string()), "{seen:?}");
-    let new_pid = wait_for("demo-web back", Duration::from_secs(10), || {
+    let new_pid = sysutil::poll::until_blocking("demo-web back", Duration::from_secs(10), || {
         published_pid(state.path(), "demo-web").filter(|p| *p != victim)
     });
     children.push(new_pid);
@@ -138,12 +124,13 @@ fn a_killed_child_is_healed_and_sigterm_leaves_no_child() {
     }
 
     kill(Pid::from_raw(agent.0.id() as i32), Signal::SIGTERM).unwrap();
-    let status = wait_for("the agent to exit", Duration::from_secs(30), || {
-        agent.0.try_wait().unwrap()
-    });
+    let status =
+        sysutil::poll::until_blocking("the agent to exit", Duration::from_secs(30), || {
+            agent.0.try_wait().unwrap()
+        });
     assert!(status.success(), "agent exit after SIGTERM: {status:?}");
     for pid in children {
-        wait_for(&format!("child {pid} gone"), Duration::from_secs(5), || {
+        sysutil::poll::until_blocking(&format!("child {pid} gone"), Duration::from_secs(5), || {
             (!alive(pid)).then_some(())
         });
     }
@@ -184,7 +171,7 @@ fn an_agent_killed_with_sigkill_leaves_no_orphans() {
     let children: Vec<u32> = ["demo-web", "demo-flaky", "demo-wedged"]
         .iter()
         .map(|l| {
-            wait_for(&format!("{l} running"), Duration::from_secs(30), || {
+            sysutil::poll::until_blocking(&format!("{l} running"), Duration::from_secs(30), || {
                 published_pid(state.path(), l)
             })
         })
@@ -192,7 +179,7 @@ fn an_agent_killed_with_sigkill_leaves_no_orphans() {
     agent.0.kill().unwrap(); // SIGKILL: no chance to stop its children itself
     agent.0.wait().unwrap();
     for pid in children {
-        wait_for(
+        sysutil::poll::until_blocking(
             &format!("child {pid} gone after the agent died"),
             Duration::from_secs(10),
             || (!alive(pid)).then_some(()),

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use joelclaw_node::embedded::{EmbeddedOptions, EmbeddedSupervisor, EmbeddedView};
-use process_manager::testkit::{self, Fixture};
+use process_manager::testkit::Fixture;
 use process_manager::{
     DisableOutcome, ExitStatus, ProcessError, ProcessManagerPort, RunState, ServiceConfig,
     ServiceEvent, ServiceLabel, StopOutcome,
@@ -20,23 +20,30 @@ fn supervisor(dir: &Path) -> EmbeddedSupervisor {
     EmbeddedSupervisor::new(opts).unwrap()
 }
 
-async fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
-    for _ in 0..200 {
-        if f() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("timed out waiting for {what}");
-}
+/// How long a test waits for the supervisor to act: a bound, not a timing assertion.
+const SETTLE: Duration = Duration::from_secs(10);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn conformance() {
-    let dir = tempfile::tempdir().unwrap();
-    let sup = supervisor(dir.path());
-    testkit::run_all(&sup, &Fixture::new("conf-emb-", "/bin/sleep", &["1000"])).await;
-    sup.shutdown().await;
-}
+// A supervisor of its own per scenario; its folder lives as long as the scenario, and a crash
+// is a SIGKILL of the child. (Dropping the supervisor kills any child left.)
+process_manager::conformance_tests!(
+    conformance,
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)],
+    |_| async {
+        let dir = tempfile::tempdir().unwrap();
+        let sup = supervisor(dir.path());
+        let fx = Fixture::new("conf-emb-", "/bin/sleep", &["1000"])
+            .with_kill(|_label, pid| {
+                let pid = pid.expect("a running service has a pid");
+                nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid as i32),
+                    nix::sys::signal::SIGKILL,
+                )
+                .unwrap();
+            })
+            .keeping(dir);
+        Some((sup, fx))
+    }
+);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_kill_is_detected_at_once_and_pushed() {
@@ -85,7 +92,7 @@ async fn stop_escalates_to_sigkill_and_takes_the_whole_group() {
     sup.enable(&ServiceConfig::new(label.clone(), "/bin/sh").with_args(["-c", &script]))
         .await
         .unwrap();
-    wait_until("the grandchild pid file", || {
+    sysutil::poll::until_true("the grandchild pid file", SETTLE, || {
         std::fs::read_to_string(&pidfile).is_ok_and(|s| !s.trim().is_empty())
     })
     .await;
@@ -102,7 +109,7 @@ async fn stop_escalates_to_sigkill_and_takes_the_whole_group() {
         Some(ExitStatus::Signal(9)),
         "it needed SIGKILL"
     );
-    wait_until("leader and grandchild gone", || {
+    sysutil::poll::until_true("leader and grandchild gone", SETTLE, || {
         !alive(leader) && !alive(grandchild)
     })
     .await;
@@ -159,7 +166,7 @@ async fn logs_go_to_files() {
     sup.enable(&cfg).await.unwrap();
     let out = dir.path().join("logs/talker.out.log");
     let err = dir.path().join("logs/talker.err.log");
-    wait_until("both logs written", || {
+    sysutil::poll::until_true("both logs written", SETTLE, || {
         std::fs::read_to_string(&out).is_ok_and(|s| s == "out\n")
             && std::fs::read_to_string(&err).is_ok_and(|s| s == "err\n")
     })
@@ -191,7 +198,7 @@ async fn another_process_sees_the_children_through_the_published_view() {
         nix::sys::signal::SIGKILL,
     )
     .unwrap();
-    wait_until("the exit published", || {
+    sysutil::poll::until_true("the exit published", SETTLE, || {
         std::fs::read_to_string(dir.path().join("services.json"))
             .is_ok_and(|s| s.contains("\"signal\": 9"))
     })

@@ -5,10 +5,12 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+pub use port_kit::ErrorKind;
+
 use crate::label::LabelError;
 
 /// The port's operations, for errors and telemetry.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Operation {
     /// `list`
@@ -141,12 +143,7 @@ impl ProcessError {
     /// down, or it failed for a reason of its own. Bad input, missing services, refusals and
     /// unsupported operations will answer the same again.
     pub fn is_retryable(&self) -> bool {
-        matches!(
-            self,
-            ProcessError::Timeout { .. }
-                | ProcessError::Unavailable { .. }
-                | ProcessError::Backend { .. }
-        )
+        self.kind().is_retryable()
     }
 
     /// A `NotFound` for a label.
@@ -165,17 +162,18 @@ impl ProcessError {
         }
     }
 
-    /// A short stable name of the variant, for telemetry (`timeout`, `not-found`, ...).
-    pub fn kind(&self) -> &'static str {
+    /// What the error means, for events and telemetry (stable names: `timeout`,
+    /// `not-found`...), shared with the runtime port's errors.
+    pub fn kind(&self) -> ErrorKind {
         match self {
-            ProcessError::NotFound { .. } => "not-found",
-            ProcessError::PermissionDenied { .. } => "permission-denied",
-            ProcessError::Unavailable { .. } => "unavailable",
-            ProcessError::Timeout { .. } => "timeout",
-            ProcessError::NotSupported { .. } => "not-supported",
-            ProcessError::InvalidLabel(_) => "invalid-label",
-            ProcessError::InvalidInput { .. } => "invalid-input",
-            ProcessError::Backend { .. } => "backend",
+            ProcessError::NotFound { .. } => ErrorKind::NotFound,
+            ProcessError::PermissionDenied { .. } => ErrorKind::PermissionDenied,
+            ProcessError::Unavailable { .. } => ErrorKind::Unavailable,
+            ProcessError::Timeout { .. } => ErrorKind::Timeout,
+            ProcessError::NotSupported { .. } => ErrorKind::NotSupported,
+            ProcessError::InvalidLabel(_) => ErrorKind::InvalidLabel,
+            ProcessError::InvalidInput { .. } => ErrorKind::InvalidInput,
+            ProcessError::Backend { .. } => ErrorKind::Backend,
         }
     }
 }

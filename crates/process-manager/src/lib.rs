@@ -7,9 +7,11 @@
 //! - [`ProcessManagerPort`]: the six idempotent operations, each with an outcome that says what
 //!   happened, and [`Capabilities`] so the heal loop does not fight the supervisor.
 //! - [`ProcessError`]: one error enum by meaning, with [`ProcessError::is_retryable`].
-//! - [`MemoryProcessManager`]: the in-memory adapter, with fault and hang injection.
-//! - [`WithDeadline`]: an outer deadline around any adapter.
-//! - `testkit` (feature): the conformance suite every adapter runs.
+//! - [`MemoryProcessManager`]: the in-memory adapter, also the production `null` adapter (it
+//!   keeps nothing per call).
+//! - [`WithDeadline`]: an outer deadline around any adapter, per operation.
+//! - `testkit` (feature): the conformance suite every adapter runs
+//!   ([`conformance_tests!`]), and the `Faulty`/`Recording` wrappers for tests.
 //!
 //! This crate spawns nothing and knows no adapter.
 
@@ -20,16 +22,16 @@ mod memory;
 mod port;
 pub mod serde_duration;
 mod status;
-#[cfg(any(test, feature = "testkit"))]
+#[cfg(feature = "testkit")]
 pub mod testkit;
 
 pub use config::{
     check_account_name, looks_like_secret, ProcessType, RestartPolicy, ServiceConfig, ServiceScope,
     StartLimit,
 };
-pub use error::{BoxError, Operation, ProcessError};
+pub use error::{BoxError, ErrorKind, Operation, ProcessError};
 pub use label::{LabelError, LabelPattern, LabelRule, ServiceLabel, MAX_LABEL_LEN};
-pub use memory::{Call, Fault, Injection, MemoryProcessManager};
+pub use memory::MemoryProcessManager;
 pub use port::{ProcessManagerPort, SharedProcessManager, WithDeadline};
 pub use status::{
     Capabilities, DisableOutcome, EnableOutcome, ExitStatus, RestartOutcome, RunState,

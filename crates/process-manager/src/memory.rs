@@ -1,89 +1,22 @@
 //! `MemoryProcessManager`: an in-memory manager that behaves like a real one (state transitions,
-//! idempotent outcomes, `NotFound`) and can be told to fail or hang on chosen operations. It is
-//! the null adapter for machines with nothing to manage and the stand-in for every test above the
-//! port.
+//! idempotent outcomes, `NotFound`). It is the null adapter for machines with nothing to manage,
+//! so it keeps nothing per call: its memory grows only with the services it holds. Tests that
+//! need faults or a call log wrap it (`testkit::Faulty`, `testkit::Recording`).
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard};
 
 use async_trait::async_trait;
 use tokio::sync::broadcast;
 
 use crate::config::ServiceConfig;
-use crate::error::{Operation, ProcessError};
+use crate::error::ProcessError;
 use crate::label::{LabelPattern, ServiceLabel};
 use crate::port::ProcessManagerPort;
 use crate::status::{
     Capabilities, DisableOutcome, EnableOutcome, ExitStatus, RestartOutcome, RunState,
     ServiceEvent, ServiceStatus, StopOutcome,
 };
-
-/// What an injected fault does.
-#[derive(Clone)]
-pub enum Fault {
-    /// The call returns the error this makes.
-    Fail(Arc<dyn Fn() -> ProcessError + Send + Sync>),
-    /// The call never returns (until its caller's deadline drops it).
-    Hang,
-}
-
-impl Fault {
-    /// A fault that fails with the error `make` returns.
-    pub fn fail(make: impl Fn() -> ProcessError + Send + Sync + 'static) -> Self {
-        Fault::Fail(Arc::new(make))
-    }
-}
-
-impl std::fmt::Debug for Fault {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Fault::Fail(make) => write!(f, "Fail({})", make()),
-            Fault::Hang => f.write_str("Hang"),
-        }
-    }
-}
-
-/// Where and how often a fault applies.
-#[derive(Debug, Clone)]
-pub struct Injection {
-    operation: Operation,
-    label: Option<ServiceLabel>,
-    fault: Fault,
-    remaining: Option<u32>,
-}
-
-impl Injection {
-    /// `fault` on every call of `operation`, for every label, until cleared.
-    pub fn new(operation: Operation, fault: Fault) -> Self {
-        Injection {
-            operation,
-            label: None,
-            fault,
-            remaining: None,
-        }
-    }
-
-    /// Only for this label.
-    pub fn for_label(mut self, label: &ServiceLabel) -> Self {
-        self.label = Some(label.clone());
-        self
-    }
-
-    /// Only for the next `n` matching calls.
-    pub fn times(mut self, n: u32) -> Self {
-        self.remaining = Some(n);
-        self
-    }
-}
-
-/// One call made to the adapter, for tests that assert what the heal loop did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Call {
-    /// The operation.
-    pub operation: Operation,
-    /// The label (none for `list`).
-    pub label: Option<String>,
-}
 
 #[derive(Debug, Clone)]
 struct Entry {
@@ -99,8 +32,6 @@ struct Entry {
 struct State {
     services: BTreeMap<ServiceLabel, Entry>,
     next_pid: u32,
-    injections: Vec<Injection>,
-    calls: Vec<Call>,
 }
 
 impl State {
@@ -131,14 +62,11 @@ impl Default for MemoryProcessManager {
 impl MemoryProcessManager {
     /// An empty manager with basic capabilities (adapter name `memory`).
     pub fn new() -> Self {
-        let mut capabilities = Capabilities::basic("memory");
-        capabilities.reports_restart_count = true;
-        capabilities.native_restart = true;
-        capabilities.pushes_events = true;
-        Self::with_capabilities(capabilities)
+        Self::with_capabilities(Capabilities::basic("memory").pushing_events())
     }
 
     /// An empty manager that reports `capabilities` (e.g. to play launchd with a throttle).
+    /// `events()` is `Some` exactly when `capabilities.pushes_events`.
     pub fn with_capabilities(capabilities: Capabilities) -> Self {
         MemoryProcessManager {
             state: Mutex::new(State::default()),
@@ -150,35 +78,6 @@ impl MemoryProcessManager {
     fn lock(&self) -> MutexGuard<'_, State> {
         // A panic in a test thread must not poison every later assertion.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Adds a fault.
-    pub fn inject(&self, injection: Injection) {
-        self.lock().injections.push(injection);
-    }
-
-    /// Removes every fault.
-    pub fn clear_faults(&self) {
-        self.lock().injections.clear();
-    }
-
-    /// The calls made so far, oldest first.
-    pub fn calls(&self) -> Vec<Call> {
-        self.lock().calls.clone()
-    }
-
-    /// How many calls of `operation` were made for `label`.
-    pub fn count(&self, operation: Operation, label: &ServiceLabel) -> usize {
-        self.lock()
-            .calls
-            .iter()
-            .filter(|c| c.operation == operation && c.label.as_deref() == Some(label.as_str()))
-            .count()
-    }
-
-    /// Forgets the recorded calls.
-    pub fn clear_calls(&self) {
-        self.lock().calls.clear();
     }
 
     /// Simulates the main process exiting (a crash, when `status` is not success). The service
@@ -217,41 +116,6 @@ impl MemoryProcessManager {
         self.lock().services.get(label).map(|e| e.config.clone())
     }
 
-    /// Records the call, then applies a matching fault if one is armed.
-    async fn enter(
-        &self,
-        operation: Operation,
-        label: Option<&ServiceLabel>,
-    ) -> Result<(), ProcessError> {
-        let fault = {
-            let mut st = self.lock();
-            st.calls.push(Call {
-                operation,
-                label: label.map(|l| l.to_string()),
-            });
-            let hit = st.injections.iter_mut().position(|i| {
-                i.operation == operation
-                    && i.remaining != Some(0)
-                    && (i.label.is_none() || i.label.as_ref() == label)
-            });
-            hit.map(|idx| {
-                let inj = &mut st.injections[idx];
-                if let Some(n) = inj.remaining.as_mut() {
-                    *n -= 1;
-                }
-                inj.fault.clone()
-            })
-        };
-        match fault {
-            None => Ok(()),
-            Some(Fault::Fail(make)) => Err(make()),
-            Some(Fault::Hang) => {
-                std::future::pending::<()>().await;
-                unreachable!("pending never completes")
-            }
-        }
-    }
-
     fn status_of(label: &ServiceLabel, e: &Entry) -> ServiceStatus {
         ServiceStatus {
             label: label.clone(),
@@ -273,7 +137,6 @@ impl ProcessManagerPort for MemoryProcessManager {
     }
 
     async fn list(&self, pattern: &LabelPattern) -> Result<Vec<ServiceStatus>, ProcessError> {
-        self.enter(Operation::List, None).await?;
         let st = self.lock();
         Ok(st
             .services
@@ -284,7 +147,6 @@ impl ProcessManagerPort for MemoryProcessManager {
     }
 
     async fn inspect(&self, label: &ServiceLabel) -> Result<ServiceStatus, ProcessError> {
-        self.enter(Operation::Inspect, Some(label)).await?;
         let st = self.lock();
         st.services
             .get(label)
@@ -293,7 +155,6 @@ impl ProcessManagerPort for MemoryProcessManager {
     }
 
     async fn restart(&self, label: &ServiceLabel) -> Result<RestartOutcome, ProcessError> {
-        self.enter(Operation::Restart, Some(label)).await?;
         let mut st = self.lock();
         let e = st
             .services
@@ -313,7 +174,6 @@ impl ProcessManagerPort for MemoryProcessManager {
     }
 
     async fn stop(&self, label: &ServiceLabel) -> Result<StopOutcome, ProcessError> {
-        self.enter(Operation::Stop, Some(label)).await?;
         let mut st = self.lock();
         let e = st
             .services
@@ -331,7 +191,6 @@ impl ProcessManagerPort for MemoryProcessManager {
     }
 
     async fn disable(&self, label: &ServiceLabel) -> Result<DisableOutcome, ProcessError> {
-        self.enter(Operation::Disable, Some(label)).await?;
         let mut st = self.lock();
         let e = st
             .services
@@ -351,7 +210,6 @@ impl ProcessManagerPort for MemoryProcessManager {
     }
 
     async fn enable(&self, config: &ServiceConfig) -> Result<EnableOutcome, ProcessError> {
-        self.enter(Operation::Enable, Some(&config.label)).await?;
         config.validate()?;
         let mut st = self.lock();
         let label = config.label.clone();
@@ -388,66 +246,18 @@ impl ProcessManagerPort for MemoryProcessManager {
     }
 
     fn events(&self) -> Option<broadcast::Receiver<ServiceEvent>> {
-        Some(self.events.subscribe())
+        self.capabilities
+            .pushes_events
+            .then(|| self.events.subscribe())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     fn label(s: &str) -> ServiceLabel {
         ServiceLabel::new(s).unwrap()
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn injected_hang_times_out_through_the_deadline_wrapper() {
-        let pm = Arc::new(MemoryProcessManager::new());
-        pm.inject(Injection::new(Operation::Restart, Fault::Hang));
-        let bounded: Arc<dyn ProcessManagerPort> =
-            Arc::new(crate::WithDeadline::new(pm.clone(), Duration::from_secs(5)));
-        let started = tokio::time::Instant::now();
-        let err = bounded.restart(&label("x")).await.unwrap_err();
-        assert!(
-            matches!(err, ProcessError::Timeout { operation: Operation::Restart, after } if after == Duration::from_secs(5)),
-            "{err:?}"
-        );
-        assert!(err.is_retryable());
-        // On paused time the clock moved exactly to the deadline, not past it.
-        assert_eq!(started.elapsed(), Duration::from_secs(5));
-        // Other operations are not affected.
-        assert!(matches!(
-            bounded.inspect(&label("x")).await,
-            Err(ProcessError::NotFound { .. })
-        ));
-    }
-
-    #[tokio::test]
-    async fn injected_failure_for_one_label_and_count() {
-        let pm = MemoryProcessManager::new();
-        let a = label("a");
-        let b = label("b");
-        for l in [&a, &b] {
-            pm.enable(&ServiceConfig::new(l.clone(), "/bin/true"))
-                .await
-                .unwrap();
-        }
-        pm.inject(
-            Injection::new(
-                Operation::Restart,
-                Fault::fail(|| ProcessError::backend("memory", "boom")),
-            )
-            .for_label(&a)
-            .times(1),
-        );
-        assert!(pm.restart(&b).await.is_ok());
-        assert!(matches!(
-            pm.restart(&a).await,
-            Err(ProcessError::Backend { .. })
-        ));
-        assert_eq!(pm.restart(&a).await.unwrap(), RestartOutcome::Restarted);
-        assert_eq!(pm.count(Operation::Restart, &a), 2);
     }
 
     #[tokio::test]

@@ -1,8 +1,8 @@
-//! The port trait and a deadline wrapper that any adapter can be put behind.
+//! The port trait, its forwarding through `Arc`/`Box`, and the deadline wrapper that any
+//! adapter can be put behind.
 
 use std::fmt::Debug;
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use tokio::sync::broadcast;
@@ -43,7 +43,7 @@ pub trait ProcessManagerPort: Send + Sync + Debug + 'static {
     /// Installs `config` as the service's definition (if it differs), enables and starts it.
     async fn enable(&self, config: &ServiceConfig) -> Result<EnableOutcome, ProcessError>;
 
-    /// Pushed service events, where the manager has them (see
+    /// Pushed service events, where the manager has them (exactly when
     /// [`Capabilities::pushes_events`]). `None` means poll with `inspect`.
     fn events(&self) -> Option<broadcast::Receiver<ServiceEvent>> {
         None
@@ -56,69 +56,80 @@ pub type SharedProcessManager = Arc<dyn ProcessManagerPort>;
 // Compile-time guard: the trait must stay object-safe.
 const _: Option<&dyn ProcessManagerPort> = None;
 
-/// Wraps any port so that every call finishes within `deadline`, as
-/// [`ProcessError::Timeout`] if it does not. Adapters have their own per-command deadlines; this
-/// is the outer bound the heal loop relies on, whatever the adapter does.
-#[derive(Debug, Clone)]
-pub struct WithDeadline<P> {
-    inner: P,
-    deadline: Duration,
+/// Forwards every operation to the pointee, so wrappers and tests take an adapter by value,
+/// by `Arc` or by `Box` alike.
+macro_rules! forward_through {
+    ($($pointer:ident),*) => {$(
+        #[async_trait]
+        impl<P: ProcessManagerPort + ?Sized> ProcessManagerPort for $pointer<P> {
+            fn capabilities(&self) -> Capabilities {
+                (**self).capabilities()
+            }
+            async fn list(&self, pattern: &LabelPattern) -> Result<Vec<ServiceStatus>, ProcessError> {
+                (**self).list(pattern).await
+            }
+            async fn inspect(&self, label: &ServiceLabel) -> Result<ServiceStatus, ProcessError> {
+                (**self).inspect(label).await
+            }
+            async fn restart(&self, label: &ServiceLabel) -> Result<RestartOutcome, ProcessError> {
+                (**self).restart(label).await
+            }
+            async fn stop(&self, label: &ServiceLabel) -> Result<StopOutcome, ProcessError> {
+                (**self).stop(label).await
+            }
+            async fn disable(&self, label: &ServiceLabel) -> Result<DisableOutcome, ProcessError> {
+                (**self).disable(label).await
+            }
+            async fn enable(&self, config: &ServiceConfig) -> Result<EnableOutcome, ProcessError> {
+                (**self).enable(config).await
+            }
+            fn events(&self) -> Option<broadcast::Receiver<ServiceEvent>> {
+                (**self).events()
+            }
+        }
+    )*};
 }
 
-impl<P> WithDeadline<P> {
-    /// Wraps `inner`.
-    pub fn new(inner: P, deadline: Duration) -> Self {
-        WithDeadline { inner, deadline }
-    }
+forward_through!(Arc, Box);
 
-    /// The deadline.
-    pub fn deadline(&self) -> Duration {
-        self.deadline
-    }
+/// Any process manager behind an outer deadline per operation (see [`port_kit::WithDeadline`]):
+/// a call that does not finish in time is [`ProcessError::Timeout`].
+pub type WithDeadline<P> = port_kit::WithDeadline<P, Operation>;
 
-    async fn bound<T>(
-        &self,
-        operation: Operation,
-        fut: impl std::future::Future<Output = Result<T, ProcessError>>,
-    ) -> Result<T, ProcessError> {
-        match tokio::time::timeout(self.deadline, fut).await {
-            Ok(r) => r,
-            Err(_) => Err(ProcessError::Timeout {
-                operation,
-                after: self.deadline,
-            }),
-        }
-    }
+fn timeout(operation: Operation, after: std::time::Duration) -> ProcessError {
+    ProcessError::Timeout { operation, after }
 }
 
 #[async_trait]
-impl<P: ProcessManagerPort + ?Sized> ProcessManagerPort for WithDeadline<Arc<P>> {
+impl<P: ProcessManagerPort> ProcessManagerPort for WithDeadline<P> {
     fn capabilities(&self) -> Capabilities {
-        self.inner.capabilities()
+        self.inner().capabilities()
     }
     async fn list(&self, pattern: &LabelPattern) -> Result<Vec<ServiceStatus>, ProcessError> {
-        self.bound(Operation::List, self.inner.list(pattern)).await
+        self.bound(Operation::List, self.inner().list(pattern), timeout)
+            .await
     }
     async fn inspect(&self, label: &ServiceLabel) -> Result<ServiceStatus, ProcessError> {
-        self.bound(Operation::Inspect, self.inner.inspect(label))
+        self.bound(Operation::Inspect, self.inner().inspect(label), timeout)
             .await
     }
     async fn restart(&self, label: &ServiceLabel) -> Result<RestartOutcome, ProcessError> {
-        self.bound(Operation::Restart, self.inner.restart(label))
+        self.bound(Operation::Restart, self.inner().restart(label), timeout)
             .await
     }
     async fn stop(&self, label: &ServiceLabel) -> Result<StopOutcome, ProcessError> {
-        self.bound(Operation::Stop, self.inner.stop(label)).await
+        self.bound(Operation::Stop, self.inner().stop(label), timeout)
+            .await
     }
     async fn disable(&self, label: &ServiceLabel) -> Result<DisableOutcome, ProcessError> {
-        self.bound(Operation::Disable, self.inner.disable(label))
+        self.bound(Operation::Disable, self.inner().disable(label), timeout)
             .await
     }
     async fn enable(&self, config: &ServiceConfig) -> Result<EnableOutcome, ProcessError> {
-        self.bound(Operation::Enable, self.inner.enable(config))
+        self.bound(Operation::Enable, self.inner().enable(config), timeout)
             .await
     }
     fn events(&self) -> Option<broadcast::Receiver<ServiceEvent>> {
-        self.inner.events()
+        self.inner().events()
     }
 }

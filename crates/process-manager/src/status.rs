@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{ServiceScope, StartLimit};
+use crate::config::ServiceScope;
 use crate::label::ServiceLabel;
 
 /// The run state of a service as its manager sees it.
@@ -162,40 +162,43 @@ pub enum EnableOutcome {
     Unchanged,
 }
 
-/// What a manager can do, so the heal loop does not fight it.
+/// What a manager does on its own that the heal loop must not fight, and what it tells.
+/// Every field is read by the heal loop and checked by the conformance suite.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Capabilities {
-    /// The adapter's name for telemetry (`launchd`, `systemd`, `embedded`, `memory`).
+    /// The adapter's name for telemetry (`launchd`, `systemd`, `embedded`, `memory`); never
+    /// empty. Events carry it as `adapter_type`.
     pub adapter: String,
-    /// The manager respawns exited services on its own (given a restart policy).
-    pub supervisor_restarts: bool,
     /// The least time the manager waits between respawns (launchd's 10 s `ThrottleInterval`).
-    /// A restart attempted inside it is throttled, not failed.
+    /// A restart attempted inside it is throttled, not failed, so the heal loop waits at least
+    /// this long between its own restarts.
     #[serde(with = "crate::serde_duration::option")]
     pub respawn_throttle: Option<Duration>,
-    /// Where the manager gives up for good (systemd's default 5 starts in 10 s).
-    pub start_limit: Option<StartLimit>,
-    /// `inspect` reports a restart count.
-    pub reports_restart_count: bool,
-    /// `restart` is a native operation (launchd `kickstart -k`, systemd `restart`) rather
-    /// than stop-then-start.
-    pub native_restart: bool,
-    /// `events()` yields service events.
+    /// `events()` yields service events (and `Some` exactly then); the heal loop wakes on them
+    /// instead of waiting for its next round.
     pub pushes_events: bool,
 }
 
 impl Capabilities {
-    /// Capabilities of a manager that does nothing on its own.
+    /// Capabilities of a manager that does nothing on its own and pushes nothing.
     pub fn basic(adapter: impl Into<String>) -> Self {
         Capabilities {
             adapter: adapter.into(),
-            supervisor_restarts: false,
             respawn_throttle: None,
-            start_limit: None,
-            reports_restart_count: false,
-            native_restart: false,
             pushes_events: false,
         }
+    }
+
+    /// With a respawn throttle.
+    pub fn with_respawn_throttle(mut self, throttle: Duration) -> Self {
+        self.respawn_throttle = Some(throttle);
+        self
+    }
+
+    /// Pushing events.
+    pub fn pushing_events(mut self) -> Self {
+        self.pushes_events = true;
+        self
     }
 }
 
@@ -216,4 +219,13 @@ pub enum ServiceEvent {
         /// The new state.
         state: RunState,
     },
+}
+
+impl ServiceEvent {
+    /// The service it is about.
+    pub fn label(&self) -> &ServiceLabel {
+        match self {
+            ServiceEvent::Exited { label, .. } | ServiceEvent::StateChanged { label, .. } => label,
+        }
+    }
 }

@@ -1,19 +1,100 @@
-//! The conformance suite every `ProcessManagerPort` adapter runs: `pub async fn` scenarios over a
-//! `&dyn ProcessManagerPort`. A scenario panics with a message on the first broken expectation.
+//! The conformance suite every `ProcessManagerPort` adapter runs, and the test wrappers.
+//!
+//! - Scenarios: `pub async fn` over a `&dyn ProcessManagerPort`, each panicking with a message
+//!   on the first broken expectation. [`crate::conformance_tests!`] turns them into one test per
+//!   scenario per adapter, so one failure does not hide the rest.
+//! - [`Faulty`] and [`Recording`]: wrap any adapter to fail or hang chosen calls, and to count
+//!   them. The same shapes as the runtime port's.
 //!
 //! Real managers need a real program to run and a label space of their own; the adapter's test
 //! supplies both through [`Fixture`]. Each scenario uses labels under the fixture's prefix and
 //! disables what it enabled.
 
+use std::any::Any;
 use std::time::Duration;
 
+use async_trait::async_trait;
+use tokio::sync::broadcast;
+
 use crate::config::ServiceConfig;
-use crate::error::ProcessError;
+use crate::error::{Operation, ProcessError};
 use crate::label::{LabelPattern, ServiceLabel};
 use crate::port::ProcessManagerPort;
 use crate::status::{
-    DisableOutcome, EnableOutcome, RestartOutcome, RunState, ServiceStatus, StopOutcome,
+    Capabilities, DisableOutcome, EnableOutcome, RestartOutcome, RunState, ServiceEvent,
+    ServiceStatus, StopOutcome,
 };
+
+/// Any process manager that fails or hangs the calls armed with `inject`.
+pub type Faulty<P> = port_kit::Faulty<P, Operation, ProcessError>;
+/// Any process manager whose calls are recorded (a bounded log and exact counts).
+pub type Recording<P> = port_kit::Recording<P, Operation>;
+/// A fault armed on a [`Faulty`] manager: an operation, optionally one label, how often.
+pub type Injection = port_kit::Injection<Operation, ProcessError>;
+/// What an injected fault does: fail with an error, or hang.
+pub type Fault = port_kit::Fault<ProcessError>;
+/// One recorded call.
+pub type Call = port_kit::Call<Operation>;
+
+/// `Recording<Faulty<P>>`: faults can be armed, and every call is counted, failed or not.
+pub fn instrumented<P: ProcessManagerPort>(inner: P) -> Recording<Faulty<P>> {
+    Recording::new(Faulty::new(inner))
+}
+
+/// Implements the port for a wrapper whose `$before(operation, target)` runs before each call
+/// is passed to the wrapped adapter.
+macro_rules! wrap_port {
+    ($wrapper:ident, |$this:ident, $op:ident, $target:ident| $before:expr) => {
+        #[async_trait]
+        impl<P: ProcessManagerPort> ProcessManagerPort for $wrapper<P> {
+            fn capabilities(&self) -> Capabilities {
+                (**self).capabilities()
+            }
+            async fn list(
+                &self,
+                pattern: &LabelPattern,
+            ) -> Result<Vec<ServiceStatus>, ProcessError> {
+                let ($this, $op, $target) = (self, Operation::List, None::<&str>);
+                $before;
+                (**self).list(pattern).await
+            }
+            async fn inspect(&self, label: &ServiceLabel) -> Result<ServiceStatus, ProcessError> {
+                let ($this, $op, $target) = (self, Operation::Inspect, Some(label.as_str()));
+                $before;
+                (**self).inspect(label).await
+            }
+            async fn restart(&self, label: &ServiceLabel) -> Result<RestartOutcome, ProcessError> {
+                let ($this, $op, $target) = (self, Operation::Restart, Some(label.as_str()));
+                $before;
+                (**self).restart(label).await
+            }
+            async fn stop(&self, label: &ServiceLabel) -> Result<StopOutcome, ProcessError> {
+                let ($this, $op, $target) = (self, Operation::Stop, Some(label.as_str()));
+                $before;
+                (**self).stop(label).await
+            }
+            async fn disable(&self, label: &ServiceLabel) -> Result<DisableOutcome, ProcessError> {
+                let ($this, $op, $target) = (self, Operation::Disable, Some(label.as_str()));
+                $before;
+                (**self).disable(label).await
+            }
+            async fn enable(&self, config: &ServiceConfig) -> Result<EnableOutcome, ProcessError> {
+                let ($this, $op, $target) = (self, Operation::Enable, Some(config.label.as_str()));
+                $before;
+                (**self).enable(config).await
+            }
+            fn events(&self) -> Option<broadcast::Receiver<ServiceEvent>> {
+                (**self).events()
+            }
+        }
+    };
+}
+
+wrap_port!(Faulty, |this, op, target| this.enter(op, target).await?);
+wrap_port!(Recording, |this, op, target| this.record(op, target));
+
+/// Kills a service's main process from outside its manager: `(label, pid)`.
+pub type Kill = Box<dyn Fn(&ServiceLabel, Option<u32>) + Send + Sync>;
 
 /// What a scenario needs from the adapter's test.
 pub struct Fixture {
@@ -24,6 +105,11 @@ pub struct Fixture {
     pub make_config: Box<dyn Fn(ServiceLabel, u32) -> ServiceConfig + Send + Sync>,
     /// How long to wait for a state change a real manager makes asynchronously.
     pub settle: Duration,
+    /// Kills a running service's main process behind the manager's back (a crash), where the
+    /// test can; the event scenario needs it.
+    pub kill: Option<Kill>,
+    /// What must live as long as the scenario (a temporary folder, a lock on a shared daemon).
+    pub keep: Vec<Box<dyn Any + Send + Sync>>,
 }
 
 impl Fixture {
@@ -42,7 +128,24 @@ impl Fixture {
                 ServiceConfig::new(label, program.clone()).with_args(a)
             }),
             settle: Duration::from_secs(10),
+            kill: None,
+            keep: Vec::new(),
         }
+    }
+
+    /// With a way to crash a service (see [`Fixture::kill`]).
+    pub fn with_kill(
+        mut self,
+        kill: impl Fn(&ServiceLabel, Option<u32>) + Send + Sync + 'static,
+    ) -> Self {
+        self.kill = Some(Box::new(kill));
+        self
+    }
+
+    /// Keeps `value` alive for the scenario.
+    pub fn keeping(mut self, value: impl Any + Send + Sync) -> Self {
+        self.keep.push(Box::new(value));
+        self
     }
 
     /// The label `<prefix><name>`.
@@ -85,9 +188,77 @@ pub async fn eventually(
 
 fn assert_not_found<T: std::fmt::Debug>(what: &str, r: Result<T, ProcessError>) {
     match r {
-        Err(ProcessError::NotFound { .. }) => {}
+        Err(e @ ProcessError::NotFound { .. }) => {
+            assert_eq!(e.kind(), crate::ErrorKind::NotFound, "{e}");
+            assert!(!e.is_retryable(), "a missing service is not retryable: {e}");
+        }
         other => panic!("{what} of an unknown label: expected NotFound, got {other:?}"),
     }
+}
+
+/// The adapter has a name for telemetry, the same every time; a respawn throttle, if any, is a
+/// plausible wait.
+pub async fn capabilities_describe_the_adapter(pm: &dyn ProcessManagerPort, _fx: &Fixture) {
+    let caps = pm.capabilities();
+    assert!(!caps.adapter.is_empty(), "empty adapter name: {caps:?}");
+    assert!(
+        !caps.adapter.contains(char::is_whitespace),
+        "adapter name {:?} is not one word",
+        caps.adapter
+    );
+    assert_eq!(
+        pm.capabilities(),
+        caps,
+        "capabilities changed between calls"
+    );
+    if let Some(t) = caps.respawn_throttle {
+        assert!(
+            t > Duration::ZERO && t <= Duration::from_secs(3600),
+            "implausible respawn throttle {t:?}"
+        );
+    }
+}
+
+/// `events()` is `Some` exactly when the capabilities say the manager pushes events; where it
+/// does and the fixture can crash a service, the crash arrives as an event about it.
+pub async fn events_match_capabilities(pm: &dyn ProcessManagerPort, fx: &Fixture) {
+    let caps = pm.capabilities();
+    let events = pm.events();
+    assert_eq!(
+        events.is_some(),
+        caps.pushes_events,
+        "events() is {} but pushes_events is {}",
+        if events.is_some() { "Some" } else { "None" },
+        caps.pushes_events
+    );
+    let (Some(mut events), Some(kill)) = (events, &fx.kill) else {
+        return;
+    };
+    let label = fx.label("events");
+    pm.enable(&fx.config(&label, 0)).await.unwrap();
+    let st = eventually(pm, fx, &label, "running", |s| s.is_running()).await;
+    kill(&label, st.pid);
+    let about_it = async {
+        loop {
+            match events.recv().await {
+                Ok(ev) if ev.label() == &label => return ev,
+                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(broadcast::error::RecvError::Closed) => {
+                    panic!("the event channel closed before an event about {label}")
+                }
+            }
+        }
+    };
+    // A bound on a wait, not a timing assertion.
+    tokio::time::timeout(fx.settle, about_it)
+        .await
+        .unwrap_or_else(|_| {
+            panic!(
+                "{label} was killed, but no event came within {:?}",
+                fx.settle
+            )
+        });
+    cleanup(pm, &label).await;
 }
 
 /// Unknown labels are `NotFound` for inspect, restart, stop and disable.
@@ -220,12 +391,59 @@ async fn cleanup(pm: &dyn ProcessManagerPort, label: &ServiceLabel) {
     }
 }
 
-/// Every scenario, in order.
-pub async fn run_all(pm: &dyn ProcessManagerPort, fx: &Fixture) {
-    unknown_label_is_not_found(pm, fx).await;
-    enable_is_idempotent(pm, fx).await;
-    stop_is_idempotent(pm, fx).await;
-    restart_starts_or_restarts(pm, fx).await;
-    disable_is_idempotent(pm, fx).await;
-    list_filters_by_pattern(pm, fx).await;
+/// One test per scenario for an adapter: a module `$module` with a `#[tokio::test]` (or the
+/// test attribute given) for each scenario of [`crate::testkit`], so the first failure does not
+/// hide the rest.
+///
+/// `$setup` is a closure taking the scenario's name and returning a future of
+/// `Option<(port, Fixture)>`; `None` skips the scenario (a real daemon that is not there, which
+/// the setup reports itself). Scenarios run concurrently, so a setup against a shared daemon
+/// gives each its own label prefix.
+///
+/// ```ignore
+/// process_manager::conformance_tests!(memory, |_scenario| async {
+///     Some((MemoryProcessManager::new(), Fixture::new("conf-mem-", "/bin/sleep", &["1000"])))
+/// });
+/// ```
+#[macro_export]
+macro_rules! conformance_tests {
+    ($module:ident, #[$test:meta], $setup:expr $(,)?) => {
+        $crate::__conformance_scenarios!(
+            $module,
+            #[$test],
+            $setup,
+            capabilities_describe_the_adapter,
+            events_match_capabilities,
+            unknown_label_is_not_found,
+            enable_is_idempotent,
+            stop_is_idempotent,
+            restart_starts_or_restarts,
+            disable_is_idempotent,
+            list_filters_by_pattern,
+        );
+    };
+    // After the arm above: an attribute would otherwise be parsed as the start of `$setup`.
+    ($module:ident, $setup:expr $(,)?) => {
+        $crate::conformance_tests!($module, #[tokio::test], $setup);
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __conformance_scenarios {
+    ($module:ident, #[$test:meta], $setup:expr, $($scenario:ident),+ $(,)?) => {
+        mod $module {
+            #[allow(unused_imports)]
+            use super::*;
+            $(
+                #[$test]
+                async fn $scenario() {
+                    let setup = $setup;
+                    if let Some((port, fixture)) = setup(stringify!($scenario)).await {
+                        $crate::testkit::$scenario(&port, &fixture).await;
+                    }
+                }
+            )+
+        }
+    };
 }

@@ -4,10 +4,10 @@
 
 use std::ffi::OsString;
 use std::path::PathBuf;
-use std::process::Stdio;
 use std::time::Duration;
 
 use process_manager::{Operation, ProcessError};
+use sysutil::command::RunError;
 
 use super::ADAPTER;
 
@@ -126,60 +126,36 @@ impl Systemctl {
             CallKind::Job => self.job_deadline,
         };
         let (program, argv) = self.argv(args)?;
-        let mut cmd = tokio::process::Command::new(&program);
-        cmd.args(&argv)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
+        // Its own process group (sysutil's runner), so a deadline kills a prefix and what it
+        // started (nsenter forks systemctl) together.
+        let run = sysutil::command::Command::new(&program, deadline)
+            .args(argv)
             .env("LC_ALL", "C")
             .env("SYSTEMD_COLORS", "0")
-            .kill_on_drop(true)
-            // Its own process group, so a deadline can kill a prefix and what it started
-            // (nsenter forks systemctl) together.
-            .process_group(0);
-        let child = cmd.spawn().map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => ProcessError::Unavailable {
-                adapter: ADAPTER.into(),
-                detail: format!("{} not found: {e}", program.display()),
-            },
-            std::io::ErrorKind::PermissionDenied => ProcessError::PermissionDenied {
-                operation,
-                target: program.display().to_string(),
-                detail: e.to_string(),
-            },
-            _ => ProcessError::Unavailable {
-                adapter: ADAPTER.into(),
-                detail: format!("could not run {}: {e}", program.display()),
-            },
-        })?;
-        let group = child.id();
-        tracing::debug!(program = %program.display(), args = ?argv, "spawn");
-        match tokio::time::timeout(deadline, child.wait_with_output()).await {
-            Ok(Ok(output)) => Ok((
+            .run()
+            .await;
+        match run {
+            Ok(output) => Ok((
                 output.status,
                 Output {
-                    stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-                    stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+                    stdout: output.stdout,
+                    stderr: output.stderr,
                 },
             )),
-            Ok(Err(e)) => Err(ProcessError::Backend {
+            Err(RunError::NotFound { source, .. }) => Err(ProcessError::Unavailable {
                 adapter: ADAPTER.into(),
-                source: Box::new(e),
+                detail: format!("{} not found: {source}", program.display()),
             }),
-            Err(_) => {
-                // The child itself is killed when its future is dropped (kill_on_drop); its
-                // group goes too, so nothing it started keeps running.
-                if let Some(pgid) = group.and_then(|g| i32::try_from(g).ok()) {
-                    let _ = nix::sys::signal::killpg(
-                        nix::unistd::Pid::from_raw(pgid),
-                        nix::sys::signal::Signal::SIGKILL,
-                    );
-                }
-                Err(ProcessError::Timeout {
-                    operation,
-                    after: deadline,
-                })
-            }
+            Err(RunError::PermissionDenied { source, .. }) => Err(ProcessError::PermissionDenied {
+                operation,
+                target: program.display().to_string(),
+                detail: source.to_string(),
+            }),
+            Err(RunError::Io { source, .. }) => Err(ProcessError::Unavailable {
+                adapter: ADAPTER.into(),
+                detail: format!("could not run {}: {source}", program.display()),
+            }),
+            Err(RunError::Timeout { after }) => Err(ProcessError::Timeout { operation, after }),
         }
     }
 
@@ -264,13 +240,9 @@ fn is_transport_failure(stderr: &str) -> bool {
 /// A program name or path to something spawnable: paths are taken as given, bare names are
 /// looked up on `PATH`.
 fn resolve(program: &std::ffi::OsStr) -> Result<PathBuf, ProcessError> {
-    let as_path = std::path::Path::new(program);
-    if as_path.components().count() > 1 {
-        return Ok(as_path.to_path_buf());
-    }
-    which::which(program).map_err(|e| ProcessError::Unavailable {
+    sysutil::program::find(program, None).map_err(|e| ProcessError::Unavailable {
         adapter: ADAPTER.into(),
-        detail: format!("{} not found on PATH: {e}", as_path.display()),
+        detail: e.to_string(),
     })
 }
 

@@ -3,9 +3,9 @@
 mod command;
 pub(crate) mod show;
 pub(crate) mod unit;
+pub mod unit_read;
 
 use std::ffi::OsString;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -13,7 +13,7 @@ use async_trait::async_trait;
 use process_manager::{
     Capabilities, DisableOutcome, EnableOutcome, LabelPattern, Operation, ProcessError,
     ProcessManagerPort, RestartOutcome, RunState, ServiceConfig, ServiceLabel, ServiceScope,
-    ServiceStatus, StartLimit, StopOutcome,
+    ServiceStatus, StopOutcome,
 };
 
 pub use command::SystemdTarget;
@@ -21,19 +21,13 @@ pub use unit::ServiceAccount;
 
 use command::{CallKind, Systemctl};
 use show::{parse_list_units, parse_show_blocks, UnitState};
+use sysutil::fs::{AtomicWrite, WriteOutcome};
 use unit::ManagerKind;
 
 pub(crate) const ADAPTER: &str = "systemd";
 
 /// Most unit names given to one `systemctl show`, well inside the kernel's argv limit.
 const SHOW_BATCH: usize = 512;
-
-/// systemd's compiled-in default (`DefaultStartLimitIntervalSec=10s`, `DefaultStartLimitBurst=5`),
-/// which applies unless a unit or `system.conf` sets its own.
-const DEFAULT_START_LIMIT: StartLimit = StartLimit {
-    interval: Duration::from_secs(10),
-    burst: 5,
-};
 
 /// The process manager of a systemd host: the system manager, or a user's (`--user`) manager.
 ///
@@ -263,14 +257,13 @@ impl SystemdProcessManager {
         &self,
         label: &ServiceLabel,
         text: &str,
-    ) -> Result<WriteResult, ProcessError> {
-        let dir = self.unit_dir.clone();
+    ) -> Result<WriteOutcome, ProcessError> {
         let path = self.unit_path(label);
         let text = text.to_string();
-        let result = tokio::task::spawn_blocking(move || write_if_changed(&dir, &path, &text))
+        let result = tokio::task::spawn_blocking(move || write_if_changed(&path, &text))
             .await
             .map_err(|e| ProcessError::backend(ADAPTER, format!("unit writer panicked: {e}")))?;
-        result.map_err(|e| match e.kind() {
+        result.map_err(|e| match e.io_kind() {
             std::io::ErrorKind::PermissionDenied => ProcessError::PermissionDenied {
                 operation: Operation::Enable,
                 target: self.unit_path(label).display().to_string(),
@@ -307,42 +300,14 @@ fn is_active(state: RunState) -> bool {
     )
 }
 
-/// What writing a unit file found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum WriteResult {
-    Created,
-    Replaced,
-    Same,
-}
-
-/// Atomic replace: a temporary file in the same directory, written, chmod 0644, fsynced, renamed
-/// over the unit, then the directory fsynced, so systemd never reads half a unit and a crash
-/// leaves the old one or the new one.
-fn write_if_changed(dir: &Path, path: &Path, text: &str) -> std::io::Result<WriteResult> {
-    use std::os::unix::fs::PermissionsExt as _;
-    let existing = match std::fs::read(path) {
-        Ok(bytes) => Some(bytes),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(e) => return Err(e),
-    };
-    if existing.as_deref() == Some(text.as_bytes()) {
-        return Ok(WriteResult::Same);
-    }
-    std::fs::create_dir_all(dir)?;
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".joelclaw-unit-")
-        .tempfile_in(dir)?;
-    tmp.write_all(text.as_bytes())?;
-    tmp.as_file()
-        .set_permissions(std::fs::Permissions::from_mode(0o644))?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(path).map_err(|e| e.error)?;
-    std::fs::File::open(dir)?.sync_all()?;
-    Ok(if existing.is_some() {
-        WriteResult::Replaced
-    } else {
-        WriteResult::Created
-    })
+/// Atomic replace (sysutil): a temporary file in the same directory, chmod 0644, written,
+/// fsynced, renamed over the unit, then the directory fsynced, so systemd never reads half a
+/// unit and a crash leaves the old one or the new one. Equal bytes are left alone.
+fn write_if_changed(path: &Path, text: &str) -> Result<WriteOutcome, sysutil::fs::WriteError> {
+    AtomicWrite::with_mode(0o644)
+        .only_if_changed()
+        .temp_prefix(".joelclaw-unit-")
+        .write(path, text.as_bytes())
 }
 
 /// A label pattern as a `systemctl` glob, when systemd's fnmatch reads it the same way (only
@@ -358,17 +323,10 @@ fn systemd_glob(pattern: &LabelPattern) -> Option<String> {
 #[async_trait]
 impl ProcessManagerPort for SystemdProcessManager {
     fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            adapter: ADAPTER.into(),
-            supervisor_restarts: true,
-            // `RestartSec=` spaces systemd's own respawns, but a restart someone asks for is
-            // never throttled by it: there is no window in which a heal is refused.
-            respawn_throttle: None,
-            start_limit: Some(DEFAULT_START_LIMIT),
-            reports_restart_count: true,
-            native_restart: true,
-            pushes_events: false,
-        }
+        // `RestartSec=` spaces systemd's own respawns, but a restart someone asks for is never
+        // throttled by it: there is no window in which a heal is refused. (A start-limit
+        // failure is cleared by `restart` itself.)
+        Capabilities::basic(ADAPTER)
     }
 
     #[tracing::instrument(skip_all, fields(adapter = ADAPTER, pattern = %pattern))]
@@ -482,7 +440,7 @@ impl ProcessManagerPort for SystemdProcessManager {
             .await?
             .pop()
             .ok_or_else(|| parse_failure("no show block".into()))?;
-        if written != WriteResult::Same || state.need_daemon_reload || state.is_not_found() {
+        if written != WriteOutcome::Unchanged || state.need_daemon_reload || state.is_not_found() {
             self.job(Operation::Enable, &["daemon-reload"]).await?;
             state = self
                 .show(Operation::Enable, std::slice::from_ref(&unit))
@@ -505,16 +463,16 @@ impl ProcessManagerPort for SystemdProcessManager {
         let run_state = state.run_state();
         if !config.run_at_load {
             // Installed and loaded, not switched on: started only when asked (restart).
-            if written == WriteResult::Replaced {
+            if written == WriteOutcome::Replaced {
                 self.job(Operation::Enable, &["try-restart", &unit]).await?;
             }
             return Ok(match written {
-                WriteResult::Created => EnableOutcome::Installed,
-                WriteResult::Replaced => EnableOutcome::Updated,
-                WriteResult::Same => EnableOutcome::Unchanged,
+                WriteOutcome::Created => EnableOutcome::Installed,
+                WriteOutcome::Replaced => EnableOutcome::Updated,
+                WriteOutcome::Unchanged => EnableOutcome::Unchanged,
             });
         }
-        if written == WriteResult::Same && is_active(run_state) && !state.needs_enabling() {
+        if written == WriteOutcome::Unchanged && is_active(run_state) && !state.needs_enabling() {
             return Ok(EnableOutcome::Unchanged);
         }
         if state.needs_enabling() {
@@ -525,16 +483,16 @@ impl ProcessManagerPort for SystemdProcessManager {
                 .await?;
         }
         match written {
-            WriteResult::Replaced => {
+            WriteOutcome::Replaced => {
                 // A new definition takes effect only in a new process.
                 self.job(Operation::Enable, &["restart", &unit]).await?;
                 Ok(EnableOutcome::Updated)
             }
-            WriteResult::Created => {
+            WriteOutcome::Created => {
                 self.job(Operation::Enable, &["start", &unit]).await?;
                 Ok(EnableOutcome::Installed)
             }
-            WriteResult::Same => {
+            WriteOutcome::Unchanged => {
                 self.job(Operation::Enable, &["start", &unit]).await?;
                 Ok(EnableOutcome::Started)
             }
@@ -568,16 +526,16 @@ mod tests {
         let unit_dir = dir.path().join("units");
         let path = unit_dir.join("a.service");
         assert_eq!(
-            write_if_changed(&unit_dir, &path, "one\n").unwrap(),
-            WriteResult::Created
+            write_if_changed(&path, "one\n").unwrap(),
+            WriteOutcome::Created
         );
         assert_eq!(
-            write_if_changed(&unit_dir, &path, "one\n").unwrap(),
-            WriteResult::Same
+            write_if_changed(&path, "one\n").unwrap(),
+            WriteOutcome::Unchanged
         );
         assert_eq!(
-            write_if_changed(&unit_dir, &path, "two\n").unwrap(),
-            WriteResult::Replaced
+            write_if_changed(&path, "two\n").unwrap(),
+            WriteOutcome::Replaced
         );
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "two\n");
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;

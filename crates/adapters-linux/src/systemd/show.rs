@@ -177,7 +177,7 @@ mod tests {
         ($name:literal) => {
             include_str!(concat!(
                 env!("CARGO_MANIFEST_DIR"),
-                "/../../../shared/fixtures/systemd/",
+                "/tests/fixtures/systemd/",
                 $name
             ))
         };

@@ -23,22 +23,3 @@ pub(crate) fn daemon_env(var: &str, needs: &str) -> Option<String> {
         }
     }
 }
-
-/// Polls `probe` every 50 ms until it gives `Some`, for at most `limit`; panics naming `what`.
-/// A bound on a wait, not a timing assertion.
-pub(crate) async fn wait_for<T, F, Fut>(what: &str, limit: std::time::Duration, mut probe: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let until = tokio::time::Instant::now() + limit;
-    loop {
-        if let Some(v) = probe().await {
-            return v;
-        }
-        if tokio::time::Instant::now() >= until {
-            panic!("gave up waiting for {what} after {limit:?}");
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-}

@@ -181,7 +181,7 @@ impl ColimaRuntime {
     pub fn new(config: ColimaConfig) -> Result<Self, RuntimeError> {
         if let Some(p) = &config.profile {
             if !valid_profile(p) {
-                return Err(RuntimeError::InvalidInput(format!(
+                return Err(RuntimeError::invalid_input(format!(
                     "colima profile {p:?}: use letters, digits, '-', '_' or '.', not starting with '-'"
                 )));
             }

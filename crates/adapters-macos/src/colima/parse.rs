@@ -1,5 +1,5 @@
 //! Parsers for what `colima` prints, tested on real captured output
-//! (`../shared/fixtures/colima/`).
+//! (`tests/fixtures/colima/`).
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -311,7 +311,7 @@ mod tests {
 
     fn fixture(name: &str) -> String {
         let path = format!(
-            "{}/../../../shared/fixtures/colima/{name}",
+            "{}/tests/fixtures/colima/{name}",
             env!("CARGO_MANIFEST_DIR")
         );
         std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("fixture {path}: {e}"))

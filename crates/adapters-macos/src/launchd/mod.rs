@@ -10,12 +10,13 @@
 //! launchd's own folders (`/Library/LaunchDaemons`, `/System/Library/LaunchDaemons`, ...), which
 //! launchd loads at boot: `restart` bootstraps it from there again.
 
+mod launchctl;
 pub mod parse;
 pub(crate) mod plist_gen;
+pub mod plist_read;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsString;
-use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -27,19 +28,20 @@ use process_manager::{
     ServiceStatus, StopOutcome,
 };
 
-use crate::command::{self, CommandError, CommandOutput, ProgramLocation};
-use parse::{classify, Failure, LastExitCode, PrintInfo};
+use launchctl::{Launchctl, ROOT_HINT};
+use parse::{LastExitCode, PrintInfo};
 pub use plist_gen::ServiceAccount;
+use sysutil::fs::WriteOutcome;
 
-const ADAPTER: &str = "launchd";
+pub(crate) const ADAPTER: &str = "launchd";
 
 /// launchd's default `ThrottleInterval`: it waits this long between respawns of a job.
 pub const LAUNCHD_RESPAWN_THROTTLE: Duration = Duration::from_secs(10);
 
 /// How long `bootstrap` keeps retrying while launchd says the previous instance is still being
 /// torn down (`37: Operation already in progress`).
-const BUSY_RETRIES: u32 = 5;
-const BUSY_BACKOFF: Duration = Duration::from_millis(200);
+pub(crate) const BUSY_RETRIES: u32 = 5;
+pub(crate) const BUSY_BACKOFF: Duration = Duration::from_millis(200);
 
 /// One user's launchd domains (`gui/<uid>`, `user/<uid>`) and where their agents' plists live.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -170,11 +172,15 @@ impl LaunchdConfig {
 #[derive(Debug, Clone)]
 pub struct LaunchdProcessManager {
     config: LaunchdConfig,
+    launchctl: Launchctl,
     /// Where `print` said each job booted out by this manager was loaded from, so that a job
     /// loaded from a folder this adapter does not manage can be bootstrapped again. Shared by
     /// clones; lives as long as the manager (launchd itself forgets an ad-hoc path at bootout).
-    booted_out_from: Arc<Mutex<BTreeMap<ServiceLabel, (ServiceScope, PathBuf)>>>,
+    booted_out_from: BootedOutFrom,
 }
+
+/// Label → (scope, plist path) of the jobs this manager booted out.
+type BootedOutFrom = Arc<Mutex<BTreeMap<ServiceLabel, (ServiceScope, PathBuf)>>>;
 
 /// Where a label was found.
 #[derive(Debug)]
@@ -188,57 +194,6 @@ enum Located {
     Installed { scope: ServiceScope, plist: PathBuf },
     /// Neither.
     Missing,
-}
-
-/// A `launchctl` call that failed in a way with no port-level meaning. Kept private; callers see
-/// [`ProcessError::Backend`] with this as its source.
-#[derive(Debug)]
-struct LaunchctlFailed {
-    argv: String,
-    code: Option<i32>,
-    stderr: String,
-    hint: Option<&'static str>,
-}
-
-impl fmt::Display for LaunchctlFailed {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.code {
-            Some(c) => write!(f, "`launchctl {}` exited with {c}", self.argv)?,
-            None => write!(f, "`launchctl {}` was killed by a signal", self.argv)?,
-        }
-        let stderr = self.stderr.trim();
-        if !stderr.is_empty() {
-            write!(f, ": {}", stderr.replace('\n', " / "))?;
-        }
-        if let Some(h) = self.hint {
-            write!(f, " ({h})")?;
-        }
-        Ok(())
-    }
-}
-
-impl std::error::Error for LaunchctlFailed {}
-
-const EIO_HINT: &str = "launchd answers EIO when the job is already loaded, is disabled, or its plist is invalid; check `plutil -lint` on the plist and `launchctl print-disabled`";
-const BOOTOUT_EIO_HINT: &str = "launchd would not unload it as asked: bootout answers EIO when the job is loaded under another domain or session type than the one named, or launchd will not let it go; `launchctl print` shows where and how it is loaded";
-const SIP_HINT: &str = "the job is protected by System Integrity Protection, which even root cannot unload; leave it to macOS or manage another label";
-const ROOT_HINT: &str =
-    "the system domain needs root: run the node agent as root (a LaunchDaemon) or with sudo";
-
-fn backend(argv: &[&str], out: &CommandOutput, hint: Option<&'static str>) -> ProcessError {
-    ProcessError::Backend {
-        adapter: ADAPTER.into(),
-        source: Box::new(LaunchctlFailed {
-            argv: argv.join(" "),
-            code: out.code,
-            stderr: out.stderr.clone(),
-            hint,
-        }),
-    }
-}
-
-fn service_target(scope: ServiceScope, label: &ServiceLabel) -> String {
-    format!("{scope}/{label}")
 }
 
 fn plist_file_name(label: &ServiceLabel) -> String {
@@ -274,8 +229,14 @@ impl LaunchdProcessManager {
     /// A manager with `config`. Nothing is looked up until the first call, so a missing
     /// `launchctl` is reported per call as [`ProcessError::Unavailable`].
     pub fn new(config: LaunchdConfig) -> Self {
+        let launchctl = Launchctl::new(
+            config.launchctl_path.clone(),
+            config.search_path.clone(),
+            config.deadline,
+        );
         LaunchdProcessManager {
             config,
+            launchctl,
             booted_out_from: Arc::default(),
         }
     }
@@ -352,180 +313,6 @@ impl LaunchdProcessManager {
         }
     }
 
-    /// Runs `launchctl args...` with the deadline.
-    async fn launchctl(
-        &self,
-        operation: Operation,
-        args: &[&str],
-    ) -> Result<CommandOutput, ProcessError> {
-        let location = ProgramLocation {
-            name: "launchctl",
-            path: self.config.launchctl_path.clone(),
-            search_path: self.config.search_path.clone(),
-        };
-        let program = location
-            .resolve()
-            .map_err(|detail| ProcessError::Unavailable {
-                adapter: ADAPTER.into(),
-                detail,
-            })?;
-        tracing::debug!(program = %program.display(), ?args, "launchctl");
-        match command::run(&program, args, self.config.deadline).await {
-            Ok(out) => Ok(out),
-            Err(CommandError::Timeout) => Err(ProcessError::Timeout {
-                operation,
-                after: self.config.deadline,
-            }),
-            Err(CommandError::Spawn(e)) => Err(ProcessError::Unavailable {
-                adapter: ADAPTER.into(),
-                detail: format!("could not run {}: {e}", program.display()),
-            }),
-        }
-    }
-
-    /// Maps a failed call to the port's error by meaning.
-    fn failure(
-        &self,
-        operation: Operation,
-        label: &ServiceLabel,
-        scope: ServiceScope,
-        argv: &[&str],
-        out: &CommandOutput,
-    ) -> ProcessError {
-        match classify(out.code, &out.stderr) {
-            Failure::NotFound => ProcessError::NotFound {
-                label: label.to_string(),
-                scope: Some(scope.to_string()),
-            },
-            Failure::NotPermitted => ProcessError::PermissionDenied {
-                operation,
-                target: service_target(scope, label),
-                detail: format!(
-                    "launchctl said {:?}; {}",
-                    out.stderr.trim(),
-                    if scope == ServiceScope::System {
-                        ROOT_HINT
-                    } else {
-                        "run as the user who owns the domain, or as root"
-                    }
-                ),
-            },
-            Failure::DomainUnsupported => ProcessError::Unavailable {
-                adapter: ADAPTER.into(),
-                detail: format!(
-                    "{scope} does not accept {label} ({:?}): there is no GUI login session for that user (SSH or headless); log the user in, or install it in the system domain or user/<uid>",
-                    out.stderr.trim()
-                ),
-            },
-            Failure::InputOutput => backend(argv, out, Some(EIO_HINT)),
-            _ => backend(argv, out, None),
-        }
-    }
-
-    /// `launchctl print <scope>/<label>`; `None` when launchd does not have it there.
-    async fn print_in(
-        &self,
-        operation: Operation,
-        scope: ServiceScope,
-        label: &ServiceLabel,
-    ) -> Result<Option<PrintInfo>, ProcessError> {
-        let target = service_target(scope, label);
-        let argv = ["print", target.as_str()];
-        let out = self.launchctl(operation, &argv).await?;
-        if out.success() {
-            return parse::parse_print(&out.stdout).map(Some).map_err(|e| {
-                ProcessError::backend(ADAPTER, format!("`launchctl print {target}`: {e}"))
-            });
-        }
-        match classify(out.code, &out.stderr) {
-            // No GUI session: nothing can be loaded in that gui domain.
-            Failure::NotFound | Failure::DomainUnsupported => Ok(None),
-            _ => Err(self.failure(operation, label, scope, &argv, &out)),
-        }
-    }
-
-    /// Whether `label` is disabled in `scope` (`launchctl print-disabled`).
-    async fn is_disabled(
-        &self,
-        operation: Operation,
-        scope: ServiceScope,
-        label: &ServiceLabel,
-    ) -> Result<bool, ProcessError> {
-        let domain = scope.to_string();
-        let argv = ["print-disabled", domain.as_str()];
-        let out = self.launchctl(operation, &argv).await?;
-        if !out.success() {
-            return match classify(out.code, &out.stderr) {
-                Failure::NotFound | Failure::DomainUnsupported => Ok(false),
-                _ => Err(self.failure(operation, label, scope, &argv, &out)),
-            };
-        }
-        let map = parse::parse_print_disabled(&out.stdout).map_err(|e| {
-            ProcessError::backend(ADAPTER, format!("`launchctl print-disabled {domain}`: {e}"))
-        })?;
-        Ok(map.get(label.as_str()).copied().unwrap_or(false))
-    }
-
-    /// Where an installed-but-unloaded plist is and the scope it belongs to: this adapter's
-    /// folders first, then where `print` said a job this manager booted out came from, then
-    /// launchd's own folders (which launchd loads at boot, so a job there is installed).
-    fn installed_scope(&self, label: &ServiceLabel) -> Option<(ServiceScope, PathBuf)> {
-        let file = plist_file_name(label);
-        let daemon = |dir: &Path| {
-            let path = dir.join(&file);
-            path.is_file().then_some((ServiceScope::System, path))
-        };
-        let user = self.config.user.as_ref();
-        let agent = |dir: &Path| {
-            let uid = user?.uid;
-            let path = dir.join(&file);
-            if !path.is_file() {
-                return None;
-            }
-            let background = plist::Value::from_file(&path)
-                .ok()
-                .and_then(|v| {
-                    v.as_dictionary()
-                        .and_then(|d| d.get("LimitLoadToSessionType"))
-                        .and_then(|s| s.as_string().map(str::to_string))
-                })
-                .is_some_and(|s| s == plist_gen::BACKGROUND_SESSION);
-            let scope = if background {
-                ServiceScope::User { uid }
-            } else {
-                ServiceScope::Gui { uid }
-            };
-            Some((scope, path))
-        };
-        let remembered = || {
-            let map = self
-                .booted_out_from
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
-            map.get(label).filter(|(_, path)| path.is_file()).cloned()
-        };
-        daemon(&self.config.system_plist_dir)
-            .or_else(|| user.and_then(|u| agent(&u.agents_dir)))
-            .or_else(remembered)
-            .or_else(|| {
-                self.config
-                    .launchd_daemon_dirs
-                    .iter()
-                    .find_map(|d| daemon(d))
-            })
-            .or_else(|| self.config.launchd_agent_dirs.iter().find_map(|d| agent(d)))
-    }
-
-    /// Notes the plist `print` reported for a job about to be booted out.
-    fn remember_plist(&self, label: &ServiceLabel, scope: ServiceScope, info: &PrintInfo) {
-        if let Some(path) = &info.path {
-            self.booted_out_from
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner())
-                .insert(label.clone(), (scope, PathBuf::from(path)));
-        }
-    }
-
     /// Finds `label`: loaded in the first domain that has it, else installed, else missing.
     async fn locate(
         &self,
@@ -533,124 +320,26 @@ impl LaunchdProcessManager {
         label: &ServiceLabel,
     ) -> Result<Located, ProcessError> {
         for scope in self.search_order() {
-            if let Some(info) = self.print_in(operation, scope, label).await? {
+            if let Some(info) = self.launchctl.print_in(operation, scope, label).await? {
                 return Ok(Located::Loaded {
                     scope,
                     info: Box::new(info),
                 });
             }
         }
-        Ok(match self.installed_scope(label) {
+        let (config, remembered, wanted) = (
+            self.config.clone(),
+            self.booted_out_from.clone(),
+            label.clone(),
+        );
+        let installed = blocking("the plist lookup", move || {
+            installed_scope(&config, &remembered, &wanted)
+        })
+        .await?;
+        Ok(match installed {
             Some((scope, plist)) => Located::Installed { scope, plist },
             None => Located::Missing,
         })
-    }
-
-    /// `launchctl bootout <scope>/<label>`; `false` when it was not loaded.
-    async fn bootout(
-        &self,
-        operation: Operation,
-        scope: ServiceScope,
-        label: &ServiceLabel,
-    ) -> Result<bool, ProcessError> {
-        let target = service_target(scope, label);
-        let argv = ["bootout", target.as_str()];
-        let out = self.launchctl(operation, &argv).await?;
-        if out.success() {
-            return Ok(true);
-        }
-        match (out.code, classify(out.code, &out.stderr)) {
-            // `Boot-out failed: 3: No such process`: already gone.
-            (_, Failure::NoSuchProcess | Failure::NotFound) => Ok(false),
-            // `36: Operation now in progress`: launchd is tearing it down; that is what we asked.
-            (Some(36), _) => Ok(true),
-            (_, Failure::InputOutput) => Err(backend(&argv, &out, Some(BOOTOUT_EIO_HINT))),
-            // `150: Operation not permitted while System Integrity Protection is engaged`:
-            // root would not help, so no root hint.
-            _ if out.stderr.contains("System Integrity Protection") => {
-                Err(ProcessError::PermissionDenied {
-                    operation,
-                    target,
-                    detail: format!("launchctl said {:?}; {SIP_HINT}", out.stderr.trim()),
-                })
-            }
-            _ => Err(self.failure(operation, label, scope, &argv, &out)),
-        }
-    }
-
-    /// `launchctl bootstrap <scope> <plist>`, with launchd's known transient answers handled:
-    /// EALREADY (still tearing down) is retried briefly; EIO (already loaded) is answered with
-    /// one bootout and a retry, then reported with a hint.
-    async fn bootstrap(
-        &self,
-        operation: Operation,
-        scope: ServiceScope,
-        label: &ServiceLabel,
-        plist: &Path,
-    ) -> Result<(), ProcessError> {
-        let domain = scope.to_string();
-        let plist = plist.to_string_lossy();
-        let argv = ["bootstrap", domain.as_str(), plist.as_ref()];
-        let mut busy = 0;
-        let mut booted_out = false;
-        loop {
-            let out = self.launchctl(operation, &argv).await?;
-            if out.success() {
-                return Ok(());
-            }
-            match classify(out.code, &out.stderr) {
-                Failure::AlreadyInProgress if busy < BUSY_RETRIES => {
-                    busy += 1;
-                    tokio::time::sleep(BUSY_BACKOFF * busy).await;
-                }
-                Failure::InputOutput if !booted_out => {
-                    booted_out = true;
-                    self.bootout(operation, scope, label).await?;
-                }
-                _ => return Err(self.failure(operation, label, scope, &argv, &out)),
-            }
-        }
-    }
-
-    /// `launchctl kickstart [-k] <scope>/<label>`.
-    async fn kickstart(
-        &self,
-        operation: Operation,
-        scope: ServiceScope,
-        label: &ServiceLabel,
-        kill: bool,
-    ) -> Result<(), ProcessError> {
-        let target = service_target(scope, label);
-        let argv: Vec<&str> = if kill {
-            vec!["kickstart", "-k", target.as_str()]
-        } else {
-            vec!["kickstart", target.as_str()]
-        };
-        let out = self.launchctl(operation, &argv).await?;
-        if out.success() {
-            Ok(())
-        } else {
-            Err(self.failure(operation, label, scope, &argv, &out))
-        }
-    }
-
-    /// `launchctl enable|disable <scope>/<label>`: launchd's persistent override.
-    async fn set_disabled(
-        &self,
-        operation: Operation,
-        scope: ServiceScope,
-        label: &ServiceLabel,
-        disabled: bool,
-    ) -> Result<(), ProcessError> {
-        let target = service_target(scope, label);
-        let verb = if disabled { "disable" } else { "enable" };
-        let argv = [verb, target.as_str()];
-        let out = self.launchctl(operation, &argv).await?;
-        if out.success() {
-            Ok(())
-        } else {
-            Err(self.failure(operation, label, scope, &argv, &out))
-        }
     }
 
     async fn inspect_as(
@@ -660,7 +349,7 @@ impl LaunchdProcessManager {
     ) -> Result<ServiceStatus, ProcessError> {
         match self.locate(operation, label).await? {
             Located::Loaded { scope, info } => {
-                let disabled = self.is_disabled(operation, scope, label).await?;
+                let disabled = self.launchctl.is_disabled(operation, scope, label).await?;
                 let state = run_state(&info);
                 Ok(ServiceStatus {
                     label: label.clone(),
@@ -674,7 +363,7 @@ impl LaunchdProcessManager {
                 })
             }
             Located::Installed { scope, .. } => {
-                let disabled = self.is_disabled(operation, scope, label).await?;
+                let disabled = self.launchctl.is_disabled(operation, scope, label).await?;
                 Ok(ServiceStatus {
                     label: label.clone(),
                     loaded: false,
@@ -690,64 +379,128 @@ impl LaunchdProcessManager {
         }
     }
 
+    /// Notes the plist `print` reported for a job about to be booted out.
+    fn remember_plist(&self, label: &ServiceLabel, scope: ServiceScope, info: &PrintInfo) {
+        if let Some(path) = &info.path {
+            self.booted_out_from
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .insert(label.clone(), (scope, PathBuf::from(path)));
+        }
+    }
+
     /// Labels worth inspecting for `list`: plists in the managed folders and jobs `launchctl
     /// list` shows (the caller's domain, which includes jobs installed by hand).
     async fn candidate_labels(
         &self,
         pattern: &LabelPattern,
     ) -> Result<BTreeSet<ServiceLabel>, ProcessError> {
-        let mut labels = BTreeSet::new();
         let mut dirs = vec![self.config.system_plist_dir.clone()];
         if let Some(u) = &self.config.user {
             dirs.push(u.agents_dir.clone());
         }
-        for dir in dirs {
-            let Ok(entries) = std::fs::read_dir(&dir) else {
-                continue;
-            };
-            for entry in entries.flatten() {
-                let name = entry.file_name();
-                let Some(stem) = name.to_str().and_then(|n| n.strip_suffix(".plist")) else {
-                    continue;
-                };
-                if let Ok(label) = ServiceLabel::new(stem) {
-                    if pattern.matches(label.as_str()) {
-                        labels.insert(label);
-                    }
+        let wanted = pattern.clone();
+        let mut labels = blocking("the plist folder scan", move || {
+            plist_labels(&dirs, &wanted)
+        })
+        .await?;
+        for name in self.launchctl.list_labels().await? {
+            // Labels outside the port's alphabet (launchd allows more) cannot be managed here.
+            if let Ok(label) = ServiceLabel::new(name) {
+                if pattern.matches(label.as_str()) {
+                    labels.insert(label);
                 }
             }
-        }
-        let out = self.launchctl(Operation::List, &["list"]).await?;
-        if out.success() {
-            let rows = parse::parse_list_table(&out.stdout)
-                .map_err(|e| ProcessError::backend(ADAPTER, format!("`launchctl list`: {e}")))?;
-            for row in rows {
-                // Labels outside the port's alphabet (launchd allows more) cannot be managed here.
-                if let Ok(label) = ServiceLabel::new(row.label) {
-                    if pattern.matches(label.as_str()) {
-                        labels.insert(label);
-                    }
-                }
-            }
-        } else {
-            return Err(backend(&["list"], &out, None));
         }
         Ok(labels)
     }
 }
 
+/// Where an installed-but-unloaded plist is and the scope it belongs to: this adapter's
+/// folders first, then where `print` said a job this manager booted out came from, then
+/// launchd's own folders (which launchd loads at boot, so a job there is installed).
+fn installed_scope(
+    config: &LaunchdConfig,
+    booted_out_from: &BootedOutFrom,
+    label: &ServiceLabel,
+) -> Option<(ServiceScope, PathBuf)> {
+    let file = plist_file_name(label);
+    let daemon = |dir: &Path| {
+        let path = dir.join(&file);
+        path.is_file().then_some((ServiceScope::System, path))
+    };
+    let user = config.user.as_ref();
+    let agent = |dir: &Path| {
+        let uid = user?.uid;
+        let path = dir.join(&file);
+        if !path.is_file() {
+            return None;
+        }
+        let background = plist::Value::from_file(&path)
+            .ok()
+            .and_then(|v| {
+                v.as_dictionary()
+                    .and_then(|d| d.get("LimitLoadToSessionType"))
+                    .and_then(|s| s.as_string().map(str::to_string))
+            })
+            .is_some_and(|s| s == plist_gen::BACKGROUND_SESSION);
+        let scope = if background {
+            ServiceScope::User { uid }
+        } else {
+            ServiceScope::Gui { uid }
+        };
+        Some((scope, path))
+    };
+    let remembered = || {
+        let map = booted_out_from
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        map.get(label).filter(|(_, path)| path.is_file()).cloned()
+    };
+    daemon(&config.system_plist_dir)
+        .or_else(|| user.and_then(|u| agent(&u.agents_dir)))
+        .or_else(remembered)
+        .or_else(|| config.launchd_daemon_dirs.iter().find_map(|d| daemon(d)))
+        .or_else(|| config.launchd_agent_dirs.iter().find_map(|d| agent(d)))
+}
+
+/// The labels of the `.plist` files in `dirs` that match `pattern`.
+fn plist_labels(dirs: &[PathBuf], pattern: &LabelPattern) -> BTreeSet<ServiceLabel> {
+    let mut labels = BTreeSet::new();
+    for dir in dirs {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(stem) = name.to_str().and_then(|n| n.strip_suffix(".plist")) else {
+                continue;
+            };
+            if let Ok(label) = ServiceLabel::new(stem) {
+                if pattern.matches(label.as_str()) {
+                    labels.insert(label);
+                }
+            }
+        }
+    }
+    labels
+}
+
+/// Runs blocking file I/O off the async workers (as the systemd adapter does).
+async fn blocking<T, F>(what: &str, f: F) -> Result<T, ProcessError>
+where
+    T: Send + 'static,
+    F: FnOnce() -> T + Send + 'static,
+{
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ProcessError::backend(ADAPTER, format!("{what} panicked: {e}")))
+}
+
 #[async_trait]
 impl ProcessManagerPort for LaunchdProcessManager {
     fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            adapter: ADAPTER.into(),
-            supervisor_restarts: true,
-            respawn_throttle: Some(LAUNCHD_RESPAWN_THROTTLE),
-            start_limit: None,
-            reports_restart_count: true,
-            native_restart: true,
-            pushes_events: false,
-        }
+        Capabilities::basic(ADAPTER).with_respawn_throttle(LAUNCHD_RESPAWN_THROTTLE)
     }
 
     #[tracing::instrument(skip_all, fields(adapter = ADAPTER, pattern = %pattern))]
@@ -784,22 +537,22 @@ impl ProcessManagerPort for LaunchdProcessManager {
         match self.locate(op, label).await? {
             Located::Missing => Err(self.not_found(label)),
             Located::Installed { scope, plist } => {
-                if self.is_disabled(op, scope, label).await? {
+                if self.launchctl.is_disabled(op, scope, label).await? {
                     return Err(refuse_disabled(scope));
                 }
-                self.bootstrap(op, scope, label, &plist).await?;
+                self.launchctl.bootstrap(op, scope, label, &plist).await?;
                 // RunAtLoad may be false; a restart means "make it run".
-                self.kickstart(op, scope, label, false).await?;
+                self.launchctl.kickstart(op, scope, label, false).await?;
                 Ok(RestartOutcome::Started)
             }
             Located::Loaded { scope, info } => {
-                if self.is_disabled(op, scope, label).await? {
+                if self.launchctl.is_disabled(op, scope, label).await? {
                     return Err(refuse_disabled(scope));
                 }
                 let was_running = run_state(&info) == RunState::Running;
                 // In the domain it was found in: a system daemon restarted in gui/<uid> would
                 // be a different (or missing) job.
-                self.kickstart(op, scope, label, true).await?;
+                self.launchctl.kickstart(op, scope, label, true).await?;
                 Ok(if was_running {
                     RestartOutcome::Restarted
                 } else {
@@ -824,7 +577,7 @@ impl ProcessManagerPort for LaunchdProcessManager {
                 // job, so launchd has nothing to respawn until it is bootstrapped again, from
                 // the plist `print` named (which may be in a folder this adapter does not manage).
                 self.remember_plist(label, scope, &info);
-                let was_loaded = self.bootout(op, scope, label).await?;
+                let was_loaded = self.launchctl.bootout(op, scope, label).await?;
                 Ok(if was_running && was_loaded {
                     StopOutcome::Stopped
                 } else {
@@ -845,12 +598,12 @@ impl ProcessManagerPort for LaunchdProcessManager {
                 (scope, true)
             }
         };
-        let was_disabled = self.is_disabled(op, scope, label).await?;
+        let was_disabled = self.launchctl.is_disabled(op, scope, label).await?;
         if !was_disabled {
             // The override persists in launchd's database, so the job stays off across reboots.
-            self.set_disabled(op, scope, label, true).await?;
+            self.launchctl.set_disabled(op, scope, label, true).await?;
         }
-        let booted_out = loaded && self.bootout(op, scope, label).await?;
+        let booted_out = loaded && self.launchctl.bootout(op, scope, label).await?;
         Ok(if was_disabled && !booted_out {
             DisableOutcome::AlreadyDisabled
         } else {
@@ -869,51 +622,52 @@ impl ProcessManagerPort for LaunchdProcessManager {
             label: Some(label.to_string()),
             detail,
         };
-        let existing = std::fs::read(&path).ok();
-        let same = existing.as_deref() == Some(bytes.as_slice());
-
-        // The new plist lands first: if it cannot be written (no permission, an unsafe folder),
-        // nothing has been booted out or disabled yet. launchd reads it only at bootstrap, so
-        // writing it under a loaded job changes nothing until the reload below.
-        if !same {
-            let folder_owner = match scope {
-                ServiceScope::System => None,
-                ServiceScope::Gui { uid } | ServiceScope::User { uid } => Some(uid),
-            };
-            plist_gen::write_atomically(&dir, &plist_file_name(label), &bytes, folder_owner)
-                .map_err(|e| match e {
-                    plist_gen::WriteError::Permission(detail) => ProcessError::PermissionDenied {
-                        operation: op,
-                        target: path.display().to_string(),
-                        detail: format!(
-                            "{detail}; {}",
-                            if scope == ServiceScope::System {
-                                ROOT_HINT
-                            } else {
-                                "the LaunchAgents folder must be writable by this user"
-                            }
-                        ),
-                    },
-                    plist_gen::WriteError::Unsafe(detail) => invalid(detail),
-                    plist_gen::WriteError::Io(detail) => ProcessError::backend(ADAPTER, detail),
-                })?;
-        }
+        // The new plist lands first (unless it already has these bytes): if it cannot be
+        // written (no permission, an unsafe folder), nothing has been booted out or disabled
+        // yet. launchd reads it only at bootstrap, so writing it under a loaded job changes
+        // nothing until the reload below.
+        let folder_owner = match scope {
+            ServiceScope::System => None,
+            ServiceScope::Gui { uid } | ServiceScope::User { uid } => Some(uid),
+        };
+        let file_name = plist_file_name(label);
+        let written = blocking("the plist writer", move || {
+            plist_gen::write_atomically(&dir, &file_name, &bytes, folder_owner)
+        })
+        .await?
+        .map_err(|e| match e {
+            plist_gen::WriteError::Permission(detail) => ProcessError::PermissionDenied {
+                operation: op,
+                target: path.display().to_string(),
+                detail: format!(
+                    "{detail}; {}",
+                    if scope == ServiceScope::System {
+                        ROOT_HINT
+                    } else {
+                        "the LaunchAgents folder must be writable by this user"
+                    }
+                ),
+            },
+            plist_gen::WriteError::Unsafe(detail) => invalid(detail),
+            plist_gen::WriteError::Io(detail) => ProcessError::backend(ADAPTER, detail),
+        })?;
+        let same = written == WriteOutcome::Unchanged;
 
         // A service that moved domains (a LaunchAgent that became a LaunchDaemon) must not keep
         // running in the old one: two supervisors would own it.
         let mut moved = false;
         for other in self.search_order().into_iter().filter(|s| *s != scope) {
-            if self.print_in(op, other, label).await?.is_some() {
-                self.bootout(op, other, label).await?;
-                self.set_disabled(op, other, label, true).await?;
+            if self.launchctl.print_in(op, other, label).await?.is_some() {
+                self.launchctl.bootout(op, other, label).await?;
+                self.launchctl.set_disabled(op, other, label, true).await?;
                 moved = true;
             }
         }
 
-        let loaded = self.print_in(op, scope, label).await?;
-        let disabled = self.is_disabled(op, scope, label).await?;
+        let loaded = self.launchctl.print_in(op, scope, label).await?;
+        let disabled = self.launchctl.is_disabled(op, scope, label).await?;
 
-        let outcome = if existing.is_none() {
+        let outcome = if written == WriteOutcome::Created {
             EnableOutcome::Installed
         } else if !same || moved {
             EnableOutcome::Updated
@@ -928,9 +682,9 @@ impl ProcessManagerPort for LaunchdProcessManager {
                     return Ok(EnableOutcome::Unchanged);
                 }
                 if disabled {
-                    self.set_disabled(op, scope, label, false).await?;
+                    self.launchctl.set_disabled(op, scope, label, false).await?;
                 }
-                self.kickstart(op, scope, label, false).await?;
+                self.launchctl.kickstart(op, scope, label, false).await?;
                 return Ok(EnableOutcome::Started);
             }
         }
@@ -938,16 +692,16 @@ impl ProcessManagerPort for LaunchdProcessManager {
         if !same {
             if loaded.is_some() {
                 // launchd reads the plist at bootstrap only: unload, then load the new file.
-                self.bootout(op, scope, label).await?;
+                self.launchctl.bootout(op, scope, label).await?;
             }
         } else if moved && loaded.is_some() {
             // Same file, but it was also running elsewhere: nothing to replace here.
             return Ok(EnableOutcome::Updated);
         }
         if disabled {
-            self.set_disabled(op, scope, label, false).await?;
+            self.launchctl.set_disabled(op, scope, label, false).await?;
         }
-        self.bootstrap(op, scope, label, &path).await?;
+        self.launchctl.bootstrap(op, scope, label, &path).await?;
         Ok(outcome)
     }
 }

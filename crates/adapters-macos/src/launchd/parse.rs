@@ -1,5 +1,5 @@
 //! Parsers for what `launchctl` prints: pure functions over text, tested on real captured output
-//! (`../shared/fixtures/launchd/`).
+//! (`tests/fixtures/launchd/`).
 //!
 //! `launchctl print` is meant for people, not programs: a block of `key = value` lines with
 //! nested blocks (`resource coalition = { ... state = active ... }`) whose keys repeat the
@@ -467,7 +467,7 @@ mod tests {
 
     fn fixture(name: &str) -> String {
         let path = format!(
-            "{}/../../../shared/fixtures/launchd/{name}",
+            "{}/tests/fixtures/launchd/{name}",
             env!("CARGO_MANIFEST_DIR")
         );
         std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("fixture {path}: {e}"))

@@ -1,10 +1,10 @@
 //! Turning a `ServiceConfig` into a launchd property list, and putting it on disk atomically.
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use plist::{Dictionary, Value};
 use process_manager::{ProcessType, RestartPolicy, ServiceConfig, ServiceScope};
+use sysutil::fs::{AtomicWrite, WriteOutcome};
 
 /// The account system daemons run as unless their config names one (or asks for root).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -147,69 +147,33 @@ pub(crate) enum WriteError {
     Io(String),
 }
 
-fn io_err(what: &str, path: &Path, e: std::io::Error) -> WriteError {
-    let msg = format!("{what} {}: {e}", path.display());
-    if e.kind() == std::io::ErrorKind::PermissionDenied {
-        WriteError::Permission(msg)
-    } else {
-        WriteError::Io(msg)
-    }
-}
-
-/// Writes `bytes` to `dir/<file_name>` atomically: a temporary file in the same folder, mode
-/// 0644, fsync, rename over the old one, fsync of the folder. A reader (launchd) sees the old
-/// plist or the new one, never half of one.
+/// Writes `bytes` to `dir/<file_name>` atomically (sysutil): a temporary file in the same
+/// folder, mode 0644, fsync, rename over the old one, fsync of the folder. A reader (launchd)
+/// sees the old plist or the new one, never half of one. A file that already has these bytes
+/// is left alone ([`WriteOutcome::Unchanged`]).
 ///
 /// The folder must not be writable by group or others, and must belong to root, this process's
-/// user, or `folder_owner` (the user whose LaunchAgents folder it is, when root manages it).
+/// user, or `folder_owner` (the user whose LaunchAgents folder it is, when root manages it):
+/// launchd trusts whatever is in it, so anyone who can write it can run code as the service
+/// account (or root).
 pub(crate) fn write_atomically(
     dir: &Path,
     file_name: &str,
     bytes: &[u8],
     folder_owner: Option<u32>,
-) -> Result<PathBuf, WriteError> {
-    use std::os::unix::fs::{MetadataExt, PermissionsExt};
-
-    std::fs::create_dir_all(dir).map_err(|e| io_err("creating", dir, e))?;
-    let meta = std::fs::metadata(dir).map_err(|e| io_err("reading", dir, e))?;
-    let euid = nix::unistd::geteuid().as_raw();
-    // launchd trusts whatever is in this folder: anyone who can write it can run code as the
-    // service account (or root).
-    if meta.mode() & 0o022 != 0 {
-        return Err(WriteError::Unsafe(format!(
-            "{} is writable by group or others (mode {:o}); refusing to install a service definition there",
-            dir.display(),
-            meta.mode() & 0o777
-        )));
-    }
-    if meta.uid() != euid && meta.uid() != 0 && Some(meta.uid()) != folder_owner {
-        return Err(WriteError::Unsafe(format!(
-            "{} is owned by uid {}, neither this user ({euid}), the domain's user, nor root",
-            dir.display(),
-            meta.uid()
-        )));
-    }
-    let target = dir.join(file_name);
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".joelclaw-")
-        .suffix(".plist.tmp")
-        .tempfile_in(dir)
-        .map_err(|e| io_err("creating a temporary file in", dir, e))?;
-    tmp.write_all(bytes)
-        .map_err(|e| io_err("writing", tmp.path(), e))?;
-    tmp.as_file()
-        .set_permissions(std::fs::Permissions::from_mode(0o644))
-        .map_err(|e| io_err("setting the mode of", tmp.path(), e))?;
-    tmp.as_file()
-        .sync_all()
-        .map_err(|e| io_err("syncing", tmp.path(), e))?;
-    tmp.persist(&target)
-        .map_err(|e| io_err("renaming into", &target, e.error))?;
-    // The rename is durable only once the folder is synced.
-    if let Ok(d) = std::fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
-    Ok(target)
+) -> Result<WriteOutcome, WriteError> {
+    AtomicWrite::with_mode(0o644)
+        .only_if_changed()
+        .into_safe_folder(folder_owner)
+        .temp_prefix(".joelclaw-")
+        .write(&dir.join(file_name), bytes)
+        .map_err(|e| match e {
+            sysutil::fs::WriteError::UnsafeFolder(msg) => WriteError::Unsafe(msg),
+            e if e.io_kind() == std::io::ErrorKind::PermissionDenied => {
+                WriteError::Permission(e.to_string())
+            }
+            e => WriteError::Io(e.to_string()),
+        })
 }
 
 #[cfg(test)]
@@ -412,8 +376,11 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
         let agents = dir.path().join("Library/LaunchAgents");
-        let path = write_atomically(&agents, "x.plist", b"one", None).unwrap();
-        assert_eq!(path, agents.join("x.plist"));
+        let path = agents.join("x.plist");
+        assert_eq!(
+            write_atomically(&agents, "x.plist", b"one", None).unwrap(),
+            WriteOutcome::Created
+        );
         assert_eq!(std::fs::read(&path).unwrap(), b"one");
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o644);

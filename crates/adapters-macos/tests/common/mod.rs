@@ -80,6 +80,17 @@ impl FakeTool {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// After a call the `hang-with-child` control held timed out: waits until no live process
+    /// is left in that call's process group (the fake and the child it started).
+    pub async fn assert_hung_group_gone(&self) {
+        let pgid: u32 = std::fs::read_to_string(self.state.join("hang-pid"))
+            .expect("the fake started within the deadline")
+            .trim()
+            .parse()
+            .unwrap();
+        sysutil::command::group::wait_until_empty(pgid, std::time::Duration::from_secs(10)).await;
+    }
+
     pub fn path(&self, rel: &str) -> PathBuf {
         self.root.path().join(rel)
     }

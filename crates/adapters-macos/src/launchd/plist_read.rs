@@ -1,0 +1,332 @@
+//! Reading a launchd property list back into typed parts: the inverse of `plist_gen`, for
+//! anything that judges installed definitions (the audit) rather than writing them.
+//!
+//! The reader is lenient the way launchd is: a key of an unexpected type is read as absent, and
+//! keys it does not know are ignored. Only a file that is not a plist, a top level that is not a
+//! dictionary, or a missing `Label` is an error.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use plist::{Dictionary, Value};
+use process_manager::{ProcessType, RestartPolicy, ServiceConfig, ServiceLabel, ServiceScope};
+
+/// launchd's `KeepAlive`, in the forms this system writes and the common other one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeepAlive {
+    /// `<true/>` or `<false/>`.
+    Always(bool),
+    /// `{SuccessfulExit = false}`: respawn only after an unclean exit.
+    UnlessSuccessfulExit,
+    /// A dictionary of other conditions (network state, paths, other jobs).
+    Conditions,
+}
+
+/// What a plist says, key by key (`None` or empty where the key is absent).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PlistDefinition {
+    /// `Label`.
+    pub label: String,
+    /// `Program`: the executable, when given apart from the arguments.
+    pub program: Option<String>,
+    /// `ProgramArguments`: argv, including argv\[0\].
+    pub program_arguments: Vec<String>,
+    /// `UserName`.
+    pub user: Option<String>,
+    /// `GroupName`.
+    pub group: Option<String>,
+    /// `EnvironmentVariables` (string values only).
+    pub env: BTreeMap<String, String>,
+    /// `WorkingDirectory`.
+    pub working_dir: Option<String>,
+    /// `StandardOutPath`.
+    pub stdout_path: Option<String>,
+    /// `StandardErrorPath`.
+    pub stderr_path: Option<String>,
+    /// `RunAtLoad`.
+    pub run_at_load: Option<bool>,
+    /// `KeepAlive`.
+    pub keep_alive: Option<KeepAlive>,
+    /// `ThrottleInterval`, in seconds.
+    pub throttle_interval: Option<u64>,
+    /// `ProcessType`, as written.
+    pub process_type: Option<String>,
+    /// `LimitLoadToSessionType`, when a single string.
+    pub session_type: Option<String>,
+}
+
+/// Reads the plist at `path`.
+pub fn read_plist(path: &Path) -> Result<PlistDefinition, String> {
+    let value = Value::from_file(path).map_err(|e| format!("not a readable plist: {e}"))?;
+    from_value(&value)
+}
+
+/// Reads a plist from its bytes (XML or binary).
+pub fn parse_plist(bytes: &[u8]) -> Result<PlistDefinition, String> {
+    let value = Value::from_reader(std::io::Cursor::new(bytes))
+        .map_err(|e| format!("not a readable plist: {e}"))?;
+    from_value(&value)
+}
+
+fn from_value(value: &Value) -> Result<PlistDefinition, String> {
+    let dict = value
+        .as_dictionary()
+        .ok_or("the plist's top level is not a dictionary")?;
+    let s = |k: &str| dict.get(k).and_then(Value::as_string).map(str::to_string);
+    let strings = |v: &Value| -> Vec<String> {
+        v.as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_string)
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    Ok(PlistDefinition {
+        label: s("Label").ok_or("no Label key")?,
+        program: s("Program"),
+        program_arguments: dict
+            .get("ProgramArguments")
+            .map(strings)
+            .unwrap_or_default(),
+        user: s("UserName"),
+        group: s("GroupName"),
+        env: dict
+            .get("EnvironmentVariables")
+            .and_then(Value::as_dictionary)
+            .map(string_map)
+            .unwrap_or_default(),
+        working_dir: s("WorkingDirectory"),
+        stdout_path: s("StandardOutPath"),
+        stderr_path: s("StandardErrorPath"),
+        run_at_load: dict.get("RunAtLoad").and_then(Value::as_boolean),
+        keep_alive: dict.get("KeepAlive").and_then(keep_alive),
+        throttle_interval: dict
+            .get("ThrottleInterval")
+            .and_then(Value::as_unsigned_integer),
+        process_type: s("ProcessType"),
+        session_type: s("LimitLoadToSessionType"),
+    })
+}
+
+fn string_map(d: &Dictionary) -> BTreeMap<String, String> {
+    d.iter()
+        .filter_map(|(k, v)| v.as_string().map(|v| (k.clone(), v.to_string())))
+        .collect()
+}
+
+fn keep_alive(v: &Value) -> Option<KeepAlive> {
+    if let Some(b) = v.as_boolean() {
+        return Some(KeepAlive::Always(b));
+    }
+    let d = v.as_dictionary()?;
+    let only_successful_exit_false =
+        d.len() == 1 && d.get("SuccessfulExit").and_then(Value::as_boolean) == Some(false);
+    Some(if only_successful_exit_false {
+        KeepAlive::UnlessSuccessfulExit
+    } else {
+        KeepAlive::Conditions
+    })
+}
+
+impl PlistDefinition {
+    /// The executable launchd runs: `Program`, else `ProgramArguments[0]`.
+    pub fn executable(&self) -> Option<&str> {
+        self.program
+            .as_deref()
+            .or_else(|| self.program_arguments.first().map(String::as_str))
+    }
+
+    /// The definition as a [`ServiceConfig`] in `scope` (which the plist's folder, not the plist,
+    /// decides). Absent keys take launchd's defaults (no `RunAtLoad`, no `KeepAlive`); a system
+    /// daemon with no `UserName` runs as root, so it reads as `allow_root`. What launchd has no
+    /// key for (`start_limit`, `hardening`) keeps [`ServiceConfig::new`]'s value.
+    pub fn to_config(&self, scope: ServiceScope) -> Result<ServiceConfig, String> {
+        let label = ServiceLabel::new(self.label.as_str()).map_err(|e| e.to_string())?;
+        let program = self
+            .executable()
+            .ok_or_else(|| format!("{}: neither Program nor ProgramArguments", self.label))?;
+        let mut c = ServiceConfig::new(label, program)
+            .with_args(self.program_arguments.iter().skip(1).cloned())
+            .with_scope(scope);
+        c.env = self.env.clone();
+        c.user = self.user.clone();
+        c.group = self.group.clone();
+        c.allow_root = scope == ServiceScope::System && self.user.is_none();
+        c.working_dir = self.working_dir.as_ref().map(Into::into);
+        c.stdout_path = self.stdout_path.as_ref().map(Into::into);
+        c.stderr_path = self.stderr_path.as_ref().map(Into::into);
+        c.run_at_load = self.run_at_load.unwrap_or(false);
+        c.restart = match &self.keep_alive {
+            None | Some(KeepAlive::Always(false)) => RestartPolicy::Never,
+            Some(KeepAlive::Always(true)) => RestartPolicy::Always,
+            Some(KeepAlive::UnlessSuccessfulExit) => RestartPolicy::OnFailure,
+            Some(KeepAlive::Conditions) => {
+                return Err(format!(
+                    "{}: KeepAlive conditions have no restart policy",
+                    self.label
+                ))
+            }
+        };
+        c.restart_delay = self.throttle_interval.map(Duration::from_secs);
+        c.process_type = match self.process_type.as_deref() {
+            None => None,
+            Some("Background") => Some(ProcessType::Background),
+            Some("Standard") => Some(ProcessType::Standard),
+            Some("Adaptive") => Some(ProcessType::Adaptive),
+            Some("Interactive") => Some(ProcessType::Interactive),
+            Some(other) => return Err(format!("{}: unknown ProcessType {other:?}", self.label)),
+        };
+        Ok(c)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::launchd::plist_gen::{build_plist, to_xml, BACKGROUND_SESSION};
+    use proptest::prelude::*;
+
+    fn label() -> impl Strategy<Value = ServiceLabel> {
+        "[a-z][a-z0-9._-]{0,30}".prop_map(|s| ServiceLabel::new(s).unwrap())
+    }
+
+    fn path() -> impl Strategy<Value = String> {
+        "(/[a-zA-Z0-9 ._%$-]{1,12}){1,4}"
+    }
+
+    /// Text XML can carry: no control characters but newline and tab (a carriage return is read
+    /// back as a newline, as XML says).
+    fn text() -> impl Strategy<Value = String> {
+        "[\\PC\n\t]{0,16}"
+    }
+
+    fn restart() -> impl Strategy<Value = RestartPolicy> {
+        prop_oneof![
+            Just(RestartPolicy::Always),
+            Just(RestartPolicy::OnFailure),
+            Just(RestartPolicy::Never),
+        ]
+    }
+
+    fn process_type() -> impl Strategy<Value = Option<ProcessType>> {
+        prop_oneof![
+            Just(None),
+            Just(Some(ProcessType::Background)),
+            Just(Some(ProcessType::Standard)),
+            Just(Some(ProcessType::Adaptive)),
+            Just(Some(ProcessType::Interactive)),
+        ]
+    }
+
+    prop_compose! {
+        /// Every config the generator writes in full: delays in whole seconds (launchd's unit),
+        /// and an account named, or root allowed, for a system daemon.
+        fn config()(
+            label in label(),
+            program in path(),
+            args in prop::collection::vec(text(), 0..5),
+            env in prop::collection::btree_map("[A-Z_][A-Z0-9_]{0,8}", text(), 0..4),
+            account in prop::option::of(("[a-z_][a-z0-9_-]{0,12}", prop::option::of("[a-z_][a-z0-9_-]{0,12}"))),
+            working_dir in prop::option::of(path()),
+            stdout_path in prop::option::of(path()),
+            stderr_path in prop::option::of(path()),
+            run_at_load in any::<bool>(),
+            restart in restart(),
+            delay in prop::option::of(0u64..100_000),
+            process_type in process_type(),
+            user_domain in prop::option::of(1u32..100_000),
+        ) -> ServiceConfig {
+            let mut c = ServiceConfig::new(label, program).with_args(args);
+            c.env = env;
+            match (user_domain, account) {
+                (Some(uid), _) => c.scope = ServiceScope::User { uid },
+                (None, Some((user, group))) => {
+                    c.user = Some(user);
+                    c.group = group;
+                }
+                (None, None) => c.allow_root = true,
+            }
+            c.working_dir = working_dir.map(Into::into);
+            c.stdout_path = stdout_path.map(Into::into);
+            c.stderr_path = stderr_path.map(Into::into);
+            c.run_at_load = run_at_load;
+            c.restart = restart;
+            c.restart_delay = delay.map(Duration::from_secs);
+            c.process_type = process_type;
+            c
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn written_then_read_gives_the_same_config(c in config()) {
+            let bytes = to_xml(&build_plist(&c, None, None).unwrap()).unwrap();
+            let read = parse_plist(&bytes).unwrap();
+            if matches!(c.scope, ServiceScope::User { .. }) {
+                prop_assert_eq!(read.session_type.as_deref(), Some(BACKGROUND_SESSION));
+            }
+            prop_assert_eq!(read.to_config(c.scope).unwrap(), c);
+        }
+    }
+
+    #[test]
+    fn a_sub_second_delay_reads_back_rounded_up() {
+        let mut c = ServiceConfig::new(ServiceLabel::new("d").unwrap(), "/bin/sleep");
+        c.allow_root = true;
+        c.restart_delay = Some(Duration::from_millis(2500));
+        let read = parse_plist(&to_xml(&build_plist(&c, None, None).unwrap()).unwrap()).unwrap();
+        assert_eq!(read.throttle_interval, Some(3));
+    }
+
+    #[test]
+    fn the_account_and_default_path_are_read_as_written() {
+        let c = ServiceConfig::new(ServiceLabel::new("a").unwrap(), "/bin/sleep");
+        let account = crate::launchd::ServiceAccount {
+            user: "_joelclaw".into(),
+            group: Some("_staff".into()),
+        };
+        let bytes =
+            to_xml(&build_plist(&c, Some(&account), Some("/usr/bin:/bin")).unwrap()).unwrap();
+        let read = parse_plist(&bytes).unwrap();
+        assert_eq!(read.user.as_deref(), Some("_joelclaw"));
+        assert_eq!(read.group.as_deref(), Some("_staff"));
+        assert_eq!(
+            read.env.get("PATH").map(String::as_str),
+            Some("/usr/bin:/bin")
+        );
+    }
+
+    #[test]
+    fn odd_plists() {
+        // Wrongly typed keys read as absent; Program wins over argv[0]; conditions are kept apart.
+        let xml = br#"<?xml version="1.0" encoding="UTF-8"?>
+<plist version="1.0"><dict>
+  <key>Label</key><string>x</string>
+  <key>Program</key><string>/usr/bin/real</string>
+  <key>ProgramArguments</key><array><string>shown</string><integer>3</integer><string>-v</string></array>
+  <key>UserName</key><integer>0</integer>
+  <key>EnvironmentVariables</key><dict><key>A</key><string>1</string><key>B</key><true/></dict>
+  <key>KeepAlive</key><dict><key>NetworkState</key><true/></dict>
+</dict></plist>"#;
+        let d = parse_plist(xml).unwrap();
+        assert_eq!(d.executable(), Some("/usr/bin/real"));
+        assert_eq!(d.program_arguments, ["shown", "-v"]);
+        assert_eq!(d.user, None);
+        assert_eq!(d.env.len(), 1);
+        assert_eq!(d.keep_alive, Some(KeepAlive::Conditions));
+        assert!(d.to_config(ServiceScope::System).is_err());
+
+        let no_label =
+            br#"<plist version="1.0"><dict><key>Program</key><string>/x</string></dict></plist>"#;
+        assert_eq!(parse_plist(no_label).unwrap_err(), "no Label key");
+        let array = br#"<plist version="1.0"><array/></plist>"#;
+        assert!(parse_plist(array).unwrap_err().contains("not a dictionary"));
+        // Bytes no plist reader takes as anything but a bare (old-style) string.
+        assert!(parse_plist(b"\x00garbage").is_err());
+        let cut = parse_plist(br#"<?xml version="1.0"?><plist version="1.0"><dict><key>Label"#);
+        assert!(cut.unwrap_err().contains("not a readable plist"));
+    }
+}

@@ -1,0 +1,17 @@
+//! One module per verb: its clap arguments and its `exec`, which returns the [`Report`] or
+//! [`Failure`] that the command line prints. Verbs share [`crate::setup`] (inventory, state folder,
+//! identity, runtime), [`crate::compose`] (the adapters) and [`crate::output`]; no verb uses
+//! another.
+//!
+//! [`Report`]: crate::output::Report
+//! [`Failure`]: crate::output::Failure
+
+pub mod apply;
+pub mod audit;
+pub mod demo_service;
+pub mod gate;
+pub mod identity;
+pub mod inspect;
+pub mod install_self;
+pub mod run;
+pub mod status;

@@ -1,0 +1,131 @@
+//! `run`: the heal loop over an inventory until SIGINT/SIGTERM; then children stopped and state
+//! saved.
+
+use std::os::unix::fs::DirBuilderExt;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use central_core::inventory::ManagerKind;
+use central_core::{HealLoop, LoopOptions, NodeTags};
+use clap::Args;
+use process_manager::ProcessManagerPort;
+
+use crate::compose::{compose, Mode};
+use crate::output::{Failure, Report};
+use crate::setup::{load, node_identity, runtime, state_dir};
+use crate::sink::QueuedJsonLines;
+
+/// `run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The inventory (TOML).
+    #[arg(long, short = 'i', value_name = "FILE")]
+    pub inventory: PathBuf,
+    /// Where to write events as JSON lines (`-` for stdout, the default).
+    #[arg(long, value_name = "FILE", default_value = "-")]
+    pub events: String,
+}
+
+/// Installs the agent's log output: human lines on stderr, level from `RUST_LOG` (default info).
+fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_target(false)
+        .try_init();
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        // Without signal handlers the agent still runs; it just cannot shut down gracefully.
+        std::future::pending::<()>().await;
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+        _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+    }
+}
+
+/// Runs the heal loop until a shutdown signal.
+pub fn exec(args: RunArgs, state_flag: Option<PathBuf>) -> Result<Report, Failure> {
+    const CMD: &str = "run";
+    let inventory = load(CMD, &args.inventory)?;
+    inventory
+        .check_runnable()
+        .map_err(|e| Failure::input(CMD, e))?;
+    let identity = node_identity(CMD, Some(&inventory))?;
+    let state = state_dir(CMD, state_flag, &inventory)?;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&state)
+        .map_err(|e| Failure::input(CMD, format!("state folder {}: {e}", state.display())))?;
+    let events: Box<dyn std::io::Write + Send> = if args.events == "-" {
+        Box::new(std::io::stdout())
+    } else {
+        Box::new(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&args.events)
+                .map_err(|e| Failure::input(CMD, format!("--events {}: {e}", args.events)))?,
+        )
+    };
+    init_tracing();
+    let rt = runtime(CMD)?;
+    rt.block_on(async {
+        let comp = compose(&inventory, &state, Mode::Own).map_err(|e| Failure::input(CMD, e))?;
+        let tags = NodeTags::from_identity(&identity, &inventory);
+        let mut heal = HealLoop::new(
+            &inventory,
+            comp.ports(),
+            LoopOptions::new(tags).with_state_dir(state.join("heal")),
+        )
+        .map_err(|e| Failure::input(CMD, e))?;
+        let sink = Arc::new(QueuedJsonLines::new(events, crate::sink::QUEUE));
+        heal.add_sink(sink.clone());
+        if let Some(sup) = &comp.embedded {
+            for (spec, config) in inventory.desired_configs() {
+                if spec.manager != ManagerKind::Embedded {
+                    continue;
+                }
+                if sup.is_disabled(&config.label) {
+                    tracing::info!(service = %config.label, "disabled; not started");
+                    continue;
+                }
+                // A failure here is the heal loop's to handle: it probes and escalates.
+                match sup.enable(config).await {
+                    Ok(outcome) => tracing::info!(service = %config.label, ?outcome, "started"),
+                    Err(e) => {
+                        tracing::warn!(service = %config.label, error = %e, "could not start")
+                    }
+                }
+            }
+        }
+        tracing::info!(
+            inventory = %args.inventory.display(),
+            state = %state.display(),
+            services = inventory.services.len(),
+            "heal loop running"
+        );
+        heal.run(shutdown_signal()).await;
+        if let Some(sup) = &comp.embedded {
+            sup.shutdown().await;
+        }
+        sink.finish();
+        tracing::info!(dropped_events = sink.dropped(), "stopped; state saved");
+        Ok(Report::ok(
+            CMD,
+            serde_json::json!({ "stopped": true, "state_dir": state }),
+            String::new(),
+        ))
+    })
+}

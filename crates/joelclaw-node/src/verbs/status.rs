@@ -1,0 +1,117 @@
+//! `status`: one probe round over an inventory, no heals: a table of services, node identity
+//! and substrate.
+
+use std::path::{Path, PathBuf};
+
+use central_core::{HealLoop, LoopOptions, NodeStatus, NodeTags};
+use clap::Args;
+
+use crate::compose::{compose, Mode};
+use crate::output::{json_name, opt, table, Failure, Report};
+use crate::setup::{load, node_identity, runtime, state_dir};
+
+/// `--inventory FILE`.
+#[derive(Debug, Args)]
+pub struct InventoryArgs {
+    /// The inventory (TOML).
+    #[arg(long, short = 'i', value_name = "FILE")]
+    pub inventory: PathBuf,
+}
+
+/// Copies the files of `from` (not its subfolders) into `to`; `false` when there were none.
+fn copy_dir_files(from: &Path, to: &Path) -> bool {
+    let Ok(entries) = std::fs::read_dir(from) else {
+        return false;
+    };
+    let mut any = false;
+    for e in entries.flatten() {
+        if e.file_type().is_ok_and(|t| t.is_file())
+            && std::fs::copy(e.path(), to.join(e.file_name())).is_ok()
+        {
+            any = true;
+        }
+    }
+    any
+}
+
+fn health_cell(s: &central_core::ServiceSnapshot) -> String {
+    serde_json::to_value(s.health)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_else(|| format!("{:?}", s.health))
+}
+
+/// One probe round; exit 1 when a service is unhealthy.
+pub fn exec(args: InventoryArgs, state_flag: Option<PathBuf>) -> Result<Report, Failure> {
+    const CMD: &str = "status";
+    let inventory = load(CMD, &args.inventory)?;
+    let identity = node_identity(CMD, Some(&inventory))?;
+    let state = state_dir(CMD, state_flag, &inventory)?;
+    let rt = runtime(CMD)?;
+    let status: NodeStatus = rt.block_on(async {
+        let comp =
+            compose(&inventory, &state, Mode::Observe).map_err(|e| Failure::input(CMD, e))?;
+        // The running agent's persisted breakers and in-flight heals, for the table. Read from
+        // a copy: loading moves a corrupt file aside, and `status` changes nothing of the agent's.
+        let mut options = LoopOptions::new(NodeTags::from_identity(&identity, &inventory));
+        let copy = tempfile::tempdir()
+            .map_err(|e| Failure::failed(CMD, format!("scratch folder: {e}")))?;
+        if copy_dir_files(&state.join("heal"), copy.path()) {
+            options = options.with_state_dir(copy.path());
+        }
+        let mut heal =
+            HealLoop::new(&inventory, comp.ports(), options).map_err(|e| Failure::input(CMD, e))?;
+        Ok::<_, Failure>(heal.probe_round().await)
+    })?;
+    let rows: Vec<Vec<String>> = status
+        .services
+        .iter()
+        .map(|s| {
+            vec![
+                s.label.clone(),
+                s.manager.clone(),
+                json_name(&s.class),
+                opt(&s.run_state),
+                opt(&s.pid),
+                health_cell(s),
+                s.endpoint_class.as_ref().map_or("-".into(), json_name),
+                json_name(&s.breaker),
+                s.last_probe
+                    .as_ref()
+                    .map_or(String::new(), |p| p.detail.clone()),
+            ]
+        })
+        .collect();
+    let mut human = format!(
+        "node {} ({}, {}), inventory {}\n",
+        status.node_id,
+        status.platform,
+        json_name(&status.role),
+        args.inventory.display()
+    );
+    human.push_str(&table(
+        &[
+            "SERVICE", "MANAGER", "CLASS", "STATE", "PID", "HEALTH", "ENDPOINT", "BREAKER",
+            "DETAIL",
+        ],
+        &rows,
+    ));
+    let unhealthy: Vec<&str> = status
+        .services
+        .iter()
+        .filter(|s| s.last_probe.as_ref().is_some_and(|p| !p.passed))
+        .map(|s| s.label.as_str())
+        .collect();
+    let result = serde_json::json!({ "identity": identity, "status": status });
+    Ok(if unhealthy.is_empty() {
+        Report::ok(CMD, result, human)
+    } else {
+        human.push_str(&format!("unhealthy: {}\n", unhealthy.join(", ")));
+        Report::findings(CMD, result, human).with_next(unhealthy.iter().map(|l| {
+            format!(
+                "joelclaw-node inspect {l} --inventory {}",
+                args.inventory.display()
+            )
+        }))
+    })
+}

@@ -1,0 +1,17 @@
+//! OS plumbing shared by the adapters, the heal loop and the node agent, so each piece of it
+//! exists once:
+//!
+//! - [`fs`]: write a file atomically (temporary file in the same folder, mode, fsync, rename,
+//!   folder fsync), optionally only when its bytes change and only into a safe folder;
+//! - [`command`]: run a program by argv with a deadline, in its own process group, so a
+//!   deadline or a cancelled call kills everything it started;
+//! - [`program`]: find a program on `PATH`;
+//! - [`poll`]: wait, within a bound, until a condition holds (for tests).
+//!
+//! It knows nothing of services, probes or ports: the port crates stay free of I/O and do not
+//! depend on it.
+
+pub mod command;
+pub mod fs;
+pub mod poll;
+pub mod program;
