@@ -49,6 +49,8 @@ files_of() {
 mapfile -t launchd < <(files_of launchd; find "$repo/crates/adapters-macos/tests/fake" -type f -name 'launchctl*' 2>/dev/null)
 mapfile -t colima < <(files_of colima; find "$repo/crates/adapters-macos/tests/fake" -type f -name 'colima*' 2>/dev/null)
 mapfile -t systemd < <(files_of systemd)
+mapfile -t plists < <(find "$repo/crates" -type f -name '*.plist' 2>/dev/null | sort)
+mapfile -t units < <(find "$repo/crates" -type f -name '*.service' 2>/dev/null | sort)
 mapfile -t inventories < <(find "$repo/examples" "$repo"/crates/*/tests "$repo"/crates/*/examples -type f -name '*.toml' 2>/dev/null | sort)
 
 [ ${#launchd[@]} -gt 0 ] || echo "seed.sh: no launchd captures found" >&2
@@ -72,6 +74,35 @@ for t in systemctl_show systemctl_list_units; do
     seed "$t" "" "${systemd[@]}"
 done
 seed inventory "" "${inventories[@]}"
+seed launchd_plist "" "${plists[@]}"
+seed systemd_unit "" "${units[@]}"
+# The repository keeps no unit file; one in the shape the adapter writes starts the corpus.
+cat >"$corpus/systemd_unit/seed-written-unit" <<'UNIT'
+# Written by joelclaw: do not edit.
+[Unit]
+Description=com.example.api
+StartLimitIntervalSec=60
+StartLimitBurst=5
+
+[Service]
+Type=simple
+ExecStart=/usr/local/bin/api --port 8080 "two words" 'single $$HOME' 100%%
+Environment="GREETING=hello world" PATH=/usr/bin:/bin
+WorkingDirectory=/var/lib/api
+User=joelclaw
+Group=joelclaw
+Restart=on-failure
+RestartSec=2s
+StandardOutput=append:/var/log/api.out
+StandardError=append:/var/log/api.err
+NoNewPrivileges=yes
+ProtectSystem=strict
+PrivateTmp=yes
+ReadWritePaths=/var/lib/api -/var/log
+
+[Install]
+WantedBy=multi-user.target
+UNIT
 
 for d in "$corpus"/*/; do
     printf '%-28s %5d inputs\n' "$(basename "$d")" "$(find "$d" -type f | wc -l)"

@@ -9,7 +9,10 @@ fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);
     let options = parse_ssh_options(&text);
     for (key, _) in &options {
-        assert!(!key.contains(|c: char| c.is_whitespace() || c == '='), "{key:?}");
+        assert!(
+            !key.contains(|c: char| c.is_whitespace() || c == '='),
+            "{key:?}"
+        );
     }
     let Ok(config) = parse_ssh_config(&text) else {
         return;

@@ -24,7 +24,9 @@ fuzz_target!(|data: &[u8]| {
     if let Some(ip) = status.ip_address {
         assert!(!ip.is_loopback() && !ip.is_unspecified(), "{ip}");
         assert_eq!(
-            log.fields.get("address").and_then(|a| a.parse::<IpAddr>().ok()),
+            log.fields
+                .get("address")
+                .and_then(|a| a.parse::<IpAddr>().ok()),
             Some(ip)
         );
     }

@@ -16,7 +16,11 @@ fuzz_target!(|data: &[u8]| {
         Ok(inventory) => inventory,
         Err(e) => {
             let lines = text.split('\n').count();
-            assert!(e.line >= 1 && e.line <= lines, "line {} of {lines}: {e}", e.line);
+            assert!(
+                e.line >= 1 && e.line <= lines,
+                "line {} of {lines}: {e}",
+                e.line
+            );
             assert!(e.column >= 1, "{e}");
             let _ = e.to_string();
             return;
@@ -32,14 +36,19 @@ fuzz_target!(|data: &[u8]| {
         names.insert(sub.name.as_str());
     }
     for svc in &inventory.services {
-        assert!(ServiceLabel::new(svc.label.as_str()).is_ok(), "{}", svc.label);
+        assert!(
+            ServiceLabel::new(svc.label.as_str()).is_ok(),
+            "{}",
+            svc.label
+        );
         assert!(names.insert(svc.label.as_str()), "duplicate {}", svc.label);
         assert!(!svc.probes.is_empty(), "{} has no probe", svc.label);
+        // The policy types hold their own invariants; the loader must not get around them.
         let heal = &svc.heal;
-        assert!(heal.failures_to_down >= 1 && heal.passes_to_up >= 1);
-        assert!(heal.breaker_threshold >= 1);
-        assert!((0.0..=1.0).contains(&heal.jitter));
-        assert!(heal.backoff_max >= heal.backoff_initial);
+        assert!(heal.hysteresis.failures_to_down() >= 1 && heal.hysteresis.passes_to_up() >= 1);
+        assert!(heal.breaker.threshold() >= 1);
+        assert!((0.0..=1.0).contains(&heal.backoff.jitter()));
+        assert!(heal.backoff.max() >= heal.backoff.initial());
     }
 
     // Dependencies: known, and no cycle (Kahn's algorithm over the services).
@@ -47,7 +56,11 @@ fuzz_target!(|data: &[u8]| {
     for svc in &inventory.services {
         let mut deps = BTreeSet::new();
         for dep in &svc.depends_on {
-            assert!(names.contains(dep.as_str()), "{} needs unknown {dep}", svc.label);
+            assert!(
+                names.contains(dep.as_str()),
+                "{} needs unknown {dep}",
+                svc.label
+            );
             assert_ne!(dep, &svc.label, "{} needs itself", svc.label);
             if inventory.substrate.as_ref().map(|s| &s.name) != Some(dep) {
                 deps.insert(dep.as_str());

@@ -23,5 +23,9 @@ fuzz_target!(|data: &[u8]| {
             row.label
         ));
     }
-    assert_eq!(parse_list_table(&written).as_ref(), Ok(&rows), "{written:?}");
+    assert_eq!(
+        parse_list_table(&written).as_ref(),
+        Ok(&rows),
+        "{written:?}"
+    );
 });

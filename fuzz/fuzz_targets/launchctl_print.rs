@@ -22,7 +22,9 @@ fuzz_target!(|data: &[u8]| {
     match (info.last_signal, info.last_exit_code) {
         (Some(s), _) => assert_eq!(info.last_exit(), Some(ExitStatus::Signal(s))),
         (None, None | Some(LastExitCode::NeverExited)) => assert_eq!(info.last_exit(), None),
-        (None, Some(LastExitCode::Code(c))) => assert_eq!(info.last_exit(), Some(ExitStatus::Code(c))),
+        (None, Some(LastExitCode::Code(c))) => {
+            assert_eq!(info.last_exit(), Some(ExitStatus::Code(c)))
+        }
         (None, Some(LastExitCode::Signal(s))) => {
             assert_eq!(info.last_exit(), Some(ExitStatus::Signal(s)))
         }

@@ -20,5 +20,9 @@ fuzz_target!(|data: &[u8]| {
         written.push_str(&format!("\t\"{label}\" => {word}\n"));
     }
     written.push_str("}\n");
-    assert_eq!(parse_print_disabled(&written).as_ref(), Ok(&map), "{written:?}");
+    assert_eq!(
+        parse_print_disabled(&written).as_ref(),
+        Ok(&map),
+        "{written:?}"
+    );
 });

@@ -37,7 +37,10 @@ fuzz_target!(|data: &[u8]| {
     }
     // `str::lines` drops one `\r` before a newline, so a value that ends in `\r` (possible only
     // as the input's unterminated last line) is the one thing that cannot be written back.
-    let ends_in_cr = blocks.iter().flat_map(|b| b.values()).any(|v| v.ends_with('\r'));
+    let ends_in_cr = blocks
+        .iter()
+        .flat_map(|b| b.values())
+        .any(|v| v.ends_with('\r'));
     if !ends_in_cr {
         assert_eq!(parse_show_blocks(&written), blocks, "{written:?}");
     }
