@@ -17,6 +17,9 @@
 //! in a container and starts a private dockerd) and against captured outputs.
 
 mod docker;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod systemd;
 
 pub use docker::{DockerEndpoint, DockerRuntime};

@@ -14,6 +14,9 @@
 
 pub mod colima;
 mod command;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod launchd;
 
 pub use colima::{ColimaConfig, ColimaRuntime, FnHealthCheck, HealthCheck};

@@ -3,8 +3,8 @@
 mod command;
 mod job;
 mod sandbox;
-mod show;
-mod unit;
+pub(crate) mod show;
+pub(crate) mod unit;
 pub mod unit_read;
 mod unit_trigger;
 

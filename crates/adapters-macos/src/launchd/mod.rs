@@ -12,7 +12,7 @@
 
 mod launchctl;
 pub mod parse;
-mod plist_gen;
+pub(crate) mod plist_gen;
 pub mod plist_read;
 
 use std::collections::{BTreeMap, BTreeSet};
