@@ -816,6 +816,10 @@ async fn a_job_is_loaded_and_left_to_launchd(
     t.fake.clear_log();
     assert_eq!(t.pm.restart(&l).await.unwrap(), RestartOutcome::Started);
     assert!(t.argv().contains(&format!("kickstart -k system/{l}")));
+    // Stop disarms it: booted out, nothing will start it.
+    assert_eq!(t.pm.stop(&l).await.unwrap(), StopOutcome::Stopped);
+    let stopped = t.pm.inspect(&l).await.unwrap();
+    assert_eq!((stopped.loaded, stopped.state), (false, RunState::Stopped));
 }
 
 #[tokio::test]
