@@ -497,6 +497,48 @@ mod tests {
     }
 
     #[test]
+    fn hand_written_jobs_and_sandbox_keys() {
+        // launchd's own forms: one calendar dictionary, an octal Umask string, a session.
+        let xml = br#"<?xml version="1.0" encoding="UTF-8"?>
+<plist version="1.0"><dict>
+  <key>Label</key><string>com.example.nightly</string>
+  <key>ProgramArguments</key><array><string>/bin/sh</string><string>-c</string><string>true</string></array>
+  <key>StartCalendarInterval</key><dict><key>Hour</key><integer>4</integer><key>Second</key><integer>1</integer></dict>
+  <key>WatchPaths</key><array><string>/Users/someone/Drop</string></array>
+  <key>Umask</key><string>022</string>
+  <key>SessionCreate</key><true/>
+  <key>HardResourceLimits</key><dict><key>Core</key><integer>0</integer></dict>
+</dict></plist>"#;
+        let d = parse_plist(xml).unwrap();
+        assert_eq!(
+            d.calendar,
+            [CalendarInterval {
+                hour: Some(4),
+                ..CalendarInterval::default()
+            }]
+        );
+        assert_eq!(d.watch_paths, ["/Users/someone/Drop"]);
+        assert_eq!(d.umask, Some(0o022));
+        assert_eq!(d.session_create, Some(true));
+        assert_eq!(d.hardening(), Hardening::relaxed([Relax::Umask]));
+        let c = d.to_config(ServiceScope::System).unwrap();
+        assert!(c.is_job() && c.triggers.calendar.len() == 1);
+        // A field no calendar accepts (negative, or past the field's range) is an error, not
+        // "any".
+        for bad in ["-1", "300", "61"] {
+            let xml = format!(
+                r#"<plist version="1.0"><dict><key>Label</key><string>x</string><key>Program</key><string>/x</string><key>StartCalendarInterval</key><array><dict><key>Minute</key><integer>{bad}</integer></dict></array></dict></plist>"#
+            );
+            let d = parse_plist(xml.as_bytes()).unwrap();
+            let e = d.to_config(ServiceScope::System).unwrap_err();
+            assert!(e.contains("minute"), "{bad}: {e}");
+        }
+        // No limits: not hardened, whatever the mask.
+        let plain = br#"<plist version="1.0"><dict><key>Label</key><string>x</string><key>Umask</key><integer>63</integer></dict></plist>"#;
+        assert_eq!(parse_plist(plain).unwrap().hardening(), Hardening::off());
+    }
+
+    #[test]
     fn odd_plists() {
         // Wrongly typed keys read as absent; Program wins over argv[0]; conditions are kept apart.
         let xml = br#"<?xml version="1.0" encoding="UTF-8"?>
