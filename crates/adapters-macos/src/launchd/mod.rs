@@ -6,11 +6,12 @@
 //! config names (a relay host has one sandboxed user per relay); its scope picks the domain and
 //! the user's LaunchAgents folder. A label is looked up by asking launchd in `system`, then in
 //! each user's `gui` and `user` domains, so a service that moved from a LaunchAgent to a
-//! LaunchDaemon is found (and restarted) where it really is. A definition launchd has not loaded (booted out by
-//! `stop`, disabled) is still reported, as `loaded: false`, when its plist is in this adapter's
-//! folders, where `print` said it was loaded from before this manager booted it out, or in
-//! launchd's own folders (`/Library/LaunchDaemons`, `/System/Library/LaunchDaemons`, ...), which
-//! launchd loads at boot: `restart` bootstraps it from there again.
+//! LaunchDaemon is found (and restarted) where it really is. A definition launchd has not
+//! loaded (booted out by `stop`, disabled) is still reported, as `loaded: false`, when its plist
+//! is in this adapter's folders, where `print` said it was loaded from before this manager
+//! booted it out, or in launchd's own folders (`/Library/LaunchDaemons`,
+//! `/System/Library/LaunchDaemons`, ...), which launchd loads at boot: `restart` bootstraps it
+//! from there again.
 //!
 //! Jobs (a config with triggers) are plists with `StartInterval`, `StartCalendarInterval` or
 //! `WatchPaths` and no `KeepAlive`: launchd keeps the trigger armed while the job is loaded, so

@@ -216,7 +216,8 @@ impl PlistDefinition {
     /// daemon with no `UserName` runs as root, so it reads as `allow_root`; `hardening` is read
     /// from the sandbox keys and `triggers` from `StartInterval`, `StartCalendarInterval` and
     /// `WatchPaths`. What launchd has no key for (`start_limit`, `after`, `write_paths`) stays
-    /// empty. A calendar entry out of range is an error.
+    /// empty; `SessionCreate`, which a config cannot ask for, is only in the definition. A
+    /// calendar entry out of range is an error.
     pub fn to_config(&self, scope: ServiceScope) -> Result<ServiceConfig, String> {
         let label = ServiceLabel::new(self.label.as_str()).map_err(|e| e.to_string())?;
         let program = self

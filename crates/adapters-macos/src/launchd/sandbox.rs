@@ -7,15 +7,16 @@
 //! `namespaces`, `wx-memory`, `syscalls`, `realtime`, `privileges`, `capabilities`, `users`,
 //! `ipc`: none has a launchd key). With hardening on, a plist gets:
 //!
-//! | key                                   | value                     | given back by        |
-//! |---------------------------------------|---------------------------|----------------------|
-//! | `Umask`                               | `63` (0o077)              | relax `umask`        |
-//! | `SoftResourceLimits`/`HardResourceLimits` `Core` | `0`: no core dumps (a core holds the service's secrets) | `hardening = false` |
-//! | `SoftResourceLimits` `NumberOfFiles`  | 4096 (launchd's own is 256) | `hardening = false` |
-//! | `HardResourceLimits` `NumberOfFiles`  | 10240 (`OPEN_MAX`)        | `hardening = false`  |
-//! | `ProcessType` of a job                | `Background` (unless the config names one) | `hardening = false` |
+//! - `Umask` 63 (0o077): files it creates are its own. Given back by relax `umask`.
+//! - `SoftResourceLimits` and `HardResourceLimits` `Core` 0: no core dumps, since a core holds
+//!   the service's memory and its secrets.
+//! - `SoftResourceLimits` `NumberOfFiles` 4096 (launchd's own is 256, too few for a network
+//!   service) and `HardResourceLimits` `NumberOfFiles` 10240 (`OPEN_MAX`), a bound on what one
+//!   service can take of the host's files.
+//! - `ProcessType` `Background` for a job whose config names none: throttled CPU and I/O for
+//!   work nobody waits on.
 //!
-//! A daemon keeps launchd's `Standard` unless its config names a `ProcessType`: `Background`
+//! Only `hardening = false` drops the limits and the job's `ProcessType`. A daemon keeps launchd's `Standard` unless its config names a `ProcessType`: `Background`
 //! throttles CPU, disk and network, which would slow a service that answers requests.
 //! `SessionCreate` (a security session, for jobs that need a login keychain) is never written.
 //! A hardened plist is recognised by `HardResourceLimits` `Core = 0`.
