@@ -6,13 +6,14 @@ mod common;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use adapters_macos::launchd::plist_read::{read_plist, PlistDefinition};
 use adapters_macos::{LaunchdConfig, LaunchdProcessManager};
 use common::FakeTool;
 use process_manager::testkit::{self, Fixture};
 use process_manager::{
-    DisableOutcome, EnableOutcome, ExitStatus, LabelPattern, Operation, ProcessError,
-    ProcessManagerPort, RestartOutcome, RunState, ServiceConfig, ServiceLabel, ServiceScope,
-    StopOutcome,
+    CalendarInterval, DisableOutcome, EnableOutcome, ExitStatus, LabelPattern, Operation,
+    ProcessError, ProcessManagerPort, RestartOutcome, RestartPolicy, RunState, ServiceConfig,
+    ServiceLabel, ServiceScope, StopOutcome, Triggers,
 };
 
 const UID: u32 = 501;
@@ -72,6 +73,7 @@ fn modern_argv(fake: &FakeTool) -> Vec<String> {
                 "disable",
                 "list",
                 "x-fake-crash",
+                "x-fake-fire",
                 "x-fake-reboot"
             ]
             .contains(&verb),
@@ -735,4 +737,236 @@ async fn a_signal_on_the_exit_code_line_reaches_the_status_as_a_signal() {
     let st = t.pm.inspect(&label(l)).await.unwrap();
     assert_eq!(st.last_exit, Some(ExitStatus::Signal(9)), "not exit code 9");
     assert_eq!(st.state, RunState::SupervisorRestarting);
+}
+
+/// A job: no KeepAlive, not run at load, started by `triggers`.
+fn job(l: &str, triggers: Triggers) -> ServiceConfig {
+    let mut c = ServiceConfig::new(label(l), "/usr/local/bin/janitor");
+    c.restart = RestartPolicy::Never;
+    c.run_at_load = false;
+    c.triggers = triggers;
+    c
+}
+
+/// Enables `config` (a job in the system domain), checks its plist (read with the plist
+/// crate) with `check_plist`, and that launchd has it loaded but idle, which `inspect` reports as
+/// launchd's to start; then fires its trigger, lets the run end, and checks the same again.
+async fn a_job_is_loaded_and_left_to_launchd(
+    config: ServiceConfig,
+    check_plist: impl Fn(&PlistDefinition),
+) {
+    let t = Launchd::with(|c| c.with_log_dir("/var/log/joelclaw"));
+    let l = config.label.clone();
+    assert_eq!(
+        t.pm.enable(&config).await.unwrap(),
+        EnableOutcome::Installed
+    );
+    let plist = read_plist(&t.system_plist(l.as_str())).unwrap();
+    assert_eq!(plist.keep_alive, None, "a job has no KeepAlive");
+    assert_eq!(plist.run_at_load, Some(false));
+    assert_eq!(plist.process_type.as_deref(), Some("Background"));
+    assert_eq!(plist.umask, Some(0o077));
+    assert_eq!(plist.throttle_interval, Some(10));
+    assert_eq!(plist.group.as_deref(), Some("_joelclaw"));
+    assert_eq!(
+        plist.stdout_path,
+        Some(format!("/var/log/joelclaw/{l}.out.log"))
+    );
+    check_plist(&plist);
+    assert_eq!(
+        plist.to_config(ServiceScope::System).unwrap().triggers,
+        config.triggers,
+        "the plist reads back as the triggers it was written from"
+    );
+
+    let idle = t.pm.inspect(&l).await.unwrap();
+    assert!(idle.loaded);
+    assert_eq!(idle.pid, None);
+    assert_eq!(
+        idle.state,
+        RunState::SupervisorRestarting,
+        "an idle, armed job is launchd's to start, not a stopped service"
+    );
+    assert_eq!(idle.enabled, Some(true));
+    // Enabling it again neither reloads nor starts it.
+    t.fake.clear_log();
+    assert_eq!(
+        t.pm.enable(&config).await.unwrap(),
+        EnableOutcome::Unchanged
+    );
+    assert!(
+        !t.argv()
+            .iter()
+            .any(|c| c.starts_with("kickstart") || c.starts_with("bootstrap")),
+        "{:#?}",
+        t.argv()
+    );
+
+    t.fake.run(&["x-fake-fire", &format!("system/{l}")]);
+    let running = t.pm.inspect(&l).await.unwrap();
+    assert_eq!(running.state, RunState::Running);
+    assert!(running.pid.is_some());
+    // The run ends, badly: launchd has no failed state and runs it at the next trigger.
+    t.fake.run(&["x-fake-crash", &format!("system/{l}"), "1"]);
+    let after = t.pm.inspect(&l).await.unwrap();
+    assert_eq!(after.state, RunState::SupervisorRestarting);
+    assert_eq!(after.last_exit, Some(ExitStatus::Code(1)));
+    assert_eq!(after.pid, None, "not respawned: no KeepAlive");
+    // Restart means "run it now", in its own domain.
+    t.fake.clear_log();
+    assert_eq!(t.pm.restart(&l).await.unwrap(), RestartOutcome::Started);
+    assert!(t.argv().contains(&format!("kickstart -k system/{l}")));
+    // Stop disarms it: booted out, nothing will start it.
+    assert_eq!(t.pm.stop(&l).await.unwrap(), StopOutcome::Stopped);
+    let stopped = t.pm.inspect(&l).await.unwrap();
+    assert_eq!((stopped.loaded, stopped.state), (false, RunState::Stopped));
+}
+
+#[tokio::test]
+async fn an_interval_job() {
+    let triggers = Triggers {
+        interval: Some(Duration::from_secs(900)),
+        ..Triggers::default()
+    };
+    a_job_is_loaded_and_left_to_launchd(job("com.joelclaw.sync", triggers), |p| {
+        assert_eq!(p.start_interval, Some(900));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_calendar_job() {
+    let nightly = CalendarInterval {
+        hour: Some(3),
+        minute: Some(30),
+        ..CalendarInterval::default()
+    };
+    let mondays = CalendarInterval {
+        weekday: Some(1),
+        hour: Some(9),
+        minute: Some(0),
+        ..CalendarInterval::default()
+    };
+    let triggers = Triggers {
+        calendar: vec![nightly, mondays],
+        ..Triggers::default()
+    };
+    a_job_is_loaded_and_left_to_launchd(job("com.joelclaw.janitor", triggers), |p| {
+        assert_eq!(p.calendar, [nightly, mondays]);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_watch_paths_job() {
+    let triggers = Triggers {
+        watch_paths: vec!["/var/lib/joelclaw/inbox".into()],
+        ..Triggers::default()
+    };
+    a_job_is_loaded_and_left_to_launchd(job("com.joelclaw.inbox", triggers), |p| {
+        assert_eq!(p.watch_paths, ["/var/lib/joelclaw/inbox"]);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_daemon_that_is_not_running_still_reads_as_stopped() {
+    // Only a trigger makes an idle job launchd's business; a daemon with RunAtLoad false is
+    // simply stopped.
+    let t = Launchd::new();
+    let l = "com.joelclaw.idle-daemon";
+    let mut c = sleeper(l);
+    c.restart = RestartPolicy::Never;
+    c.run_at_load = false;
+    t.pm.enable(&c).await.unwrap();
+    let st = t.pm.inspect(&label(l)).await.unwrap();
+    assert!(st.loaded);
+    assert_eq!(st.state, RunState::Stopped);
+}
+
+const OTHER_UID: u32 = 502;
+
+#[tokio::test]
+async fn services_in_two_user_domains_are_found_and_restarted_in_their_own() {
+    let t = Launchd::with_fake(|c, fake| {
+        c.with_user(OTHER_UID, fake.path("relay2/Library/LaunchAgents"))
+    });
+    assert_eq!(
+        t.pm.search_order(),
+        [
+            ServiceScope::System,
+            ServiceScope::Gui { uid: UID },
+            ServiceScope::User { uid: UID },
+            ServiceScope::Gui { uid: OTHER_UID },
+            ServiceScope::User { uid: OTHER_UID },
+        ]
+    );
+    let first = "com.joelclaw.relay-1";
+    let second = "com.joelclaw.relay-2";
+    let in_first = ServiceScope::Gui { uid: UID };
+    let in_second = ServiceScope::User { uid: OTHER_UID };
+    t.pm.enable(&sleeper(first).with_scope(in_first))
+        .await
+        .unwrap();
+    t.pm.enable(&sleeper(second).with_scope(in_second))
+        .await
+        .unwrap();
+    // Each plist is in its own user's folder.
+    assert!(t
+        .fake
+        .path("home/Library/LaunchAgents")
+        .join(format!("{first}.plist"))
+        .is_file());
+    assert!(t
+        .fake
+        .path("relay2/Library/LaunchAgents")
+        .join(format!("{second}.plist"))
+        .is_file());
+    for (l, scope) in [(first, in_first), (second, in_second)] {
+        let st = t.pm.inspect(&label(l)).await.unwrap();
+        assert_eq!(st.scope, Some(scope), "{l}");
+        assert!(st.is_running(), "{l}");
+        t.fake.clear_log();
+        assert_eq!(
+            t.pm.restart(&label(l)).await.unwrap(),
+            RestartOutcome::Restarted
+        );
+        let kicks: Vec<String> = t
+            .argv()
+            .into_iter()
+            .filter(|c| c.starts_with("kickstart"))
+            .collect();
+        assert_eq!(kicks, [format!("kickstart -k {scope}/{l}")]);
+    }
+    // Booted out, each is still found installed in its own domain.
+    t.pm.stop(&label(second)).await.unwrap();
+    let st = t.pm.inspect(&label(second)).await.unwrap();
+    assert_eq!((st.loaded, st.scope), (false, Some(in_second)));
+    t.pm.restart(&label(second)).await.unwrap();
+    assert!(t
+        .argv()
+        .iter()
+        .any(|c| c.starts_with(&format!("bootstrap user/{OTHER_UID} ")) && c.contains("relay2")));
+    // Both are listed.
+    let listed: Vec<_> =
+        t.pm.list(&LabelPattern::new("com.joelclaw.relay-*"))
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|s| (s.label.to_string(), s.scope))
+            .collect();
+    assert_eq!(
+        listed,
+        [
+            (first.to_string(), Some(in_first)),
+            (second.to_string(), Some(in_second))
+        ]
+    );
+    // A uid the adapter does not manage is refused, naming the ones it does.
+    let e =
+        t.pm.enable(&sleeper("com.joelclaw.stray").with_scope(ServiceScope::Gui { uid: 503 }))
+            .await
+            .unwrap_err()
+            .to_string();
+    assert!(e.contains("501, 502"), "{e}");
 }

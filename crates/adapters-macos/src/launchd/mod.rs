@@ -2,21 +2,31 @@
 //! verbs (`print`, `bootstrap`, `bootout`, `kickstart`, `enable`, `disable`, `print-disabled`,
 //! `list`) and plists generated from a [`ServiceConfig`].
 //!
-//! Domains: a service lives in `system`, `gui/<uid>` or `user/<uid>`. A label is looked up by
-//! asking launchd in that order, so a service that moved from a LaunchAgent to a LaunchDaemon is
-//! found (and restarted) where it really is. A definition launchd has not loaded (booted out by
-//! `stop`, disabled) is still reported, as `loaded: false`, when its plist is in this adapter's
-//! folders, where `print` said it was loaded from before this manager booted it out, or in
-//! launchd's own folders (`/Library/LaunchDaemons`, `/System/Library/LaunchDaemons`, ...), which
-//! launchd loads at boot: `restart` bootstraps it from there again.
+//! Domains: a service lives in `system`, `gui/<uid>` or `user/<uid>`, for any of the users the
+//! config names (a relay host has one sandboxed user per relay); its scope picks the domain and
+//! the user's LaunchAgents folder. A label is looked up by asking launchd in `system`, then in
+//! each user's `gui` and `user` domains, so a service that moved from a LaunchAgent to a
+//! LaunchDaemon is found (and restarted) where it really is. A definition launchd has not
+//! loaded (booted out by `stop`, disabled) is still reported, as `loaded: false`, when its plist
+//! is in this adapter's folders, where `print` said it was loaded from before this manager
+//! booted it out, or in launchd's own folders (`/Library/LaunchDaemons`,
+//! `/System/Library/LaunchDaemons`, ...), which launchd loads at boot: `restart` bootstraps it
+//! from there again.
+//!
+//! Jobs (a config with triggers) are plists with `StartInterval`, `StartCalendarInterval` or
+//! `WatchPaths` and no `KeepAlive`: launchd keeps the trigger armed while the job is loaded, so
+//! an idle loaded job reads as [`RunState::SupervisorRestarting`], never as a stopped service to
+//! be started.
 
+mod config;
 mod launchctl;
 pub mod parse;
 pub(crate) mod plist_gen;
 pub mod plist_read;
+mod plist_trigger;
+mod sandbox;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -28,6 +38,7 @@ use process_manager::{
     ServiceStatus, StopOutcome,
 };
 
+pub use config::{LaunchdConfig, UserDomain, DEFAULT_SERVICE_PATH};
 use launchctl::{Launchctl, ROOT_HINT};
 use parse::{LastExitCode, PrintInfo};
 pub use plist_gen::ServiceAccount;
@@ -42,131 +53,6 @@ pub const LAUNCHD_RESPAWN_THROTTLE: Duration = Duration::from_secs(10);
 /// torn down (`37: Operation already in progress`).
 pub(crate) const BUSY_RETRIES: u32 = 5;
 pub(crate) const BUSY_BACKOFF: Duration = Duration::from_millis(200);
-
-/// One user's launchd domains (`gui/<uid>`, `user/<uid>`) and where their agents' plists live.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UserDomain {
-    /// The user's numeric id.
-    pub uid: u32,
-    /// The user's `Library/LaunchAgents` folder. Given, never derived from a home directory
-    /// guessed here.
-    pub agents_dir: PathBuf,
-}
-
-/// What `LaunchdProcessManager` needs to know about this machine.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LaunchdConfig {
-    /// `launchctl` at this path; `None` looks it up on `search_path`.
-    pub launchctl_path: Option<PathBuf>,
-    /// The `PATH`-style list `launchctl` is looked up on; `None` is this process's `PATH`.
-    pub search_path: Option<OsString>,
-    /// Where system daemons' plists go (`/Library/LaunchDaemons`).
-    pub system_plist_dir: PathBuf,
-    /// The user whose `gui/<uid>` and `user/<uid>` domains are managed too; `None` manages the
-    /// `system` domain only.
-    pub user: Option<UserDomain>,
-    /// The account system daemons run as when their config names no user.
-    pub service_account: Option<ServiceAccount>,
-    /// `PATH` for generated plists whose config sets none (`None`: leave launchd's default).
-    pub default_path: Option<String>,
-    /// The deadline of every `launchctl` call.
-    pub deadline: Duration,
-    /// launchd's own daemon folders, which it loads into `system` at boot. A job booted out of
-    /// one is still installed there, so it is looked for there (after `system_plist_dir`).
-    pub launchd_daemon_dirs: Vec<PathBuf>,
-    /// launchd's own agent folders, loaded into each user's domain at login; searched after
-    /// the user's `agents_dir`, for the managed user only.
-    pub launchd_agent_dirs: Vec<PathBuf>,
-}
-
-/// The `PATH` generated plists get when their config sets none: Homebrew's folders first, which
-/// launchd's default lacks.
-pub const DEFAULT_SERVICE_PATH: &str =
-    "/opt/homebrew/bin:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin";
-
-impl Default for LaunchdConfig {
-    fn default() -> Self {
-        LaunchdConfig {
-            launchctl_path: None,
-            search_path: None,
-            system_plist_dir: PathBuf::from("/Library/LaunchDaemons"),
-            user: None,
-            service_account: None,
-            default_path: Some(DEFAULT_SERVICE_PATH.to_string()),
-            deadline: Duration::from_secs(10),
-            launchd_daemon_dirs: vec![
-                PathBuf::from("/Library/LaunchDaemons"),
-                PathBuf::from("/System/Library/LaunchDaemons"),
-            ],
-            launchd_agent_dirs: vec![
-                PathBuf::from("/Library/LaunchAgents"),
-                PathBuf::from("/System/Library/LaunchAgents"),
-            ],
-        }
-    }
-}
-
-impl LaunchdConfig {
-    /// Uses `launchctl` at `path` instead of looking it up on `PATH`.
-    pub fn with_launchctl(mut self, path: impl Into<PathBuf>) -> Self {
-        self.launchctl_path = Some(path.into());
-        self
-    }
-
-    /// Looks `launchctl` up on this `PATH`-style list instead of the process's `PATH`.
-    pub fn with_search_path(mut self, path: impl Into<OsString>) -> Self {
-        self.search_path = Some(path.into());
-        self
-    }
-
-    /// Puts system daemons' plists in `dir` (a scratch root in tests).
-    pub fn with_system_plist_dir(mut self, dir: impl Into<PathBuf>) -> Self {
-        self.system_plist_dir = dir.into();
-        self
-    }
-
-    /// Manages user `uid`'s `gui/<uid>` and `user/<uid>` domains, with agents in `agents_dir`.
-    pub fn with_user(mut self, uid: u32, agents_dir: impl Into<PathBuf>) -> Self {
-        self.user = Some(UserDomain {
-            uid,
-            agents_dir: agents_dir.into(),
-        });
-        self
-    }
-
-    /// Runs system daemons as `user` (and `group`) unless their config says otherwise.
-    pub fn with_service_account(mut self, user: impl Into<String>, group: Option<String>) -> Self {
-        self.service_account = Some(ServiceAccount {
-            user: user.into(),
-            group,
-        });
-        self
-    }
-
-    /// Sets (or, with `None`, drops) the `PATH` given to plists whose config sets none.
-    pub fn with_default_path(mut self, path: Option<String>) -> Self {
-        self.default_path = path;
-        self
-    }
-
-    /// Sets the deadline of every `launchctl` call.
-    pub fn with_deadline(mut self, deadline: Duration) -> Self {
-        self.deadline = deadline;
-        self
-    }
-
-    /// Looks for unloaded jobs' plists in these daemon and agent folders instead of launchd's
-    /// standard ones (a scratch root in tests).
-    pub fn with_launchd_folders(
-        mut self,
-        daemons: impl IntoIterator<Item = impl Into<PathBuf>>,
-        agents: impl IntoIterator<Item = impl Into<PathBuf>>,
-    ) -> Self {
-        self.launchd_daemon_dirs = daemons.into_iter().map(Into::into).collect();
-        self.launchd_agent_dirs = agents.into_iter().map(Into::into).collect();
-        self
-    }
-}
 
 /// launchd as a [`ProcessManagerPort`].
 #[derive(Debug, Clone)]
@@ -200,7 +86,11 @@ fn plist_file_name(label: &ServiceLabel) -> String {
     format!("{label}.plist")
 }
 
-/// launchd's job state as the port's run state.
+/// launchd's job state as the port's run state. A loaded job (it has a `StartInterval`,
+/// `StartCalendarInterval` or `WatchPaths` trigger) that is idle reads as
+/// [`RunState::SupervisorRestarting`], whatever its last exit: launchd has no failed state and
+/// runs it again when the trigger fires, so a heal loop must not start it on top. Its last exit
+/// is still reported.
 fn run_state(info: &PrintInfo) -> RunState {
     match info.state.as_deref() {
         Some("running") => RunState::Running,
@@ -219,6 +109,11 @@ fn run_state(info: &PrintInfo) -> RunState {
             }
         }
         Some("spawning") | Some("xpcproxy") => RunState::Starting,
+        // Idle between runs, with a trigger launchd keeps armed while the job is loaded: launchd
+        // starts it on its own, as systemd does a job whose timer or path unit is active.
+        Some("not running") | Some("waiting") | Some("exited") if info.has_trigger() => {
+            RunState::SupervisorRestarting
+        }
         Some("not running") | Some("waiting") | Some("exited") => RunState::Stopped,
         None if info.pid.is_some() => RunState::Running,
         _ => RunState::Unknown,
@@ -252,23 +147,22 @@ impl LaunchdProcessManager {
         config.validate()?;
         let label = &config.label;
         let dir = self.plist_dir(config.scope, label)?;
-        let plist = plist_gen::build_plist(
-            config,
-            self.config.service_account.as_ref(),
-            self.config.default_path.as_deref(),
-        )
-        .map_err(|detail| ProcessError::InvalidInput {
-            label: Some(label.to_string()),
-            detail,
-        })?;
+        let plist =
+            plist_gen::build_plist(config, &self.config.plist_defaults()).map_err(|detail| {
+                ProcessError::InvalidInput {
+                    label: Some(label.to_string()),
+                    detail,
+                }
+            })?;
         let bytes = plist_gen::to_xml(&plist).map_err(|e| ProcessError::backend(ADAPTER, e))?;
         Ok((dir.join(plist_file_name(label)), bytes))
     }
 
-    /// The domains searched for a label, in order: `system`, then the user's `gui`, then `user`.
+    /// The domains searched for a label, in order: `system`, then each managed user's `gui`
+    /// and `user` domains, users in the config's order.
     pub fn search_order(&self) -> Vec<ServiceScope> {
         let mut scopes = vec![ServiceScope::System];
-        if let Some(u) = &self.config.user {
+        for u in &self.config.users {
             scopes.push(ServiceScope::Gui { uid: u.uid });
             scopes.push(ServiceScope::User { uid: u.uid });
         }
@@ -294,22 +188,30 @@ impl LaunchdProcessManager {
     fn plist_dir(&self, scope: ServiceScope, label: &ServiceLabel) -> Result<&Path, ProcessError> {
         match scope {
             ServiceScope::System => Ok(&self.config.system_plist_dir),
-            ServiceScope::Gui { uid } | ServiceScope::User { uid } => match &self.config.user {
-                Some(u) if u.uid == uid => Ok(&u.agents_dir),
-                Some(u) => Err(ProcessError::InvalidInput {
+            ServiceScope::Gui { uid } | ServiceScope::User { uid } => {
+                if let Some(u) = self.config.user(uid) {
+                    return Ok(&u.agents_dir);
+                }
+                let managed: Vec<String> = self
+                    .config
+                    .users
+                    .iter()
+                    .map(|u| u.uid.to_string())
+                    .collect();
+                Err(ProcessError::InvalidInput {
                     label: Some(label.to_string()),
-                    detail: format!(
-                        "scope {scope} is another user's domain; this launchd adapter manages user {} only",
-                        u.uid
-                    ),
-                }),
-                None => Err(ProcessError::InvalidInput {
-                    label: Some(label.to_string()),
-                    detail: format!(
-                        "scope {scope} needs a user domain (uid and LaunchAgents folder) in the launchd adapter's config"
-                    ),
-                }),
-            },
+                    detail: if managed.is_empty() {
+                        format!(
+                            "scope {scope} needs a user domain (uid and LaunchAgents folder) in the launchd adapter's config"
+                        )
+                    } else {
+                        format!(
+                            "scope {scope} is the domain of a user this launchd adapter does not manage (it manages uid {})",
+                            managed.join(", ")
+                        )
+                    },
+                })
+            }
         }
     }
 
@@ -396,9 +298,7 @@ impl LaunchdProcessManager {
         pattern: &LabelPattern,
     ) -> Result<BTreeSet<ServiceLabel>, ProcessError> {
         let mut dirs = vec![self.config.system_plist_dir.clone()];
-        if let Some(u) = &self.config.user {
-            dirs.push(u.agents_dir.clone());
-        }
+        dirs.extend(self.config.users.iter().map(|u| u.agents_dir.clone()));
         let wanted = pattern.clone();
         let mut labels = blocking("the plist folder scan", move || {
             plist_labels(&dirs, &wanted)
@@ -429,9 +329,7 @@ fn installed_scope(
         let path = dir.join(&file);
         path.is_file().then_some((ServiceScope::System, path))
     };
-    let user = config.user.as_ref();
-    let agent = |dir: &Path| {
-        let uid = user?.uid;
+    let agent = |uid: u32, dir: &Path| {
         let path = dir.join(&file);
         if !path.is_file() {
             return None;
@@ -457,11 +355,22 @@ fn installed_scope(
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         map.get(label).filter(|(_, path)| path.is_file()).cloned()
     };
+    // launchd's shared agent folders load into every user's domain; a job found only there is
+    // reported in the first managed user's.
+    let first_user = config.users.first().map(|u| u.uid);
     daemon(&config.system_plist_dir)
-        .or_else(|| user.and_then(|u| agent(&u.agents_dir)))
+        .or_else(|| {
+            config
+                .users
+                .iter()
+                .find_map(|u| agent(u.uid, &u.agents_dir))
+        })
         .or_else(remembered)
         .or_else(|| config.launchd_daemon_dirs.iter().find_map(|d| daemon(d)))
-        .or_else(|| config.launchd_agent_dirs.iter().find_map(|d| agent(d)))
+        .or_else(|| {
+            let uid = first_user?;
+            config.launchd_agent_dirs.iter().find_map(|d| agent(uid, d))
+        })
 }
 
 /// The labels of the `.plist` files in `dirs` that match `pattern`.

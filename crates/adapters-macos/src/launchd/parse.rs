@@ -39,6 +39,12 @@ pub struct PrintInfo {
     pub domain: Option<String>,
     /// `username = ...`, for a daemon with `UserName`.
     pub username: Option<String>,
+    /// `run interval = 900 seconds`: a `StartInterval` job's period.
+    pub run_interval: Option<u64>,
+    /// The `stream` of each entry of the `event triggers` block: launchd's form of
+    /// `StartCalendarInterval` (`com.apple.launchd.calendarinterval`) and `WatchPaths`
+    /// (`com.apple.fsevents.matching`), among others.
+    pub event_streams: Vec<String>,
 }
 
 /// The `last exit code` line.
@@ -54,6 +60,12 @@ pub enum LastExitCode {
 }
 
 impl PrintInfo {
+    /// Whether launchd starts the job on a trigger of its own (a period or an event) while it
+    /// is loaded.
+    pub fn has_trigger(&self) -> bool {
+        self.run_interval.is_some() || !self.event_streams.is_empty()
+    }
+
     /// How the last process ended: a terminating signal if launchd reports one, else the code.
     pub fn last_exit(&self) -> Option<ExitStatus> {
         if let Some(sig) = self.last_signal {
@@ -87,6 +99,8 @@ pub fn parse_print(text: &str) -> Result<PrintInfo, String> {
     };
     // Depth 1 is the service's own block; nested blocks go deeper.
     let mut depth: usize = 1;
+    // The depth-1 block being read (`event triggers`), while depth > 1.
+    let mut section: Option<&str> = None;
     for line in lines {
         let trimmed = line.trim();
         if trimmed.is_empty() {
@@ -102,9 +116,17 @@ pub fn parse_print(text: &str) -> Result<PrintInfo, String> {
         if depth == 1 && !closes {
             if let Some((key, value)) = trimmed.split_once(" = ") {
                 let (key, value) = (key.trim(), value.trim());
-                if !opens {
+                if opens {
+                    section = Some(key);
+                } else {
                     apply_print_field(&mut info, key, value)?;
                 }
+            }
+        }
+        // `event triggers = { <name> => { stream = ... } }`: the stream is at depth 3.
+        if depth == 3 && section == Some("event triggers") && !opens && !closes {
+            if let Some(("stream", value)) = trimmed.split_once(" = ").map(|(k, v)| (k.trim(), v)) {
+                info.event_streams.push(value.trim().to_string());
             }
         }
         if opens {
@@ -113,6 +135,9 @@ pub fn parse_print(text: &str) -> Result<PrintInfo, String> {
             depth = depth.saturating_sub(1);
             if depth == 0 {
                 break;
+            }
+            if depth == 1 {
+                section = None;
             }
         }
     }
@@ -151,6 +176,13 @@ fn apply_print_field(info: &mut PrintInfo, key: &str, value: &str) -> Result<(),
         "type" => info.job_type = Some(value.to_string()),
         "domain" => info.domain = Some(value.to_string()),
         "username" => info.username = Some(value.to_string()),
+        "run interval" => {
+            let secs = value.strip_suffix(" seconds").unwrap_or(value).trim();
+            info.run_interval = Some(
+                secs.parse()
+                    .map_err(|_| format!("`run interval = {value}` is not a number of seconds"))?,
+            );
+        }
         _ => {}
     }
     Ok(())
@@ -605,6 +637,25 @@ mod tests {
         assert_eq!(p13.last_exit(), Some(ExitStatus::Code(78)));
         let p02 = parse_print(&fixture("print-02.txt")).unwrap();
         assert_eq!(p02.last_exit(), None, "(never exited) is no exit");
+    }
+
+    #[test]
+    fn print_triggers() {
+        // StartInterval: a period line; calendar and WatchPaths: an event trigger each.
+        let p01 = parse_print(&fixture("print-01.txt")).unwrap();
+        assert_eq!(p01.run_interval, Some(900));
+        assert!(p01.event_streams.is_empty() && p01.has_trigger());
+        let p05 = parse_print(&fixture("print-05.txt")).unwrap();
+        assert_eq!(p05.event_streams, ["com.apple.launchd.calendarinterval"]);
+        assert_eq!(p05.run_interval, None);
+        let p09 = parse_print(&fixture("print-09.txt")).unwrap();
+        assert_eq!(p09.event_streams, ["com.apple.fsevents.matching"]);
+        // A daemon has none; a `stream` line of another block is not a trigger.
+        let p12 = parse_print(&fixture("print-12.txt")).unwrap();
+        assert!(!p12.has_trigger());
+        let text =
+            "system/x = {\n\tevent channels = {\n\t\t\"s\" = {\n\t\t\tstream = s\n\t\t}\n\t}\n}\n";
+        assert!(!parse_print(text).unwrap().has_trigger());
     }
 
     #[test]

@@ -1,10 +1,19 @@
 //! Turning a `ServiceConfig` into a launchd property list, and putting it on disk atomically.
+//!
+//! Two steps: [`resolve`] fills in what the manager's config decides (account, log files,
+//! `PATH`, launchd's defaults made explicit, the hardening of `sandbox`), then `emit` writes
+//! the resolved config key by key. `plist_read` is the inverse of `emit`.
 
 use std::path::Path;
+use std::time::Duration;
 
 use plist::{Dictionary, Value};
-use process_manager::{ProcessType, RestartPolicy, ServiceConfig, ServiceScope};
+use process_manager::{Hardening, ProcessType, Relax, RestartPolicy, ServiceConfig, ServiceScope};
 use sysutil::fs::{AtomicWrite, WriteOutcome};
+
+use super::plist_trigger;
+use super::sandbox::{HARD_LIMITS, LAUNCHD_RELAX_KEYS, PRIVATE_UMASK, SOFT_LIMITS};
+use super::LAUNCHD_RESPAWN_THROTTLE;
 
 /// The account system daemons run as unless their config names one (or asks for root).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,22 +29,102 @@ pub struct ServiceAccount {
 /// which domain it belongs to.
 pub(crate) const BACKGROUND_SESSION: &str = "Background";
 
-/// Builds the plist for `config`. `account` fills in `UserName`/`GroupName` for a system daemon
-/// whose config names no user; a daemon is never left to run as root unless `allow_root`.
-/// `default_path` becomes `PATH` when the config sets none: launchd's own default lacks
-/// `/opt/homebrew/bin`, and a job that cannot find its tools fails quietly for days.
+/// What the manager's config gives every plist whose service config leaves it open.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct PlistDefaults<'a> {
+    /// `UserName`/`GroupName` of a system daemon that names no user; `GroupName` of one that
+    /// names the account's user but no group.
+    pub(crate) account: Option<&'a ServiceAccount>,
+    /// `PATH` when the config sets none: launchd's own default lacks `/opt/homebrew/bin`, and
+    /// a job that cannot find its tools fails quietly for days.
+    pub(crate) default_path: Option<&'a str>,
+    /// The folder of `<label>.out.log`/`.err.log` when the config names no log files.
+    pub(crate) log_dir: Option<&'a Path>,
+}
+
+/// The config as the plist will say it: every default the plist makes explicit filled in
+/// (account, group, log files, `PATH`, `ThrottleInterval`, a job's `ProcessType`), and what a
+/// plist cannot say dropped (`start_limit`, `after`, `write_paths`, relax keys without a launchd
+/// meaning). Reading the written plist back gives exactly this, and resolving it again changes
+/// nothing. A system daemon is never left to run as root unless `allow_root`.
+pub(crate) fn resolve(
+    config: &ServiceConfig,
+    defaults: &PlistDefaults<'_>,
+) -> Result<ServiceConfig, String> {
+    let mut c = config.clone();
+    let account = defaults.account;
+    match (&c.user, c.scope) {
+        (Some(user), ServiceScope::System) => {
+            // The service account named outright still gets the account's group.
+            if let Some(a) = account.filter(|a| a.user == *user) {
+                c.group = c.group.or_else(|| a.group.clone());
+            }
+        }
+        (Some(_), _) => {}
+        (None, ServiceScope::System) if c.allow_root => {}
+        (None, ServiceScope::System) => match account {
+            Some(a) => {
+                c.user = Some(a.user.clone());
+                c.group = c.group.or_else(|| a.group.clone());
+            }
+            None => {
+                return Err(format!(
+                    "{} is a system daemon with no user, no service account is configured, and allow_root is false: configure the service account (UserName) or set user",
+                    c.label
+                ))
+            }
+        },
+        // Agents run as the user whose domain they are in.
+        (None, _) => {}
+    }
+    // launchd counts whole seconds; round up so a delay is never shortened to nothing. No delay
+    // is launchd's default, written out so the plist says what launchd does.
+    let delay = c.restart_delay.unwrap_or(LAUNCHD_RESPAWN_THROTTLE);
+    let secs = delay.as_secs() + u64::from(delay.subsec_nanos() > 0);
+    c.restart_delay = Some(Duration::from_secs(secs));
+    if let Some(dir) = defaults.log_dir {
+        c.stdout_path = c
+            .stdout_path
+            .or_else(|| Some(dir.join(format!("{}.out.log", c.label))));
+        c.stderr_path = c
+            .stderr_path
+            .or_else(|| Some(dir.join(format!("{}.err.log", c.label))));
+    }
+    if let (false, Some(path)) = (c.env.contains_key("PATH"), defaults.default_path) {
+        c.env.insert("PATH".into(), path.into());
+    }
+    c.hardening.relax.retain(|k| LAUNCHD_RELAX_KEYS.contains(k));
+    if !c.hardening.enabled {
+        c.hardening = Hardening::off();
+    }
+    if c.hardening.enabled && c.is_job() && c.process_type.is_none() {
+        c.process_type = Some(ProcessType::Background);
+    }
+    c.start_limit = None;
+    c.after.clear();
+    c.write_paths.clear();
+    Ok(c)
+}
+
+/// Builds the plist for `config`, with `defaults` filling in what it leaves open
+/// ([`resolve`]).
 pub(crate) fn build_plist(
     config: &ServiceConfig,
-    account: Option<&ServiceAccount>,
-    default_path: Option<&str>,
+    defaults: &PlistDefaults<'_>,
 ) -> Result<Value, String> {
+    Ok(emit(&resolve(config, defaults)?))
+}
+
+/// The plist of a resolved config, key by key.
+fn emit(c: &ServiceConfig) -> Value {
     let mut d = Dictionary::new();
-    d.insert("Label".into(), Value::String(config.label.to_string()));
-    let mut argv = vec![Value::String(config.program.to_string_lossy().into_owned())];
-    argv.extend(config.args.iter().cloned().map(Value::String));
+    let path_string = |p: &Path| Value::String(p.to_string_lossy().into_owned());
+    d.insert("Label".into(), Value::String(c.label.to_string()));
+    let mut argv = vec![path_string(&c.program)];
+    argv.extend(c.args.iter().cloned().map(Value::String));
     d.insert("ProgramArguments".into(), Value::Array(argv));
-    d.insert("RunAtLoad".into(), Value::Boolean(config.run_at_load));
-    match config.restart {
+    d.insert("RunAtLoad".into(), Value::Boolean(c.run_at_load));
+    match c.restart {
         RestartPolicy::Always => {
             d.insert("KeepAlive".into(), Value::Boolean(true));
         }
@@ -45,69 +134,43 @@ pub(crate) fn build_plist(
             keep.insert("SuccessfulExit".into(), Value::Boolean(false));
             d.insert("KeepAlive".into(), Value::Dictionary(keep));
         }
+        // A job runs when its trigger fires and has no KeepAlive at all.
+        RestartPolicy::Never if c.is_job() => {}
         RestartPolicy::Never => {
             d.insert("KeepAlive".into(), Value::Boolean(false));
         }
     }
-    if let Some(delay) = config.restart_delay {
-        // launchd counts whole seconds; round up so a delay is never shortened to nothing.
-        let secs = delay.as_secs() + u64::from(delay.subsec_nanos() > 0);
-        d.insert("ThrottleInterval".into(), Value::Integer(secs.into()));
-    }
-    let (user, group) = match (&config.user, config.scope) {
-        (Some(u), _) => (Some(u.clone()), config.group.clone()),
-        (None, ServiceScope::System) if config.allow_root => (None, config.group.clone()),
-        (None, ServiceScope::System) => match account {
-            Some(a) => (
-                Some(a.user.clone()),
-                config.group.clone().or_else(|| a.group.clone()),
-            ),
-            None => {
-                return Err(format!(
-                    "{} is a system daemon with no user, no service account is configured, and allow_root is false: configure the service account (UserName) or set user",
-                    config.label
-                ))
-            }
-        },
-        // Agents run as the user whose domain they are in.
-        (None, _) => (None, config.group.clone()),
-    };
-    if let Some(u) = user {
-        d.insert("UserName".into(), Value::String(u));
-    }
-    if let Some(g) = group {
-        d.insert("GroupName".into(), Value::String(g));
-    }
-    if let Some(dir) = &config.working_dir {
+    if let Some(delay) = c.restart_delay {
         d.insert(
-            "WorkingDirectory".into(),
-            Value::String(dir.to_string_lossy().into_owned()),
+            "ThrottleInterval".into(),
+            Value::Integer(delay.as_secs().into()),
         );
     }
-    let mut env: Dictionary = config
+    plist_trigger::write(&c.triggers, &mut d);
+    if let Some(u) = &c.user {
+        d.insert("UserName".into(), Value::String(u.clone()));
+    }
+    if let Some(g) = &c.group {
+        d.insert("GroupName".into(), Value::String(g.clone()));
+    }
+    if let Some(dir) = &c.working_dir {
+        d.insert("WorkingDirectory".into(), path_string(dir));
+    }
+    let env: Dictionary = c
         .env
         .iter()
         .map(|(k, v)| (k.clone(), Value::String(v.clone())))
         .collect();
-    if let (false, Some(path)) = (config.env.contains_key("PATH"), default_path) {
-        env.insert("PATH".into(), Value::String(path.into()));
-    }
     if !env.is_empty() {
         d.insert("EnvironmentVariables".into(), Value::Dictionary(env));
     }
-    if let Some(p) = &config.stdout_path {
-        d.insert(
-            "StandardOutPath".into(),
-            Value::String(p.to_string_lossy().into_owned()),
-        );
+    if let Some(p) = &c.stdout_path {
+        d.insert("StandardOutPath".into(), path_string(p));
     }
-    if let Some(p) = &config.stderr_path {
-        d.insert(
-            "StandardErrorPath".into(),
-            Value::String(p.to_string_lossy().into_owned()),
-        );
+    if let Some(p) = &c.stderr_path {
+        d.insert("StandardErrorPath".into(), path_string(p));
     }
-    if let Some(pt) = config.process_type {
+    if let Some(pt) = c.process_type {
         let name = match pt {
             ProcessType::Background => "Background",
             ProcessType::Standard => "Standard",
@@ -116,13 +179,28 @@ pub(crate) fn build_plist(
         };
         d.insert("ProcessType".into(), Value::String(name.into()));
     }
-    if matches!(config.scope, ServiceScope::User { .. }) {
+    if c.hardening.applies(Relax::Umask) {
+        d.insert("Umask".into(), Value::Integer(PRIVATE_UMASK.into()));
+    }
+    if c.hardening.enabled {
+        let limits = |table: &[(&str, u64)]| {
+            Value::Dictionary(
+                table
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), Value::Integer((*v).into())))
+                    .collect(),
+            )
+        };
+        d.insert("SoftResourceLimits".into(), limits(SOFT_LIMITS));
+        d.insert("HardResourceLimits".into(), limits(HARD_LIMITS));
+    }
+    if matches!(c.scope, ServiceScope::User { .. }) {
         d.insert(
             "LimitLoadToSessionType".into(),
             Value::String(BACKGROUND_SESSION.into()),
         );
     }
-    Ok(Value::Dictionary(d))
+    Value::Dictionary(d)
 }
 
 /// The plist as XML bytes.
@@ -193,6 +271,17 @@ mod tests {
         }
     }
 
+    fn defaults<'a>(
+        account: Option<&'a ServiceAccount>,
+        default_path: Option<&'a str>,
+    ) -> PlistDefaults<'a> {
+        PlistDefaults {
+            account,
+            default_path,
+            log_dir: None,
+        }
+    }
+
     fn parse_back(bytes: &[u8]) -> Dictionary {
         Value::from_reader_xml(bytes)
             .expect("generated plist parses")
@@ -210,7 +299,7 @@ mod tests {
         c.stderr_path = Some("/var/log/joelclaw/worker.err".into());
         c.restart_delay = Some(Duration::from_millis(2500));
         c.process_type = Some(ProcessType::Interactive);
-        let bytes = to_xml(&build_plist(&c, Some(&account()), None).unwrap()).unwrap();
+        let bytes = to_xml(&build_plist(&c, &defaults(Some(&account()), None)).unwrap()).unwrap();
         let d = parse_back(&bytes);
         let s = |k: &str| d.get(k).and_then(Value::as_string).map(str::to_string);
         assert_eq!(s("Label").as_deref(), Some("com.joelclaw.worker"));
@@ -257,7 +346,11 @@ mod tests {
         let base = ServiceConfig::new(label("p"), "/bin/sleep");
         let d = parse_back(
             &to_xml(
-                &build_plist(&base, Some(&account()), Some("/opt/homebrew/bin:/usr/bin")).unwrap(),
+                &build_plist(
+                    &base,
+                    &defaults(Some(&account()), Some("/opt/homebrew/bin:/usr/bin")),
+                )
+                .unwrap(),
             )
             .unwrap(),
         );
@@ -272,8 +365,10 @@ mod tests {
         // The config's own PATH wins.
         let own = base.clone().with_env("PATH", "/usr/bin");
         let d = parse_back(
-            &to_xml(&build_plist(&own, Some(&account()), Some("/opt/homebrew/bin")).unwrap())
-                .unwrap(),
+            &to_xml(
+                &build_plist(&own, &defaults(Some(&account()), Some("/opt/homebrew/bin"))).unwrap(),
+            )
+            .unwrap(),
         );
         let env = d
             .get("EnvironmentVariables")
@@ -281,7 +376,9 @@ mod tests {
             .unwrap();
         assert_eq!(env.get("PATH").and_then(Value::as_string), Some("/usr/bin"));
         // No default and no env: no EnvironmentVariables at all.
-        let d = parse_back(&to_xml(&build_plist(&base, Some(&account()), None).unwrap()).unwrap());
+        let d = parse_back(
+            &to_xml(&build_plist(&base, &defaults(Some(&account()), None)).unwrap()).unwrap(),
+        );
         assert!(d.get("EnvironmentVariables").is_none());
     }
 
@@ -291,7 +388,7 @@ mod tests {
         let mut on_failure = base.clone();
         on_failure.restart = RestartPolicy::OnFailure;
         let d = parse_back(
-            &to_xml(&build_plist(&on_failure, Some(&account()), None).unwrap()).unwrap(),
+            &to_xml(&build_plist(&on_failure, &defaults(Some(&account()), None)).unwrap()).unwrap(),
         );
         let keep = d.get("KeepAlive").and_then(Value::as_dictionary).unwrap();
         assert_eq!(
@@ -301,7 +398,9 @@ mod tests {
         let mut never = base;
         never.restart = RestartPolicy::Never;
         never.run_at_load = false;
-        let d = parse_back(&to_xml(&build_plist(&never, Some(&account()), None).unwrap()).unwrap());
+        let d = parse_back(
+            &to_xml(&build_plist(&never, &defaults(Some(&account()), None)).unwrap()).unwrap(),
+        );
         assert_eq!(d.get("KeepAlive").and_then(Value::as_boolean), Some(false));
         assert_eq!(d.get("RunAtLoad").and_then(Value::as_boolean), Some(false));
     }
@@ -310,29 +409,197 @@ mod tests {
     fn accounts() {
         let base = ServiceConfig::new(label("a"), "/bin/sleep");
         // A daemon with no user and no account configured is refused, not run as root.
-        let e = build_plist(&base, None, None).unwrap_err();
+        let e = build_plist(&base, &defaults(None, None)).unwrap_err();
         assert!(e.contains("service account"), "{e}");
         // allow_root without a user: no UserName, launchd runs it as root.
         let mut root = base.clone();
         root.allow_root = true;
-        let d = parse_back(&to_xml(&build_plist(&root, Some(&account()), None).unwrap()).unwrap());
+        let d = parse_back(
+            &to_xml(&build_plist(&root, &defaults(Some(&account()), None)).unwrap()).unwrap(),
+        );
         assert!(d.get("UserName").is_none());
         // An explicit user wins over the account.
         let named = base.clone().with_user("redis", None);
-        let d = parse_back(&to_xml(&build_plist(&named, Some(&account()), None).unwrap()).unwrap());
+        let d = parse_back(
+            &to_xml(&build_plist(&named, &defaults(Some(&account()), None)).unwrap()).unwrap(),
+        );
         assert_eq!(d.get("UserName").and_then(Value::as_string), Some("redis"));
         assert!(d.get("GroupName").is_none());
         // Agents run as their user: no UserName, whatever the account.
         let agent = base.clone().with_scope(ServiceScope::Gui { uid: 501 });
-        let d = parse_back(&to_xml(&build_plist(&agent, Some(&account()), None).unwrap()).unwrap());
+        let d = parse_back(
+            &to_xml(&build_plist(&agent, &defaults(Some(&account()), None)).unwrap()).unwrap(),
+        );
         assert!(d.get("UserName").is_none());
         assert!(d.get("LimitLoadToSessionType").is_none());
         let bg = base.with_scope(ServiceScope::User { uid: 501 });
-        let d = parse_back(&to_xml(&build_plist(&bg, None, None).unwrap()).unwrap());
+        let d = parse_back(&to_xml(&build_plist(&bg, &defaults(None, None)).unwrap()).unwrap());
         assert_eq!(
             d.get("LimitLoadToSessionType").and_then(Value::as_string),
             Some(BACKGROUND_SESSION)
         );
+    }
+
+    fn dict(config: &ServiceConfig, defaults: &PlistDefaults<'_>) -> Dictionary {
+        parse_back(&to_xml(&build_plist(config, defaults).unwrap()).unwrap())
+    }
+
+    fn int(d: &Dictionary, key: &str) -> Option<u64> {
+        d.get(key).and_then(Value::as_unsigned_integer)
+    }
+
+    #[test]
+    fn plists_are_complete() {
+        let logs = Path::new("/var/log/joelclaw");
+        let full = PlistDefaults {
+            account: Some(&ServiceAccount {
+                user: "joelclaw".into(),
+                group: Some("joelclaw".into()),
+            }),
+            default_path: Some(crate::launchd::DEFAULT_SERVICE_PATH),
+            log_dir: Some(logs),
+        };
+        // The account named outright still gets the account's group; launchd's throttle and
+        // the log files are written out.
+        let c = ServiceConfig::new(label("com.joelclaw.gateway"), "/bin/sleep")
+            .with_user("joelclaw", None);
+        let d = dict(&c, &full);
+        assert_eq!(
+            d.get("GroupName").and_then(Value::as_string),
+            Some("joelclaw")
+        );
+        assert_eq!(int(&d, "ThrottleInterval"), Some(10));
+        assert_eq!(
+            d.get("StandardOutPath").and_then(Value::as_string),
+            Some("/var/log/joelclaw/com.joelclaw.gateway.out.log")
+        );
+        assert_eq!(
+            d.get("StandardErrorPath").and_then(Value::as_string),
+            Some("/var/log/joelclaw/com.joelclaw.gateway.err.log")
+        );
+        let path = d
+            .get("EnvironmentVariables")
+            .and_then(Value::as_dictionary)
+            .and_then(|e| e.get("PATH"))
+            .and_then(Value::as_string)
+            .unwrap();
+        assert!(path.starts_with("/opt/homebrew/bin:"), "{path}");
+        assert!(!path.contains("/Users/"), "{path}");
+        // A service's own log files win over the folder.
+        let mut own = c.clone();
+        own.stdout_path = Some("/srv/out".into());
+        let d = dict(&own, &full);
+        assert_eq!(
+            d.get("StandardOutPath").and_then(Value::as_string),
+            Some("/srv/out")
+        );
+        assert_eq!(
+            d.get("StandardErrorPath").and_then(Value::as_string),
+            Some("/var/log/joelclaw/com.joelclaw.gateway.err.log")
+        );
+    }
+
+    #[test]
+    fn hardened_by_default_relaxable_and_never_a_session() {
+        let base = ServiceConfig::new(label("h"), "/bin/sleep");
+        let account = account();
+        let none = defaults(Some(&account), None);
+        let d = dict(&base, &none);
+        assert_eq!(int(&d, "Umask"), Some(0o077));
+        for key in ["SoftResourceLimits", "HardResourceLimits"] {
+            let limits = d.get(key).and_then(Value::as_dictionary).unwrap();
+            assert_eq!(int(limits, "Core"), Some(0), "{key}");
+            assert!(int(limits, "NumberOfFiles").is_some(), "{key}");
+        }
+        // A daemon keeps launchd's scheduling unless it names one.
+        assert!(d.get("ProcessType").is_none());
+        assert!(d.get("SessionCreate").is_none());
+        // `umask` gives the mask back; the keys launchd has no meaning for change nothing.
+        let mut relaxed = base.clone();
+        relaxed.hardening = Hardening::relaxed([Relax::Umask]);
+        let d = dict(&relaxed, &none);
+        assert!(d.get("Umask").is_none());
+        assert!(d.get("HardResourceLimits").is_some());
+        let mut other = base.clone();
+        other.hardening = Hardening::relaxed(Relax::ALL.into_iter().filter(|k| *k != Relax::Umask));
+        assert_eq!(dict(&other, &none), dict(&base, &none));
+        let mut off = base;
+        off.hardening = Hardening::off();
+        let d = dict(&off, &none);
+        for key in [
+            "Umask",
+            "SoftResourceLimits",
+            "HardResourceLimits",
+            "SessionCreate",
+        ] {
+            assert!(d.get(key).is_none(), "{key}");
+        }
+    }
+
+    #[test]
+    fn jobs_get_their_triggers_and_no_keep_alive() {
+        use process_manager::{CalendarInterval, Triggers};
+        let account = account();
+        let none = defaults(Some(&account), None);
+        let mut job = ServiceConfig::new(label("com.joelclaw.janitor"), "/bin/true");
+        job.restart = RestartPolicy::Never;
+        job.run_at_load = false;
+        job.triggers = Triggers {
+            interval: Some(Duration::from_secs(900)),
+            calendar: vec![CalendarInterval {
+                hour: Some(3),
+                minute: Some(30),
+                ..CalendarInterval::default()
+            }],
+            watch_paths: vec!["/var/lib/joelclaw/inbox".into()],
+        };
+        let d = dict(&job, &none);
+        assert_eq!(int(&d, "StartInterval"), Some(900));
+        // One calendar rule: a dictionary, as launchd's examples write it.
+        let cal = d
+            .get("StartCalendarInterval")
+            .and_then(Value::as_dictionary)
+            .unwrap();
+        assert_eq!((int(cal, "Hour"), int(cal, "Minute")), (Some(3), Some(30)));
+        assert_eq!(
+            cal.len(),
+            2,
+            "unset fields are left out (they match anything)"
+        );
+        let watch: Vec<&str> = d
+            .get("WatchPaths")
+            .and_then(Value::as_array)
+            .unwrap()
+            .iter()
+            .filter_map(Value::as_string)
+            .collect();
+        assert_eq!(watch, ["/var/lib/joelclaw/inbox"]);
+        assert!(d.get("KeepAlive").is_none());
+        assert_eq!(d.get("RunAtLoad").and_then(Value::as_boolean), Some(false));
+        assert_eq!(
+            d.get("ProcessType").and_then(Value::as_string),
+            Some("Background")
+        );
+        // Several rules: an array of dictionaries; a job's own ProcessType wins.
+        job.triggers.calendar.push(CalendarInterval {
+            weekday: Some(1),
+            ..CalendarInterval::default()
+        });
+        job.process_type = Some(ProcessType::Standard);
+        let d = dict(&job, &none);
+        let cal = d
+            .get("StartCalendarInterval")
+            .and_then(Value::as_array)
+            .unwrap();
+        assert_eq!(cal.len(), 2);
+        assert_eq!(
+            d.get("ProcessType").and_then(Value::as_string),
+            Some("Standard")
+        );
+        // On failure, a job respawns after an unclean run only.
+        job.restart = RestartPolicy::OnFailure;
+        let d = dict(&job, &none);
+        assert!(d.get("KeepAlive").and_then(Value::as_dictionary).is_some());
     }
 
     #[test]
@@ -350,7 +617,7 @@ mod tests {
             .with_args(nasty)
             .with_env("NOTE", "<&>\"'\n");
         c.validate().unwrap();
-        let bytes = to_xml(&build_plist(&c, Some(&account()), None).unwrap()).unwrap();
+        let bytes = to_xml(&build_plist(&c, &defaults(Some(&account()), None)).unwrap()).unwrap();
         let text = String::from_utf8(bytes.clone()).unwrap();
         assert!(text.contains("a&lt;b&gt;c"), "{text}");
         assert!(text.contains("x &amp; y"), "{text}");
