@@ -1,6 +1,7 @@
 //! A launchd plist (XML or binary), as the audit reads installed definitions: no panic; a
 //! definition read as a config keeps its label and argv; and a config, written as the adapter
-//! writes plists and read again, is the same config.
+//! writes plists (which makes its defaults explicit: `ThrottleInterval`, hardening...) and read
+//! again, is written the same way again: one round reaches the fixed point.
 #![no_main]
 
 use adapters_macos::fuzzing::plist_xml;
@@ -22,16 +23,21 @@ fuzz_target!(|data: &[u8]| {
             .args
             .iter()
             .eq(definition.program_arguments.iter().skip(1)));
-        // Written then read gives back the same config.
+        // Written, read and written again gives the same bytes; reading those gives the same
+        // config as the first read of the adapter's own plist.
         let Ok(xml) = plist_xml(&config) else {
             continue;
         };
-        let again = parse_plist(&xml).expect("the adapter's own plist reads back");
+        let again = parse_plist(&xml)
+            .expect("the adapter's own plist reads back")
+            .to_config(scope)
+            .expect("the adapter's own plist is a config");
+        let xml2 = plist_xml(&again).expect("a config read from the adapter's plist writes");
         assert_eq!(
-            again.to_config(scope).as_ref(),
-            Ok(&config),
-            "{}",
-            String::from_utf8_lossy(&xml)
+            String::from_utf8_lossy(&xml),
+            String::from_utf8_lossy(&xml2)
         );
+        let third = parse_plist(&xml2).unwrap().to_config(scope).unwrap();
+        assert_eq!(third, again);
     }
 });

@@ -11,6 +11,11 @@ pub fn classify_launchctl_failure(code: Option<i32>, stderr: &str) -> String {
 /// The plist (XML) the adapter writes for `config` (no default account or PATH), for the plist
 /// reader's written-then-read property; the error when the adapter refuses the config.
 pub fn plist_xml(config: &process_manager::ServiceConfig) -> Result<Vec<u8>, String> {
-    let plist = crate::launchd::plist_gen::build_plist(config, None, None)?;
+    let defaults = crate::launchd::plist_gen::PlistDefaults {
+        account: None,
+        default_path: None,
+        log_dir: None,
+    };
+    let plist = crate::launchd::plist_gen::build_plist(config, &defaults)?;
     crate::launchd::plist_gen::to_xml(&plist)
 }
