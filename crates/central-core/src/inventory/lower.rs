@@ -318,6 +318,7 @@ impl Parser<'_> {
 
         self.check_dependencies(&raw, &services, substrate.as_ref())?;
         order_after_dependencies(&mut services);
+        default_log_paths(&mut services, &node.log_dir());
 
         let mut managers = BTreeMap::new();
         for (name, settings) in &raw.managers {
@@ -608,6 +609,27 @@ fn order_after_dependencies(services: &mut [ServiceSpec]) {
             if managers.get(dep) == Some(&manager) && !config.after.contains(dep) {
                 config.after.push(dep.clone());
             }
+        }
+    }
+}
+
+/// Gives each launchd or systemd definition that names no log files `LOG_DIR/<label>.out.log`
+/// and `.err.log`, so `apply` and the heal loop's repair write the same definition and no
+/// service's output is lost. The embedded supervisor keeps its own logs under the state folder.
+fn default_log_paths(services: &mut [ServiceSpec], log_dir: &std::path::Path) {
+    for svc in services.iter_mut() {
+        if !matches!(svc.manager, ManagerKind::Launchd | ManagerKind::Systemd) {
+            continue;
+        }
+        let Some(config) = svc.config.as_mut() else {
+            continue;
+        };
+        let label = config.label.as_str();
+        if config.stdout_path.is_none() {
+            config.stdout_path = Some(log_dir.join(format!("{label}.out.log")));
+        }
+        if config.stderr_path.is_none() {
+            config.stderr_path = Some(log_dir.join(format!("{label}.err.log")));
         }
     }
 }

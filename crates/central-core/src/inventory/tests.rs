@@ -567,3 +567,58 @@ triggers = { interval = "1h", watch_paths = ["/var/lib/joelclaw/inbox"] }
         "node.log_dir",
     );
 }
+
+#[test]
+fn definitions_without_log_files_log_under_the_node_log_dir() {
+    let text = |log_dir: &str| {
+        format!(
+            r#"
+[node]
+{log_dir}
+
+[[service]]
+label = "worker"
+manager = "systemd"
+[service.config]
+program = "/bin/worker"
+
+[[service]]
+label = "named"
+manager = "launchd"
+[service.config]
+program = "/bin/named"
+stderr_path = "/srv/named.err"
+
+[[service]]
+label = "local"
+manager = "embedded"
+[service.config]
+program = "/bin/local"
+"#
+        )
+    };
+    let config = |inv: &Inventory, l: &str| inv.service(l).unwrap().config.clone().unwrap();
+    let inv = parse(&text("")).unwrap();
+    let worker = config(&inv, "worker");
+    assert_eq!(
+        worker.stdout_path.as_deref(),
+        Some(std::path::Path::new("/var/log/joelclaw/worker.out.log"))
+    );
+    assert_eq!(
+        worker.stderr_path.as_deref(),
+        Some(std::path::Path::new("/var/log/joelclaw/worker.err.log"))
+    );
+    let inv = parse(&text("log_dir = \"/srv/logs\"")).unwrap();
+    let named = config(&inv, "named");
+    // A path the config names is kept; only the missing one is filled in.
+    assert_eq!(
+        named.stdout_path.as_deref(),
+        Some(std::path::Path::new("/srv/logs/named.out.log"))
+    );
+    assert_eq!(
+        named.stderr_path.as_deref(),
+        Some(std::path::Path::new("/srv/named.err"))
+    );
+    // The embedded supervisor keeps its own logs.
+    assert_eq!(config(&inv, "local").stdout_path, None);
+}
