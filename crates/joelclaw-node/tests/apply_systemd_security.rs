@@ -142,6 +142,10 @@ fn fleet_units_and_the_agents_own_unit_verify_score_and_still_answer() {
     let agent = "joelclaw-node";
     let all = [network[0], network[1], agent];
     cleanup(&pid, &unit_dir, &all);
+    let own_folders = ["/var/lib/ollama", "/var/lib/joelclaw/embedder"];
+    for f in own_folders {
+        in_container(&pid, &["rm", "-rf", f]);
+    }
 
     // The fleet's units, through `apply`, with the folders they need made in the container.
     let dir = tempfile::tempdir().unwrap();
@@ -151,6 +155,15 @@ fn fleet_units_and_the_agents_own_unit_verify_score_and_still_answer() {
     assert_eq!(code, 0, "{out}{err}");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["result"]["changes"], 2, "{out}");
+    // Their own folders, made in the container for the service account, private.
+    for f in own_folders {
+        let out = in_container(&pid, &["stat", "-c", "%U:%G %a", f]);
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            "joelclaw:joelclaw 700",
+            "{f}"
+        );
+    }
     let embedder = fs::read_to_string(unit_dir.join("joelclaw-embedder.service")).unwrap();
     // depends_on = ["redis", "ollama"]: ordered after ollama; redis is a container.
     assert!(
