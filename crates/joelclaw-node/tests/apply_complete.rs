@@ -130,7 +130,7 @@ manager = "launchd"
 
 [service.config]
 program = "/bin/bash"
-args = ["-c", "cd /Users/joel/Code/gateway && exec ./run"]
+args = ["-c", "cd /Users/ana/Code/gateway && exec ./run"]
 working_dir = "/Users/joelclaw/gateway"
 "#;
 
@@ -152,7 +152,7 @@ fn paths_under_a_persons_home_warn_and_strict_refuses() {
     assert_eq!(
         v["result"]["warnings"],
         serde_json::json!([
-            "com.joelclaw.gateway: args: cd /Users/joel/Code/gateway && exec ./run is under a person's home"
+            "com.joelclaw.gateway: args: cd /Users/ana/Code/gateway && exec ./run is under a person's home"
         ]),
         "{out}"
     );
@@ -160,7 +160,7 @@ fn paths_under_a_persons_home_warn_and_strict_refuses() {
     let (code, out, err) = apply(&root, &inv, &["--strict"]);
     assert_eq!(code, 2, "{out}{err}");
     assert!(
-        err.contains("nothing was written") && err.contains("/Users/joel/Code"),
+        err.contains("nothing was written") && err.contains("/Users/ana/Code"),
         "{err}"
     );
     assert!(!root.exists(), "--strict refusal wrote into the root");

@@ -106,18 +106,16 @@ fn fleet_inventory(pid: &str, unit_dir: &Path) -> String {
     text
 }
 
-/// Disables and removes the units, whatever an earlier run left.
-fn cleanup(pid: &str, unit_dir: &Path, labels: &[&str]) {
+/// Disables the units through the adapter the agent uses (only the adapter speaks to the
+/// systemd CLI) and removes their files, whatever an earlier run left. The next `apply` reloads.
+fn cleanup(systemd: &adapters_linux::SystemdProcessManager, unit_dir: &Path, labels: &[&str]) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     for l in labels {
-        in_container(
-            pid,
-            &["systemctl", "disable", "--now", &format!("{l}.service")],
-        );
+        let _ = rt.block_on(systemd.disable(&ServiceLabel::new(*l).unwrap()));
         let _ = fs::remove_file(unit_dir.join(format!("{l}.service")));
-    }
-    in_container(pid, &["systemctl", "daemon-reload"]);
-    for l in labels {
-        in_container(pid, &["systemctl", "reset-failed", &format!("{l}.service")]);
     }
 }
 
@@ -141,16 +139,43 @@ fn fleet_units_and_the_agents_own_unit_verify_score_and_still_answer() {
     let network = ["ollama", "joelclaw-embedder"];
     let agent = "joelclaw-node";
     let all = [network[0], network[1], agent];
-    cleanup(&pid, &unit_dir, &all);
+    let dir = tempfile::tempdir().unwrap();
+    let inv = dir.path().join("fleet-linux.toml");
+    fs::write(&inv, fleet_inventory(&pid, &unit_dir)).unwrap();
+    // The test looks through the same adapter the agent uses, pointed at the container.
+    let inventory = joelclaw_node::compose::load_inventory(&inv).unwrap();
+    let systemd = joelclaw_node::compose::systemd_adapter(
+        joelclaw_node::compose::settings(&inventory, "systemd"),
+        None,
+    );
+    cleanup(&systemd, &unit_dir, &all);
     let own_folders = ["/var/lib/ollama", "/var/lib/joelclaw/embedder"];
     for f in own_folders {
         in_container(&pid, &["rm", "-rf", f]);
     }
 
+    // The agent's own unit, as `install-self` renders it, installed beside them first so the
+    // reload `apply` makes loads it too (not started: its privileges are a matter of their
+    // own). Its program must exist for `verify`: the scratch folder is the same path inside
+    // the container.
+    let agent_bin = Path::new(&scratch).join("joelclaw-node-under-analysis");
+    fs::copy(env!("CARGO_BIN_EXE_joelclaw-node"), &agent_bin).unwrap();
+    let self_root = dir.path().join("self");
+    let (code, out, err) = run(bin()
+        .args(["install-self", "--manager", "systemd", "--program"])
+        .arg(&agent_bin)
+        .arg("--root")
+        .arg(&self_root)
+        .arg("-i")
+        .arg(&inv));
+    assert_eq!(code, 0, "{out}{err}");
+    fs::copy(
+        self_root.join("etc/systemd/system/joelclaw-node.service"),
+        unit_dir.join("joelclaw-node.service"),
+    )
+    .unwrap();
+
     // The fleet's units, through `apply`, with the folders they need made in the container.
-    let dir = tempfile::tempdir().unwrap();
-    let inv = dir.path().join("fleet-linux.toml");
-    fs::write(&inv, fleet_inventory(&pid, &unit_dir)).unwrap();
     let (code, out, err) = run(bin().args(["--json", "apply", "-i"]).arg(&inv));
     assert_eq!(code, 0, "{out}{err}");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
@@ -170,27 +195,6 @@ fn fleet_units_and_the_agents_own_unit_verify_score_and_still_answer() {
         embedder.contains("After=ollama.service\nWants=ollama.service\n"),
         "{embedder}"
     );
-
-    // The agent's own unit, as `install-self` renders it, installed beside them (not started:
-    // its privileges are a matter of their own). Its program must exist for `verify`: the
-    // scratch folder is the same path inside the container.
-    let agent_bin = Path::new(&scratch).join("joelclaw-node-under-analysis");
-    fs::copy(env!("CARGO_BIN_EXE_joelclaw-node"), &agent_bin).unwrap();
-    let self_root = dir.path().join("self");
-    let (code, out, err) = run(bin()
-        .args(["install-self", "--manager", "systemd", "--program"])
-        .arg(&agent_bin)
-        .arg("--root")
-        .arg(&self_root)
-        .arg("-i")
-        .arg(&inv));
-    assert_eq!(code, 0, "{out}{err}");
-    fs::copy(
-        self_root.join("etc/systemd/system/joelclaw-node.service"),
-        unit_dir.join("joelclaw-node.service"),
-    )
-    .unwrap();
-    in_container(&pid, &["systemctl", "daemon-reload"]);
 
     // Each unit: verify, then its exposure, printed.
     let mut scores = Vec::new();
@@ -255,12 +259,7 @@ fn fleet_units_and_the_agents_own_unit_verify_score_and_still_answer() {
         );
         assert_eq!(body, format!("{l} answers\n"));
     }
-    // Running as the service account, seen through the adapter the agent uses.
-    let inventory = joelclaw_node::compose::load_inventory(&inv).unwrap();
-    let systemd = joelclaw_node::compose::systemd_adapter(
-        joelclaw_node::compose::settings(&inventory, "systemd"),
-        None,
-    );
+    // Running, seen through the adapter the agent uses.
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -272,6 +271,6 @@ fn fleet_units_and_the_agents_own_unit_verify_score_and_still_answer() {
         assert!(st.is_running(), "{l}: {st:?}");
     }
 
-    cleanup(&pid, &unit_dir, &all);
+    cleanup(&systemd, &unit_dir, &all);
     let _ = fs::remove_file(&agent_bin);
 }

@@ -414,19 +414,19 @@ mod tests {
     #[test]
     fn person_homes_are_found_inside_strings_but_not_the_service_accounts_own() {
         let mut c = ServiceConfig::new(ServiceLabel::new("svc").unwrap(), "/opt/bin/svc")
-            .with_args(["-c", "cd /Users/joel/Code && exec ./run"])
+            .with_args(["-c", "cd /Users/ana/Code && exec ./run"])
             .with_env("PATH", "/usr/bin:/home/ana/.local/bin");
         c.working_dir = Some("/Users/joelclaw/state".into());
-        c.triggers.watch_paths = vec!["/Users/joel/inbox".into()];
+        c.triggers.watch_paths = vec!["/Users/ana/inbox".into()];
         c.write_paths = vec!["/srv/home/x".into(), "/Users/Shared/cache".into()];
         let own: BTreeSet<String> = ["joelclaw".to_string()].into();
         let found = person_home_paths(&c, &own);
         assert_eq!(
             found,
             vec![
-                "args: cd /Users/joel/Code && exec ./run",
+                "args: cd /Users/ana/Code && exec ./run",
                 "env.PATH: /usr/bin:/home/ana/.local/bin",
-                "triggers.watch_paths: /Users/joel/inbox",
+                "triggers.watch_paths: /Users/ana/inbox",
             ]
         );
     }
