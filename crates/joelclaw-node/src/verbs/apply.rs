@@ -87,11 +87,18 @@ pub fn exec(args: ApplyArgs) -> Result<Report, Failure> {
             ));
         }
     }
-    let launchd = if uses(&inventory, ManagerKind::Launchd) {
+    // Without launchd definitions to write, launchd is only looked in for ones left behind:
+    // an adapter it cannot build (a uid of another machine) is then no error.
+    let launchd_built = || compose::launchd_adapter(compose::settings(&inventory, "launchd"), root);
+    let launchd = if inventory
+        .desired_configs()
+        .any(|(s, _)| s.manager == ManagerKind::Launchd)
+    {
         Some(Arc::new(
-            compose::launchd_adapter(compose::settings(&inventory, "launchd"), root)
-                .map_err(|e| Failure::input(CMD, e))?,
+            launchd_built().map_err(|e| Failure::input(CMD, e))?,
         ))
+    } else if uses(&inventory, ManagerKind::Launchd) {
+        launchd_built().ok().map(Arc::new)
     } else {
         None
     };
