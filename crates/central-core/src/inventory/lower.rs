@@ -215,6 +215,18 @@ impl Parser<'_> {
                 None => None,
             },
             role: raw.node.role,
+            log_dir: match &raw.node.log_dir {
+                Some(dir) if !dir.get_ref().is_absolute() => {
+                    return Err(self.error_at(
+                        dir.span().start,
+                        "node.log_dir",
+                        InventoryErrorKind::Invalid,
+                        format!("{}: not an absolute path", dir.get_ref().display()),
+                    ))
+                }
+                Some(dir) => Some(dir.get_ref().clone()),
+                None => None,
+            },
         };
 
         let substrate = match &raw.substrate {
@@ -305,6 +317,8 @@ impl Parser<'_> {
         }
 
         self.check_dependencies(&raw, &services, substrate.as_ref())?;
+        order_after_dependencies(&mut services);
+        default_log_paths(&mut services, &node.log_dir());
 
         let mut managers = BTreeMap::new();
         for (name, settings) in &raw.managers {
@@ -575,5 +589,47 @@ impl Parser<'_> {
             ));
         }
         Ok(())
+    }
+}
+
+/// Fills each definition's `after` from its `depends_on`: a manager can order only its own
+/// services, so the substrate and services under other managers are left out (the heal loop
+/// orders those). Labels the config already names keep their place.
+fn order_after_dependencies(services: &mut [ServiceSpec]) {
+    let managers: HashMap<ServiceLabel, ManagerKind> = services
+        .iter()
+        .map(|s| (s.label.clone(), s.manager))
+        .collect();
+    for svc in services.iter_mut() {
+        let manager = svc.manager;
+        let Some(config) = svc.config.as_mut() else {
+            continue;
+        };
+        for dep in &svc.depends_on {
+            if managers.get(dep) == Some(&manager) && !config.after.contains(dep) {
+                config.after.push(dep.clone());
+            }
+        }
+    }
+}
+
+/// Gives each launchd or systemd definition that names no log files `LOG_DIR/<label>.out.log`
+/// and `.err.log`, so `apply` and the heal loop's repair write the same definition and no
+/// service's output is lost. The embedded supervisor keeps its own logs under the state folder.
+fn default_log_paths(services: &mut [ServiceSpec], log_dir: &std::path::Path) {
+    for svc in services.iter_mut() {
+        if !matches!(svc.manager, ManagerKind::Launchd | ManagerKind::Systemd) {
+            continue;
+        }
+        let Some(config) = svc.config.as_mut() else {
+            continue;
+        };
+        let label = config.label.as_str();
+        if config.stdout_path.is_none() {
+            config.stdout_path = Some(log_dir.join(format!("{label}.out.log")));
+        }
+        if config.stderr_path.is_none() {
+            config.stderr_path = Some(log_dir.join(format!("{label}.err.log")));
+        }
     }
 }

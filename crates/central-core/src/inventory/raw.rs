@@ -73,6 +73,7 @@ pub(super) struct RawNode {
     pub(super) id: Option<Spanned<String>>,
     #[serde(default)]
     pub(super) role: Role,
+    pub(super) log_dir: Option<Spanned<PathBuf>>,
 }
 
 #[derive(Deserialize)]

@@ -464,3 +464,161 @@ fn a_config_label_other_than_the_service_label_is_refused_at_its_key() {
         "a"
     );
 }
+
+#[test]
+fn depends_on_orders_services_on_the_same_manager_only() {
+    let inv = parse(
+        r#"
+[substrate]
+name = "colima"
+
+[[service]]
+label = "redis"
+manager = "container"
+
+[[service]]
+label = "ollama"
+manager = "systemd"
+[service.config]
+program = "/usr/local/bin/ollama"
+
+[[service]]
+label = "cache"
+manager = "launchd"
+[service.config]
+program = "/bin/cache"
+
+[[service]]
+label = "embedder"
+manager = "systemd"
+depends_on = ["redis", "colima", "cache", "ollama"]
+[service.config]
+program = "/bin/embedder"
+after = ["ollama"]
+"#,
+    )
+    .unwrap();
+    let after: Vec<&str> = inv
+        .service("embedder")
+        .unwrap()
+        .config
+        .as_ref()
+        .unwrap()
+        .after
+        .iter()
+        .map(|l| l.as_str())
+        .collect();
+    // The container, the substrate and the launchd service are not systemd's to order;
+    // `ollama`, named in both places, appears once.
+    assert_eq!(after, vec!["ollama"]);
+    let ollama = inv.service("ollama").unwrap().config.as_ref().unwrap();
+    assert!(ollama.after.is_empty());
+}
+
+#[test]
+fn hardening_write_paths_triggers_and_log_dir_are_read() {
+    use process_manager::Relax;
+    let inv = parse(
+        r#"
+[node]
+log_dir = "/srv/logs"
+
+[[service]]
+label = "ollama"
+manager = "systemd"
+[service.config]
+program = "/usr/local/bin/ollama"
+hardening = { relax = ["devices", "wx-memory"] }
+write_paths = ["/var/lib/ollama"]
+
+[[service]]
+label = "janitor"
+manager = "systemd"
+[service.config]
+program = "/bin/janitor"
+hardening = false
+restart = "on-failure"
+triggers = { interval = "1h", watch_paths = ["/var/lib/joelclaw/inbox"] }
+"#,
+    )
+    .unwrap();
+    assert_eq!(inv.node.log_dir(), std::path::PathBuf::from("/srv/logs"));
+    let ollama = inv.service("ollama").unwrap().config.clone().unwrap();
+    assert!(ollama.hardening.enabled);
+    assert!(ollama.hardening.relax.contains(&Relax::Devices));
+    assert!(ollama.hardening.relax.contains(&Relax::WxMemory));
+    assert_eq!(
+        ollama.write_paths,
+        vec![std::path::PathBuf::from("/var/lib/ollama")]
+    );
+    let janitor = inv.service("janitor").unwrap().config.clone().unwrap();
+    assert!(!janitor.hardening.enabled);
+    assert_eq!(janitor.triggers.interval, Some(Duration::from_secs(3600)));
+    assert!(janitor.is_job());
+
+    assert_eq!(
+        parse("[node]\nrole = \"fleet\"\n").unwrap().node.log_dir(),
+        std::path::PathBuf::from(crate::model::DEFAULT_LOG_DIR)
+    );
+    assert_error(
+        "[node]\nlog_dir = \"logs\"\n",
+        InventoryErrorKind::Invalid,
+        "log_dir",
+        "node.log_dir",
+    );
+}
+
+#[test]
+fn definitions_without_log_files_log_under_the_node_log_dir() {
+    let text = |log_dir: &str| {
+        format!(
+            r#"
+[node]
+{log_dir}
+
+[[service]]
+label = "worker"
+manager = "systemd"
+[service.config]
+program = "/bin/worker"
+
+[[service]]
+label = "named"
+manager = "launchd"
+[service.config]
+program = "/bin/named"
+stderr_path = "/srv/named.err"
+
+[[service]]
+label = "local"
+manager = "embedded"
+[service.config]
+program = "/bin/local"
+"#
+        )
+    };
+    let config = |inv: &Inventory, l: &str| inv.service(l).unwrap().config.clone().unwrap();
+    let inv = parse(&text("")).unwrap();
+    let worker = config(&inv, "worker");
+    assert_eq!(
+        worker.stdout_path.as_deref(),
+        Some(std::path::Path::new("/var/log/joelclaw/worker.out.log"))
+    );
+    assert_eq!(
+        worker.stderr_path.as_deref(),
+        Some(std::path::Path::new("/var/log/joelclaw/worker.err.log"))
+    );
+    let inv = parse(&text("log_dir = \"/srv/logs\"")).unwrap();
+    let named = config(&inv, "named");
+    // A path the config names is kept; only the missing one is filled in.
+    assert_eq!(
+        named.stdout_path.as_deref(),
+        Some(std::path::Path::new("/srv/logs/named.out.log"))
+    );
+    assert_eq!(
+        named.stderr_path.as_deref(),
+        Some(std::path::Path::new("/srv/named.err"))
+    );
+    // The embedded supervisor keeps its own logs.
+    assert_eq!(config(&inv, "local").stdout_path, None);
+}

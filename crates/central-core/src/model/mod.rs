@@ -219,6 +219,21 @@ pub struct NodeSpec {
     pub id: Option<String>,
     /// The node's role.
     pub role: Role,
+    /// Where definitions that name no log files log (`[node] log_dir`); see
+    /// [`NodeSpec::log_dir`].
+    pub log_dir: Option<PathBuf>,
+}
+
+/// The node's log folder when the inventory names none.
+pub const DEFAULT_LOG_DIR: &str = "/var/log/joelclaw";
+
+impl NodeSpec {
+    /// The node's log folder: `[node] log_dir`, else [`DEFAULT_LOG_DIR`].
+    pub fn log_dir(&self) -> PathBuf {
+        self.log_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_LOG_DIR))
+    }
 }
 
 /// The loop's own settings.
