@@ -269,6 +269,31 @@ impl<P, Op> Deref for Recording<P, Op> {
     }
 }
 
+/// One test per scenario: the body of each port's `conformance_tests!`. `($testkit)` is the path
+/// of the port's testkit module, where each scenario is an `async fn(&port, &fixture)`; `$setup`
+/// takes the scenario's name and gives `Option<(port, fixture)>` (`None` skips, as a real
+/// daemon's absence does).
+#[doc(hidden)]
+#[macro_export]
+macro_rules! conformance_scenarios {
+    (($($testkit:tt)+), $module:ident, #[$test:meta], $setup:expr, $($scenario:ident),+ $(,)?) => {
+        mod $module {
+            #[allow(unused_imports)]
+            use super::*;
+            use $($testkit)+ as __testkit;
+            $(
+                #[$test]
+                async fn $scenario() {
+                    let setup = $setup;
+                    if let Some((port, fixture)) = setup(stringify!($scenario)).await {
+                        __testkit::$scenario(&port, &fixture).await;
+                    }
+                }
+            )+
+        }
+    };
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -310,29 +335,4 @@ mod tests {
         f.clear_faults();
         assert_eq!(f.enter(1, None).await, Ok(()));
     }
-}
-
-/// One test per scenario: the body of each port's `conformance_tests!`. `($testkit)` is the path
-/// of the port's testkit module, where each scenario is an `async fn(&port, &fixture)`; `$setup`
-/// takes the scenario's name and gives `Option<(port, fixture)>` (`None` skips, as a real
-/// daemon's absence does).
-#[doc(hidden)]
-#[macro_export]
-macro_rules! conformance_scenarios {
-    (($($testkit:tt)+), $module:ident, #[$test:meta], $setup:expr, $($scenario:ident),+ $(,)?) => {
-        mod $module {
-            #[allow(unused_imports)]
-            use super::*;
-            use $($testkit)+ as __testkit;
-            $(
-                #[$test]
-                async fn $scenario() {
-                    let setup = $setup;
-                    if let Some((port, fixture)) = setup(stringify!($scenario)).await {
-                        __testkit::$scenario(&port, &fixture).await;
-                    }
-                }
-            )+
-        }
-    };
 }
