@@ -421,3 +421,140 @@ fn a_services_folder_owned_by_someone_else_is_a_finding() {
         "{failed:?}"
     );
 }
+
+#[test]
+fn a_relay_accounts_own_domain_and_home_are_allowed_and_its_home_is_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let uid = nix::unistd::getuid();
+    folder(root, "etc", 0o755);
+    fs::write(
+        root.join("etc/passwd"),
+        format!(
+            "joelclaw:*:{uid}:20::/Users/joelclaw:/usr/bin/false\n\
+             relay-alpha:*:601:20::/Users/relay-alpha:/usr/bin/false\n"
+        ),
+    )
+    .unwrap();
+    folder(root, "Users/joelclaw", 0o700);
+    place(
+        root,
+        "relay-agent.plist",
+        "Users/relay-alpha/Library/LaunchAgents/com.joelclaw.relay-alpha.plist",
+    );
+    mode(&root.join("Users/relay-alpha"), 0o700);
+    let audit = |root: &Path| {
+        run(bin()
+            .args(["--json", "audit", "--root"])
+            .arg(root)
+            .arg("-i")
+            .arg(manifest("tests/data/audit/relay.toml")))
+    };
+    let (code, out, err) = audit(root);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("relay-alpha's own domain"), "{out}");
+
+    mode(&root.join("Users/relay-alpha"), 0o755);
+    let (code, out, _) = audit(root);
+    assert_eq!(code, 1, "{out}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let failed: Vec<&serde_json::Value> = v["result"]["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["verdict"] == "fail")
+        .collect();
+    assert_eq!(failed.len(), 1, "{out}");
+    assert_eq!(failed[0]["rule"], "account-home-private");
+    assert!(failed[0]["file"]
+        .as_str()
+        .unwrap()
+        .ends_with("Users/relay-alpha"));
+}
+
+/// A Linux node from `examples/fleet-linux.toml`: the units `apply` writes, the service account
+/// with a private home, a person `ann`, and the private state folder.
+fn fleet() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let fleet = manifest("../../examples/fleet-linux.toml");
+    let (code, out, err) = run(bin()
+        .args(["apply", "--root"])
+        .arg(root)
+        .arg("-i")
+        .arg(&fleet));
+    assert_eq!(code, 0, "apply: {out}{err}");
+    let uid = nix::unistd::getuid();
+    fs::write(
+        root.join("etc/passwd"),
+        format!(
+            "joelclaw:*:{uid}:20::/home/joelclaw:/usr/sbin/nologin\n\
+             ann:*:1000:1000::/home/ann:/bin/bash\n"
+        ),
+    )
+    .unwrap();
+    folder(root, "home/joelclaw", 0o700);
+    folder(root, "home/ann/.config/systemd/user", 0o755);
+    folder(root, "var/lib/joelclaw", 0o700);
+    dir
+}
+
+fn fleet_failures(root: &Path) -> Vec<(String, String)> {
+    let (code, out, err) = run(bin()
+        .args(["--json", "audit", "--root"])
+        .arg(root)
+        .arg("-i")
+        .arg(manifest("../../examples/fleet-linux.toml")));
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|_| panic!("{out}{err}"));
+    let mut failed: Vec<(String, String)> = v["result"]["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["verdict"] == "fail")
+        .map(|f| {
+            let file = Path::new(f["file"].as_str().unwrap());
+            (
+                f["rule"].as_str().unwrap().to_string(),
+                file.strip_prefix(root).unwrap().display().to_string(),
+            )
+        })
+        .collect();
+    failed.sort();
+    assert_eq!(code, if failed.is_empty() { 0 } else { 1 }, "{out}");
+    failed
+}
+
+#[test]
+fn systemd_units_are_held_to_the_same_rules() {
+    let dir = fleet();
+    let root = dir.path();
+    assert_eq!(fleet_failures(root), Vec::<(String, String)>::new());
+
+    // A person's user unit of this system (its label names the system), reaching into their
+    // home through a shell string; and a critical unit run as that person.
+    fs::write(
+        root.join("home/ann/.config/systemd/user/joelclaw-sync.service"),
+        "[Service]\nExecStart=/bin/sh -c 'cd /home/ann/src/joelclaw && exec make sync'\n",
+    )
+    .unwrap();
+    mode(
+        &root.join("home/ann/.config/systemd/user/joelclaw-sync.service"),
+        0o644,
+    );
+    let ollama = root.join("etc/systemd/system/ollama.service");
+    let text = fs::read_to_string(&ollama).unwrap();
+    assert!(text.contains("User=joelclaw"), "{text}");
+    fs::write(&ollama, text.replace("User=joelclaw", "User=ann")).unwrap();
+    let user_unit = "home/ann/.config/systemd/user/joelclaw-sync.service".to_string();
+    assert_eq!(
+        fleet_failures(root),
+        vec![
+            ("no-developer-home".to_string(), user_unit.clone()),
+            (
+                "service-account".to_string(),
+                "etc/systemd/system/ollama.service".to_string()
+            ),
+            ("system-daemon".to_string(), user_unit),
+        ]
+    );
+}

@@ -7,13 +7,13 @@ use std::path::Path;
 use super::accounts::{by_name, home_on_root, on_root};
 use super::discover::Definition;
 use super::rules::desktop_runtime;
-use super::{AuditScope, Finding};
+use super::{AuditScope, Finding, Required};
 
 /// Every host rule.
 pub(super) fn judge(scope: &AuditScope, read: &[Definition]) -> Vec<Finding> {
     let mut out = Vec::new();
     for required in &scope.required {
-        out.push(installed(scope, read, &required.label, required.unit));
+        out.push(installed(scope, read, required));
     }
     let accounts = scope
         .service_user
@@ -45,20 +45,30 @@ pub(super) fn judge(scope: &AuditScope, read: &[Definition]) -> Vec<Finding> {
     out
 }
 
-fn installed(scope: &AuditScope, read: &[Definition], label: &str, unit: bool) -> Finding {
+fn installed(scope: &AuditScope, read: &[Definition], required: &Required) -> Finding {
     const RULE: &str = "definition-installed";
+    let (label, unit) = (required.label.as_str(), required.unit);
     let found: Vec<&Definition> = read
         .iter()
         .filter(|d| d.label == label && d.kind.is_unit() == unit)
         .collect();
-    let mut f = match found.iter().find(|d| d.kind.is_system()) {
+    let in_its_domain = |d: &&&Definition| match &required.domain_of {
+        None => d.kind.is_system(),
+        Some(account) => !d.kind.is_system() && d.domain_of.as_ref() == Some(account),
+    };
+    let domain = match &required.domain_of {
+        None => "the system domain".to_string(),
+        Some(account) => format!("{account}'s domain"),
+    };
+    let mut f = match found.iter().find(in_its_domain) {
         Some(d) => Finding::new(RULE, d.path.display().to_string(), true)
-            .because("installed in the system domain"),
+            .because(format!("installed in {domain}")),
         None => {
-            let what = if unit {
-                "etc/systemd/system/<label>.service"
-            } else {
-                "Library/LaunchDaemons/<label>.plist"
+            let what = match (&required.domain_of, unit) {
+                (None, true) => "etc/systemd/system/<label>.service".to_string(),
+                (None, false) => "Library/LaunchDaemons/<label>.plist".to_string(),
+                (Some(a), true) => format!("<{a}'s home>/.config/systemd/user/<label>.service"),
+                (Some(a), false) => format!("<{a}'s home>/Library/LaunchAgents/<label>.plist"),
             };
             let elsewhere: Vec<String> =
                 found.iter().map(|d| d.path.display().to_string()).collect();
@@ -66,7 +76,7 @@ fn installed(scope: &AuditScope, read: &[Definition], label: &str, unit: bool) -
                 format!("critical service with no definition installed (want {what})")
             } else {
                 format!(
-                    "critical service installed only outside the system domain: {}",
+                    "critical service installed only outside {domain}: {}",
                     elsewhere.join(", ")
                 )
             };

@@ -25,13 +25,18 @@ fn ours(def: &Definition, scope: &AuditScope) -> Option<String> {
             return Some(format!("its label starts with {prefix}"));
         }
     }
+    if let Some(name) = marks.name.as_deref() {
+        if def.label.starts_with(&format!("{name}-")) {
+            return Some(format!("its label starts with {name}-"));
+        }
+    }
     let commands = def.fields.iter().filter(|f| f.is_command());
     for f in commands {
         if let Some(p) = marks.paths.iter().find(|p| mentions_path(&f.text, p)) {
             return Some(format!("{} runs from {p}", f.key));
         }
         if let Some(name) = marks.name.as_deref() {
-            if f.text.contains(&format!("/{name}")) && mentions_name(&f.text, name) {
+            if mentions_name(&f.text, name) {
                 return Some(format!("{} runs from a {name} folder: {:?}", f.key, f.text));
             }
         }

@@ -41,7 +41,8 @@ pub struct SystemMarks {
     pub labels: BTreeSet<String>,
     /// The common prefix of the inventory's reverse-DNS labels (`com.joelclaw.`).
     pub label_prefix: Option<String>,
-    /// The system's name (the prefix's last part): a program under a `/<name>/` folder is ours.
+    /// The system's name (the prefix's last part, else the service account): a label
+    /// `<name>-...` or a program under a `/<name>/` folder is ours.
     pub name: Option<String>,
     /// The services' program and working folders.
     pub paths: Vec<String>,
@@ -54,8 +55,11 @@ pub struct SystemMarks {
 pub struct Required {
     /// Its label.
     pub label: String,
-    /// Whether it is a systemd unit (else a LaunchDaemon).
+    /// Whether it is a systemd unit (else a launchd plist).
     pub unit: bool,
+    /// The account whose own domain it runs in (a relay's per-user service); `None`: the
+    /// system domain.
+    pub domain_of: Option<String>,
 }
 
 /// Folders every program lives near; a service's program there says nothing about whose it is.
@@ -111,6 +115,12 @@ impl AuditScope {
             .map(|s| Required {
                 label: s.label.to_string(),
                 unit: s.manager == ManagerKind::Systemd,
+                domain_of: s.config.as_ref().and_then(|c| match c.scope {
+                    ServiceScope::User { uid } | ServiceScope::Gui { uid } => {
+                        accounts::name_of(root, uid)
+                    }
+                    ServiceScope::System => None,
+                }),
             })
             .collect();
         let mut relay_uids: Vec<u32> = inventory.managers.values().filter_map(|m| m.uid).collect();
@@ -145,10 +155,17 @@ impl AuditScope {
             .filter(|p| !SHARED_FOLDERS.contains(&p.trim_end_matches('/')))
             .collect();
         let label_prefix = common_label_prefix(inventory.services.iter().map(|s| s.label.as_str()));
+        let service_user = inventory
+            .managers
+            .values()
+            .find_map(|m| m.service_account.clone());
+        // Without reverse-DNS labels (systemd units), the service account is named after the
+        // system.
         let name = label_prefix
             .as_deref()
             .and_then(|p| p.trim_end_matches('.').rsplit('.').next())
-            .map(str::to_string);
+            .map(str::to_string)
+            .or_else(|| service_user.clone());
         let definition_dirs = inventory
             .managers
             .iter()
@@ -180,10 +197,7 @@ impl AuditScope {
             }),
             critical: Some(critical),
             state_dirs: inventory.settings.state_dir.iter().cloned().collect(),
-            service_user: inventory
-                .managers
-                .values()
-                .find_map(|m| m.service_account.clone()),
+            service_user,
             relay_accounts,
             required,
             services_dirs: services_dirs.into_iter().collect(),
