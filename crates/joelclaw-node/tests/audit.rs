@@ -531,7 +531,7 @@ fn systemd_units_are_held_to_the_same_rules() {
     assert_eq!(fleet_failures(root), Vec::<(String, String)>::new());
 
     // A person's user unit of this system (its label names the system), reaching into their
-    // home through a shell string; and a critical unit run as that person.
+    // home through a shell string; a critical unit run as that person.
     fs::write(
         root.join("home/ann/.config/systemd/user/joelclaw-sync.service"),
         "[Service]\nExecStart=/bin/sh -c 'cd /home/ann/src/joelclaw && exec make sync'\n",
@@ -545,10 +545,20 @@ fn systemd_units_are_held_to_the_same_rules() {
     let text = fs::read_to_string(&ollama).unwrap();
     assert!(text.contains("User=joelclaw"), "{text}");
     fs::write(&ollama, text.replace("User=joelclaw", "User=ann")).unwrap();
+    // A path unit beside it watching the person's home counts as the unit's own.
+    fs::write(
+        root.join("etc/systemd/system/ollama.path"),
+        "[Path]\nPathChanged=/home/ann/models\n",
+    )
+    .unwrap();
     let user_unit = "home/ann/.config/systemd/user/joelclaw-sync.service".to_string();
     assert_eq!(
         fleet_failures(root),
         vec![
+            (
+                "no-developer-home".to_string(),
+                "etc/systemd/system/ollama.service".to_string()
+            ),
             ("no-developer-home".to_string(), user_unit.clone()),
             (
                 "service-account".to_string(),

@@ -213,10 +213,35 @@ fn walk_plist(key: String, value: &plist::Value, out: &mut Vec<Field>) {
     }
 }
 
-fn read_systemd(path: &Path) -> Result<Parts, String> {
+fn read_text(path: &Path) -> Result<String, String> {
     let bytes = std::fs::read(path).map_err(|e| format!("unreadable: {e}"))?;
-    let text = String::from_utf8(bytes).map_err(|_| "not text: invalid UTF-8".to_string())?;
-    let fields = unit_fields(&text)?;
+    String::from_utf8(bytes).map_err(|_| "not text: invalid UTF-8".to_string())
+}
+
+/// A unit and what belongs to it: its `.timer` and `.path` siblings and its drop-ins
+/// (`<name>.service.d/*.conf`), whose strings count as the unit's own.
+fn read_systemd(path: &Path) -> Result<Parts, String> {
+    let mut fields = unit_fields(&read_text(path)?, Some("Service"))?;
+    for (ext, section) in [("timer", "Timer"), ("path", "Path")] {
+        let sibling = path.with_extension(ext);
+        if sibling.exists() {
+            let text = read_text(&sibling).map_err(|e| format!("{}: {e}", sibling.display()))?;
+            fields.extend(
+                unit_fields(&text, Some(section))
+                    .map_err(|e| format!("{}: {e}", sibling.display()))?,
+            );
+        }
+    }
+    let mut drop_in_dir = path.as_os_str().to_owned();
+    drop_in_dir.push(".d");
+    let (drop_ins, broken) = entries(Path::new(&drop_in_dir), |n| n.ends_with(".conf"));
+    if let Some(Entry::Broken { path, why }) = broken.into_iter().next() {
+        return Err(format!("{}: {why}", path.display()));
+    }
+    for conf in drop_ins {
+        let text = read_text(&conf).map_err(|e| format!("{}: {e}", conf.display()))?;
+        fields.extend(unit_fields(&text, None).map_err(|e| format!("{}: {e}", conf.display()))?);
+    }
     let typed = read_unit(path)?;
     Ok((typed.label, typed.user, fields))
 }
@@ -226,13 +251,13 @@ fn excerpt(line: &str) -> String {
     format!("{:?}", short)
 }
 
-/// Every `Section.Key` value of a unit, checking that each line is a comment, a section header
-/// or `Key=value` under a section, and that there is a `[Service]` section: anything else is
-/// not a unit (`read_unit` is lenient by design and would read garbage as an empty unit).
-pub(super) fn unit_fields(text: &str) -> Result<Vec<Field>, String> {
+/// Every `Section.Key` value of a unit file, checking that each line is a comment, a section
+/// header or `Key=value` under a section, and that the `required` section is there: anything
+/// else is not a unit (`read_unit` is lenient by design and would read garbage as empty).
+pub(super) fn unit_fields(text: &str, required: Option<&str>) -> Result<Vec<Field>, String> {
     let mut fields = Vec::new();
     let mut section: Option<String> = None;
-    let mut has_service = false;
+    let mut has_required = required.is_none();
     let mut pending = String::new();
     for (n, raw) in text.lines().enumerate() {
         let n = n + 1;
@@ -261,7 +286,7 @@ pub(super) fn unit_fields(text: &str) -> Result<Vec<Field>, String> {
             let name = name
                 .strip_suffix(']')
                 .ok_or_else(|| format!("line {n}: unclosed section header {}", excerpt(line)))?;
-            has_service |= name == "Service";
+            has_required |= Some(name) == required;
             section = Some(name.to_string());
             continue;
         }
@@ -286,8 +311,12 @@ pub(super) fn unit_fields(text: &str) -> Result<Vec<Field>, String> {
             }
         }
     }
-    if !has_service {
-        return Err("no [Service] section: not a service unit".into());
+    if !has_required {
+        let want = required.unwrap_or_default();
+        return Err(format!(
+            "no [{want}] section: not a .{} unit",
+            want.to_lowercase()
+        ));
     }
     Ok(fields)
 }
@@ -300,14 +329,17 @@ mod tests {
     fn unit_fields_read_every_value_and_refuse_garbage() {
         let f = unit_fields(
             "# c\n[Unit]\nAfter=a.service\n[Service]\nExecStart=/bin/sh -c \\\n  'cd /x'\n",
+            Some("Service"),
         )
         .unwrap();
         let keys: Vec<&str> = f.iter().map(|f| f.key.as_str()).collect();
         assert_eq!(keys, ["Unit.After", "Service.ExecStart"]);
         assert_eq!(f[1].text, "/bin/sh -c  'cd /x'");
-        assert!(unit_fields("hello world\n").is_err());
-        assert!(unit_fields("[Unit]\nDescription=x\n").is_err());
-        assert!(unit_fields("[Service]\nExec\u{1}Start=x\n").is_err());
-        assert!(unit_fields("ExecStart=/x\n[Service]\n").is_err());
+        let service = |t| unit_fields(t, Some("Service"));
+        assert!(service("hello world\n").is_err());
+        assert!(service("[Unit]\nDescription=x\n").is_err());
+        assert!(service("[Service]\nExec\u{1}Start=x\n").is_err());
+        assert!(service("ExecStart=/x\n[Service]\n").is_err());
+        assert!(unit_fields("[Path]\nPathChanged=/x\n", None).is_ok());
     }
 }
