@@ -49,7 +49,7 @@ fn folder(root: &Path, rel: &str, m: u32) -> PathBuf {
 
 /// A correct Central: what `apply` writes for `examples/central.toml`, the service account
 /// `joelclaw` (the current uid, in the root's own `etc/passwd`, so ownership checks hold) with a
-/// private home, a person `joel` with an ordinary home, the services folder owned by the
+/// private home, a person `alice` with an ordinary home, the services folder owned by the
 /// account, and a private state folder.
 fn central() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
@@ -66,13 +66,13 @@ fn central() -> tempfile::TempDir {
         root.join("etc/passwd"),
         format!(
             "joelclaw:*:{uid}:{gid}:joelclaw services:/Users/joelclaw:/usr/bin/false\n\
-             joel:*:501:20:Joel:/Users/joel:/bin/zsh\n"
+             alice:*:501:20:Alice:/Users/alice:/bin/zsh\n"
         ),
     )
     .unwrap();
     folder(root, "Users/joelclaw", 0o700);
-    folder(root, "Users/joel/Library/LaunchAgents", 0o755);
-    folder(root, "Users/joel", 0o755);
+    folder(root, "Users/alice/Library/LaunchAgents", 0o755);
+    folder(root, "Users/alice", 0o755);
     folder(root, "opt/joelclaw/bin", 0o755);
     folder(root, "var/lib/joelclaw/heal", 0o700);
     dir
@@ -169,7 +169,7 @@ fn json_lists_rule_file_verdict_and_evidence() {
 #[test]
 fn a_service_of_this_system_in_a_persons_domain_is_a_finding() {
     let dir = central();
-    let agents = "Users/joel/Library/LaunchAgents";
+    let agents = "Users/alice/Library/LaunchAgents";
     // Ours by label prefix, though not in the inventory.
     place(
         dir.path(),
@@ -194,21 +194,21 @@ fn a_service_of_this_system_in_a_persons_domain_is_a_finding() {
         vec![
             (
                 "no-developer-home",
-                "Users/joel/Library/LaunchAgents/dev.local.gateway.plist"
+                "Users/alice/Library/LaunchAgents/dev.local.gateway.plist"
             ),
             (
                 "system-daemon",
-                "Users/joel/Library/LaunchAgents/com.joelclaw.webhook-relay.plist"
+                "Users/alice/Library/LaunchAgents/com.joelclaw.webhook-relay.plist"
             ),
             (
                 "system-daemon",
-                "Users/joel/Library/LaunchAgents/dev.local.gateway.plist"
+                "Users/alice/Library/LaunchAgents/dev.local.gateway.plist"
             ),
         ],
         "{failed:?}"
     );
     assert!(
-        failed.iter().any(|(_, _, e)| e.contains("joel's domain")),
+        failed.iter().any(|(_, _, e)| e.contains("alice's domain")),
         "{failed:?}"
     );
 }
@@ -219,16 +219,16 @@ fn colima_in_a_persons_domain_keeps_its_state_in_their_home() {
     place(
         dir.path(),
         "colima-agent.plist",
-        "Users/joel/Library/LaunchAgents/homebrew.mxcl.colima.plist",
+        "Users/alice/Library/LaunchAgents/homebrew.mxcl.colima.plist",
     );
     let failed = failures(dir.path());
-    let file = "Users/joel/Library/LaunchAgents/homebrew.mxcl.colima.plist";
+    let file = "Users/alice/Library/LaunchAgents/homebrew.mxcl.colima.plist";
     assert_eq!(
         rules_and_files(&failed),
         vec![("colima-state", file), ("system-daemon", file)],
         "{failed:?}"
     );
-    assert!(failed.iter().any(|(_, _, e)| e.contains("~joel/.colima")));
+    assert!(failed.iter().any(|(_, _, e)| e.contains("~alice/.colima")));
 }
 
 #[test]

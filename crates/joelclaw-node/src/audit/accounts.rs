@@ -146,12 +146,12 @@ mod tests {
         assert_eq!(homes_named("/home/bob/.bun/bin/bun"), vec!["bob"]);
         assert_eq!(homes_named("/Users/joelclaw/services"), vec!["joelclaw"]);
         assert_eq!(
-            homes_named("cd '/Users/joel/Code' && exec x --d=/home/ann"),
-            vec!["joel", "ann"]
+            homes_named("cd '/Users/alice/Code' && exec x --d=/home/ann"),
+            vec!["alice", "ann"]
         );
         assert_eq!(
-            homes_named("PATH=/usr/bin:/Users/joel/.bun/bin"),
-            vec!["joel"]
+            homes_named("PATH=/usr/bin:/Users/alice/.bun/bin"),
+            vec!["alice"]
         );
         assert!(homes_named("/mnt/home/x /opt/homebrew/bin /Users/").is_empty());
     }
