@@ -334,6 +334,21 @@ fn garbage_loops_and_folders_are_findings_not_skipped() {
     symlink("loop.plist", root.join("Library/LaunchDaemons/loop.plist")).unwrap();
     folder(root, "Library/LaunchDaemons/x.plist", 0o755);
     symlink("/dev/null", root.join("etc/systemd/system/masked.service")).unwrap();
+    // An absolute link is read inside the audited tree, not on the running host (where it
+    // leads nowhere): a good unit there passes.
+    folder(root, "lib/systemd/system", 0o755);
+    let vendor = root.join("lib/systemd/system/audit-vendor-unit.service");
+    fs::write(
+        &vendor,
+        "[Service]\nExecStart=/usr/bin/true\nUser=joelclaw\n",
+    )
+    .unwrap();
+    mode(&vendor, 0o644);
+    symlink(
+        "/lib/systemd/system/audit-vendor-unit.service",
+        root.join("etc/systemd/system/alias.service"),
+    )
+    .unwrap();
     let failed = failures(root);
     assert_eq!(
         rules_and_files(&failed),

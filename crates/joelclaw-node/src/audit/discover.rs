@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use adapters_linux::unit_read::read_unit;
 use adapters_macos::launchd::plist_read::read_plist;
 
+use super::accounts::on_root;
+
 /// The domain a definition is installed in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Kind {
@@ -49,6 +51,8 @@ impl Field {
 #[derive(Debug)]
 pub(super) struct Definition {
     pub path: PathBuf,
+    /// The file it resolves to (itself unless it is a symlink).
+    pub file: PathBuf,
     pub kind: Kind,
     /// The home folder's name, for a definition in a per-user domain.
     pub domain_of: Option<String>,
@@ -107,7 +111,11 @@ pub(super) fn discover(root: &Path, extra: &[(PathBuf, Kind)]) -> Vec<Entry> {
         let ext = if kind.is_unit() { ".service" } else { ".plist" };
         let (files, broken) = entries(&dir, |name| name.ends_with(ext));
         out.extend(broken);
-        out.extend(files.into_iter().map(|p| read(p, kind, owner.clone())));
+        out.extend(
+            files
+                .into_iter()
+                .map(|p| read(root, p, kind, owner.clone())),
+        );
     }
     out
 }
@@ -142,18 +150,49 @@ fn entries(dir: &Path, keep: impl Fn(&str) -> bool) -> (Vec<PathBuf>, Vec<Entry>
     (out, broken)
 }
 
-fn read(path: PathBuf, kind: Kind, domain_of: Option<String>) -> Entry {
+/// Follows `path`'s symlinks, taking absolute targets under `root` (an audited tree's links
+/// point into the tree, not at the running host); `/dev/null` stays itself (a masked unit).
+fn resolve_in_root(root: &Path, path: &Path) -> Result<PathBuf, String> {
+    const MAX_LINKS: usize = 40;
+    let mut current = path.to_path_buf();
+    for _ in 0..MAX_LINKS {
+        let meta = std::fs::symlink_metadata(&current)
+            .map_err(|e| format!("cannot follow it to {}: {e}", current.display()))?;
+        if !meta.file_type().is_symlink() {
+            return Ok(current);
+        }
+        let target = std::fs::read_link(&current)
+            .map_err(|e| format!("cannot read the link {}: {e}", current.display()))?;
+        current = if target == Path::new("/dev/null") {
+            return Ok(target);
+        } else if target.is_absolute() {
+            on_root(root, &target)
+        } else {
+            current.parent().unwrap_or(root).join(target)
+        };
+    }
+    Err(format!(
+        "a symlink loop: more than {MAX_LINKS} links from {}",
+        path.display()
+    ))
+}
+
+fn read(root: &Path, path: PathBuf, kind: Kind, domain_of: Option<String>) -> Entry {
     let broken = |why: String| Entry::Broken {
         path: path.clone(),
         why,
     };
-    let meta = match std::fs::metadata(&path) {
-        Ok(m) => m,
-        Err(e) => return broken(format!("cannot follow or read it: {e}")),
+    let file = match resolve_in_root(root, &path) {
+        Ok(f) => f,
+        Err(e) => return broken(e),
     };
-    if kind.is_unit() && std::fs::canonicalize(&path).is_ok_and(|t| t == Path::new("/dev/null")) {
+    if kind.is_unit() && file == Path::new("/dev/null") {
         return Entry::Masked(path);
     }
+    let meta = match std::fs::metadata(&file) {
+        Ok(m) => m,
+        Err(e) => return broken(format!("cannot read {}: {e}", file.display())),
+    };
     if meta.is_dir() {
         return broken("a folder, not a definition file".into());
     }
@@ -161,13 +200,14 @@ fn read(path: PathBuf, kind: Kind, domain_of: Option<String>) -> Entry {
         return broken("not a regular file".into());
     }
     let parsed = if kind.is_unit() {
-        read_systemd(&path)
+        read_systemd(&path, &file)
     } else {
-        read_launchd(&path)
+        read_launchd(&file)
     };
     match parsed {
         Ok((label, user, fields)) => Entry::Read(Definition {
             path,
+            file,
             kind,
             domain_of,
             label,
@@ -218,10 +258,11 @@ fn read_text(path: &Path) -> Result<String, String> {
     String::from_utf8(bytes).map_err(|_| "not text: invalid UTF-8".to_string())
 }
 
-/// A unit and what belongs to it: its `.timer` and `.path` siblings and its drop-ins
-/// (`<name>.service.d/*.conf`), whose strings count as the unit's own.
-fn read_systemd(path: &Path) -> Result<Parts, String> {
-    let mut fields = unit_fields(&read_text(path)?, Some("Service"))?;
+/// A unit (installed at `path`, its text in `file`) and what belongs to it: its `.timer` and
+/// `.path` siblings and its drop-ins (`<name>.service.d/*.conf`), whose strings count as the
+/// unit's own. Its label is the installed name (an alias link names the unit).
+fn read_systemd(path: &Path, file: &Path) -> Result<Parts, String> {
+    let mut fields = unit_fields(&read_text(file)?, Some("Service"))?;
     for (ext, section) in [("timer", "Timer"), ("path", "Path")] {
         let sibling = path.with_extension(ext);
         if sibling.exists() {
@@ -242,8 +283,11 @@ fn read_systemd(path: &Path) -> Result<Parts, String> {
         let text = read_text(&conf).map_err(|e| format!("{}: {e}", conf.display()))?;
         fields.extend(unit_fields(&text, None).map_err(|e| format!("{}: {e}", conf.display()))?);
     }
-    let typed = read_unit(path)?;
-    Ok((typed.label, typed.user, fields))
+    let typed = read_unit(file)?;
+    let label = path
+        .file_stem()
+        .map_or(typed.label, |s| s.to_string_lossy().into_owned());
+    Ok((label, typed.user, fields))
 }
 
 fn excerpt(line: &str) -> String {

@@ -197,7 +197,7 @@ fn no_developer_home(def: &Definition, homes: &BTreeSet<String>, f: &Make) -> Fi
 
 fn not_writable(def: &Definition, f: &Make) -> Finding {
     const RULE: &str = "definition-not-writable";
-    match std::fs::metadata(&def.path) {
+    match std::fs::metadata(&def.file) {
         Ok(m) if m.permissions().mode() & 0o022 != 0 => f(
             RULE,
             false,
