@@ -176,12 +176,38 @@ fn account(def: &Definition, scope: &AuditScope, f: &Make) -> Finding {
     }
 }
 
+/// The person a definition runs as: the owner of the per-user domain it is in, else the
+/// account it names when that is neither a system, service nor relay account.
+fn person_running(def: &Definition, homes: &BTreeSet<String>) -> Option<String> {
+    persons_domain(def, homes).map(str::to_string).or_else(|| {
+        def.user
+            .clone()
+            .filter(|u| !is_system_account(u) && !homes.contains(u))
+    })
+}
+
+/// Whether `text` reaches the running account's home through `~/`, `$HOME` or `${HOME}`.
+fn names_own_home(text: &str) -> bool {
+    text.contains("$HOME")
+        || text.contains("${HOME}")
+        || text.starts_with("~/")
+        || text.contains(" ~/")
+        || text.contains("'~/")
+        || text.contains("\"~/")
+        || text.contains("=~/")
+        || text.contains(":~/")
+}
+
 fn no_developer_home(def: &Definition, homes: &BTreeSet<String>, f: &Make) -> Finding {
     const RULE: &str = "no-developer-home";
+    let person = person_running(def, homes);
     let hits: Vec<String> = def
         .fields
         .iter()
-        .filter(|fl| homes_named(&fl.text).iter().any(|n| !homes.contains(n)))
+        .filter(|fl| {
+            homes_named(&fl.text).iter().any(|n| !homes.contains(n))
+                || (person.is_some() && names_own_home(&fl.text))
+        })
         .map(|fl| format!("{}={:?}", fl.key, fl.text))
         .collect();
     if hits.is_empty() {
@@ -302,12 +328,7 @@ fn colima_state(
             format!("{}={:?}: Colima state in a person's home", fl.key, fl.text),
         );
     }
-    let runner = persons_domain(def, homes).map(str::to_string).or_else(|| {
-        def.user
-            .clone()
-            .filter(|u| !is_system_account(u) && !homes.contains(u))
-    });
-    match runner {
+    match person_running(def, homes) {
         Some(person) => f(
             RULE,
             false,
@@ -324,5 +345,43 @@ fn colima_state(
                     .unwrap_or("root")
             ),
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::*;
+
+    fn daemon(user: &str, command: &str) -> Definition {
+        Definition {
+            path: PathBuf::from("/Library/LaunchDaemons/x.plist"),
+            file: PathBuf::from("/Library/LaunchDaemons/x.plist"),
+            kind: Kind::SystemDaemon,
+            domain_of: None,
+            label: "com.joelclaw.x".into(),
+            user: Some(user.into()),
+            fields: vec![Field {
+                key: "ProgramArguments[2]".into(),
+                text: command.into(),
+            }],
+        }
+    }
+
+    fn home_verdict(def: &Definition) -> bool {
+        let homes: BTreeSet<String> = ["Shared", "joelclaw"].map(String::from).into();
+        let make = |rule, pass, evidence: String| Finding::new(rule, "x", pass).because(evidence);
+        no_developer_home(def, &homes, &make).passed()
+    }
+
+    #[test]
+    fn tilde_and_home_are_a_persons_home_only_when_a_person_runs_it() {
+        for command in ["cd ~/Code && make", "exec \"$HOME/bin/x\"", "--dir=~/data"] {
+            assert!(!home_verdict(&daemon("alice", command)), "{command}");
+            assert!(home_verdict(&daemon("joelclaw", command)), "{command}");
+        }
+        assert!(home_verdict(&daemon("alice", "exec /opt/x/bin/y --n=3")));
+        assert!(!home_verdict(&daemon("joelclaw", "cd /home/alice/x")));
     }
 }
