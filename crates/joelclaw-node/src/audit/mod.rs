@@ -2,7 +2,8 @@
 //! definitions, accounts and folders under a root folder. Each rule gives one verdict per file
 //! (or folder) it judges, with the evidence.
 //!
-//! Every definition in the system and per-user domains is read (see [`discover`]); with an
+//! Every definition in the system and per-user domains is read (see [`discover`]; symlinks are
+//! followed inside the audited root, and accounts come from its own `etc/passwd` first); with an
 //! inventory, those that look like a service of this system (an inventory label, the labels'
 //! common prefix, or a program under the services' folders or the system's name) are held to
 //! the policy, and the rest pass as someone else's. Without one, every definition is.
@@ -15,8 +16,9 @@
 //! - `service-account`: a critical service runs as the configured service account (not root, not
 //!   a person). Without a configured account, `non-root-user`: it names an account, not root.
 //! - `no-developer-home`: no string anywhere in it (arguments, shell strings, environment, watch
-//!   paths, working and log folders) names a person's home; the service and relay accounts' homes
-//!   are allowed.
+//!   paths, working and log folders, a unit's `.timer`/`.path` and drop-ins) names a person's
+//!   home (`/Users/<name>`, `/home/<name>` as a whole component; `~/` and `$HOME` when a person
+//!   runs it); the service and relay accounts' homes are allowed.
 //! - `definition-not-writable`: the file is not group or world writable.
 //! - `no-desktop-runtime`: it does not use OrbStack or Docker Desktop.
 //! - `no-gui-session`: it does not need a login session (`LimitLoadToSessionType=Aqua`,
