@@ -18,6 +18,7 @@ pub(super) fn judge(scope: &AuditScope, read: &[Definition]) -> Vec<Finding> {
     let accounts = scope
         .service_user
         .iter()
+        .chain(&scope.unit_service_user)
         .chain(&scope.relay_accounts)
         .collect::<std::collections::BTreeSet<_>>();
     for name in accounts {

@@ -94,6 +94,7 @@ fn system_homes(scope: &AuditScope) -> BTreeSet<String> {
     ["Shared".to_string()]
         .into_iter()
         .chain(scope.service_user.clone())
+        .chain(scope.unit_service_user.clone())
         .chain(scope.relay_accounts.iter().cloned())
         .collect()
 }

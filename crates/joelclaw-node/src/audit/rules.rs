@@ -156,7 +156,14 @@ fn account(def: &Definition, scope: &AuditScope, f: &Make) -> Finding {
     } else {
         "no UserName: a LaunchDaemon without it runs as root"
     };
-    let Some(want) = scope.service_user.as_deref() else {
+    let want = match def.kind.is_unit() {
+        true => scope
+            .unit_service_user
+            .as_ref()
+            .or(scope.service_user.as_ref()),
+        false => scope.service_user.as_ref(),
+    };
+    let Some(want) = want.map(String::as_str) else {
         return match def.user.as_deref() {
             None => f("non-root-user", false, none.into()),
             Some("root") | Some("0") => f("non-root-user", false, "runs as root".into()),

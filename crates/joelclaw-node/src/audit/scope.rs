@@ -20,8 +20,10 @@ pub struct AuditScope {
     pub ours: Option<SystemMarks>,
     /// State folders that must be private.
     pub state_dirs: Vec<PathBuf>,
-    /// The configured service account.
+    /// The configured service account: launchd's, else the first manager's that names one.
     pub service_user: Option<String>,
+    /// The systemd manager's service account, when it differs from `service_user`.
+    pub unit_service_user: Option<String>,
     /// Accounts that run relays in their own domains.
     pub relay_accounts: Vec<String>,
     /// Critical services that must have a definition installed in the system domain.
@@ -155,10 +157,19 @@ impl AuditScope {
             .filter(|p| !SHARED_FOLDERS.contains(&p.trim_end_matches('/')))
             .collect();
         let label_prefix = common_label_prefix(inventory.services.iter().map(|s| s.label.as_str()));
-        let service_user = inventory
-            .managers
-            .values()
-            .find_map(|m| m.service_account.clone());
+        let account_of = |manager: &str| {
+            inventory
+                .managers
+                .get(manager)
+                .and_then(|m| m.service_account.clone())
+        };
+        let service_user = account_of("launchd").or_else(|| {
+            inventory
+                .managers
+                .values()
+                .find_map(|m| m.service_account.clone())
+        });
+        let unit_service_user = account_of("systemd").filter(|u| Some(u) != service_user.as_ref());
         // Without reverse-DNS labels (systemd units), the service account is named after the
         // system.
         let name = label_prefix
@@ -198,6 +209,7 @@ impl AuditScope {
             critical: Some(critical),
             state_dirs: inventory.settings.state_dir.iter().cloned().collect(),
             service_user,
+            unit_service_user,
             relay_accounts,
             required,
             services_dirs: services_dirs.into_iter().collect(),
@@ -210,6 +222,43 @@ impl AuditScope {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_manager_has_its_own_service_account_and_critical_definitions_are_required() {
+        let inventory = Inventory::parse(
+            "t.toml",
+            r#"
+[managers.launchd]
+service_account = "svc-mac"
+[managers.systemd]
+service_account = "svc-linux"
+[[service]]
+label = "com.example.worker"
+manager = "systemd"
+class = "service-critical"
+[[service.probe]]
+kind = "process"
+[substrate]
+kind = "null"
+[[service]]
+label = "cache"
+manager = "container"
+class = "infra-critical"
+"#,
+        )
+        .unwrap();
+        let scope = AuditScope::from_inventory(Path::new("/"), &inventory);
+        assert_eq!(scope.service_user.as_deref(), Some("svc-mac"));
+        assert_eq!(scope.unit_service_user.as_deref(), Some("svc-linux"));
+        assert_eq!(
+            scope.required,
+            vec![Required {
+                label: "com.example.worker".into(),
+                unit: true,
+                domain_of: None
+            }]
+        );
+    }
 
     #[test]
     fn the_label_prefix_is_shared_dotted_parts() {
