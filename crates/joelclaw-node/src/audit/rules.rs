@@ -142,7 +142,7 @@ fn system_daemon(def: &Definition, homes: &BTreeSet<String>, why: &str, f: &Make
                 RULE,
                 true,
                 format!(
-                    "in {}'s own domain (a relay account)",
+                    "in {}'s own domain (a relay or service account, not a person)",
                     def.domain_of.as_deref().unwrap_or("?")
                 ),
             ),
