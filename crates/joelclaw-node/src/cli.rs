@@ -45,7 +45,8 @@ pub enum Command {
     Identity,
     /// Install the inventory's desired definitions (plists, units), idempotently.
     Apply(ApplyArgs),
-    /// Check the Central host policy on installed definitions and state folders.
+    /// Check the Central host policy (ADR-0246) on every installed definition, the service and
+    /// relay accounts' homes, and the services and state folders.
     Audit(AuditArgs),
     /// Report forbidden patterns in a repository (exit 1 on hits).
     Gate(GateArgs),

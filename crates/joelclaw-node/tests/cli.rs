@@ -147,11 +147,15 @@ fn failed_rules(root: &Path) -> Vec<(String, String)> {
         .as_array()
         .unwrap()
         .iter()
-        .filter(|f| f["pass"] == false)
+        .filter(|f| f["verdict"] == "fail")
         .map(|f| {
             (
                 f["rule"].as_str().unwrap().to_string(),
-                f["target"].as_str().unwrap().to_string(),
+                format!(
+                    "{} ({})",
+                    f["file"].as_str().unwrap(),
+                    f["label"].as_str().unwrap_or("")
+                ),
             )
         })
         .collect()

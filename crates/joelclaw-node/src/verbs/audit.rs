@@ -1,10 +1,9 @@
-//! `audit`: the Central host policy ([`crate::audit`]) checked on the installed definitions and
-//! state folders under a root; the inventory, when given, says what is critical.
+//! `audit`: the Central host policy ([`crate::audit`]) checked on the installed definitions,
+//! accounts and folders under a root; the inventory, when given, says what is this system's,
+//! what is critical, and who the service account is.
 
-use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use central_core::inventory::ServiceClass;
 use clap::Args;
 
 use crate::audit::{audit, AuditScope};
@@ -17,60 +16,44 @@ pub struct AuditArgs {
     /// The filesystem root to audit.
     #[arg(long, value_name = "DIR", default_value = "/")]
     pub root: PathBuf,
-    /// The inventory: which services are critical, the state folder and service user.
+    /// The inventory: which services are this system's and critical, the state folder, the
+    /// service account.
     #[arg(long, short = 'i', value_name = "FILE")]
     pub inventory: Option<PathBuf>,
 }
 
-/// Fills the audit scope from an inventory: critical labels, state folder, service user.
-fn scope_from_inventory(path: &Path, scope: &mut AuditScope) -> Result<(), Failure> {
-    let inventory = load("audit", path)?;
-    let critical: BTreeSet<String> = inventory
-        .services
-        .iter()
-        .filter(|s| s.class != ServiceClass::AppLevel)
-        .map(|s| s.label.to_string())
-        .collect();
-    scope.critical = Some(critical);
-    if let Some(dir) = &inventory.settings.state_dir {
-        scope.state_dirs.push(dir.clone());
-    }
-    scope.service_user = inventory
-        .managers
-        .values()
-        .find_map(|m| m.service_account.clone());
-    Ok(())
-}
-
 /// Runs every rule; exit 1 when any fails.
 pub fn exec(args: AuditArgs) -> Result<Report, Failure> {
-    let mut scope = AuditScope {
-        root: args.root.clone(),
-        ..AuditScope::default()
-    };
-    if let Some(inv) = &args.inventory {
-        scope_from_inventory(inv, &mut scope)?;
-    }
-    if !scope.root.is_dir() {
+    if !args.root.is_dir() {
         return Err(Failure::input(
             "audit",
-            format!("--root {}: not a folder", scope.root.display()),
+            format!("--root {}: not a folder", args.root.display()),
         ));
     }
+    let scope = match &args.inventory {
+        Some(path) => AuditScope::from_inventory(&args.root, &load("audit", path)?),
+        None => AuditScope {
+            root: args.root.clone(),
+            ..AuditScope::default()
+        },
+    };
     let findings = audit(&scope);
-    let failed = findings.iter().filter(|f| !f.pass).count();
+    let failed = findings.iter().filter(|f| !f.passed()).count();
     let rows: Vec<Vec<String>> = findings
         .iter()
         .map(|f| {
             vec![
-                if f.pass { "pass" } else { "FAIL" }.into(),
+                if f.passed() { "pass" } else { "FAIL" }.into(),
                 f.rule.into(),
-                f.target.clone(),
-                f.detail.clone(),
+                match &f.label {
+                    Some(l) => format!("{} ({l})", f.file),
+                    None => f.file.clone(),
+                },
+                f.evidence.clone(),
             ]
         })
         .collect();
-    let mut human = table(&["RESULT", "RULE", "TARGET", "DETAIL"], &rows);
+    let mut human = table(&["RESULT", "RULE", "FILE", "EVIDENCE"], &rows);
     human.push_str(&format!(
         "audit: {} checks, {} failed\n",
         findings.len(),
