@@ -227,6 +227,18 @@ fn install_self_writes_a_boot_time_non_root_definition() {
                 ] {
                     assert!(text.contains(needle), "{needle} missing:\n{text}");
                 }
+                // The agent drives systemd: it writes the definition folder and sees other
+                // services' processes, inside an otherwise sandboxed unit.
+                assert!(
+                    text.lines()
+                        .any(|l| l.starts_with("ReadWritePaths=")
+                            && l.contains("/etc/systemd/system")),
+                    "the definition folder is not writable:\n{text}"
+                );
+                for absent in ["ProtectProc=invisible", "PrivateUsers=yes"] {
+                    assert!(!text.contains(absent), "{absent} set:\n{text}");
+                }
+                assert!(text.contains("ProtectSystem=strict"), "{text}");
             }
         }
     }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use clap::Args;
 use node_identity::Platform;
 use process_manager::{
-    ProcessManagerPort, RestartPolicy, ServiceConfig, ServiceLabel, ServiceScope,
+    ProcessManagerPort, Relax, RestartPolicy, ServiceConfig, ServiceLabel, ServiceScope,
 };
 
 use crate::compose;
@@ -50,6 +50,9 @@ pub enum SelfManager {
     /// A systemd system unit.
     Systemd,
 }
+
+/// Where the agent's systemd repairs write unit files.
+const SYSTEMD_DEFINITION_DIR: &str = "/etc/systemd/system";
 
 /// The agent's own service definition.
 fn self_config(
@@ -92,6 +95,14 @@ fn self_config(
     config.working_dir = Some(state.to_path_buf());
     config.stdout_path = Some(args.log_dir.join("node-agent.out.log"));
     config.stderr_path = Some(args.log_dir.join("node-agent.err.log"));
+    if manager == SelfManager::Systemd {
+        // The agent drives the supervisor, so the service sandbox would stop it: it repairs
+        // unit files in the definition folder, its process probes read other services' /proc,
+        // and it must reach systemd as its own account (no private user namespace). The rest
+        // of the sandbox stays.
+        config.write_paths = vec![PathBuf::from(SYSTEMD_DEFINITION_DIR)];
+        config.hardening.relax.extend([Relax::Proc, Relax::Users]);
+    }
     config.validate().map_err(|e| e.to_string())?;
     Ok(config)
 }
