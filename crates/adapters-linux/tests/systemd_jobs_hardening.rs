@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use adapters_linux::{ServiceAccount, SystemdProcessManager};
 use process_manager::{
-    CalendarInterval, EnableOutcome, ProcessManagerPort, RestartPolicy, RunState, ServiceConfig,
-    ServiceLabel, Triggers,
+    CalendarInterval, EnableOutcome, ProcessManagerPort, RestartOutcome, RestartPolicy, RunState,
+    ServiceConfig, ServiceLabel, Triggers,
 };
 
 /// How long a state change systemd makes on its own may take before a test gives up.
@@ -262,9 +262,17 @@ async fn a_path_job_runs_when_its_path_changes() {
     assert_eq!(st.enabled, Some(true));
     let runs = state.join("runs");
     assert_eq!(read_lines(&runs), 0, "ran before its path changed");
-    c.run(&["touch", watched.to_str().unwrap()]);
-    sysutil::poll::until("the path job's run", SETTLE, || async {
-        (read_lines(&runs) >= 1).then_some(())
+    // Touched again while waiting: a daemon-reload (other tests on this systemd reload it)
+    // re-arms path units, and a change made in that instant is not seen; each touch is a
+    // change, and the job runs only on one.
+    let mut touched = std::time::Instant::now() - Duration::from_secs(2);
+    sysutil::poll::until("the path job's run", SETTLE, || {
+        if touched.elapsed() >= Duration::from_secs(2) {
+            c.run(&["touch", watched.to_str().unwrap()]);
+            touched = std::time::Instant::now();
+        }
+        let ran = read_lines(&runs) >= 1;
+        async move { ran.then_some(()) }
     })
     .await;
     let complaints = verify_complaints(
@@ -297,13 +305,27 @@ async fn a_daemon_that_becomes_a_job_and_back_leaves_no_stale_unit() {
     })
     .await;
 
+    let boot_link = c
+        .unit_dir()
+        .join(format!("multi-user.target.wants/{l}.service"));
+    assert!(
+        boot_link.symlink_metadata().is_ok(),
+        "the daemon has no boot link"
+    );
+
     let mut job = daemon.clone();
     job.args = vec!["-c".into(), "true".into()];
     job.restart = RestartPolicy::Never;
+    job.run_at_load = false;
     job.triggers.interval = Some(Duration::from_secs(3600));
     assert_eq!(pm.enable(&job).await.unwrap(), EnableOutcome::Updated);
     let timer = c.unit_dir().join(format!("{l}.timer"));
     assert!(timer.is_file(), "no timer written");
+    // Only its trigger starts a job that does not run at load: not also every boot.
+    assert!(
+        boot_link.symlink_metadata().is_err(),
+        "the daemon's boot link outlived it"
+    );
     // The daemon's process does not outlive its definition.
     let st = sysutil::poll::until("the old daemon gone", SETTLE, || async {
         pm.inspect(&l)
@@ -320,6 +342,55 @@ async fn a_daemon_that_becomes_a_job_and_back_leaves_no_stale_unit() {
     assert!(link.symlink_metadata().is_err(), "timer link left");
     sysutil::poll::until("jc-job-switch a daemon again", SETTLE, || async {
         pm.inspect(&l).await.ok().filter(|s| s.is_running())
+    })
+    .await;
+    cleanup(&pm, &c, &l).await;
+}
+
+#[tokio::test]
+async fn a_hand_written_timer_of_the_same_name_is_never_removed() {
+    let Some(c) = Container::get() else { return };
+    let pm = c.manager();
+    let l = label("jc-own-timer");
+    cleanup(&pm, &c, &l).await;
+    // A person's own timer for the service, not written by the adapter.
+    let timer = c.unit_dir().join(format!("{l}.timer"));
+    std::fs::write(
+        &timer,
+        format!("[Unit]\nDescription=by hand\n[Timer]\nOnCalendar=yearly\nUnit={l}.service\n"),
+    )
+    .unwrap();
+    let daemon =
+        ServiceConfig::new(l.clone(), "/bin/sh").with_args(["-c", "while :; do sleep 1; done"]);
+    pm.enable(&daemon).await.unwrap();
+    assert!(timer.is_file(), "a hand-written timer was removed");
+    std::fs::remove_file(&timer).unwrap();
+    cleanup(&pm, &c, &l).await;
+}
+
+#[tokio::test]
+async fn restarting_a_long_job_does_not_wait_for_its_run() {
+    let Some(c) = Container::get() else { return };
+    let pm = c.manager();
+    let l = label("jc-long-job");
+    cleanup(&pm, &c, &l).await;
+    let mut job = ServiceConfig::new(l.clone(), "/bin/sh").with_args(["-c", "sleep 600"]);
+    job.restart = RestartPolicy::Never;
+    job.run_at_load = false;
+    job.triggers.interval = Some(Duration::from_secs(3600));
+    pm.enable(&job).await.unwrap();
+    // The heal deadline (the adapter's own call deadline is 30 s) would cut a start that
+    // waited for this run; a queued start returns at once, and the run goes on.
+    let outcome = tokio::time::timeout(Duration::from_secs(20), pm.restart(&l))
+        .await
+        .expect("restart of a job waited for its run")
+        .unwrap();
+    assert_eq!(outcome, RestartOutcome::Started);
+    // A oneshot is `activating` for as long as its run lasts.
+    sysutil::poll::until("the long job running", SETTLE, || async {
+        pm.inspect(&l).await.ok().filter(|s| {
+            s.pid.is_some() && matches!(s.state, RunState::Starting | RunState::Running)
+        })
     })
     .await;
     cleanup(&pm, &c, &l).await;

@@ -153,6 +153,7 @@ pub struct ProcessProbe {
     manager: SharedProcessManager,
     label: ServiceLabel,
     timeout: Duration,
+    job: bool,
 }
 
 impl ProcessProbe {
@@ -162,7 +163,17 @@ impl ProcessProbe {
             manager,
             label,
             timeout,
+            job: false,
         }
+    }
+
+    /// Probes a job (a service its triggers start): between runs it is idle with its trigger
+    /// armed, which both adapters report as `SupervisorRestarting`; for a job that is its
+    /// healthy state, not a crash being respawned, so it passes instead of being observed and
+    /// then healed off its schedule.
+    pub fn for_job(mut self) -> Self {
+        self.job = true;
+        self
     }
 }
 
@@ -184,6 +195,9 @@ impl Probe for ProcessProbe {
                         EndpointClass::Localhost,
                         format!("running, pid {}", status.pid.unwrap_or(0)),
                     ),
+                    RunState::SupervisorRestarting if self.job => {
+                        ProbeResult::pass(EndpointClass::Localhost, "idle, its trigger armed")
+                    }
                     RunState::SupervisorRestarting => ProbeResult::fail(
                         ProbeFailure::SupervisorRestarting,
                         "the supervisor is restarting it",
@@ -946,6 +960,23 @@ mod tests {
             run_probe(&other).await.failure,
             Some(ProbeFailure::NotInstalled)
         );
+    }
+
+    #[tokio::test]
+    async fn an_idle_job_with_its_trigger_armed_passes_and_a_stopped_one_does_not() {
+        use process_manager::{MemoryProcessManager, ProcessManagerPort, ServiceConfig};
+        let pm = Arc::new(MemoryProcessManager::new());
+        let label = ServiceLabel::new("janitor").unwrap();
+        pm.enable(&ServiceConfig::new(label.clone(), "/bin/janitor"))
+            .await
+            .unwrap();
+        let probe = ProcessProbe::new(pm.clone(), label.clone(), Duration::from_secs(1)).for_job();
+        pm.set_state(&label, RunState::SupervisorRestarting);
+        let r = run_probe(&probe).await;
+        assert!(r.passed(), "{r:?}");
+        pm.set_state(&label, RunState::Stopped);
+        let r = run_probe(&probe).await;
+        assert_eq!(r.failure, Some(ProbeFailure::NotRunning));
     }
 
     #[tokio::test]

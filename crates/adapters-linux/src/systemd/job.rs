@@ -8,6 +8,7 @@ use process_manager::{
 };
 
 use super::show::UnitState;
+use super::unit::UNIT_MARK;
 use super::unit_trigger::{path_unit_name, render_path, render_timer, timer_name};
 use super::{is_active, unit_name, SystemdProcessManager, ADAPTER};
 use sysutil::fs::WriteOutcome;
@@ -28,6 +29,31 @@ impl TriggerWrite {
     pub(super) fn any_file_changed(&self) -> bool {
         self.removed || !self.changed.is_empty()
     }
+}
+
+/// Whether `path` is a unit file this adapter wrote (its first line is the adapter's mark), so
+/// a hand-written `.timer` or `.path` of the same name is never removed.
+fn written_by_us(path: &std::path::Path) -> bool {
+    use std::io::BufRead as _;
+    let Ok(file) = std::fs::File::open(path) else {
+        return false;
+    };
+    let mut first = String::new();
+    let _ = std::io::BufReader::new(file).read_line(&mut first);
+    first.starts_with(UNIT_MARK)
+}
+
+/// Whether any `*.wants`/`*.requires` folder of `unit_dir` links `unit` (it starts at boot).
+fn has_boot_link(unit_dir: &std::path::Path, unit: &str) -> bool {
+    let Ok(entries) = std::fs::read_dir(unit_dir) else {
+        return false;
+    };
+    entries.flatten().any(|e| {
+        let name = e.file_name();
+        let name = name.to_string_lossy();
+        (name.ends_with(".wants") || name.ends_with(".requires"))
+            && e.path().join(unit).symlink_metadata().is_ok()
+    })
 }
 
 /// The trigger unit names a label may have: its timer and its path unit.
@@ -52,7 +78,7 @@ impl SystemdProcessManager {
                     }
                     out.present.push(name);
                 }
-                None if self.unit_dir.join(&name).is_file() => {
+                None if written_by_us(&self.unit_dir.join(&name)) => {
                     // Disarmed before its file goes, so systemd forgets no running trigger.
                     self.job(Operation::Enable, &["disable", "--now", &name])
                         .await?;
@@ -99,7 +125,14 @@ impl SystemdProcessManager {
                 restart.push(name);
             }
         }
-        let acted = !(enable.is_empty() && restart.is_empty() && start.is_empty());
+        // A daemon that became a job keeps its boot link unless it is removed: it would still
+        // start at every boot on top of its trigger.
+        let stale_boot_link = !config.run_at_load && has_boot_link(&self.unit_dir, &unit);
+        if stale_boot_link {
+            self.job(Operation::Enable, &["disable", &unit]).await?;
+        }
+        let acted =
+            stale_boot_link || !(enable.is_empty() && restart.is_empty() && start.is_empty());
         for (verb, units) in [("enable", enable), ("restart", restart), ("start", start)] {
             if !units.is_empty() {
                 let mut args = vec![verb];

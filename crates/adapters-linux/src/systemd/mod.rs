@@ -192,25 +192,6 @@ impl SystemdProcessManager {
         Ok(states)
     }
 
-    /// One unit's state; `NotFound` when systemd knows no such unit.
-    async fn state(
-        &self,
-        operation: Operation,
-        label: &ServiceLabel,
-    ) -> Result<UnitState, ProcessError> {
-        let mut states = self.show(operation, &[unit_name(label)]).await?;
-        let state = states
-            .pop()
-            .ok_or_else(|| parse_failure("no show block".into()))?;
-        if state.is_not_found() {
-            return Err(ProcessError::NotFound {
-                label: label.to_string(),
-                scope: Some(self.systemctl.scope_name()),
-            });
-        }
-        Ok(state)
-    }
-
     /// Names of the unit files (regular files, not alias symlinks) in the unit directory.
     async fn installed_units(&self) -> Result<Vec<String>, ProcessError> {
         let dir = self.unit_dir.clone();
@@ -392,25 +373,49 @@ impl ProcessManagerPort for SystemdProcessManager {
 
     #[tracing::instrument(skip_all, fields(adapter = ADAPTER, label = %label))]
     async fn restart(&self, label: &ServiceLabel) -> Result<RestartOutcome, ProcessError> {
-        let state = self.state(Operation::Restart, label).await?;
+        let op = Operation::Restart;
+        let (state, triggers) = self.job_states(op, label).await?;
         let unit = unit_name(label);
-        match state.run_state() {
+        // A job (a oneshot its timer or path starts) may run for long: its start is queued,
+        // not waited for, so a heal's deadline never cuts a run that is going fine. Its
+        // triggers are started too, so a restarted job is armed again after a stop.
+        let is_job = !triggers.is_empty();
+        let call = |verb: &'static str| {
+            let mut args = vec![verb];
+            if is_job {
+                args.push("--no-block");
+            }
+            args
+        };
+        let outcome = match state.run_state() {
             RunState::Failed => {
                 // A start-limit `failed` refuses every start until it is reset.
-                self.job(Operation::Restart, &["reset-failed", &unit])
+                self.job(op, &["reset-failed", &unit]).await?;
+                self.job(op, &[call("start"), vec![unit.as_str()]].concat())
                     .await?;
-                self.job(Operation::Restart, &["start", &unit]).await?;
-                Ok(RestartOutcome::ResetAndStarted)
+                RestartOutcome::ResetAndStarted
             }
             s if is_active(s) => {
-                self.job(Operation::Restart, &["restart", &unit]).await?;
-                Ok(RestartOutcome::Restarted)
+                self.job(op, &[call("restart"), vec![unit.as_str()]].concat())
+                    .await?;
+                RestartOutcome::Restarted
             }
             _ => {
-                self.job(Operation::Restart, &["start", &unit]).await?;
-                Ok(RestartOutcome::Started)
+                self.job(op, &[call("start"), vec![unit.as_str()]].concat())
+                    .await?;
+                RestartOutcome::Started
             }
+        };
+        let idle_triggers: Vec<&str> = triggers
+            .iter()
+            .filter(|(_, s)| !is_active(s.run_state()))
+            .map(|(name, _)| name.as_str())
+            .collect();
+        if !idle_triggers.is_empty() {
+            self.job(op, &[vec!["start"], idle_triggers].concat())
+                .await?;
         }
+        Ok(outcome)
     }
 
     #[tracing::instrument(skip_all, fields(adapter = ADAPTER, label = %label))]

@@ -24,6 +24,11 @@ use process_manager::{ProcessError, Relax, RestartPolicy, ServiceConfig, Service
 
 use super::sandbox::{PROTECT_SYSTEM_FULL, PROTECT_SYSTEM_STRICT, SANDBOX, USER_BASELINE};
 
+/// The first line of every unit file this adapter writes: how its own files are told from a
+/// person's (only those are replaced or removed).
+pub(crate) const UNIT_MARK: &str =
+    "# Written by joelclaw (adapters-linux). Changes here are replaced on the next apply.\n";
+
 /// The account a system service runs as when its config names none.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServiceAccount {
@@ -168,9 +173,7 @@ pub(crate) fn render_unit(
     }
 
     let mut unit = String::new();
-    unit.push_str(
-        "# Written by joelclaw (adapters-linux). Changes here are replaced on the next apply.\n",
-    );
+    unit.push_str(UNIT_MARK);
     unit.push_str("[Unit]\n");
     let _ = writeln!(unit, "Description=joelclaw service {}", config.label);
     if !config.after.is_empty() {

@@ -1,6 +1,7 @@
 //! A job's trigger units, written beside its `.service`: the `.timer` of its interval and
 //! calendar triggers, the `.path` of its watch paths. Same quoting rules as the service unit.
 
+use super::unit::UNIT_MARK;
 use std::fmt::Write as _;
 
 use process_manager::{CalendarInterval, ProcessError, ServiceConfig};
@@ -44,9 +45,7 @@ pub(crate) fn weekday_number(name: &str) -> Option<u8> {
 }
 
 fn trigger_header(unit: &mut String, config: &ServiceConfig, what: &str) {
-    unit.push_str(
-        "# Written by joelclaw (adapters-linux). Changes here are replaced on the next apply.\n",
-    );
+    unit.push_str(UNIT_MARK);
     unit.push_str("[Unit]\n");
     let _ = writeln!(unit, "Description=joelclaw {what} of {}", config.label);
 }

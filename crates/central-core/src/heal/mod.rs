@@ -77,6 +77,8 @@ impl HealLoop {
         ports: Ports,
         options: LoopOptions,
     ) -> Result<HealLoop, BuildError> {
+        // Every heal call is bounded whoever built the ports (wrapping twice is harmless).
+        let ports = ports.with_deadlines(inventory);
         let client = HttpProbe::client();
         let mut services = Vec::with_capacity(inventory.services.len() + 1);
         if let Some(sub) = &inventory.substrate {
@@ -140,7 +142,9 @@ impl HealLoop {
             for p in &spec.probes {
                 probes.push(match (&p.check, &target) {
                     (ProbeCheck::Process, Target::Process(m)) => {
-                        Arc::new(ProcessProbe::new(m.clone(), spec.label.clone(), p.timeout))
+                        let probe = ProcessProbe::new(m.clone(), spec.label.clone(), p.timeout);
+                        let is_job = spec.config.as_ref().is_some_and(|c| c.is_job());
+                        Arc::new(if is_job { probe.for_job() } else { probe })
                     }
                     (ProbeCheck::Process, Target::Container { runtime, name }) => {
                         // A container's "process" is the container itself.

@@ -239,7 +239,9 @@ pub fn exec(args: ApplyArgs) -> Result<Report, Failure> {
             inventory
                 .services
                 .iter()
-                .filter(|s| s.manager == ManagerKind::Launchd)
+                // Only services whose definition apply writes: a watched-only label
+                // (`com.docker.vmnetd`) must not make another vendor's daemons look like ours.
+                .filter(|s| s.manager == ManagerKind::Launchd && s.config.is_some())
                 .map(|s| s.label.as_str()),
         );
         orphans.extend(host::launchd_orphans(
