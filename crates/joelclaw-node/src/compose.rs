@@ -14,7 +14,7 @@ use central_core::inventory::{ManagerKind, ManagerSettings, ProbeCheck, Substrat
 use central_core::{Inventory, Ports};
 use container_runtime::{ContainerRuntimePort, MemoryRuntime, SharedContainerRuntime};
 use node_identity::Platform;
-use process_manager::{MemoryProcessManager, SharedProcessManager};
+use process_manager::{MemoryProcessManager, ServiceScope, SharedProcessManager};
 
 use crate::embedded::{EmbeddedOptions, EmbeddedSupervisor, EmbeddedView};
 
@@ -97,6 +97,32 @@ pub fn launchd_adapter(
     s: ManagerSettings,
     root: Option<&Path>,
 ) -> Result<LaunchdProcessManager, String> {
+    launchd_with_users(s, std::iter::empty(), root)
+}
+
+/// The launchd adapter for `inventory`: `[managers.launchd]`, plus the user domain of every
+/// launchd service whose config names one (`scope = { domain = "gui", uid = 502 }`), so a relay
+/// host serves one sandboxed user per relay.
+pub fn launchd_for_inventory(
+    inventory: &Inventory,
+    root: Option<&Path>,
+) -> Result<LaunchdProcessManager, String> {
+    let uids = inventory
+        .services
+        .iter()
+        .filter(|s| s.manager == ManagerKind::Launchd)
+        .filter_map(|s| match s.config.as_ref()?.scope {
+            ServiceScope::Gui { uid } | ServiceScope::User { uid } => Some(uid),
+            ServiceScope::System => None,
+        });
+    launchd_with_users(settings(inventory, "launchd"), uids, root)
+}
+
+fn launchd_with_users(
+    s: ManagerSettings,
+    service_uids: impl IntoIterator<Item = u32>,
+    root: Option<&Path>,
+) -> Result<LaunchdProcessManager, String> {
     if !s.command_prefix.is_empty() {
         return Err(
             "managers.launchd.command_prefix: launchd cannot be reached through a prefix".into(),
@@ -110,13 +136,21 @@ pub fn launchd_adapter(
     if let Some(account) = s.service_account {
         cfg = cfg.with_service_account(account, s.service_group);
     }
-    if let Some(uid) = s.uid {
+    let mut uids: Vec<(u32, &str)> = s
+        .uid
+        .map(|u| (u, "managers.launchd.uid"))
+        .into_iter()
+        .collect();
+    for uid in service_uids {
+        if !uids.iter().any(|(u, _)| *u == uid) {
+            uids.push((uid, "a service's scope"));
+        }
+    }
+    for (uid, key) in uids {
         let user = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
             .ok()
             .flatten()
-            .ok_or_else(|| {
-                format!("managers.launchd.uid: no user with uid {uid} on this machine")
-            })?;
+            .ok_or_else(|| format!("{key}: no user with uid {uid} on this machine"))?;
         cfg = cfg.with_user(uid, reroot(root, &user.dir.join("Library/LaunchAgents")));
     }
     Ok(LaunchdProcessManager::new(cfg))
@@ -216,7 +250,7 @@ pub fn compose(inventory: &Inventory, state_dir: &Path, mode: Mode) -> Result<Co
         }
         let manager: SharedProcessManager = match spec.manager {
             ManagerKind::Launchd => {
-                let m = Arc::new(launchd_adapter(settings(inventory, "launchd"), None)?);
+                let m = Arc::new(launchd_for_inventory(inventory, None)?);
                 c.launchd = Some(m.clone());
                 m
             }

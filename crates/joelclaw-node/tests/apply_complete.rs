@@ -234,3 +234,42 @@ fn definitions_of_services_that_left_the_inventory_are_reported_and_pruned() {
         assert!(root.join(kept).exists(), "{kept} was removed");
     }
 }
+
+/// A relay host: one sandboxed user per relay, each service in its own user's launchd domain.
+/// Every user a service names is served (not only `[managers.launchd].uid`).
+#[test]
+fn services_in_several_users_domains_are_written_to_each_users_agents() {
+    let dir = tempfile::tempdir().unwrap();
+    let inv = dir.path().join("relay.toml");
+    // uid 0 (home /root) and 65534 (home /nonexistent) exist on every Debian machine.
+    fs::write(
+        &inv,
+        r#"
+[[service]]
+label = "com.joelclaw.relay-a"
+manager = "launchd"
+
+[service.config]
+program = "/opt/joelclaw/bin/relay"
+scope = { domain = "gui", uid = 0 }
+
+[[service]]
+label = "com.joelclaw.relay-b"
+manager = "launchd"
+
+[service.config]
+program = "/opt/joelclaw/bin/relay"
+scope = { domain = "user", uid = 65534 }
+"#,
+    )
+    .unwrap();
+    let root = dir.path().join("root");
+    let (code, out, err) = apply(&root, &inv, &["--dry-run"]);
+    assert_eq!(code, 0, "{out}{err}");
+    for plist in [
+        "root/Library/LaunchAgents/com.joelclaw.relay-a.plist",
+        "nonexistent/Library/LaunchAgents/com.joelclaw.relay-b.plist",
+    ] {
+        assert!(out.contains(plist), "{plist} not planned:\n{out}");
+    }
+}

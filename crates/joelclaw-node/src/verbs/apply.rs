@@ -89,7 +89,7 @@ pub fn exec(args: ApplyArgs) -> Result<Report, Failure> {
     }
     // Without launchd definitions to write, launchd is only looked in for ones left behind:
     // an adapter it cannot build (a uid of another machine) is then no error.
-    let launchd_built = || compose::launchd_adapter(compose::settings(&inventory, "launchd"), root);
+    let launchd_built = || compose::launchd_for_inventory(&inventory, root);
     let launchd = if inventory
         .desired_configs()
         .any(|(s, _)| s.manager == ManagerKind::Launchd)
