@@ -136,22 +136,30 @@ fn launchd_with_users(
     if let Some(account) = s.service_account {
         cfg = cfg.with_service_account(account, s.service_group);
     }
-    let mut uids: Vec<(u32, &str)> = s
-        .uid
-        .map(|u| (u, "managers.launchd.uid"))
-        .into_iter()
-        .collect();
-    for uid in service_uids {
-        if !uids.iter().any(|(u, _)| *u == uid) {
-            uids.push((uid, "a service's scope"));
-        }
-    }
-    for (uid, key) in uids {
-        let user = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
+    let agents_dir = |uid: u32| {
+        nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
             .ok()
             .flatten()
-            .ok_or_else(|| format!("{key}: no user with uid {uid} on this machine"))?;
-        cfg = cfg.with_user(uid, reroot(root, &user.dir.join("Library/LaunchAgents")));
+            .map(|user| reroot(root, &user.dir.join("Library/LaunchAgents")))
+    };
+    let mut served = Vec::new();
+    if let Some(uid) = s.uid {
+        let dir = agents_dir(uid).ok_or_else(|| {
+            format!("managers.launchd.uid: no user with uid {uid} on this machine")
+        })?;
+        cfg = cfg.with_user(uid, dir);
+        served.push(uid);
+    }
+    for uid in service_uids {
+        if served.contains(&uid) {
+            continue;
+        }
+        // A uid no user has is left out: the adapter then refuses that one service, by its
+        // label, and the others are served.
+        if let Some(dir) = agents_dir(uid) {
+            cfg = cfg.with_user(uid, dir);
+            served.push(uid);
+        }
     }
     Ok(LaunchdProcessManager::new(cfg))
 }
