@@ -27,6 +27,17 @@ file_is_static() { ! LC_ALL=C ldd "$1" >/dev/null 2>&1; }
 # Whether pid $1 is alive and its command name is $2 (so a stale pid file never kills a stranger).
 pid_is() { [ -n "$1" ] && [ -r "/proc/$1/comm" ] && [ "$(cat "/proc/$1/comm")" = "$2" ]; }
 
+# Removes a harness state folder, unmounting first whatever is still mounted beneath it (deepest
+# first). A daemon killed before its own cleanup leaves mounts behind (dockerd bind-mounts its
+# --data-root onto itself), and `rm -rf` cannot remove a mount point: the next start must not fail
+# on what the last one left.
+remove_state() {
+    local dir="$1"
+    awk -v d="$dir" '$2 == d || index($2, d "/") == 1 { print $2 }' /proc/self/mounts |
+        sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
+    rm -rf "$dir"
+}
+
 # Stops pid $1 if it is still the program $2: SIGTERM, up to $3 tenths of a second to exit,
 # then SIGKILL.
 stop_pid() {

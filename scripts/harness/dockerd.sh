@@ -30,7 +30,7 @@ start() {
     if [ -f "$state/dockerd.pid" ] && pid_is "$(cat "$state/dockerd.pid")" dockerd; then
         print_env; return 0
     fi
-    rm -rf "$state"; mkdir -p "$state/data" "$state/exec"
+    remove_state "$state"; mkdir -p "$state/data" "$state/exec"
     setsid dockerd --data-root "$state/data" --exec-root "$state/exec" \
         --pidfile "$state/dockerd.pid" --host "unix://$sock" \
         --iptables=false --ip6tables=false --bridge=none --ip-masq=false \
@@ -53,15 +53,13 @@ start() {
 }
 
 stop() {
-    [ -f "$state/dockerd.pid" ] || { rm -rf "$state"; return 0; }
+    [ -f "$state/dockerd.pid" ] || { remove_state "$state"; return 0; }
     local pid; pid="$(cat "$state/dockerd.pid")"
     if pid_is "$pid" dockerd; then
         docker_cli ps -aq 2>/dev/null | xargs -r docker -H "unix://$sock" rm -f >/dev/null 2>&1 || true
     fi
     stop_pid "$pid" dockerd 150
-    # Leave no mounts behind before removing the state.
-    grep -o " $state/[^ ]*" /proc/self/mounts | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
-    rm -rf "$state"
+    remove_state "$state"
     rmdir "$JOELCLAW_TEST_STATE" 2>/dev/null || true
 }
 

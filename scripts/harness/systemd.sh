@@ -48,7 +48,7 @@ start() {
     if [ -f "$state/nspawn.pid" ] && pid_is "$(cat "$state/nspawn.pid")" systemd-nspawn; then
         print_env; return 0
     fi
-    rm -rf "$state"; mkdir -p "$state/scratch"; chmod 0777 "$state/scratch"
+    remove_state "$state"; mkdir -p "$state/scratch"; chmod 0777 "$state/scratch"
     # PAM configuration, so user@.service (a user manager, for the --user tests) can start.
     local binds=(--bind="$state/scratch" --bind-ro=/etc/pam.d --bind-ro=/etc/security)
     for b in ${JOELCLAW_TEST_SYSTEMD_BIND:-}; do binds+=(--bind-ro="$b"); done
@@ -101,7 +101,7 @@ stop() {
     [ -f "$state/nspawn.pid" ] || return 0
     local pid; pid="$(cat "$state/nspawn.pid")"
     stop_pid "$pid" systemd-nspawn 100
-    rm -rf "$state"
+    remove_state "$state"
     rmdir "$JOELCLAW_TEST_STATE" 2>/dev/null || true
 }
 
