@@ -122,9 +122,14 @@ pub(crate) fn path_value(
 }
 
 pub(crate) fn seconds(d: Duration) -> String {
-    // Milliseconds keep sub-second settings exact; systemd accepts the `ms` suffix everywhere
-    // a time span is read.
-    format!("{}ms", d.as_millis())
+    // Milliseconds keep sub-second settings exact; systemd accepts the `ms` and `us` suffixes
+    // everywhere a time span is read, and keeps microseconds (its resolution), so a span that is
+    // not whole milliseconds is written in microseconds rather than rounded down to `0ms`.
+    if d.subsec_nanos() % 1_000_000 == 0 {
+        format!("{}ms", d.as_millis())
+    } else {
+        format!("{}us", d.as_micros())
+    }
 }
 
 /// Renders the unit file for `config`. Calls `config.validate()` first, so nothing is written for
@@ -387,6 +392,15 @@ mod tests {
 
     fn account() -> ServiceAccount {
         ServiceAccount::new("joelclaw")
+    }
+
+    #[test]
+    fn sub_millisecond_spans_are_written_in_microseconds() {
+        // Found by the systemd_unit fuzz target: 7 µs was written `0ms` and read back as 0.
+        assert_eq!(seconds(Duration::from_micros(7)), "7us");
+        assert_eq!(seconds(Duration::from_micros(1_500)), "1500us");
+        assert_eq!(seconds(Duration::from_millis(1_500)), "1500ms");
+        assert_eq!(seconds(Duration::ZERO), "0ms");
     }
 
     #[test]

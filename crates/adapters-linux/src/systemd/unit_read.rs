@@ -508,7 +508,8 @@ fn time_span(value: &str) -> Option<Duration> {
         total = total.checked_add(Duration::from_nanos(u64::try_from(nanos).ok()?))?;
         rest = tail.trim_start();
     }
-    Some(total)
+    // systemd keeps time spans in whole microseconds and drops finer digits.
+    Some(Duration::from_micros(u64::try_from(total.as_micros()).ok()?))
 }
 
 #[cfg(test)]
@@ -800,6 +801,8 @@ WantedBy=multi-user.target
         assert_eq!(time_span("1h 1min"), Some(Duration::from_secs(3660)));
         assert_eq!(time_span("0.5s"), Some(Duration::from_millis(500)));
         assert_eq!(time_span("5 parsecs"), None);
+        // Finer than systemd's microsecond is dropped, as systemd does.
+        assert_eq!(time_span("0.000007015s"), Some(Duration::from_micros(7)));
         assert_eq!(time_span(""), None);
     }
 }
