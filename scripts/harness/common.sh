@@ -13,6 +13,7 @@ ensure_packages() {
     command -v dockerd >/dev/null || missing+=(docker.io)
     [ -x /bin/busybox ] && file_is_static /bin/busybox || missing+=(busybox-static)
     command -v nsenter >/dev/null || missing+=(util-linux)
+    command -v redis-server >/dev/null || missing+=(redis-server)
     if [ ${#missing[@]} -gt 0 ]; then
         need_root
         echo "harness: installing ${missing[*]}" >&2

@@ -1,0 +1,263 @@
+//! Where Central's Redis is, how this node signs in, and the publishing limits.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use redis::IntoConnectionInfo;
+
+/// What went wrong talking to, or configuring, Central's Redis.
+#[derive(Debug, thiserror::Error)]
+pub enum FleetError {
+    /// The configuration is wrong (names the key and what is wrong with it).
+    #[error("fleet: {0}")]
+    Config(String),
+    /// Redis did not answer within the deadline. Not the same as refusing: it may be busy.
+    #[error("fleet: redis at {url} did not answer within {after:?} ({during})")]
+    Timeout {
+        /// The Redis address (without its password).
+        url: String,
+        /// The deadline that passed.
+        after: Duration,
+        /// What was being done.
+        during: &'static str,
+    },
+    /// Redis answered with an error, or the connection failed.
+    #[error("fleet: redis at {url}: {during}: {source}")]
+    Redis {
+        /// The Redis address (without its password).
+        url: String,
+        /// What was being done.
+        during: &'static str,
+        /// Redis's own error.
+        #[source]
+        source: redis::RedisError,
+    },
+    /// A stored record could not be read.
+    #[error("fleet: {key}: unreadable record: {detail}")]
+    Record {
+        /// The Redis key (and field) holding it.
+        key: String,
+        /// What was wrong.
+        detail: String,
+    },
+}
+
+/// How this node publishes to Central's Redis (`[fleet]` in the inventory).
+#[derive(Debug, Clone, PartialEq)]
+pub struct FleetConfig {
+    /// `redis://host:port/db`, `rediss://…` (TLS) or `redis+unix:///path/to/socket`. A password in
+    /// the address works but lands in logs and process listings: prefer `password_file`.
+    pub url: String,
+    /// The ACL user, when Redis has one per node (`AUTH user password`).
+    pub username: Option<String>,
+    /// A file holding the password (trailing newline ignored). Must not be readable by group or
+    /// others: it is the node's secret.
+    pub password_file: Option<PathBuf>,
+    /// The key prefix (default `joelclaw`).
+    pub prefix: String,
+    /// How often the heartbeat is written.
+    pub heartbeat_every: Duration,
+    /// How long a heartbeat counts: a node silent for longer is stale. Default: 3 heartbeats.
+    pub heartbeat_ttl: Duration,
+    /// The stream's approximate cap (`XADD … MAXLEN ~ N`).
+    pub stream_maxlen: usize,
+    /// Events and summaries waiting for Redis before new ones are dropped (and counted).
+    pub queue: usize,
+    /// The deadline of every Redis call, connecting included.
+    pub call_timeout: Duration,
+}
+
+impl FleetConfig {
+    /// The defaults for `url`: heartbeat every 5 s, stale after 15 s, a stream of ~10,000 events,
+    /// a queue of 1,024, 2 s per call.
+    pub fn new(url: impl Into<String>) -> Self {
+        FleetConfig {
+            url: url.into(),
+            username: None,
+            password_file: None,
+            prefix: "joelclaw".into(),
+            heartbeat_every: Duration::from_secs(5),
+            heartbeat_ttl: Duration::from_secs(15),
+            stream_maxlen: 10_000,
+            queue: 1024,
+            call_timeout: Duration::from_secs(2),
+        }
+    }
+
+    /// The address without any password in it, for messages.
+    pub fn redacted_url(&self) -> String {
+        match (self.url.find("://"), self.url.rfind('@')) {
+            (Some(scheme), Some(at)) if at > scheme => {
+                format!("{}://***@{}", &self.url[..scheme], &self.url[at + 1..])
+            }
+            _ => self.url.clone(),
+        }
+    }
+
+    /// Checks everything before anything connects: the address parses, the limits make sense,
+    /// the password file exists and is private.
+    pub fn validate(&self) -> Result<(), FleetError> {
+        self.client().map(|_| ())
+    }
+
+    /// A Redis client for this configuration (reads the password file).
+    pub(crate) fn client(&self) -> Result<redis::Client, FleetError> {
+        let bad = |what: String| FleetError::Config(what);
+        if self.heartbeat_every.is_zero() || self.call_timeout.is_zero() {
+            return Err(bad(
+                "fleet.heartbeat_every and the call timeout must be above zero".into(),
+            ));
+        }
+        if self.heartbeat_ttl <= self.heartbeat_every {
+            return Err(bad(format!(
+                "fleet.heartbeat_ttl ({:?}) must be longer than fleet.heartbeat_every ({:?}), or every node looks stale between heartbeats",
+                self.heartbeat_ttl, self.heartbeat_every
+            )));
+        }
+        if self.queue == 0 || self.stream_maxlen == 0 {
+            return Err(bad(
+                "fleet.queue and fleet.stream_maxlen must be above zero".into(),
+            ));
+        }
+        if self.prefix.is_empty() || self.prefix.contains(char::is_whitespace) {
+            return Err(bad(format!(
+                "fleet.prefix {:?}: must be non-empty, without spaces",
+                self.prefix
+            )));
+        }
+        let mut info = self.url.as_str().into_connection_info().map_err(|e| {
+            bad(format!(
+                "fleet.redis {:?}: not a Redis address ({e}); use redis://host:port, rediss://host:port or redis+unix:///path",
+                self.redacted_url()
+            ))
+        })?;
+        let mut settings = info.redis_settings().clone();
+        if let Some(user) = &self.username {
+            settings = settings.set_username(user);
+        }
+        if let Some(path) = &self.password_file {
+            settings = settings.set_password(read_secret(path)?);
+        }
+        info = info.set_redis_settings(settings);
+        redis::Client::open(info).map_err(|e| {
+            bad(format!(
+                "fleet.redis {:?}: {e} (rediss:// needs this agent built with TLS support)",
+                self.redacted_url()
+            ))
+        })
+    }
+}
+
+/// Reads a secret file, refusing one that others can read.
+fn read_secret(path: &Path) -> Result<String, FleetError> {
+    let bad = |what: String| {
+        FleetError::Config(format!("fleet.password_file {}: {what}", path.display()))
+    };
+    let meta = std::fs::metadata(path).map_err(|e| bad(e.to_string()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            return Err(bad(format!(
+                "mode {mode:o} lets group or others read the password; chmod 600 it (owner: the service account)"
+            )));
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = meta;
+    let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
+    let secret = text.trim_end_matches(['\n', '\r']);
+    if secret.is_empty() {
+        return Err(bad("is empty".into()));
+    }
+    Ok(secret.to_string())
+}
+
+/// Runs one Redis call under the configured deadline, naming what it was doing on failure.
+pub(crate) async fn call<T>(
+    config: &FleetConfig,
+    during: &'static str,
+    fut: impl std::future::Future<Output = redis::RedisResult<T>>,
+) -> Result<T, FleetError> {
+    match tokio::time::timeout(config.call_timeout, fut).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(source)) if source.is_timeout() => Err(FleetError::Timeout {
+            url: config.redacted_url(),
+            after: config.call_timeout,
+            during,
+        }),
+        Ok(Err(source)) => Err(FleetError::Redis {
+            url: config.redacted_url(),
+            during,
+            source,
+        }),
+        Err(_) => Err(FleetError::Timeout {
+            url: config.redacted_url(),
+            after: config.call_timeout,
+            during,
+        }),
+    }
+}
+
+/// Connects, under the deadline.
+pub(crate) async fn connect(
+    config: &FleetConfig,
+    client: &redis::Client,
+) -> Result<redis::aio::MultiplexedConnection, FleetError> {
+    let settings = redis::AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(config.call_timeout))
+        .set_response_timeout(Some(config.call_timeout));
+    call(
+        config,
+        "connect",
+        client.get_multiplexed_async_connection_with_config(&settings),
+    )
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_settings_are_named() {
+        let mut c = FleetConfig::new("redis://127.0.0.1:6379");
+        assert!(c.validate().is_ok());
+        c.heartbeat_ttl = c.heartbeat_every;
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("heartbeat_ttl"));
+        let c = FleetConfig::new("http://example");
+        let e = c.validate().unwrap_err().to_string();
+        assert!(
+            e.contains("fleet.redis") && e.contains("not a Redis address"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn passwords_never_reach_messages() {
+        let c = FleetConfig::new("redis://node-a:s3cret@central:6379/0");
+        assert_eq!(c.redacted_url(), "redis://***@central:6379/0");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_password_file_others_can_read_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("redis.pass");
+        std::fs::write(&path, "s3cret\n").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let mut c = FleetConfig::new("redis://127.0.0.1:6379");
+        c.password_file = Some(path.clone());
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("redis.pass") && e.contains("644"), "{e}");
+        assert!(!e.contains("s3cret"), "{e}");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert!(c.validate().is_ok());
+    }
+}

@@ -1,0 +1,131 @@
+//! The reading side: the fleet's nodes and their events, for `status --fleet` and
+//! `events --fleet`.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use redis::streams::{StreamReadOptions, StreamReadReply};
+use serde::Serialize;
+
+use crate::config::{call, connect, FleetConfig, FleetError};
+use crate::keys;
+use crate::record::NodeHeartbeat;
+
+/// One node as Central sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FleetNode {
+    /// Its last heartbeat.
+    #[serde(flatten)]
+    pub heartbeat: NodeHeartbeat,
+    /// No heartbeat within its TTL (by Redis's clock): the node or its link is down.
+    pub stale: bool,
+    /// How old the last heartbeat is, by this machine's clock (ms; 0 when in the future).
+    pub age_ms: u64,
+}
+
+/// One event of the fleet's stream.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FleetEvent {
+    /// The stream entry id (`ms-seq`): pass it back to read what follows.
+    pub id: String,
+    /// The node that published it.
+    pub node_id: String,
+    /// The heal event, as the node wrote it.
+    pub event: serde_json::Value,
+}
+
+/// Every node that ever published, with whether it is stale, sorted by node id.
+pub async fn fleet_status(config: &FleetConfig) -> Result<Vec<FleetNode>, FleetError> {
+    let client = config.client()?;
+    let mut conn = connect(config, &client).await?;
+    let nodes_key = keys::nodes(&config.prefix);
+    let all: Vec<(String, String)> = call(
+        config,
+        "read the nodes",
+        redis::cmd("HGETALL").arg(&nodes_key).query_async(&mut conn),
+    )
+    .await?;
+    let mut pipe = redis::pipe();
+    for (id, _) in &all {
+        pipe.exists(keys::alive(&config.prefix, id));
+    }
+    let alive: Vec<bool> = if all.is_empty() {
+        Vec::new()
+    } else {
+        call(config, "read the heartbeats", pipe.query_async(&mut conn)).await?
+    };
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    let mut nodes = Vec::with_capacity(all.len());
+    for ((id, json), alive) in all.into_iter().zip(alive) {
+        let heartbeat: NodeHeartbeat =
+            serde_json::from_str(&json).map_err(|e| FleetError::Record {
+                key: format!("{nodes_key} {id}"),
+                detail: e.to_string(),
+            })?;
+        nodes.push(FleetNode {
+            age_ms: now.saturating_sub(heartbeat.at_ms),
+            heartbeat,
+            stale: !alive,
+        });
+    }
+    nodes.sort_by(|a, b| a.heartbeat.node.node_id.cmp(&b.heartbeat.node.node_id));
+    Ok(nodes)
+}
+
+/// Up to `count` events after the entry `after` (`0` for the oldest kept, an id from a previous
+/// read to go on). With `block`, waits up to that long for the first one (Redis's `BLOCK`).
+pub async fn read_events(
+    config: &FleetConfig,
+    after: &str,
+    count: usize,
+    block: Option<Duration>,
+) -> Result<Vec<FleetEvent>, FleetError> {
+    let client = config.client()?;
+    let mut conn = connect(config, &client).await?;
+    let key = keys::events(&config.prefix);
+    let mut opts = StreamReadOptions::default().count(count);
+    if let Some(block) = block {
+        opts = opts.block(usize::try_from(block.as_millis()).unwrap_or(usize::MAX));
+    }
+    // The deadline covers the wait Redis was asked for, plus the call's own.
+    let deadline = FleetConfig {
+        call_timeout: config.call_timeout + block.unwrap_or_default(),
+        ..config.clone()
+    };
+    let reply: Option<StreamReadReply> = call(
+        &deadline,
+        "read events",
+        redis::cmd("XREAD")
+            .arg(&opts)
+            .arg("STREAMS")
+            .arg(&key)
+            .arg(after)
+            .query_async(&mut conn),
+    )
+    .await?;
+    let mut out = Vec::new();
+    for stream in reply.map(|r| r.keys).unwrap_or_default() {
+        for entry in stream.ids {
+            let field = |name: &str| -> Option<String> {
+                entry
+                    .map
+                    .get(name)
+                    .and_then(|v| redis::from_redis_value::<String>(v.clone()).ok())
+            };
+            let bad = |what: &str| FleetError::Record {
+                key: format!("{key} {}", entry.id),
+                detail: what.to_string(),
+            };
+            let node_id = field("node_id").ok_or_else(|| bad("no node_id field"))?;
+            let event = field("event").ok_or_else(|| bad("no event field"))?;
+            let event = serde_json::from_str(&event).map_err(|e| bad(&e.to_string()))?;
+            out.push(FleetEvent {
+                id: entry.id.clone(),
+                node_id,
+                event,
+            });
+        }
+    }
+    Ok(out)
+}
