@@ -197,6 +197,18 @@ impl EventKind {
             EventKind::HealEscalated => "heal.escalated",
         }
     }
+
+    /// Whether the event reports something wrong (a warning in logs and telemetry), rather than
+    /// progress.
+    pub fn is_warning(self) -> bool {
+        matches!(
+            self,
+            EventKind::ProbeFailed
+                | EventKind::HealFailed
+                | EventKind::BreakerOpened
+                | EventKind::HealEscalated
+        )
+    }
 }
 
 impl fmt::Display for EventKind {
@@ -343,12 +355,10 @@ impl HealEvent {
                 )
             };
         }
-        match self.event {
-            EventKind::ProbeFailed
-            | EventKind::HealFailed
-            | EventKind::BreakerOpened
-            | EventKind::HealEscalated => emit!(warn),
-            _ => emit!(info),
+        if self.event.is_warning() {
+            emit!(warn)
+        } else {
+            emit!(info)
         }
     }
 }

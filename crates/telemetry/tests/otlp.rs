@@ -1,0 +1,215 @@
+//! The export against a real OTLP/HTTP receiver (protobuf bodies decoded with the
+//! `opentelemetry-proto` types), and against a collector that is down or never answers.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::routing::post;
+use central_core::events::{Step, StepOutcome};
+use central_core::model::{EndpointClass, ServiceClass};
+use central_core::{EventKind, EventSink, HealEvent};
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use opentelemetry_proto::tonic::common::v1::any_value::Value as ProtoValue;
+use opentelemetry_proto::tonic::common::v1::KeyValue as ProtoKeyValue;
+use prost::Message;
+use telemetry::{NodeAttributes, OtlpExport, TelemetryConfig};
+
+#[derive(Default)]
+struct Received {
+    logs: Vec<ExportLogsServiceRequest>,
+    metrics: Vec<ExportMetricsServiceRequest>,
+}
+
+type Shared = Arc<Mutex<Received>>;
+
+/// An OTLP/HTTP receiver on a loopback port: it decodes what it gets.
+async fn receiver() -> (String, Shared) {
+    let received = Shared::default();
+    let app = axum::Router::new()
+        .route(
+            "/v1/logs",
+            post(|State(r): State<Shared>, body: Bytes| async move {
+                let req = ExportLogsServiceRequest::decode(body).expect("a protobuf logs request");
+                r.lock().unwrap().logs.push(req);
+                ""
+            }),
+        )
+        .route(
+            "/v1/metrics",
+            post(|State(r): State<Shared>, body: Bytes| async move {
+                let req =
+                    ExportMetricsServiceRequest::decode(body).expect("a protobuf metrics request");
+                r.lock().unwrap().metrics.push(req);
+                ""
+            }),
+        )
+        .with_state(received.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (format!("http://{addr}"), received)
+}
+
+fn node() -> NodeAttributes {
+    NodeAttributes {
+        node_id: "node-a".into(),
+        platform: "linux".into(),
+        role: "fleet".into(),
+        version: "test".into(),
+    }
+}
+
+fn config(url: &str) -> TelemetryConfig {
+    TelemetryConfig {
+        export_every: Duration::from_millis(200),
+        timeout: Duration::from_millis(500),
+        ..TelemetryConfig::new(url)
+    }
+}
+
+fn heal_event(kind: EventKind, outcome: Option<StepOutcome>) -> HealEvent {
+    HealEvent {
+        event: kind,
+        at_ms: 1_700_000_000_000,
+        node_id: "node-a".into(),
+        platform: "linux".into(),
+        adapter_type: "systemd".into(),
+        endpoint_class: Some(EndpointClass::Localhost),
+        service: "web".into(),
+        class: ServiceClass::ServiceCritical,
+        step: Some(Step::Restart),
+        attempt: Some(1),
+        error_kind: None,
+        cause: None,
+        outcome,
+        detail: "web was restarted".into(),
+    }
+}
+
+fn text(kv: &[ProtoKeyValue], key: &str) -> Option<String> {
+    kv.iter()
+        .find(|a| a.key == key)
+        .and_then(|a| a.value.as_ref()?.value.as_ref())
+        .and_then(|v| match v {
+            ProtoValue::StringValue(s) => Some(s.clone()),
+            ProtoValue::IntValue(i) => Some(i.to_string()),
+            _ => None,
+        })
+}
+
+async fn eventually<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    for _ in 0..1000 {
+        if let Some(v) = check() {
+            return v;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("timed out after 20 s waiting for: {what}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heal_events_arrive_as_log_records_with_every_attribute_and_are_counted() {
+    let (url, received) = receiver().await;
+    let export = OtlpExport::start(&config(&url), &node()).unwrap();
+    export.emit(&heal_event(EventKind::HealStarted, None));
+    export.emit(&heal_event(
+        EventKind::HealSucceeded,
+        Some(StepOutcome::Observed),
+    ));
+    export.set_health(4, 1, 0, 0);
+
+    let records = eventually("both log records", || {
+        let r = received.lock().unwrap();
+        let records: Vec<_> = r
+            .logs
+            .iter()
+            .flat_map(|req| &req.resource_logs)
+            .flat_map(|rl| &rl.scope_logs)
+            .flat_map(|sl| sl.log_records.clone())
+            .collect();
+        (records.len() == 2).then_some(records)
+    })
+    .await;
+    let done = records
+        .iter()
+        .find(|r| r.event_name == "heal.succeeded")
+        .expect("the heal.succeeded record");
+    for (key, want) in [
+        ("node_id", "node-a"),
+        ("platform", "linux"),
+        ("adapter_type", "systemd"),
+        ("endpoint_class", "localhost"),
+        ("service", "web"),
+        ("step", "restart"),
+        ("outcome", "observed"),
+        ("attempt", "1"),
+    ] {
+        assert_eq!(text(&done.attributes, key).as_deref(), Some(want), "{key}");
+    }
+    let resource = received.lock().unwrap().logs[0].resource_logs[0]
+        .resource
+        .clone()
+        .unwrap();
+    assert_eq!(
+        text(&resource.attributes, "node_id").as_deref(),
+        Some("node-a")
+    );
+
+    // The counter and the gauge arrive as OTLP metrics.
+    eventually("the heal counter and the services gauge", || {
+        let r = received.lock().unwrap();
+        let names: Vec<String> = r
+            .metrics
+            .iter()
+            .flat_map(|req| &req.resource_metrics)
+            .flat_map(|rm| &rm.scope_metrics)
+            .flat_map(|sm| sm.metrics.iter().map(|m| m.name.clone()))
+            .collect();
+        (names.iter().any(|n| n == "joelclaw.heal.events")
+            && names.iter().any(|n| n == "joelclaw.services"))
+        .then_some(())
+    })
+    .await;
+    export.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_collector_that_never_answers_only_costs_dropped_records() {
+    // Accepts connections and never answers: the worst collector there is.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", silent.local_addr().unwrap());
+    let export = OtlpExport::start(
+        &TelemetryConfig {
+            queue: 64,
+            ..config(&url)
+        },
+        &node(),
+    )
+    .unwrap();
+    // Far more than the queue holds: each emit only enqueues (or drops), never waits.
+    for _ in 0..20_000 {
+        export.emit(&heal_event(EventKind::ProbeFailed, None));
+    }
+    // Shutting down is bounded by the export deadline, not by the silent collector.
+    tokio::task::spawn_blocking(move || export.shutdown())
+        .await
+        .unwrap();
+    drop(silent);
+}
+
+#[test]
+fn bad_addresses_are_named() {
+    for bad in ["collector:4318", "https://collector:4318", "grpc://x"] {
+        let err = TelemetryConfig::new(bad)
+            .validate()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("telemetry.otlp") && err.contains(bad), "{err}");
+    }
+    assert!(TelemetryConfig::new("http://127.0.0.1:4318")
+        .validate()
+        .is_ok());
+}
