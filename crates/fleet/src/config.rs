@@ -84,6 +84,22 @@ impl FleetConfig {
         }
     }
 
+    /// The configuration an inventory's `[fleet]` section asks for (defaults for what it leaves
+    /// out; the heartbeat TTL is three heartbeats).
+    pub fn from_spec(spec: &central_core::model::FleetSpec) -> Self {
+        let mut config = FleetConfig::new(spec.redis.clone());
+        config.username = spec.username.clone();
+        config.password_file = spec.password_file.clone();
+        if let Some(prefix) = &spec.prefix {
+            config.prefix = prefix.clone();
+        }
+        if let Some(every) = spec.heartbeat {
+            config.heartbeat_every = every;
+            config.heartbeat_ttl = every * 3;
+        }
+        config
+    }
+
     /// The address without any password in it, for messages.
     pub fn redacted_url(&self) -> String {
         match (self.url.find("://"), self.url.rfind('@')) {

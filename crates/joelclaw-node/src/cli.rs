@@ -8,11 +8,11 @@ use clap::{Parser, Subcommand};
 
 use crate::output::exit;
 use crate::verbs::{
-    apply, audit, demo_service, gate, identity, inspect, install_self, run, status,
+    apply, audit, demo_service, fleet, gate, identity, inspect, install_self, run, status,
 };
 use crate::verbs::{
     apply::ApplyArgs, audit::AuditArgs, demo_service::DemoServiceArgs, gate::GateArgs,
-    inspect::InspectArgs, install_self::InstallSelfArgs, run::RunArgs, status::InventoryArgs,
+    inspect::InspectArgs, install_self::InstallSelfArgs, run::RunArgs, status::StatusArgs,
 };
 
 /// The joelclaw node agent: keeps this node's services alive and checks its setup.
@@ -37,8 +37,11 @@ pub struct Cli {
 pub enum Command {
     /// Run the heal loop over an inventory (the main job).
     Run(RunArgs),
-    /// One probe round: a table of services, node identity and substrate.
-    Status(InventoryArgs),
+    /// One probe round: a table of services, node identity and substrate (`--fleet`: every
+    /// node publishing to Central's Redis).
+    Status(StatusArgs),
+    /// The fleet's heal events from Central's Redis (`--fleet`), `--follow` for new ones.
+    Events(fleet::EventsArgs),
     /// One service's state, from its manager.
     Inspect(InspectArgs),
     /// This node's identity, with where each value came from.
@@ -79,6 +82,7 @@ pub fn main() -> ExitCode {
         Command::Audit(args) => audit::exec(args),
         Command::Run(args) => run::exec(args, state_dir),
         Command::Status(args) => status::exec(args, state_dir),
+        Command::Events(args) => fleet::events(args, as_json),
         Command::Inspect(args) => inspect::exec(args, state_dir),
         Command::Apply(args) => apply::exec(args),
         Command::InstallSelf(args) => install_self::exec(args, state_dir),

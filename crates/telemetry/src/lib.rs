@@ -60,6 +60,15 @@ impl TelemetryConfig {
         }
     }
 
+    /// The configuration an inventory's `[telemetry]` section asks for.
+    pub fn from_spec(spec: &central_core::model::TelemetrySpec) -> Self {
+        let mut config = TelemetryConfig::new(spec.otlp.clone());
+        if let Some(every) = spec.export_every {
+            config.export_every = every;
+        }
+        config
+    }
+
     /// Checks the address and limits before anything starts.
     pub fn validate(&self) -> Result<(), TelemetryError> {
         let base = self.otlp.trim_end_matches('/');

@@ -357,6 +357,12 @@ impl Parser<'_> {
             notify,
             services,
             managers,
+            fleet: raw.fleet.as_ref().map(|f| self.fleet(f)).transpose()?,
+            telemetry: raw
+                .telemetry
+                .as_ref()
+                .map(|t| self.telemetry(t))
+                .transpose()?,
         })
     }
 

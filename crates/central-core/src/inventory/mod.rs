@@ -15,6 +15,7 @@
 mod config;
 mod lower;
 mod probe;
+mod publish;
 mod raw;
 #[cfg(test)]
 mod tests;

@@ -65,6 +65,25 @@ pub(super) struct RawInventory {
     pub(super) services: Vec<Spanned<RawService>>,
     #[serde(default)]
     pub(super) managers: BTreeMap<String, Spanned<ManagerSettings>>,
+    pub(super) fleet: Option<Spanned<RawFleet>>,
+    pub(super) telemetry: Option<Spanned<RawTelemetry>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawFleet {
+    pub(super) redis: Spanned<String>,
+    pub(super) username: Option<Spanned<String>>,
+    pub(super) password_file: Option<Spanned<PathBuf>>,
+    pub(super) prefix: Option<Spanned<String>>,
+    pub(super) heartbeat: Dur,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTelemetry {
+    pub(super) otlp: Spanned<String>,
+    pub(super) export_every: Dur,
 }
 
 #[derive(Deserialize, Default)]

@@ -622,3 +622,48 @@ program = "/bin/local"
     // The embedded supervisor keeps its own logs.
     assert_eq!(config(&inv, "local").stdout_path, None);
 }
+
+#[test]
+fn fleet_and_telemetry_sections_are_read_and_checked() {
+    let text = "[fleet]\nredis = \"redis://central:6379/0\"\nusername = \"node-a\"\npassword_file = \"/etc/joelclaw/redis.pass\"\nheartbeat = \"2s\"\n\n[telemetry]\notlp = \"http://127.0.0.1:4318\"\n";
+    let inv = parse(text).unwrap();
+    let fleet = inv.fleet.unwrap();
+    assert_eq!(fleet.redis, "redis://central:6379/0");
+    assert_eq!(fleet.username.as_deref(), Some("node-a"));
+    assert_eq!(fleet.heartbeat, Some(std::time::Duration::from_secs(2)));
+    assert_eq!(inv.telemetry.unwrap().otlp, "http://127.0.0.1:4318");
+    assert!(parse("[[service]]\nlabel = \"a\"\nmanager = \"null\"\n")
+        .unwrap()
+        .fleet
+        .is_none());
+
+    for (text, key, line) in [
+        ("\n[fleet]\nredis = \"http://central\"\n", "fleet.redis", 3),
+        (
+            "[fleet]\nredis = \"redis://node:s3cret@central:6379\"\n",
+            "fleet.redis",
+            2,
+        ),
+        (
+            "[fleet]\nredis = \"redis://central\"\npassword_file = \"redis.pass\"\n",
+            "fleet.password_file",
+            3,
+        ),
+        (
+            "[fleet]\nredis = \"redis://central\"\nheartbeat = \"0s\"\n",
+            "fleet.heartbeat",
+            3,
+        ),
+        (
+            "[telemetry]\notlp = \"grpc://collector:4317\"\n",
+            "telemetry.otlp",
+            2,
+        ),
+    ] {
+        let err = parse(text).unwrap_err();
+        assert_eq!((err.key.as_str(), err.line), (key, line), "{err}");
+        assert!(!err.to_string().contains("s3cret"), "{err}");
+    }
+    let err = parse("[fleet]\nredis = \"redis://central\"\nredis_url = \"x\"\n").unwrap_err();
+    assert_eq!(err.kind, InventoryErrorKind::UnknownKey, "{err}");
+}

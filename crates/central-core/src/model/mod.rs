@@ -286,6 +286,35 @@ pub struct Inventory {
     pub services: Vec<ServiceSpec>,
     /// Settings for the agent's adapters, by manager name (`[managers.systemd]`).
     pub managers: BTreeMap<String, ManagerSettings>,
+    /// Publishing this node to Central's Redis (`[fleet]`), when set.
+    pub fleet: Option<FleetSpec>,
+    /// Exporting heal events and health to an OpenTelemetry collector (`[telemetry]`), when set.
+    pub telemetry: Option<TelemetrySpec>,
+}
+
+/// Where this node publishes its heartbeat, status and events (`[fleet]`). Plain data: the
+/// `fleet` crate connects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FleetSpec {
+    /// `redis://host:port`, `rediss://…` or `redis+unix:///path`.
+    pub redis: String,
+    /// The ACL user.
+    pub username: Option<String>,
+    /// A file holding the password, readable by the agent only.
+    pub password_file: Option<PathBuf>,
+    /// The key prefix (default `joelclaw`).
+    pub prefix: Option<String>,
+    /// How often the heartbeat is written (default 5 s; the node is stale after 3 of them).
+    pub heartbeat: Option<Duration>,
+}
+
+/// Where heal events and health are exported (`[telemetry]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TelemetrySpec {
+    /// The collector's OTLP/HTTP address (`http://host:4318`).
+    pub otlp: String,
+    /// How often metrics are exported (default 10 s).
+    pub export_every: Option<Duration>,
 }
 
 /// How the agent should set up one manager's adapter (`[managers.launchd]`,

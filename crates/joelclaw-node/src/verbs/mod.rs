@@ -9,6 +9,7 @@
 pub mod apply;
 pub mod audit;
 pub mod demo_service;
+pub mod fleet;
 pub mod gate;
 pub mod identity;
 pub mod inspect;

@@ -10,12 +10,15 @@ use crate::compose::{compose, Mode};
 use crate::output::{json_name, opt, table, Failure, Report};
 use crate::setup::{load, node_identity, runtime, state_dir};
 
-/// `--inventory FILE`.
+/// `--inventory FILE [--fleet]`.
 #[derive(Debug, Args)]
-pub struct InventoryArgs {
+pub struct StatusArgs {
     /// The inventory (TOML).
     #[arg(long, short = 'i', value_name = "FILE")]
     pub inventory: PathBuf,
+    /// Every node of the fleet instead, from Central's Redis (the inventory's `[fleet]`).
+    #[arg(long)]
+    pub fleet: bool,
 }
 
 /// Copies the files of `from` (not its subfolders) into `to`; `false` when there were none.
@@ -42,9 +45,12 @@ fn health_cell(s: &central_core::ServiceSnapshot) -> String {
 }
 
 /// One probe round; exit 1 when a service is unhealthy.
-pub fn exec(args: InventoryArgs, state_flag: Option<PathBuf>) -> Result<Report, Failure> {
+pub fn exec(args: StatusArgs, state_flag: Option<PathBuf>) -> Result<Report, Failure> {
     const CMD: &str = "status";
     let inventory = load(CMD, &args.inventory)?;
+    if args.fleet {
+        return super::fleet::status(&inventory);
+    }
     let identity = node_identity(CMD, Some(&inventory))?;
     let state = state_dir(CMD, state_flag, &inventory)?;
     let rt = runtime(CMD)?;

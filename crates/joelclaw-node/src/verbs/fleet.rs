@@ -1,0 +1,175 @@
+//! `status --fleet` and `events --fleet`: every node publishing to Central's Redis (the
+//! inventory's `[fleet]`), read back from it: role, last heartbeat, summary, stale nodes flagged
+//! as unreachable; and the fleet's heal events, `--follow` to wait for new ones.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use central_core::Inventory;
+use clap::Args;
+use fleet::{fleet_status, read_events, FleetConfig, FleetEvent};
+
+use crate::output::{table, Failure, Report};
+use crate::setup::{load, runtime};
+
+/// The fleet's configuration, or a usage error saying where to set it.
+fn config(command: &'static str, inventory: &Inventory) -> Result<FleetConfig, Failure> {
+    let spec = inventory.fleet.as_ref().ok_or_else(|| {
+        Failure::input(
+            command,
+            format!(
+                "{}: no [fleet] section: the fleet is read from Central's Redis; add [fleet] redis = \"redis://central:6379\"",
+                inventory.file.display()
+            ),
+        )
+    })?;
+    let config = FleetConfig::from_spec(spec);
+    config.validate().map_err(|e| Failure::input(command, e))?;
+    Ok(config)
+}
+
+fn age(ms: u64) -> String {
+    humantime::format_duration(Duration::from_secs(ms / 1000)).to_string() + " ago"
+}
+
+/// `status --fleet`: exit 1 when a node is stale or has unhealthy services.
+pub fn status(inventory: &Inventory) -> Result<Report, Failure> {
+    const CMD: &str = "status";
+    let config = config(CMD, inventory)?;
+    let nodes = runtime(CMD)?
+        .block_on(fleet_status(&config))
+        .map_err(|e| Failure::failed(CMD, e))?;
+    let rows: Vec<Vec<String>> = nodes
+        .iter()
+        .map(|n| {
+            let h = &n.heartbeat;
+            vec![
+                h.node.node_id.clone(),
+                h.node.role.clone(),
+                h.node.platform.clone(),
+                if n.stale { "unreachable" } else { "up" }.into(),
+                age(n.age_ms),
+                h.summary.healthy.to_string(),
+                h.summary.unhealthy.to_string(),
+                h.summary.open_breakers.to_string(),
+                if h.summary.unhealthy_services.is_empty() {
+                    "-".into()
+                } else {
+                    h.summary.unhealthy_services.join(",")
+                },
+            ]
+        })
+        .collect();
+    let mut human = table(
+        &[
+            "NODE",
+            "ROLE",
+            "PLATFORM",
+            "STATE",
+            "HEARTBEAT",
+            "HEALTHY",
+            "UNHEALTHY",
+            "BREAKERS",
+            "DOWN",
+        ],
+        &rows,
+    );
+    if nodes.is_empty() {
+        human = format!("no node has published to {} yet\n", config.redacted_url());
+    }
+    let troubled = nodes
+        .iter()
+        .any(|n| n.stale || n.heartbeat.summary.unhealthy > 0);
+    let result = serde_json::json!({ "redis": config.redacted_url(), "nodes": nodes });
+    Ok(if troubled {
+        Report::findings(CMD, result, human)
+    } else {
+        Report::ok(CMD, result, human)
+    })
+}
+
+/// `events --fleet [--follow] [--since ID] [--lines N]`.
+#[derive(Debug, Args)]
+pub struct EventsArgs {
+    /// The inventory (TOML) naming Central's Redis in `[fleet]`.
+    #[arg(long, short = 'i', value_name = "FILE")]
+    pub inventory: PathBuf,
+    /// Read the whole fleet's events from Central's Redis (the only source so far).
+    #[arg(long)]
+    pub fleet: bool,
+    /// Keep waiting for new events, printing each as it arrives (one JSON line each with
+    /// `--json`), until interrupted.
+    #[arg(long, short = 'f')]
+    pub follow: bool,
+    /// Start after this stream id (from a previous read); default: the oldest kept.
+    #[arg(long, value_name = "ID", default_value = "0")]
+    pub since: String,
+    /// At most this many events (without --follow).
+    #[arg(long, value_name = "N", default_value_t = 100)]
+    pub lines: usize,
+}
+
+fn line(e: &FleetEvent) -> String {
+    let field = |k: &str| e.event[k].as_str().unwrap_or("-").to_string();
+    format!(
+        "{}  {}  {}  {}  {}",
+        e.id,
+        e.node_id,
+        field("service"),
+        field("event"),
+        field("detail")
+    )
+}
+
+/// Reads (or follows) the fleet's event stream.
+pub fn events(args: EventsArgs, as_json: bool) -> Result<Report, Failure> {
+    const CMD: &str = "events";
+    if !args.fleet {
+        return Err(Failure::input(
+            CMD,
+            "events reads the fleet's stream: pass --fleet (a node's own events are in the --events output of `run`)",
+        ));
+    }
+    let inventory = load(CMD, &args.inventory)?;
+    let config = config(CMD, &inventory)?;
+    let rt = runtime(CMD)?;
+    if args.follow {
+        let mut after = if args.since == "0" {
+            "$".to_string()
+        } else {
+            args.since.clone()
+        };
+        loop {
+            let batch = rt
+                .block_on(read_events(
+                    &config,
+                    &after,
+                    256,
+                    Some(Duration::from_secs(5)),
+                ))
+                .map_err(|e| Failure::failed(CMD, e))?;
+            for e in &batch {
+                if as_json {
+                    println!("{}", serde_json::to_string(e).unwrap_or_default());
+                } else {
+                    println!("{}", line(e));
+                }
+                after.clone_from(&e.id);
+            }
+        }
+    }
+    let events = rt
+        .block_on(read_events(&config, &args.since, args.lines, None))
+        .map_err(|e| Failure::failed(CMD, e))?;
+    let human: String = events.iter().map(|e| line(e) + "\n").collect();
+    let last = events.last().map(|e| e.id.clone());
+    Ok(Report::ok(
+        CMD,
+        serde_json::json!({ "events": events, "last_id": last }),
+        if human.is_empty() {
+            "no events\n".into()
+        } else {
+            human
+        },
+    ))
+}
