@@ -3,8 +3,8 @@
 //! the event sink and the output envelope. The `joelclaw-node` binary is a thin `main` over
 //! [`cli::main`].
 //!
-//! Layers, each using only those below it: `cli` → `verbs` → `setup`, `audit`, `demo`, `sink`
-//! → `compose` → `embedded`; `output` is used by `cli`, `verbs` and `setup`.
+//! Layers, each using only those below it: `cli` → `verbs` → `setup`, `audit`, `demo`, `sink`,
+//! `publish` → `compose` → `embedded`; `output` is used by `cli`, `verbs` and `setup`.
 
 pub mod audit;
 pub mod cli;
@@ -12,6 +12,7 @@ pub mod compose;
 pub mod demo;
 pub mod embedded;
 pub mod output;
+pub mod publish;
 pub mod setup;
 pub mod sink;
 pub mod verbs;

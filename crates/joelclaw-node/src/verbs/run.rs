@@ -13,6 +13,7 @@ use process_manager::ProcessManagerPort;
 use crate::compose::{compose, Mode};
 use crate::output::{Failure, Report};
 use crate::setup::{load, node_identity, runtime, state_dir};
+use crate::publish::Publishers;
 use crate::sink::QueuedJsonLines;
 
 /// `run`.
@@ -84,6 +85,7 @@ pub fn exec(args: RunArgs, state_flag: Option<PathBuf>) -> Result<Report, Failur
     rt.block_on(async {
         let comp = compose(&inventory, &state, Mode::Own).map_err(|e| Failure::input(CMD, e))?;
         let tags = NodeTags::from_identity(&identity, &inventory);
+        let publishers = Publishers::start(&inventory, &tags).map_err(|e| Failure::input(CMD, e))?;
         let mut heal = HealLoop::new(
             &inventory,
             comp.ports(),
@@ -92,6 +94,10 @@ pub fn exec(args: RunArgs, state_flag: Option<PathBuf>) -> Result<Report, Failur
         .map_err(|e| Failure::input(CMD, e))?;
         let sink = Arc::new(QueuedJsonLines::new(events, crate::sink::QUEUE));
         heal.add_sink(sink.clone());
+        for publisher in publishers.sinks() {
+            heal.add_sink(publisher);
+        }
+        publishers.publish_status(&heal.status());
         if let Some(sup) = &comp.embedded {
             for (spec, config) in inventory.desired_configs() {
                 if spec.manager != ManagerKind::Embedded {
@@ -120,6 +126,7 @@ pub fn exec(args: RunArgs, state_flag: Option<PathBuf>) -> Result<Report, Failur
         if let Some(sup) = &comp.embedded {
             sup.shutdown().await;
         }
+        publishers.shutdown().await;
         sink.finish();
         tracing::info!(dropped_events = sink.dropped(), "stopped; state saved");
         Ok(Report::ok(
