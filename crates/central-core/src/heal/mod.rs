@@ -56,6 +56,7 @@ pub struct HealLoop {
     warnings: Vec<String>,
     sinks: Vec<Arc<dyn EventSink>>,
     events_tx: broadcast::Sender<HealEvent>,
+    status_tx: tokio::sync::watch::Sender<NodeStatus>,
     dirty: bool,
 }
 
@@ -252,8 +253,16 @@ impl HealLoop {
             warnings,
             sinks: Vec::new(),
             events_tx: broadcast::channel(1024).0,
+            status_tx: tokio::sync::watch::channel(NodeStatus::default()).0,
             dirty: false,
         })
+    }
+
+    /// The node's snapshot after each round (the latest only): what the local API and the
+    /// fleet heartbeat show, without a probe round of their own.
+    pub fn watch_status(&self) -> tokio::sync::watch::Receiver<NodeStatus> {
+        self.status_tx.send_replace(self.status());
+        self.status_tx.subscribe()
     }
 
     /// Adds a sink that receives every event (e.g. a [`crate::JsonLinesSink`] on a file).
@@ -447,6 +456,9 @@ impl HealLoop {
         }
         self.publish(&last);
         report.events.extend(last);
+        if self.status_tx.receiver_count() > 0 {
+            self.status_tx.send_replace(self.status());
+        }
         report
     }
 

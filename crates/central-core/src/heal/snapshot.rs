@@ -71,7 +71,7 @@ pub struct ServiceSnapshot {
 }
 
 /// A node status snapshot for `status`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct NodeStatus {
     /// The node id.
     pub node_id: String,

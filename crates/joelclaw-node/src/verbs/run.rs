@@ -12,8 +12,8 @@ use process_manager::ProcessManagerPort;
 
 use crate::compose::{compose, Mode};
 use crate::output::{Failure, Report};
-use crate::setup::{load, node_identity, runtime, state_dir};
 use crate::publish::Publishers;
+use crate::setup::{load, node_identity, runtime, state_dir};
 use crate::sink::QueuedJsonLines;
 
 /// `run`.
@@ -85,7 +85,8 @@ pub fn exec(args: RunArgs, state_flag: Option<PathBuf>) -> Result<Report, Failur
     rt.block_on(async {
         let comp = compose(&inventory, &state, Mode::Own).map_err(|e| Failure::input(CMD, e))?;
         let tags = NodeTags::from_identity(&identity, &inventory);
-        let publishers = Publishers::start(&inventory, &tags).map_err(|e| Failure::input(CMD, e))?;
+        let publishers =
+            Publishers::start(&inventory, &tags).map_err(|e| Failure::input(CMD, e))?;
         let mut heal = HealLoop::new(
             &inventory,
             comp.ports(),
@@ -97,7 +98,19 @@ pub fn exec(args: RunArgs, state_flag: Option<PathBuf>) -> Result<Report, Failur
         for publisher in publishers.sinks() {
             heal.add_sink(publisher);
         }
-        publishers.publish_status(&heal.status());
+        let publishers = Arc::new(publishers);
+        let mut rounds = heal.watch_status();
+        let status_feed = {
+            let publishers = publishers.clone();
+            tokio::spawn(async move {
+                loop {
+                    publishers.publish_status(&rounds.borrow_and_update().clone());
+                    if rounds.changed().await.is_err() {
+                        return;
+                    }
+                }
+            })
+        };
         if let Some(sup) = &comp.embedded {
             for (spec, config) in inventory.desired_configs() {
                 if spec.manager != ManagerKind::Embedded {
@@ -126,6 +139,7 @@ pub fn exec(args: RunArgs, state_flag: Option<PathBuf>) -> Result<Report, Failur
         if let Some(sup) = &comp.embedded {
             sup.shutdown().await;
         }
+        status_feed.abort();
         publishers.shutdown().await;
         sink.finish();
         tracing::info!(dropped_events = sink.dropped(), "stopped; state saved");
