@@ -1,0 +1,168 @@
+//! OTLP end to end: a `joelclaw-node run` agent with `[telemetry] otlp` pointing at a real
+//! OTLP/HTTP receiver (protobuf decoded with the `opentelemetry-proto` types). A service killed
+//! and healed reaches the receiver as log records carrying every attribute the joelclaw system
+//! filters on.
+
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::routing::post;
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::common::v1::any_value::Value as ProtoValue;
+use opentelemetry_proto::tonic::logs::v1::LogRecord;
+use prost::Message;
+
+type Records = Arc<Mutex<Vec<LogRecord>>>;
+
+fn attr(r: &LogRecord, key: &str) -> Option<String> {
+    r.attributes
+        .iter()
+        .find(|a| a.key == key)
+        .and_then(|a| a.value.as_ref()?.value.as_ref())
+        .and_then(|v| match v {
+            ProtoValue::StringValue(s) => Some(s.clone()),
+            _ => None,
+        })
+}
+
+#[test]
+fn a_kill_and_heal_reaches_the_collector_with_every_attribute() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let records = Records::default();
+    let url = rt.block_on(async {
+        let app = axum::Router::new()
+            .route(
+                "/v1/logs",
+                post(|State(r): State<Records>, body: Bytes| async move {
+                    let req = ExportLogsServiceRequest::decode(body).expect("protobuf logs");
+                    let mut all = r.lock().unwrap();
+                    for rl in req.resource_logs {
+                        for sl in rl.scope_logs {
+                            all.extend(sl.log_records);
+                        }
+                    }
+                    ""
+                }),
+            )
+            .route("/v1/metrics", post(|| async { "" }))
+            .with_state(records.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        format!("http://{addr}")
+    });
+
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    std::fs::write(
+        dir.path().join("node.toml"),
+        format!(
+            r#"[node]
+id = "otel-node"
+
+[loop]
+interval = "1s"
+
+[heal]
+failures_to_down = 1
+passes_to_up = 1
+grace = "1s"
+
+[telemetry]
+otlp = "{url}"
+export_every = "1s"
+
+[[service]]
+label = "web"
+manager = "embedded"
+
+[[service.probe]]
+kind = "http"
+endpoints = [{{ class = "localhost", url = "http://127.0.0.1:{port}/" }}]
+
+[service.config]
+program = "${{JOELCLAW_NODE_BIN}}"
+args = ["demo-service", "--port", "{port}"]
+"#
+        ),
+    )
+    .unwrap();
+    let mut agent = Command::new(env!("CARGO_BIN_EXE_joelclaw-node"))
+        .arg("run")
+        .arg("--inventory")
+        .arg(dir.path().join("node.toml"))
+        .arg("--state-dir")
+        .arg(dir.path().join("state"))
+        .arg("--events")
+        .arg(dir.path().join("events.jsonl"))
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let service_pid = || -> Option<u32> {
+        let text = std::fs::read_to_string(dir.path().join("state/embedded/services.json")).ok()?;
+        let all: serde_json::Value = serde_json::from_str(&text).ok()?;
+        all.as_array()?
+            .iter()
+            .find(|s| s["label"] == "web" && s["state"] == "running")
+            .and_then(|s| s["pid"].as_u64())
+            .map(|p| p as u32)
+    };
+    let victim = sysutil::poll::until_blocking("web running", Duration::from_secs(30), service_pid);
+    // Healthy first (a passing round), so the kill is a heal and not a slow start.
+    sysutil::poll::until_blocking("web answering", Duration::from_secs(30), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).ok()
+    });
+    kill(Pid::from_raw(victim as i32), Signal::SIGKILL).unwrap();
+    let healed = sysutil::poll::until_blocking(
+        "heal.succeeded at the collector",
+        Duration::from_secs(60),
+        || {
+            records
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|r| r.event_name == "heal.succeeded")
+                .cloned()
+        },
+    );
+    let _ = agent.kill();
+    let _ = agent.wait();
+    if let Some(pid) = service_pid() {
+        let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
+    }
+    for (key, want) in [
+        ("node_id", Some("otel-node")),
+        ("platform", Some("linux")),
+        ("adapter_type", Some("embedded")),
+        ("endpoint_class", Some("localhost")),
+        ("service", Some("web")),
+    ] {
+        assert_eq!(attr(&healed, key).as_deref(), want, "{key}: {healed:?}");
+    }
+    assert!(attr(&healed, "step").is_some(), "{healed:?}");
+    let all = records.lock().unwrap();
+    let started = all
+        .iter()
+        .find(|r| r.event_name == "heal.started")
+        .expect("heal.started exported too");
+    assert_eq!(attr(started, "step").as_deref(), Some("restart"));
+    assert!(
+        all.iter().any(|r| attr(r, "outcome").is_some()),
+        "some record carries an outcome"
+    );
+}
