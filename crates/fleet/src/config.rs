@@ -255,6 +255,15 @@ mod tests {
     }
 
     #[test]
+    fn tls_addresses_are_refused_with_the_reason() {
+        let e = FleetConfig::new("rediss://central:6380")
+            .validate()
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("fleet.redis") && e.contains("TLS"), "{e}");
+    }
+
+    #[test]
     fn passwords_never_reach_messages() {
         let c = FleetConfig::new("redis://node-a:s3cret@central:6379/0");
         assert_eq!(c.redacted_url(), "redis://***@central:6379/0");
