@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::output::exit;
+use crate::output::{exit, Failure};
 use crate::verbs::{
     apply, audit, demo_service, fleet, gate, identity, inspect, install_self, run, status,
 };
@@ -58,6 +58,24 @@ pub enum Command {
     /// A tiny HTTP service for the demo inventory (not for production).
     #[command(hide = true)]
     DemoService(DemoServiceArgs),
+    /// Print the JSON Schema of the `--json` envelope (published as schemas/envelope.schema.json).
+    Schema,
+}
+
+impl Command {
+    /// The verb named `name` as the envelope spells it (`joelclaw-node` for none or an unknown
+    /// one), for usage errors, which happen before a verb runs.
+    fn from_name(name: Option<&str>) -> &'static str {
+        use clap::CommandFactory;
+        let cli = Cli::command();
+        name.and_then(|n| {
+            cli.get_subcommands()
+                .map(clap::Command::get_name)
+                .find(|known| *known == n)
+                .map(|known| -> &'static str { Box::leak(known.to_string().into_boxed_str()) })
+        })
+        .unwrap_or("joelclaw-node")
+    }
 }
 
 /// Parses the command line, runs the verb, prints, and returns the exit code.
@@ -65,13 +83,22 @@ pub fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
-            let code = if e.use_stderr() {
-                exit::USAGE
+            if !e.use_stderr() {
+                // --help, --version: not errors.
+                let _ = e.print();
+                return ExitCode::from(exit::OK);
+            }
+            let args: Vec<String> = std::env::args().skip(1).collect();
+            if args.iter().any(|a| a == "--json") {
+                // The contract holds for a bad command line too: one envelope on stdout.
+                let verb = args.iter().find(|a| !a.starts_with('-')).cloned();
+                let command = Command::from_name(verb.as_deref());
+                let message = e.render().to_string();
+                Failure::usage(command, message.trim_end()).print(true);
             } else {
-                exit::OK
-            };
-            let _ = e.print();
-            return ExitCode::from(code);
+                let _ = e.print();
+            }
+            return ExitCode::from(exit::USAGE);
         }
     };
     let as_json = cli.json;
@@ -87,6 +114,10 @@ pub fn main() -> ExitCode {
         Command::Apply(args) => apply::exec(args),
         Command::InstallSelf(args) => install_self::exec(args, state_dir),
         Command::DemoService(args) => demo_service::exec(args),
+        Command::Schema => {
+            print!("{}", crate::output::envelope_schema());
+            return ExitCode::from(exit::OK);
+        }
     };
     match result {
         Ok(report) => {

@@ -1,8 +1,16 @@
-//! Output for people and for agents: a human text by default, `--json` for a stable envelope
-//! `{ok, command, result, next_actions}` (errors: `{ok: false, command, error}`).
+//! Output for people and for agents: a human text by default, `--json` for one stable
+//! envelope, the machine contract of the joelclaw CLI and gateway:
+//! `{schema_version, ok, command, result, error, next_actions}` — `result` is null on error,
+//! `error` (`{kind, message}`, `kind` a stable code) is null otherwise, and each next action is a
+//! runnable argv with every flag it needs. Its JSON Schema is generated from [`Envelope`]
+//! (`joelclaw-node schema`) and published as `schemas/envelope.schema.json`.
 
+use schemars::JsonSchema;
 use serde::Serialize;
-use serde_json::{json, Value};
+use serde_json::Value;
+
+/// The contract's version: bumped when a field changes meaning or goes away.
+pub const SCHEMA_VERSION: u32 = 1;
 
 /// Exit codes: 0 ok, 1 unhealthy or violations found, 2 bad usage or bad input.
 pub mod exit {
@@ -12,6 +20,68 @@ pub mod exit {
     pub const FINDINGS: u8 = 1;
     /// Bad usage or bad input (missing file, bad TOML, unknown label, bad flag).
     pub const USAGE: u8 = 2;
+}
+
+/// What every `--json` output is.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct Envelope {
+    /// The contract's version ([`SCHEMA_VERSION`]).
+    pub schema_version: u32,
+    /// `true` when nothing is wrong (exit 0).
+    pub ok: bool,
+    /// The verb (`status`, `apply`...), or `joelclaw-node` when none could be read.
+    pub command: String,
+    /// The verb's result; null when the command could not run.
+    pub result: Value,
+    /// Why the command could not run; null when it ran (findings are a result, not an error).
+    pub error: Option<ErrorBody>,
+    /// Commands worth running next, each a complete argv.
+    pub next_actions: Vec<NextAction>,
+}
+
+/// A command that could not run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
+pub struct ErrorBody {
+    /// A stable code a caller can branch on.
+    pub kind: ErrorCode,
+    /// What was wrong, naming the file, line, key or label.
+    pub message: String,
+}
+
+/// The stable error codes of the contract.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum ErrorCode {
+    /// The command line itself is wrong (unknown flag, missing argument).
+    Usage,
+    /// An input is wrong: a missing file, a bad inventory, an unknown label, a bad value.
+    InvalidInput,
+    /// The command could not do its work (a manager refused, a call failed).
+    Failed,
+}
+
+/// A command worth running next: a complete argv (program first) and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
+pub struct NextAction {
+    /// The argv, with every flag it needs (state folder, root).
+    pub argv: Vec<String>,
+    /// What it does.
+    pub description: String,
+}
+
+impl NextAction {
+    /// `joelclaw-node ARGS…`, described.
+    pub fn node(
+        args: impl IntoIterator<Item = impl Into<String>>,
+        description: impl Into<String>,
+    ) -> Self {
+        let mut argv = vec!["joelclaw-node".to_string()];
+        argv.extend(args.into_iter().map(Into::into));
+        NextAction {
+            argv,
+            description: description.into(),
+        }
+    }
 }
 
 /// A finished command: what to print and how to exit.
@@ -25,8 +95,8 @@ pub struct Report {
     pub result: Value,
     /// The human text.
     pub human: String,
-    /// Hints for an agent: commands worth running next.
-    pub next_actions: Vec<String>,
+    /// Commands worth running next.
+    pub next_actions: Vec<NextAction>,
     /// The exit code.
     pub code: u8,
 }
@@ -53,22 +123,28 @@ impl Report {
         }
     }
 
-    /// Adds next-action hints.
-    pub fn with_next(mut self, next: impl IntoIterator<Item = String>) -> Self {
+    /// Adds next actions.
+    pub fn with_next(mut self, next: impl IntoIterator<Item = NextAction>) -> Self {
         self.next_actions.extend(next);
         self
+    }
+
+    /// The report as the contract's envelope.
+    pub fn envelope(&self) -> Envelope {
+        Envelope {
+            schema_version: SCHEMA_VERSION,
+            ok: self.ok,
+            command: self.command.to_string(),
+            result: self.result.clone(),
+            error: None,
+            next_actions: self.next_actions.clone(),
+        }
     }
 
     /// Prints the report.
     pub fn print(&self, as_json: bool) {
         if as_json {
-            let v = json!({
-                "ok": self.ok,
-                "command": self.command,
-                "result": self.result,
-                "next_actions": self.next_actions,
-            });
-            println!("{v}");
+            print_json(&self.envelope());
         } else {
             print!("{}", self.human);
             if !self.human.ends_with('\n') && !self.human.is_empty() {
@@ -78,11 +154,22 @@ impl Report {
     }
 }
 
+fn print_json(envelope: &Envelope) {
+    println!(
+        "{}",
+        serde_json::to_string(envelope).unwrap_or_else(|e| format!(
+            "{{\"schema_version\":{SCHEMA_VERSION},\"ok\":false,\"command\":\"joelclaw-node\",\"result\":null,\"error\":{{\"kind\":\"failed\",\"message\":\"cannot encode the output: {e}\"}},\"next_actions\":[]}}"
+        ))
+    );
+}
+
 /// A command that could not run: bad input (exit 2) or a failure to act (exit 1).
 #[derive(Debug)]
 pub struct Failure {
     /// The verb.
     pub command: &'static str,
+    /// Its stable code.
+    pub kind: ErrorCode,
     /// What was wrong, naming the file, line, key or label.
     pub message: String,
     /// The exit code.
@@ -94,6 +181,7 @@ impl Failure {
     pub fn input(command: &'static str, message: impl std::fmt::Display) -> Self {
         Failure {
             command,
+            kind: ErrorCode::InvalidInput,
             message: message.to_string(),
             code: exit::USAGE,
         }
@@ -103,25 +191,49 @@ impl Failure {
     pub fn failed(command: &'static str, message: impl std::fmt::Display) -> Self {
         Failure {
             command,
+            kind: ErrorCode::Failed,
             message: message.to_string(),
             code: exit::FINDINGS,
+        }
+    }
+
+    /// A bad command line: exit 2.
+    pub fn usage(command: &'static str, message: impl std::fmt::Display) -> Self {
+        Failure {
+            kind: ErrorCode::Usage,
+            ..Failure::input(command, message)
+        }
+    }
+
+    /// The failure as the contract's envelope.
+    pub fn envelope(&self) -> Envelope {
+        Envelope {
+            schema_version: SCHEMA_VERSION,
+            ok: false,
+            command: self.command.to_string(),
+            result: Value::Null,
+            error: Some(ErrorBody {
+                kind: self.kind,
+                message: self.message.clone(),
+            }),
+            next_actions: Vec::new(),
         }
     }
 
     /// Prints the failure (stderr for people; the envelope on stdout for agents).
     pub fn print(&self, as_json: bool) {
         if as_json {
-            let v = json!({
-                "ok": false,
-                "command": self.command,
-                "error": self.message,
-                "next_actions": [],
-            });
-            println!("{v}");
+            print_json(&self.envelope());
         } else {
             eprintln!("joelclaw-node {}: {}", self.command, self.message);
         }
     }
+}
+
+/// The JSON Schema of [`Envelope`], pretty-printed (what `schemas/envelope.schema.json` holds).
+pub fn envelope_schema() -> String {
+    let schema = schemars::schema_for!(Envelope);
+    serde_json::to_string_pretty(&schema).unwrap_or_default() + "\n"
 }
 
 /// Renders rows as an aligned text table.

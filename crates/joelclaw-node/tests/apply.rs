@@ -317,13 +317,15 @@ endpoints = [{{ class = "localhost", address = "{down}" }}]
     assert_eq!(by("up")["last_probe"]["passed"], true);
     assert_eq!(by("up")["endpoint_class"], "localhost");
     assert_eq!(by("down")["last_probe"]["passed"], false);
-    assert!(
-        v["next_actions"][0]
-            .as_str()
-            .unwrap()
-            .contains("inspect down"),
-        "{v}"
-    );
+    // The next action is a runnable argv, with the state folder this status was given.
+    let argv: Vec<&str> = v["next_actions"][0]["argv"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    assert_eq!(argv[..3], ["joelclaw-node", "inspect", "down"], "{v}");
+    assert!(argv.contains(&"--state-dir"), "{v}");
     drop(listener);
 }
 

@@ -206,7 +206,11 @@ fn definitions_of_services_that_left_the_inventory_are_reported_and_pruned() {
         .collect();
     assert_eq!(left, vec!["janitor", "com.joelclaw.old-worker"], "{out}");
     assert!(
-        v["next_actions"][0].as_str().unwrap().contains("--prune"),
+        v["next_actions"][0]["argv"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a == "--prune"),
         "{out}"
     );
     assert!(

@@ -101,7 +101,10 @@ fn gate_with_custom_rules_and_json_hits() {
     assert_eq!(hits.len(), 1, "{out}");
     assert_eq!(hits[0]["path"], "packages/gateway/src/restart.ts");
     assert_eq!(hits[0]["line"], 5);
-    assert!(!v["next_actions"].as_array().unwrap().is_empty());
+    // The next action is the same scan, as a runnable argv.
+    let argv = v["next_actions"][0]["argv"].as_array().unwrap();
+    assert_eq!(argv[1], "gate");
+    assert!(argv.iter().any(|a| a == r"execSync\("), "{out}");
 }
 
 #[test]

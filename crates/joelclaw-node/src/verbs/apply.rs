@@ -15,7 +15,7 @@ use process_manager::{ProcessManagerPort, ServiceConfig};
 use serde::Serialize;
 
 use crate::compose;
-use crate::output::{json_name, table, Failure, Report};
+use crate::output::{json_name, table, Failure, NextAction, Report};
 use crate::setup::{load, runtime};
 
 /// `apply`.
@@ -393,15 +393,31 @@ pub fn exec(args: ApplyArgs) -> Result<Report, Failure> {
         "left_inventory": orphans,
     });
     let mut report = Report::ok(CMD, result, human);
+    // The same apply for real, with every flag that shaped this one (a dry run under --root
+    // must not suggest writing to the real /).
+    let again = |prune: bool| {
+        let mut argv = vec!["apply".to_string(), "--inventory".into()];
+        argv.push(args.inventory.display().to_string());
+        if let Some(root) = &args.root {
+            argv.extend(["--root".to_string(), root.display().to_string()]);
+        }
+        if args.strict {
+            argv.push("--strict".into());
+        }
+        if prune {
+            argv.push("--prune".into());
+        }
+        argv
+    };
     if args.dry_run && changes > 0 {
-        report = report.with_next([format!(
-            "joelclaw-node apply --inventory {}",
-            args.inventory.display()
+        report = report.with_next([NextAction::node(
+            again(args.prune),
+            "write the definitions this dry run showed",
         )]);
     } else if !args.prune && !orphans.is_empty() {
-        report = report.with_next([format!(
-            "joelclaw-node apply --prune --inventory {}",
-            args.inventory.display()
+        report = report.with_next([NextAction::node(
+            again(true),
+            "remove the definitions whose service left the inventory",
         )]);
     }
     Ok(report)

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use ::gate::{default_repo_rules, scan, Rule};
 use clap::Args;
 
-use crate::output::{Failure, Report};
+use crate::output::{Failure, NextAction, Report};
 
 /// `gate`.
 #[derive(Debug, Args)]
@@ -60,10 +60,25 @@ pub fn exec(args: GateArgs) -> Result<Report, Failure> {
             ),
         ));
     }
+    // The same scan again, to run once the calls are moved behind the allowed package.
+    let mut again = vec![
+        "gate".to_string(),
+        "--repo".into(),
+        args.repo.display().to_string(),
+    ];
+    for f in &args.forbid {
+        again.extend(["--forbid".to_string(), f.clone()]);
+    }
+    for a in &args.allow {
+        again.extend(["--allow".to_string(), a.clone()]);
+    }
     Ok(Report::findings(
         "gate",
         serde_json::json!({ "repo": args.repo, "violations": report.violations, "totals": totals }),
-        report.to_string(),
+        format!("{report}fix: move each call behind the allowed package, or add --allow GLOB\n"),
     )
-    .with_next(["move the call behind the allowed package, or add --allow GLOB".to_string()]))
+    .with_next([NextAction::node(
+        again,
+        "scan again once each call is behind the allowed package",
+    )]))
 }

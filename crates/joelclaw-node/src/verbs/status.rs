@@ -7,7 +7,7 @@ use central_core::{HealLoop, LoopOptions, NodeStatus, NodeTags};
 use clap::Args;
 
 use crate::compose::{compose, Mode};
-use crate::output::{json_name, opt, table, Failure, Report};
+use crate::output::{json_name, opt, table, Failure, NextAction, Report};
 use crate::setup::{load, node_identity, runtime, state_dir};
 
 /// `--inventory FILE [--fleet]`.
@@ -52,6 +52,7 @@ pub fn exec(args: StatusArgs, state_flag: Option<PathBuf>) -> Result<Report, Fai
         return super::fleet::status(&inventory);
     }
     let identity = node_identity(CMD, Some(&inventory))?;
+    let state_arg = state_flag.clone();
     let state = state_dir(CMD, state_flag, &inventory)?;
     let rt = runtime(CMD)?;
     let status: NodeStatus = rt.block_on(async {
@@ -114,10 +115,16 @@ pub fn exec(args: StatusArgs, state_flag: Option<PathBuf>) -> Result<Report, Fai
     } else {
         human.push_str(&format!("unhealthy: {}\n", unhealthy.join(", ")));
         Report::findings(CMD, result, human).with_next(unhealthy.iter().map(|l| {
-            format!(
-                "joelclaw-node inspect {l} --inventory {}",
-                args.inventory.display()
-            )
+            let mut argv = vec![
+                "inspect".to_string(),
+                l.to_string(),
+                "--inventory".into(),
+                args.inventory.display().to_string(),
+            ];
+            if let Some(dir) = &state_arg {
+                argv.extend(["--state-dir".into(), dir.display().to_string()]);
+            }
+            NextAction::node(argv, format!("{l} from its manager"))
         }))
     })
 }
