@@ -154,9 +154,13 @@ fn state_dir(root: &Path, dir: &Path, user: Option<&str>) -> Finding {
     if mode != 0o700 {
         return fail(format!("mode {mode:04o}; want 0700"));
     }
+    // The agent's own folder: root's when the agent runs as root (the default), else the
+    // service account's.
     if let Some(name) = user {
-        if let Err(e) = owned_by(root, &meta, name) {
-            return fail(e);
+        if meta.uid() != 0 {
+            if let Err(e) = owned_by(root, &meta, name) {
+                return fail(format!("{e} (nor root, the agent's default account)"));
+            }
         }
     }
     Finding::new(RULE, shown, true).because(format!("mode {mode:04o}"))

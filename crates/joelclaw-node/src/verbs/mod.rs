@@ -1,7 +1,7 @@
 //! One module per verb: its clap arguments and its `exec`, which returns the [`Report`] or
 //! [`Failure`] that the command line prints. Verbs share [`crate::setup`] (inventory, state folder,
 //! identity, runtime), [`crate::compose`] (the adapters) and [`crate::output`]; no verb uses
-//! another.
+//! another, except `bootstrap`, which sequences `apply`, `install-self` and `audit`.
 //!
 //! [`Report`]: crate::output::Report
 //! [`Failure`]: crate::output::Failure
@@ -12,6 +12,7 @@ pub mod demo_service;
 pub mod gate;
 pub mod identity;
 pub mod inspect;
+pub mod bootstrap;
 pub mod install_self;
 pub mod run;
 pub mod status;
