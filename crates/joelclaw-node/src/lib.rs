@@ -4,7 +4,7 @@
 //! [`cli::main`].
 //!
 //! Layers, each using only those below it: `cli` → `verbs` → `setup`, `audit`, `demo`, `sink`
-//! → `compose` → `embedded`; `output` is used by `cli`, `verbs` and `setup`.
+//! → `compose` → `embedded`, `unprivileged`; `output` is used by `cli`, `verbs` and `setup`.
 
 pub mod audit;
 pub mod cli;
@@ -14,4 +14,5 @@ pub mod embedded;
 pub mod output;
 pub mod setup;
 pub mod sink;
+pub mod unprivileged;
 pub mod verbs;

@@ -478,8 +478,13 @@ fn load_and_start(plan: &Plan, changed: bool) -> Result<String, String> {
                 systemctl(&["daemon-reload"])?;
             }
             systemctl(&["enable", "--quiet", &unit])?;
-            systemctl(&[if changed { "restart" } else { "start" }, &unit])?;
-            Ok(if changed { "restarted" } else { "running" }.into())
+            // Queued, not waited for: the unit starts after network-online.target, which may
+            // take minutes on a machine still coming up.
+            systemctl(&[if changed { "restart" } else { "start" }, "--no-block", &unit])?;
+            Ok(format!(
+                "{} queued (`systemctl status {unit}` shows it)",
+                if changed { "restart" } else { "start" }
+            ))
         }
     }
 }

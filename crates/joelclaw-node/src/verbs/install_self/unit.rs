@@ -55,6 +55,11 @@ pub(super) fn ordering(inventory: &Inventory) -> Vec<&'static str> {
 pub(super) fn finish(rendered: &str, after: &[&str]) -> String {
     let mut out = String::with_capacity(rendered.len() + 128);
     for line in rendered.lines() {
+        // Its own mark: `apply` writes the services' units, `install-self` this one.
+        if line.starts_with("# Written by joelclaw") {
+            out.push_str("# Written by joelclaw-node install-self: the node agent's own unit. Changes here are replaced on the next install-self or bootstrap.\n");
+            continue;
+        }
         out.push_str(line);
         out.push('\n');
         if line.starts_with("Description=") {

@@ -1,0 +1,434 @@
+//! A node from nothing, on real systemd: each test boots its own fresh nspawn container (the
+//! host's systemd and /usr, a tmpfs root) whose `/etc`, `/var/lib` and `/var/log` are folders
+//! kept on the host, runs `joelclaw-node bootstrap` inside it, and checks that the installed
+//! agent heals. One test powers the container off and boots it again on the same folders.
+//! Runs as root with `systemd-nspawn`; under `CI=true` missing either fails the test.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+/// The longest a container may take to boot or power off, and a service to be healed.
+const BOOT: Duration = Duration::from_secs(90);
+const HEAL: Duration = Duration::from_secs(120);
+
+/// Straight to stderr: libtest captures `eprintln!` of passing tests.
+fn say(text: &str) {
+    let _ = std::io::Write::write_all(&mut std::io::stderr(), format!("{text}\n").as_bytes());
+}
+
+/// Whether this test can run here; `None` prints SKIPPED, except under `CI=true`, which fails.
+fn can_boot() -> Option<()> {
+    let root = nix::unistd::geteuid().is_root();
+    let nspawn = Command::new("systemd-nspawn")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if root && nspawn {
+        return Some(());
+    }
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("this test boots a systemd container: it needs root and systemd-nspawn, and CI=true never skips it");
+    }
+    say("SKIPPED (needs root and systemd-nspawn to boot a container)");
+    None
+}
+
+/// A booted container; powered off (or killed) when dropped.
+struct Node {
+    name: String,
+    /// The persistent folders: etc, varlib, varlog; and `share`, bound read-only at /share.
+    dir: PathBuf,
+    nspawn: Option<Child>,
+    systemd: u32,
+}
+
+impl Node {
+    /// Boots a container on `dir`'s folders (made when missing), with this crate's binary at
+    /// /opt/joelclaw/joelclaw-node and `dir/share` at /share, both read-only.
+    fn boot(name: &str, dir: &Path) -> Node {
+        for sub in ["etc", "varlib", "varlog", "share"] {
+            fs::create_dir_all(dir.join(sub)).unwrap();
+        }
+        let bin_dir = Path::new(env!("CARGO_BIN_EXE_joelclaw-node"))
+            .parent()
+            .unwrap()
+            .to_path_buf();
+        let mut cmd = Command::new("systemd-nspawn");
+        cmd.args(["-D", "/", "--volatile=yes", "--register=no", "--keep-unit"])
+            .arg(format!("--machine={name}"))
+            .args(["--private-network", "--console=passive"])
+            .arg(format!("--bind={}:/etc", dir.join("etc").display()))
+            .arg(format!("--bind={}:/var/lib", dir.join("varlib").display()))
+            .arg(format!("--bind={}:/var/log", dir.join("varlog").display()))
+            .arg(format!("--bind-ro={}:/share", dir.join("share").display()))
+            .arg(format!("--bind-ro={}:/opt/joelclaw", bin_dir.display()))
+            .args([
+                "-b",
+                "systemd.firstboot=off",
+                "systemd.unit=multi-user.target",
+                "systemd.mask=docker.service",
+                "systemd.mask=docker.socket",
+                "systemd.mask=containerd.service",
+                "systemd.mask=nftables.service",
+                "systemd.mask=redis-server.service",
+                // A private network is never "online": waiting for it would hold the agent
+                // (After=network-online.target) for two minutes.
+                "systemd.mask=systemd-networkd-wait-online.service",
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let child = cmd.spawn().expect("systemd-nspawn");
+        let nspawn_pid = child.id();
+        let mut node = Node {
+            name: name.into(),
+            dir: dir.into(),
+            nspawn: Some(child),
+            systemd: 0,
+        };
+        node.systemd = sysutil::poll::until_blocking("the container's systemd", BOOT, || {
+            let pid = find_systemd(nspawn_pid)?;
+            let out = in_pid(pid, &["systemctl", "is-system-running"]);
+            let state = String::from_utf8_lossy(&out.stdout).trim().to_string();
+            matches!(state.as_str(), "running" | "degraded").then_some(pid)
+        });
+        node
+    }
+
+    /// Runs `argv` inside, with a deadline.
+    fn run(&self, argv: &[&str]) -> Output {
+        in_pid(self.systemd, argv)
+    }
+
+    fn stdout(&self, argv: &[&str]) -> String {
+        String::from_utf8_lossy(&self.run(argv).stdout).trim().to_string()
+    }
+
+    fn is_active(&self, unit: &str) -> bool {
+        self.stdout(&["systemctl", "is-active", unit]) == "active"
+    }
+
+    fn main_pid(&self, unit: &str) -> String {
+        self.stdout(&["systemctl", "show", "-P", "MainPID", unit])
+    }
+
+    /// SIGKILLs `unit` until systemd gives up on it (its start limit), then waits for it to
+    /// be running again with a new process: only the agent starts it after that.
+    fn kill_past_start_limit_and_see_healed(&self, unit: &str) {
+        let gave_up = || {
+            self.stdout(&["journalctl", "-u", unit, "-o", "cat", "--no-pager"])
+                .matches("Start request repeated too quickly")
+                .count()
+        };
+        let label = unit.trim_end_matches(".service");
+        let healed_before = self.heals(label, "restart", "heal.succeeded");
+        let before = gave_up();
+        let mut hit = false;
+        for _ in 0..20 {
+            self.run(&["systemctl", "kill", "-s", "KILL", unit]);
+            std::thread::sleep(Duration::from_millis(250));
+            if gave_up() > before {
+                hit = true;
+                break;
+            }
+        }
+        assert!(hit, "{unit} never hit its start limit");
+        // Healed by the installed agent: its own event says so.
+        sysutil::poll::until_blocking(&format!("{unit} healed by the agent"), HEAL, || {
+            (self.heals(label, "restart", "heal.succeeded") > healed_before
+                && self.is_active(unit))
+            .then_some(())
+        });
+    }
+
+    /// How many `event` lines of the agent name `label` and `step`.
+    fn heals(&self, label: &str, step: &str, event: &str) -> usize {
+        self.events()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|v| v["service"] == label && v["step"] == step && v["event"] == event)
+            .count()
+    }
+
+    /// The agent's events, as lines.
+    fn events(&self) -> String {
+        fs::read_to_string(self.dir.join("varlib/joelclaw-agent/events.jsonl")).unwrap_or_default()
+    }
+
+    /// Powers the container off and waits for nspawn to exit.
+    fn power_off(&mut self) {
+        let Some(mut child) = self.nspawn.take() else {
+            return;
+        };
+        let _ = in_pid(self.systemd, &["systemctl", "poweroff"]);
+        let give_up = std::time::Instant::now() + BOOT;
+        let mut exited = false;
+        while std::time::Instant::now() < give_up {
+            if child.try_wait().ok().flatten().is_some() {
+                exited = true;
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        if !exited {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.power_off();
+        say(&format!("container {} powered off", self.name));
+    }
+}
+
+/// The first descendant of `pid` named `systemd`.
+fn find_systemd(pid: u32) -> Option<u32> {
+    let mut queue = vec![pid];
+    while let Some(p) = queue.pop() {
+        let kids = fs::read_dir(format!("/proc/{p}/task")).ok()?.flatten().flat_map(|t| {
+            fs::read_to_string(t.path().join("children"))
+                .unwrap_or_default()
+                .split_whitespace()
+                .filter_map(|k| k.parse::<u32>().ok())
+                .collect::<Vec<_>>()
+        });
+        for k in kids.collect::<Vec<_>>() {
+            if fs::read_to_string(format!("/proc/{k}/comm")).is_ok_and(|c| c.trim() == "systemd") {
+                return Some(k);
+            }
+            queue.push(k);
+        }
+    }
+    None
+}
+
+fn in_pid(pid: u32, argv: &[&str]) -> Output {
+    Command::new("timeout")
+        .args(["60", "nsenter", "-t", &pid.to_string(), "-a"])
+        .args(argv)
+        .stdin(Stdio::null())
+        .output()
+        .expect("nsenter")
+}
+
+/// A fleet node's inventory (shaped like examples/fleet-linux.toml) with what runs in the
+/// container: busybox httpd and sleep as two hardened units, fast heal settings.
+fn inventory() -> String {
+    r#"[node]
+role = "fleet"
+id = "bootstrap-test"
+log_dir = "/var/log/joelclaw"
+
+[loop]
+interval = "1s"
+state_dir = "/var/lib/joelclaw-agent"
+
+[heal]
+failures_to_down = 1
+passes_to_up = 1
+grace = "2s"
+backoff_initial = "1s"
+backoff_max = "2s"
+jitter = 0.0
+breaker_threshold = 20
+stable_after = "3s"
+
+[managers.systemd]
+service_account = "joelclaw"
+service_group = "joelclaw"
+
+[[service]]
+label = "jc-web"
+manager = "systemd"
+class = "service-critical"
+
+[[service.probe]]
+kind = "process"
+
+[service.config]
+program = "/bin/busybox"
+args = ["httpd", "-f", "-p", "127.0.0.1:18480", "-h", "/var/lib/jc-web"]
+restart = "always"
+restart_delay = "100ms"
+start_limit = { interval = "60s", burst = 2 }
+write_paths = ["/var/lib/jc-web"]
+
+[[service]]
+label = "jc-sleeper"
+manager = "systemd"
+class = "service-critical"
+depends_on = ["jc-web"]
+
+[[service.probe]]
+kind = "process"
+
+[service.config]
+program = "/bin/sleep"
+args = ["1000000"]
+restart = "always"
+restart_delay = "100ms"
+start_limit = { interval = "60s", burst = 2 }
+"#
+    .to_string()
+}
+
+fn bootstrap(node: &Node, extra: &[&str]) -> (i32, String) {
+    let mut argv = vec![
+        "/opt/joelclaw/joelclaw-node",
+        "bootstrap",
+        "-i",
+        "/share/node.toml",
+    ];
+    argv.extend_from_slice(extra);
+    let out = node.run(&argv);
+    (
+        out.status.code().unwrap_or(-1),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+fn scratch(name: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("{name}-"))
+        .tempdir_in("/var/tmp")
+        .unwrap()
+}
+
+#[test]
+fn bootstrap_makes_a_healing_node_that_survives_a_reboot() {
+    if can_boot().is_none() {
+        return;
+    }
+    let dir = scratch("joelclaw-bootstrap");
+    fs::create_dir_all(dir.path().join("share")).unwrap();
+    fs::write(dir.path().join("share/node.toml"), inventory()).unwrap();
+    let name = format!("jc-bootstrap-{}", std::process::id());
+    let mut node = Node::boot(&name, dir.path());
+
+    // A dry run shows the steps and changes nothing.
+    let (code, out) = bootstrap(&node, &["--dry-run"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("would run: useradd --system"), "{out}");
+    assert!(out.contains("dry run, nothing changed"), "{out}");
+    assert!(node.stdout(&["getent", "passwd", "joelclaw"]).is_empty());
+    assert!(!dir.path().join("etc/systemd/system/joelclaw-node.service").exists());
+
+    // The real run: account, folders, units, agent, audit passing.
+    let (code, out) = bootstrap(&node, &[]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("audit         the installed node: passed"), "{out}");
+    let passwd = node.stdout(&["getent", "passwd", "joelclaw"]);
+    assert!(passwd.ends_with(":/var/lib/joelclaw:/usr/sbin/nologin"), "{passwd}");
+    let uid: u32 = passwd.split(':').nth(2).unwrap().parse().unwrap();
+    assert!(uid < 1000, "not a system account: {passwd}");
+    assert_eq!(node.stdout(&["stat", "-c", "%U %a", "/var/lib/jc-web"]), "joelclaw 700");
+    assert_eq!(node.stdout(&["stat", "-c", "%U %a", "/var/lib/joelclaw-agent"]), "root 700");
+    for unit in ["joelclaw-node.service", "jc-web.service", "jc-sleeper.service"] {
+        sysutil::poll::until_blocking(&format!("{unit} active"), BOOT, || {
+            node.is_active(unit).then_some(())
+        });
+    }
+    // The agent's own sandbox, as systemd scores it (printed for the record).
+    let security = node.stdout(&["systemd-analyze", "security", "joelclaw-node.service"]);
+    say(security.lines().last().unwrap_or_default());
+
+    // Again: nothing changes, and it says so.
+    let (code, out) = bootstrap(&node, &[]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("bootstrap: nothing changed"), "{out}");
+
+    // The installed agent heals a unit systemd gave up on.
+    node.kill_past_start_limit_and_see_healed("jc-sleeper.service");
+
+    // An edited definition is repaired by it: the unit file comes back as written.
+    let unit_file = dir.path().join("etc/systemd/system/jc-web.service");
+    let desired = fs::read_to_string(&unit_file).unwrap();
+    fs::write(&unit_file, desired.replace("ExecStart=\"/bin/busybox\"", "ExecStart=\"/bin/false\"")).unwrap();
+    node.run(&["systemctl", "daemon-reload"]);
+    node.run(&["systemctl", "restart", "jc-web.service"]);
+    sysutil::poll::until_blocking("jc-web repaired by the agent", HEAL, || {
+        (node.heals("jc-web", "repair", "heal.succeeded") > 0).then_some(())
+    });
+    assert_eq!(fs::read_to_string(&unit_file).unwrap(), desired);
+    assert!(node.is_active("jc-web.service"));
+
+    // Reboot on the same folders: with no step of ours, the agent and every service run,
+    // and the agent heals again.
+    node.power_off();
+    drop(node);
+    let node = Node::boot(&name, dir.path());
+    for unit in ["joelclaw-node.service", "jc-web.service", "jc-sleeper.service"] {
+        sysutil::poll::until_blocking(&format!("{unit} active after the reboot"), BOOT, || {
+            node.is_active(unit).then_some(())
+        });
+    }
+    node.kill_past_start_limit_and_see_healed("jc-sleeper.service");
+}
+
+#[test]
+fn a_non_root_agent_restarts_only_its_units_and_reports_repair_not_permitted() {
+    if can_boot().is_none() {
+        return;
+    }
+    let dir = scratch("joelclaw-nonroot");
+    fs::create_dir_all(dir.path().join("share")).unwrap();
+    fs::write(dir.path().join("share/node.toml"), inventory()).unwrap();
+    let name = format!("jc-nonroot-{}", std::process::id());
+    let node = Node::boot(&name, dir.path());
+    let (code, out) = bootstrap(&node, &["--agent-user", "jcagent"]);
+    assert_eq!(code, 0, "{out}");
+    let rule = fs::read_to_string(dir.path().join("etc/polkit-1/rules.d/50-joelclaw-node.rules"))
+        .unwrap();
+    assert!(rule.contains(r#"["jc-web.service", "jc-sleeper.service"]"#), "{rule}");
+    assert_eq!(
+        node.stdout(&["systemctl", "show", "-P", "User", "joelclaw-node.service"]),
+        "jcagent"
+    );
+    sysutil::poll::until_blocking("the agent active", BOOT, || {
+        node.is_active("joelclaw-node.service").then_some(())
+    });
+
+    // It restarts a unit of its inventory that systemd gave up on.
+    node.kill_past_start_limit_and_see_healed("jc-sleeper.service");
+
+    // It may not manage a unit outside the inventory.
+    let other = node.run(&[
+        "setpriv", "--reuid=jcagent", "--regid=jcagent", "--clear-groups", "systemctl",
+        "--no-ask-password", "restart", "systemd-journald.service",
+    ]);
+    assert!(!other.status.success(), "{other:?}");
+    let ours = node.run(&[
+        "setpriv", "--reuid=jcagent", "--regid=jcagent", "--clear-groups", "systemctl",
+        "--no-ask-password", "restart", "jc-web.service",
+    ]);
+    assert!(ours.status.success(), "{ours:?}");
+
+    // An edited definition: repair is reported as not permitted, and the file is left alone.
+    let unit_file = dir.path().join("etc/systemd/system/jc-web.service");
+    let desired = fs::read_to_string(&unit_file).unwrap();
+    let edited = desired.replace("ExecStart=\"/bin/busybox\"", "ExecStart=\"/bin/false\"");
+    fs::write(&unit_file, &edited).unwrap();
+    node.run(&["systemctl", "daemon-reload"]);
+    node.run(&["systemctl", "restart", "jc-web.service"]);
+    sysutil::poll::until_blocking("repair reported not permitted", HEAL, || {
+        node.events()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .any(|v| {
+                v["service"] == "jc-web"
+                    && v["step"] == "repair"
+                    && v["error_kind"] == "permission-denied"
+            })
+            .then_some(())
+    });
+    assert_eq!(fs::read_to_string(&unit_file).unwrap(), edited);
+}
