@@ -377,7 +377,13 @@ pub fn exec(args: InstallSelfArgs, state_flag: Option<PathBuf>) -> Result<Report
                 })?,
         ),
     };
-    for (dir, mode) in plan.folders(root, &args.log_dir) {
+    // The state folder is the agent's alone: its owner and mode are set every time. The log
+    // folder may be the services' too (systemd opens the log files, not the agent): made
+    // when missing, else left as it is.
+    for (i, (dir, mode)) in plan.folders(root, &args.log_dir).into_iter().enumerate() {
+        if i > 0 && dir.is_dir() {
+            continue;
+        }
         make_folder(&dir, mode, owner.as_ref()).map_err(|e| Failure::failed(CMD, e))?;
     }
     let (_, copy, bytes) = &plan.inventory_copy;
