@@ -11,8 +11,9 @@ use crate::verbs::{
     apply, audit, bootstrap, demo_service, gate, identity, inspect, install_self, run, status,
 };
 use crate::verbs::{
-    apply::ApplyArgs, audit::AuditArgs, bootstrap::BootstrapArgs, demo_service::DemoServiceArgs, gate::GateArgs,
-    inspect::InspectArgs, install_self::InstallSelfArgs, run::RunArgs, status::InventoryArgs,
+    apply::ApplyArgs, audit::AuditArgs, bootstrap::BootstrapArgs, demo_service::DemoServiceArgs,
+    gate::GateArgs, inspect::InspectArgs, install_self::InstallSelfArgs, run::RunArgs,
+    status::InventoryArgs,
 };
 
 /// The joelclaw node agent: keeps this node's services alive and checks its setup.

@@ -88,8 +88,12 @@ pub fn check_as_run(command: &'static str, path: &Path) -> Result<Inventory, Fai
         let comp = compose::compose(&inventory, unused_state, compose::Mode::Observe)
             .map_err(|e| Failure::input(command, e))?;
         let tags = central_core::NodeTags::from_identity(&identity, &inventory);
-        central_core::HealLoop::new(&inventory, comp.ports(), central_core::LoopOptions::new(tags))
-            .map_err(|e| Failure::input(command, e))?;
+        central_core::HealLoop::new(
+            &inventory,
+            comp.ports(),
+            central_core::LoopOptions::new(tags),
+        )
+        .map_err(|e| Failure::input(command, e))?;
         Ok::<(), Failure>(())
     })?;
     Ok(inventory)

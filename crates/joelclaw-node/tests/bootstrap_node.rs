@@ -103,19 +103,17 @@ impl Node {
     }
 
     fn stdout(&self, argv: &[&str]) -> String {
-        String::from_utf8_lossy(&self.run(argv).stdout).trim().to_string()
+        String::from_utf8_lossy(&self.run(argv).stdout)
+            .trim()
+            .to_string()
     }
 
     fn is_active(&self, unit: &str) -> bool {
         self.stdout(&["systemctl", "is-active", unit]) == "active"
     }
 
-    fn main_pid(&self, unit: &str) -> String {
-        self.stdout(&["systemctl", "show", "-P", "MainPID", unit])
-    }
-
-    /// SIGKILLs `unit` until systemd gives up on it (its start limit), then waits for it to
-    /// be running again with a new process: only the agent starts it after that.
+    /// SIGKILLs `unit` until systemd gives up on it (its start limit), then waits for the
+    /// installed agent's event saying it restarted it and for the unit to be active.
     fn kill_past_start_limit_and_see_healed(&self, unit: &str) {
         let gave_up = || {
             self.stdout(&["journalctl", "-u", unit, "-o", "cat", "--no-pager"])
@@ -137,9 +135,8 @@ impl Node {
         assert!(hit, "{unit} never hit its start limit");
         // Healed by the installed agent: its own event says so.
         sysutil::poll::until_blocking(&format!("{unit} healed by the agent"), HEAL, || {
-            (self.heals(label, "restart", "heal.succeeded") > healed_before
-                && self.is_active(unit))
-            .then_some(())
+            (self.heals(label, "restart", "heal.succeeded") > healed_before && self.is_active(unit))
+                .then_some(())
         });
     }
 
@@ -190,13 +187,16 @@ impl Drop for Node {
 fn find_systemd(pid: u32) -> Option<u32> {
     let mut queue = vec![pid];
     while let Some(p) = queue.pop() {
-        let kids = fs::read_dir(format!("/proc/{p}/task")).ok()?.flatten().flat_map(|t| {
-            fs::read_to_string(t.path().join("children"))
-                .unwrap_or_default()
-                .split_whitespace()
-                .filter_map(|k| k.parse::<u32>().ok())
-                .collect::<Vec<_>>()
-        });
+        let kids = fs::read_dir(format!("/proc/{p}/task"))
+            .ok()?
+            .flatten()
+            .flat_map(|t| {
+                fs::read_to_string(t.path().join("children"))
+                    .unwrap_or_default()
+                    .split_whitespace()
+                    .filter_map(|k| k.parse::<u32>().ok())
+                    .collect::<Vec<_>>()
+            });
         for k in kids.collect::<Vec<_>>() {
             if fs::read_to_string(format!("/proc/{k}/comm")).is_ok_and(|c| c.trim() == "systemd") {
                 return Some(k);
@@ -320,19 +320,38 @@ fn bootstrap_makes_a_healing_node_that_survives_a_reboot() {
     assert!(out.contains("would run: useradd --system"), "{out}");
     assert!(out.contains("dry run, nothing changed"), "{out}");
     assert!(node.stdout(&["getent", "passwd", "joelclaw"]).is_empty());
-    assert!(!dir.path().join("etc/systemd/system/joelclaw-node.service").exists());
+    assert!(!dir
+        .path()
+        .join("etc/systemd/system/joelclaw-node.service")
+        .exists());
 
     // The real run: account, folders, units, agent, audit passing.
     let (code, out) = bootstrap(&node, &[]);
     assert_eq!(code, 0, "{out}");
-    assert!(out.contains("audit         the installed node: passed"), "{out}");
+    assert!(
+        out.contains("audit         the installed node: passed"),
+        "{out}"
+    );
     let passwd = node.stdout(&["getent", "passwd", "joelclaw"]);
-    assert!(passwd.ends_with(":/var/lib/joelclaw:/usr/sbin/nologin"), "{passwd}");
+    assert!(
+        passwd.ends_with(":/var/lib/joelclaw:/usr/sbin/nologin"),
+        "{passwd}"
+    );
     let uid: u32 = passwd.split(':').nth(2).unwrap().parse().unwrap();
     assert!(uid < 1000, "not a system account: {passwd}");
-    assert_eq!(node.stdout(&["stat", "-c", "%U %a", "/var/lib/jc-web"]), "joelclaw 700");
-    assert_eq!(node.stdout(&["stat", "-c", "%U %a", "/var/lib/joelclaw-agent"]), "root 700");
-    for unit in ["joelclaw-node.service", "jc-web.service", "jc-sleeper.service"] {
+    assert_eq!(
+        node.stdout(&["stat", "-c", "%U %a", "/var/lib/jc-web"]),
+        "joelclaw 700"
+    );
+    assert_eq!(
+        node.stdout(&["stat", "-c", "%U %a", "/var/lib/joelclaw-agent"]),
+        "root 700"
+    );
+    for unit in [
+        "joelclaw-node.service",
+        "jc-web.service",
+        "jc-sleeper.service",
+    ] {
         sysutil::poll::until_blocking(&format!("{unit} active"), BOOT, || {
             node.is_active(unit).then_some(())
         });
@@ -352,7 +371,11 @@ fn bootstrap_makes_a_healing_node_that_survives_a_reboot() {
     // An edited definition is repaired by it: the unit file comes back as written.
     let unit_file = dir.path().join("etc/systemd/system/jc-web.service");
     let desired = fs::read_to_string(&unit_file).unwrap();
-    fs::write(&unit_file, desired.replace("ExecStart=\"/bin/busybox\"", "ExecStart=\"/bin/false\"")).unwrap();
+    fs::write(
+        &unit_file,
+        desired.replace("ExecStart=\"/bin/busybox\"", "ExecStart=\"/bin/false\""),
+    )
+    .unwrap();
     node.run(&["systemctl", "daemon-reload"]);
     node.run(&["systemctl", "restart", "jc-web.service"]);
     sysutil::poll::until_blocking("jc-web repaired by the agent", HEAL, || {
@@ -366,7 +389,11 @@ fn bootstrap_makes_a_healing_node_that_survives_a_reboot() {
     node.power_off();
     drop(node);
     let node = Node::boot(&name, dir.path());
-    for unit in ["joelclaw-node.service", "jc-web.service", "jc-sleeper.service"] {
+    for unit in [
+        "joelclaw-node.service",
+        "jc-web.service",
+        "jc-sleeper.service",
+    ] {
         sysutil::poll::until_blocking(&format!("{unit} active after the reboot"), BOOT, || {
             node.is_active(unit).then_some(())
         });
@@ -386,9 +413,15 @@ fn a_non_root_agent_restarts_only_its_units_and_reports_repair_not_permitted() {
     let node = Node::boot(&name, dir.path());
     let (code, out) = bootstrap(&node, &["--agent-user", "jcagent"]);
     assert_eq!(code, 0, "{out}");
-    let rule = fs::read_to_string(dir.path().join("etc/polkit-1/rules.d/50-joelclaw-node.rules"))
-        .unwrap();
-    assert!(rule.contains(r#"["jc-web.service", "jc-sleeper.service"]"#), "{rule}");
+    let rule = fs::read_to_string(
+        dir.path()
+            .join("etc/polkit-1/rules.d/50-joelclaw-node.rules"),
+    )
+    .unwrap();
+    assert!(
+        rule.contains(r#"["jc-web.service", "jc-sleeper.service"]"#),
+        "{rule}"
+    );
     assert_eq!(
         node.stdout(&["systemctl", "show", "-P", "User", "joelclaw-node.service"]),
         "jcagent"
@@ -402,13 +435,25 @@ fn a_non_root_agent_restarts_only_its_units_and_reports_repair_not_permitted() {
 
     // It may not manage a unit outside the inventory.
     let other = node.run(&[
-        "setpriv", "--reuid=jcagent", "--regid=jcagent", "--clear-groups", "systemctl",
-        "--no-ask-password", "restart", "systemd-journald.service",
+        "setpriv",
+        "--reuid=jcagent",
+        "--regid=jcagent",
+        "--clear-groups",
+        "systemctl",
+        "--no-ask-password",
+        "restart",
+        "systemd-journald.service",
     ]);
     assert!(!other.status.success(), "{other:?}");
     let ours = node.run(&[
-        "setpriv", "--reuid=jcagent", "--regid=jcagent", "--clear-groups", "systemctl",
-        "--no-ask-password", "restart", "jc-web.service",
+        "setpriv",
+        "--reuid=jcagent",
+        "--regid=jcagent",
+        "--clear-groups",
+        "systemctl",
+        "--no-ask-password",
+        "restart",
+        "jc-web.service",
     ]);
     assert!(ours.status.success(), "{ours:?}");
 

@@ -69,7 +69,12 @@ args = ["1000"]
 
 fn install_self(inv: &Path, root: &Path, extra: &[&str]) -> (i32, String, String) {
     run(bin()
-        .args(["install-self", "--program", "/usr/local/bin/joelclaw-node", "--root"])
+        .args([
+            "install-self",
+            "--program",
+            "/usr/local/bin/joelclaw-node",
+            "--root",
+        ])
         .arg(root)
         .arg("-i")
         .arg(inv)
@@ -92,7 +97,10 @@ fn the_systemd_unit_runs_the_agent_as_root_in_its_own_sandbox() {
         ]
     );
     // The agent runs the copy at a stable system path, not the file it was given.
-    assert_eq!(fs::read_to_string(root.join("etc/joelclaw/inventory.toml")).unwrap(), NODE);
+    assert_eq!(
+        fs::read_to_string(root.join("etc/joelclaw/inventory.toml")).unwrap(),
+        NODE
+    );
     let unit = fs::read_to_string(root.join("etc/systemd/system/joelclaw-node.service")).unwrap();
     for line in [
         "User=root",
@@ -123,7 +131,10 @@ fn the_systemd_unit_runs_the_agent_as_root_in_its_own_sandbox() {
     let (code, out, err) = install_self(&inv, &root, &["--manager", "systemd"]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("install-self: no changes"), "{out}");
-    assert!(out.contains("(unchanged)") && !out.contains("(written)"), "{out}");
+    assert!(
+        out.contains("(unchanged)") && !out.contains("(written)"),
+        "{out}"
+    );
 }
 
 #[test]
@@ -137,7 +148,11 @@ fn the_launchd_daemon_runs_in_the_system_domain_as_root() {
     let plist =
         fs::read_to_string(root.join("Library/LaunchDaemons/com.joelclaw.node-agent.plist"))
             .unwrap();
-    for needle in ["<key>RunAtLoad</key>", "<key>KeepAlive</key>", "/opt/homebrew/bin"] {
+    for needle in [
+        "<key>RunAtLoad</key>",
+        "<key>KeepAlive</key>",
+        "/opt/homebrew/bin",
+    ] {
         assert!(plist.contains(needle), "{needle} missing:\n{plist}");
     }
     assert!(!plist.contains("<key>UserName</key>"), "{plist}");
@@ -152,7 +167,8 @@ fn a_non_root_agent_gets_a_polkit_rule_for_exactly_its_units() {
     let inv = dir.path().join("node.toml");
     fs::write(&inv, NODE).unwrap();
     let root = dir.path().join("root");
-    let (code, out, err) = install_self(&inv, &root, &["--manager", "systemd", "--user", "jcagent"]);
+    let (code, out, err) =
+        install_self(&inv, &root, &["--manager", "systemd", "--user", "jcagent"]);
     assert_eq!(code, 0, "{out}{err}");
     let unit = fs::read_to_string(root.join("etc/systemd/system/joelclaw-node.service")).unwrap();
     assert!(unit.contains("User=jcagent\nGroup=jcagent\n"), "{unit}");
@@ -165,7 +181,10 @@ fn a_non_root_agent_gets_a_polkit_rule_for_exactly_its_units() {
     let rule =
         fs::read_to_string(root.join("etc/polkit-1/rules.d/50-joelclaw-node.rules")).unwrap();
     assert!(rule.contains(r#"subject.user == "jcagent""#), "{rule}");
-    assert!(rule.contains(r#"var units = ["jc-sleeper.service"];"#), "{rule}");
+    assert!(
+        rule.contains(r#"var units = ["jc-sleeper.service"];"#),
+        "{rule}"
+    );
 }
 
 #[test]
@@ -193,7 +212,11 @@ fn a_bad_inventory_is_exit_2_with_its_own_error_and_nothing_written() {
                 .arg(&inv));
             assert_eq!(code, 2, "{name} {verb:?}: {out}{err}");
             assert!(err.contains(says), "{name} {verb:?}: {err}");
-            assert!(files_under(&root).is_empty(), "{name} {verb:?}: {:?}", files_under(&root));
+            assert!(
+                files_under(&root).is_empty(),
+                "{name} {verb:?}: {:?}",
+                files_under(&root)
+            );
             // `run` says the same.
             let (code, _, run_err) = run(bin().arg("run").arg("-i").arg(&inv));
             assert_eq!(code, 2, "{name}: {run_err}");
@@ -228,7 +251,12 @@ fn bootstrap_under_a_root_plans_then_writes_then_changes_nothing() {
     let root = dir.path().join("root");
     let bootstrap = |extra: &[&str]| {
         run(bin()
-            .args(["bootstrap", "--program", "/usr/local/bin/joelclaw-node", "--root"])
+            .args([
+                "bootstrap",
+                "--program",
+                "/usr/local/bin/joelclaw-node",
+                "--root",
+            ])
             .arg(&root)
             .arg("-i")
             .arg(&inv)
@@ -237,7 +265,10 @@ fn bootstrap_under_a_root_plans_then_writes_then_changes_nothing() {
     let (code, out, err) = bootstrap(&["--dry-run"]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("dry run, nothing changed"), "{out}");
-    assert!(out.contains("etc/systemd/system/joelclaw-node.service: would write"), "{out}");
+    assert!(
+        out.contains("etc/systemd/system/joelclaw-node.service: would write"),
+        "{out}"
+    );
     assert!(files_under(&root).is_empty(), "{:?}", files_under(&root));
 
     // The audit of a scratch root has no accounts to find: its verdict is not the point here.
@@ -249,7 +280,11 @@ fn bootstrap_under_a_root_plans_then_writes_then_changes_nothing() {
         "etc/systemd/system/joelclaw-node.service",
         "etc/systemd/system/jc-sleeper.service",
     ] {
-        assert!(root.join(f).is_file(), "{f} missing: {:?}", files_under(&root));
+        assert!(
+            root.join(f).is_file(),
+            "{f} missing: {:?}",
+            files_under(&root)
+        );
     }
     let (_, out, err) = bootstrap(&[]);
     assert!(out.contains("bootstrap: nothing changed"), "{out}{err}");

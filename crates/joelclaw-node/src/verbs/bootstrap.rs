@@ -258,7 +258,10 @@ pub fn exec(args: BootstrapArgs, state_flag: Option<PathBuf>) -> Result<Report, 
                 what: args.inventory.display().to_string(),
                 outcome: "would run once the accounts exist".into(),
             });
-            human_parts.push(format!("apply (before the accounts exist): {}\n", f.message));
+            human_parts.push(format!(
+                "apply (before the accounts exist): {}\n",
+                f.message
+            ));
         }
         Err(f) => return Err(Failure { command: CMD, ..f }),
     }
@@ -287,7 +290,11 @@ pub fn exec(args: BootstrapArgs, state_flag: Option<PathBuf>) -> Result<Report, 
             if !dir.is_dir() {
                 steps.push(Step {
                     step: "install-self",
-                    what: format!("folder {} (mode {mode:o}, owner {})", dir.display(), plan.account),
+                    what: format!(
+                        "folder {} (mode {mode:o}, owner {})",
+                        dir.display(),
+                        plan.account
+                    ),
                     outcome: "would create".into(),
                 });
             }
@@ -304,8 +311,15 @@ pub fn exec(args: BootstrapArgs, state_flag: Option<PathBuf>) -> Result<Report, 
         changed += n;
         steps.push(Step {
             step: "install-self",
-            what: report.result["path"].as_str().unwrap_or_default().to_string(),
-            outcome: if n == 0 { "unchanged".into() } else { format!("changed {n}") },
+            what: report.result["path"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+            outcome: if n == 0 {
+                "unchanged".into()
+            } else {
+                format!("changed {n}")
+            },
         });
         human_parts.push(report.human);
     }
@@ -322,7 +336,11 @@ pub fn exec(args: BootstrapArgs, state_flag: Option<PathBuf>) -> Result<Report, 
         steps.push(Step {
             step: "audit",
             what: "the installed node".into(),
-            outcome: if report.ok { "passed".into() } else { "FAILED".into() },
+            outcome: if report.ok {
+                "passed".into()
+            } else {
+                "FAILED".into()
+            },
         });
         audit_result = report.result.clone();
         human_parts.push(report.human);
@@ -369,14 +387,22 @@ fn macos_checklist(args: &BootstrapArgs, accounts: &[Account]) -> Report {
         // A free id below 500: a hidden system account, like the OS's own `_` accounts.
         let id = (300..500)
             .find(|id| {
-                nix::unistd::User::from_uid((*id).into()).ok().flatten().is_none()
-                    && nix::unistd::Group::from_gid((*id).into()).ok().flatten().is_none()
+                nix::unistd::User::from_uid((*id).into())
+                    .ok()
+                    .flatten()
+                    .is_none()
+                    && nix::unistd::Group::from_gid((*id).into())
+                        .ok()
+                        .flatten()
+                        .is_none()
             })
             .unwrap_or(499);
         let u = &a.user;
         let g = &a.group;
         if !group_exists(g) {
-            commands.push(format!("sudo dscl . -create /Groups/{g} PrimaryGroupID {id}"));
+            commands.push(format!(
+                "sudo dscl . -create /Groups/{g} PrimaryGroupID {id}"
+            ));
         }
         for (key, value) in [
             ("UniqueID", id.to_string()),
@@ -388,7 +414,9 @@ fn macos_checklist(args: &BootstrapArgs, accounts: &[Account]) -> Report {
         ] {
             commands.push(format!("sudo dscl . -create /Users/{u} {key} {value}"));
         }
-        commands.push(format!("sudo install -d -m 0700 -o {u} -g {g} /var/lib/{u}"));
+        commands.push(format!(
+            "sudo install -d -m 0700 -o {u} -g {g} /var/lib/{u}"
+        ));
     }
     let inv = args.inventory.display();
     commands.push(format!("sudo joelclaw-node apply --inventory {inv}"));

@@ -17,7 +17,9 @@ use std::time::Duration;
 use central_core::Inventory;
 use clap::Args;
 use node_identity::Platform;
-use process_manager::{ProcessManagerPort, RestartPolicy, ServiceConfig, ServiceLabel, ServiceScope};
+use process_manager::{
+    ProcessManagerPort, RestartPolicy, ServiceConfig, ServiceLabel, ServiceScope,
+};
 use serde::Serialize;
 
 use crate::compose;
@@ -126,7 +128,12 @@ impl Plan {
     /// `would write` for a change when `dry` is set).
     pub fn files(&self, dry: bool) -> Vec<Written> {
         let mut out = vec![
-            file("inventory", &self.inventory_copy.1, &self.inventory_copy.2, dry),
+            file(
+                "inventory",
+                &self.inventory_copy.1,
+                &self.inventory_copy.2,
+                dry,
+            ),
             file("definition", &self.definition_path, &self.definition, dry),
         ];
         if let Some((path, text)) = &self.polkit {
@@ -269,8 +276,12 @@ pub fn plan(args: &InstallSelfArgs, state_flag: Option<&Path>) -> Result<Plan, F
     let definition_dir = systemd.unit_dir().to_path_buf();
     let config =
         self_config(args, manager, &state, &definition_dir).map_err(|e| Failure::input(CMD, e))?;
-    let source = std::path::absolute(&args.inventory)
-        .map_err(|e| Failure::input(CMD, format!("--inventory {}: {e}", args.inventory.display())))?;
+    let source = std::path::absolute(&args.inventory).map_err(|e| {
+        Failure::input(
+            CMD,
+            format!("--inventory {}: {e}", args.inventory.display()),
+        )
+    })?;
     let bytes = std::fs::read(&source)
         .map_err(|e| Failure::input(CMD, format!("--inventory {}: {e}", source.display())))?;
     let mut warnings = Vec::new();
@@ -372,7 +383,10 @@ pub fn exec(args: InstallSelfArgs, state_flag: Option<PathBuf>) -> Result<Report
                 .ok_or_else(|| {
                     Failure::input(
                         CMD,
-                        format!("--user {}: no such account on this machine; create it first", plan.account),
+                        format!(
+                            "--user {}: no such account on this machine; create it first",
+                            plan.account
+                        ),
                     )
                 })?,
         ),
@@ -402,7 +416,12 @@ pub fn exec(args: InstallSelfArgs, state_flag: Option<PathBuf>) -> Result<Report
     };
     let mut human = String::new();
     for f in &files {
-        human.push_str(&format!("{} {} ({})\n", f.what, f.path.display(), f.outcome));
+        human.push_str(&format!(
+            "{} {} ({})\n",
+            f.what,
+            f.path.display(),
+            f.outcome
+        ));
     }
     human.push_str(&format!(
         "the agent runs as {} with state in {}\n",
@@ -438,11 +457,7 @@ pub fn exec(args: InstallSelfArgs, state_flag: Option<PathBuf>) -> Result<Report
 }
 
 /// Makes `dir` with `mode`, owned by `owner` when given; an existing one gets both again.
-pub fn make_folder(
-    dir: &Path,
-    mode: u32,
-    owner: Option<&nix::unistd::User>,
-) -> Result<(), String> {
+pub fn make_folder(dir: &Path, mode: u32, owner: Option<&nix::unistd::User>) -> Result<(), String> {
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(mode)
@@ -486,7 +501,11 @@ fn load_and_start(plan: &Plan, changed: bool) -> Result<String, String> {
             systemctl(&["enable", "--quiet", &unit])?;
             // Queued, not waited for: the unit starts after network-online.target, which may
             // take minutes on a machine still coming up.
-            systemctl(&[if changed { "restart" } else { "start" }, "--no-block", &unit])?;
+            systemctl(&[
+                if changed { "restart" } else { "start" },
+                "--no-block",
+                &unit,
+            ])?;
             Ok(format!(
                 "{} queued (`systemctl status {unit}` shows it)",
                 if changed { "restart" } else { "start" }

@@ -8,11 +8,11 @@
 
 pub mod apply;
 pub mod audit;
+pub mod bootstrap;
 pub mod demo_service;
 pub mod gate;
 pub mod identity;
 pub mod inspect;
-pub mod bootstrap;
 pub mod install_self;
 pub mod run;
 pub mod status;

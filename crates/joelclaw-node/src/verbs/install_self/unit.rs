@@ -105,8 +105,14 @@ mod tests {
     fn the_rule_names_the_user_and_exactly_the_units() {
         let rule = polkit_rule("agent", &["a.service".into(), "b\"c.service".into()]);
         assert!(rule.contains(r#"subject.user == "agent""#), "{rule}");
-        assert!(rule.contains(r#"var units = ["a.service", "b\"c.service"];"#), "{rule}");
-        assert!(rule.contains("org.freedesktop.systemd1.manage-units"), "{rule}");
+        assert!(
+            rule.contains(r#"var units = ["a.service", "b\"c.service"];"#),
+            "{rule}"
+        );
+        assert!(
+            rule.contains("org.freedesktop.systemd1.manage-units"),
+            "{rule}"
+        );
     }
 
     #[test]
