@@ -42,6 +42,8 @@ struct Node {
     dir: PathBuf,
     nspawn: Option<Child>,
     systemd: u32,
+    /// The cgroups made for it, removed once it is off.
+    cgroups: Vec<PathBuf>,
 }
 
 impl Node {
@@ -55,7 +57,16 @@ impl Node {
             .parent()
             .unwrap()
             .to_path_buf();
-        let mut cmd = Command::new("systemd-nspawn");
+        // A cgroup of its own: with --keep-unit the container's tree goes under the caller's
+        // cgroup, and two containers started from the same one (this and the shared harness)
+        // would share `payload/...` and its units' cgroups.
+        let cgroups = own_cgroups(name);
+        let mut enter = String::new();
+        for c in &cgroups {
+            enter.push_str(&format!("echo $$ > {}/cgroup.procs && ", c.display()));
+        }
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", &format!("{enter}exec \"$0\" \"$@\""), "systemd-nspawn"]);
         cmd.args(["-D", "/", "--volatile=yes", "--register=no", "--keep-unit"])
             .arg(format!("--machine={name}"))
             .args(["--private-network", "--console=passive"])
@@ -87,6 +98,7 @@ impl Node {
             dir: dir.into(),
             nspawn: Some(child),
             systemd: 0,
+            cgroups,
         };
         node.systemd = sysutil::poll::until_blocking("the container's systemd", BOOT, || {
             let pid = find_systemd(nspawn_pid)?;
@@ -179,8 +191,47 @@ impl Node {
 impl Drop for Node {
     fn drop(&mut self) {
         self.power_off();
+        for c in &self.cgroups {
+            remove_cgroup(c);
+        }
         say(&format!("container {} powered off", self.name));
     }
+}
+
+/// Makes `joelclaw-test-<name>` in each cgroup hierarchy systemd uses here (the named v1
+/// `systemd` one and the unified one of a hybrid setup, or the root of a pure v2 one).
+fn own_cgroups(name: &str) -> Vec<PathBuf> {
+    let base = Path::new("/sys/fs/cgroup");
+    let roots: Vec<PathBuf> = if base.join("cgroup.controllers").exists() {
+        vec![base.to_path_buf()]
+    } else {
+        ["systemd", "unified"]
+            .iter()
+            .map(|h| base.join(h))
+            .filter(|h| h.join("cgroup.procs").exists())
+            .collect()
+    };
+    roots
+        .into_iter()
+        .map(|r| {
+            let dir = r.join(format!("joelclaw-test-{name}"));
+            fs::create_dir_all(&dir).unwrap();
+            dir
+        })
+        .collect()
+}
+
+/// Removes a cgroup and what the container left under it, deepest first (only empty cgroups
+/// can be removed; a cgroup's files go with it).
+fn remove_cgroup(dir: &Path) {
+    if let Ok(entries) = fs::read_dir(dir) {
+        for e in entries.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                remove_cgroup(&e.path());
+            }
+        }
+    }
+    let _ = fs::remove_dir(dir);
 }
 
 /// The first descendant of `pid` named `systemd`.
