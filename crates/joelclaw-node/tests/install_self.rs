@@ -93,7 +93,8 @@ fn the_systemd_unit_runs_the_agent_as_root_in_its_own_sandbox() {
         files_under(&root),
         vec![
             "etc/joelclaw/inventory.toml".to_string(),
-            "etc/systemd/system/joelclaw-node.service".to_string()
+            "etc/systemd/system/joelclaw-node.service".to_string(),
+            "etc/systemd/system/joelclaw-node.service.d/10-node-agent.conf".to_string(),
         ]
     );
     // The agent runs the copy at a stable system path, not the file it was given.
@@ -102,10 +103,23 @@ fn the_systemd_unit_runs_the_agent_as_root_in_its_own_sandbox() {
         NODE
     );
     let unit = fs::read_to_string(root.join("etc/systemd/system/joelclaw-node.service")).unwrap();
+    // What the service renderer does not write, in the drop-in beside the unit.
+    let dropin = fs::read_to_string(
+        root.join("etc/systemd/system/joelclaw-node.service.d/10-node-agent.conf"),
+    )
+    .unwrap();
     for line in [
-        "User=root",
         "After=network-online.target docker.service",
         "Wants=network-online.target",
+        "ProtectHome=read-only",
+    ] {
+        assert!(
+            dropin.lines().any(|l| l == line),
+            "{line} missing:\n{dropin}"
+        );
+    }
+    for line in [
+        "User=root",
         "Restart=always",
         "WantedBy=multi-user.target",
         // The inventory's state folder, not one of install-self's own.
@@ -114,7 +128,6 @@ fn the_systemd_unit_runs_the_agent_as_root_in_its_own_sandbox() {
         // Writable: exactly its state, its logs and the definition folder it repairs.
         r#"ReadWritePaths="/var/lib/joelclaw-agent" "/var/log/joelclaw" "/etc/systemd/system""#,
         "ProtectSystem=strict",
-        "ProtectHome=read-only",
         "NoNewPrivileges=yes",
         "CapabilityBoundingSet=",
         "PrivateUsers=yes",
@@ -124,7 +137,7 @@ fn the_systemd_unit_runs_the_agent_as_root_in_its_own_sandbox() {
             "{line} missing:\n{unit}"
         );
     }
-    for absent in ["/opt/homebrew", "ProtectHome=yes", "ProtectProc=invisible"] {
+    for absent in ["/opt/homebrew", "ProtectHome=", "ProtectProc=invisible"] {
         assert!(!unit.contains(absent), "{absent} present:\n{unit}");
     }
     // Again: nothing written, and it says so.

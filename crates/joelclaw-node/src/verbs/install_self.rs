@@ -86,8 +86,6 @@ pub const DEFAULT_STATE_DIR: &str = "/var/lib/joelclaw";
 pub const SYSTEMD_LABEL: &str = "joelclaw-node";
 /// The agent's launchd label.
 pub const LAUNCHD_LABEL: &str = "com.joelclaw.node-agent";
-/// How long one `systemctl` call may take.
-const SYSTEMCTL_DEADLINE: Duration = Duration::from_secs(60);
 
 /// One file `install-self` handles, and what happened to it.
 #[derive(Debug, Clone, Serialize)]
@@ -111,6 +109,9 @@ pub struct Plan {
     pub definition_path: PathBuf,
     /// Its bytes.
     pub definition: Vec<u8>,
+    /// systemd: the drop-in beside the unit with what the service renderer does not write
+    /// (ordering, homes read-only): path (re-rooted) and text.
+    pub dropin: Option<(PathBuf, String)>,
     /// The state folder (not re-rooted).
     pub state: PathBuf,
     /// The inventory's copy: source, destination (re-rooted) and bytes.
@@ -136,6 +137,9 @@ impl Plan {
             ),
             file("definition", &self.definition_path, &self.definition, dry),
         ];
+        if let Some((path, text)) = &self.dropin {
+            out.push(file("drop-in", path, text.as_bytes(), dry));
+        }
         if let Some((path, text)) = &self.polkit {
             out.push(file("polkit rule", path, text.as_bytes(), dry));
         }
@@ -292,6 +296,7 @@ pub fn plan(args: &InstallSelfArgs, state_flag: Option<&Path>) -> Result<Plan, F
             args.installed_inventory.display()
         ));
     }
+    let mut dropin = None;
     let (definition_path, definition) = match manager {
         SelfManager::Launchd => {
             let m = compose::launchd_adapter(Default::default(), root)
@@ -301,8 +306,14 @@ pub fn plan(args: &InstallSelfArgs, state_flag: Option<&Path>) -> Result<Plan, F
         SelfManager::Systemd => {
             let m = compose::systemd_adapter(Default::default(), root);
             let text = m.render_unit(&config).map_err(|e| Failure::input(CMD, e))?;
-            let text = unit::finish(&text, &unit::ordering(&inventory));
-            (m.unit_path(&config.label), text.into_bytes())
+            let path = m.unit_path(&config.label);
+            let mut dir = path.clone().into_os_string();
+            dir.push(".d");
+            dropin = Some((
+                PathBuf::from(dir).join(unit::DROPIN_NAME),
+                unit::dropin(&unit::ordering(&inventory)),
+            ));
+            (path, text.into_bytes())
         }
     };
     let polkit = args.user.as_ref().map(|user| {
@@ -317,6 +328,7 @@ pub fn plan(args: &InstallSelfArgs, state_flag: Option<&Path>) -> Result<Plan, F
         config,
         definition_path,
         definition,
+        dropin,
         state,
         inventory_copy: (
             source,
@@ -405,14 +417,18 @@ pub fn exec(args: InstallSelfArgs, state_flag: Option<PathBuf>) -> Result<Report
     if let Some((path, text)) = &plan.polkit {
         write(path, text.as_bytes()).map_err(|e| Failure::failed(CMD, e))?;
     }
-    let definition_changed = files
-        .iter()
-        .any(|f| f.what == "definition" && f.outcome == "written");
+    // The drop-in first: the supervisor reads it with the unit when it loads it.
+    if let Some((path, text)) = &plan.dropin {
+        write(path, text.as_bytes()).map_err(|e| Failure::failed(CMD, e))?;
+    }
     let started = if root.is_some() {
         write(&plan.definition_path, &plan.definition).map_err(|e| Failure::failed(CMD, e))?;
         None
     } else {
-        Some(load_and_start(&plan, definition_changed).map_err(|e| Failure::failed(CMD, e))?)
+        let dropin_changed = files
+            .iter()
+            .any(|f| f.what == "drop-in" && f.outcome == "written");
+        Some(load_and_start(&plan, dropin_changed).map_err(|e| Failure::failed(CMD, e))?)
     };
     let mut human = String::new();
     for f in &files {
@@ -480,52 +496,28 @@ fn write(path: &Path, bytes: &[u8]) -> Result<(), String> {
         .map_err(|e| format!("write {}: {e}", path.display()))
 }
 
-/// Installs the definition through the supervisor and starts the agent; a changed definition
-/// restarts a running agent so it runs what was written.
-fn load_and_start(plan: &Plan, changed: bool) -> Result<String, String> {
-    match plan.manager {
-        SelfManager::Launchd => {
-            let m = compose::launchd_adapter(Default::default(), None)?;
-            let port: Arc<dyn ProcessManagerPort> = Arc::new(m);
-            let rt = runtime("install-self").map_err(|f| f.message)?;
-            rt.block_on(port.enable(&plan.config))
-                .map(|o| json_name(&o))
-                .map_err(|e| e.to_string())
+/// Installs the definition and starts the agent through its supervisor's adapter (which
+/// reloads, enables, and restarts a running agent whose definition changed). A changed
+/// drop-in alone also restarts it, so it runs with what was written.
+fn load_and_start(plan: &Plan, dropin_changed: bool) -> Result<String, String> {
+    let port: Arc<dyn ProcessManagerPort> = match plan.manager {
+        SelfManager::Launchd => Arc::new(compose::launchd_adapter(Default::default(), None)?),
+        SelfManager::Systemd => Arc::new(compose::systemd_adapter(Default::default(), None)),
+    };
+    let rt = runtime("install-self").map_err(|f| f.message)?;
+    rt.block_on(async {
+        let outcome = port.enable(&plan.config).await.map_err(|e| e.to_string())?;
+        let stale = dropin_changed
+            && matches!(
+                outcome,
+                process_manager::EnableOutcome::Unchanged | process_manager::EnableOutcome::Started
+            );
+        if stale {
+            port.restart(&plan.config.label)
+                .await
+                .map_err(|e| e.to_string())?;
+            return Ok("restarted".to_string());
         }
-        SelfManager::Systemd => {
-            write(&plan.definition_path, &plan.definition)?;
-            let unit = format!("{SYSTEMD_LABEL}.service");
-            if changed {
-                systemctl(&["daemon-reload"])?;
-            }
-            systemctl(&["enable", "--quiet", &unit])?;
-            // Queued, not waited for: the unit starts after network-online.target, which may
-            // take minutes on a machine still coming up.
-            systemctl(&[
-                if changed { "restart" } else { "start" },
-                "--no-block",
-                &unit,
-            ])?;
-            Ok(format!(
-                "{} queued (`systemctl status {unit}` shows it)",
-                if changed { "restart" } else { "start" }
-            ))
-        }
-    }
-}
-
-/// One `systemctl` call with a deadline; its error output on failure.
-pub fn systemctl(args: &[&str]) -> Result<String, String> {
-    let out = sysutil::command::Command::new("systemctl", SYSTEMCTL_DEADLINE)
-        .args(args)
-        .run_blocking()
-        .map_err(|e| format!("systemctl {}: {e}", args.join(" ")))?;
-    if !out.success() {
-        return Err(format!(
-            "systemctl {}: {}",
-            args.join(" "),
-            out.stderr.trim()
-        ));
-    }
-    Ok(out.stdout)
+        Ok(json_name(&outcome))
+    })
 }

@@ -1,7 +1,6 @@
 //! The agent's own systemd unit beyond what the service adapter renders (its ordering, its
 //! sandbox's exceptions) and the polkit rule of a non-root agent.
 
-use std::fmt::Write as _;
 use std::path::Path;
 
 use central_core::inventory::{ManagerKind, ProbeCheck, SubstrateKind};
@@ -13,7 +12,7 @@ pub const POLKIT_RULE_PATH: &str = "/etc/polkit-1/rules.d/50-joelclaw-node.rules
 
 /// The sandbox: every protection services get, except three the agent's job needs.
 /// - `proc`: its process probes read other services' entries in `/proc`.
-/// - `home`: written back as `ProtectHome=read-only` ([`finish`]), so a program or file the
+/// - `home`: written back as `ProtectHome=read-only` ([`dropin`]), so a program or file the
 ///   inventory names under a home can still be checked, never changed.
 /// - `write-paths` stays strict: a root agent writes only the definition folder (repairs),
 ///   its state and its logs; a non-root agent only its state and logs.
@@ -50,27 +49,22 @@ pub(super) fn ordering(inventory: &Inventory) -> Vec<&'static str> {
     after
 }
 
-/// The rendered unit with the ordering added to `[Unit]` (`Wants=` only the network: the
-/// engine is the inventory's to heal, not the agent's to pull in) and `ProtectHome=read-only`.
-pub(super) fn finish(rendered: &str, after: &[&str]) -> String {
-    let mut out = String::with_capacity(rendered.len() + 128);
-    for line in rendered.lines() {
-        // Its own mark: `apply` writes the services' units, `install-self` this one.
-        if line.starts_with("# Written by joelclaw") {
-            out.push_str("# Written by joelclaw-node install-self: the node agent's own unit. Changes here are replaced on the next install-self or bootstrap.\n");
-            continue;
-        }
-        out.push_str(line);
-        out.push('\n');
-        if line.starts_with("Description=") {
-            let _ = writeln!(out, "After={}", after.join(" "));
-            out.push_str("Wants=network-online.target\n");
-        }
-        if line.starts_with("ProtectSystem=") {
-            out.push_str("ProtectHome=read-only\n");
-        }
-    }
-    out
+/// The drop-in's file name, beside the unit (`joelclaw-node.service.d/`).
+pub(super) const DROPIN_NAME: &str = "10-node-agent.conf";
+
+/// The agent's drop-in: its ordering (`Wants=` only the network: the engine is the
+/// inventory's to heal, not the agent's to pull in) and homes read-only rather than hidden.
+pub(super) fn dropin(after: &[&str]) -> String {
+    format!(
+        "# Written by joelclaw-node install-self: the node agent's ordering and home access.\n\
+         [Unit]\n\
+         After={}\n\
+         Wants=network-online.target\n\
+         \n\
+         [Service]\n\
+         ProtectHome=read-only\n",
+        after.join(" ")
+    )
 }
 
 /// A polkit rule (JavaScript, `/etc/polkit-1/rules.d/`) that lets `user` start, stop and
@@ -116,12 +110,11 @@ mod tests {
     }
 
     #[test]
-    fn ordering_and_home_are_added_once_in_place() {
-        let unit = "[Unit]\nDescription=x\n\n[Service]\nProtectSystem=strict\nPrivateTmp=yes\n";
-        let out = finish(unit, &["network-online.target", "docker.service"]);
+    fn the_dropin_orders_after_the_network_and_the_engine() {
+        let text = dropin(&["network-online.target", "docker.service"]);
         assert_eq!(
-            out,
-            "[Unit]\nDescription=x\nAfter=network-online.target docker.service\nWants=network-online.target\n\n[Service]\nProtectSystem=strict\nProtectHome=read-only\nPrivateTmp=yes\n"
+            text,
+            "# Written by joelclaw-node install-self: the node agent's ordering and home access.\n[Unit]\nAfter=network-online.target docker.service\nWants=network-online.target\n\n[Service]\nProtectHome=read-only\n"
         );
     }
 }
