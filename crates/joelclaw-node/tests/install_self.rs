@@ -302,3 +302,55 @@ fn bootstrap_under_a_root_plans_then_writes_then_changes_nothing() {
     let (_, out, err) = bootstrap(&[]);
     assert!(out.contains("bootstrap: nothing changed"), "{out}{err}");
 }
+
+#[test]
+fn a_bootstrap_stopped_midway_is_completed_by_the_next() {
+    let dir = tempfile::tempdir().unwrap();
+    let inv = dir.path().join("node.toml");
+    fs::write(&inv, NODE).unwrap();
+    let root = dir.path().join("root");
+    // As if a bootstrap had stopped after its apply step.
+    let (code, out, err) = run(bin()
+        .args(["apply", "--root"])
+        .arg(&root)
+        .arg("-i")
+        .arg(&inv));
+    assert_eq!(code, 0, "{out}{err}");
+    let unit = root.join("etc/systemd/system/jc-sleeper.service");
+    let applied = fs::read(&unit).unwrap();
+    let bootstrap = || {
+        run(bin()
+            .args([
+                "--json",
+                "bootstrap",
+                "--program",
+                "/usr/local/bin/joelclaw-node",
+            ])
+            .arg("--root")
+            .arg(&root)
+            .arg("-i")
+            .arg(&inv))
+    };
+    let (_, out, err) = bootstrap();
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|_| panic!("{out}{err}"));
+    let steps = v["result"]["steps"].as_array().unwrap();
+    let outcome = |step: &str| {
+        steps
+            .iter()
+            .find(|s| s["step"] == step)
+            .map(|s| s["outcome"].as_str().unwrap().to_string())
+    };
+    // What was done stays done; the rest is done now.
+    assert_eq!(outcome("apply").as_deref(), Some("unchanged"), "{out}");
+    assert!(
+        outcome("install-self").unwrap().starts_with("changed"),
+        "{out}"
+    );
+    assert_eq!(fs::read(&unit).unwrap(), applied);
+    assert!(root
+        .join("etc/systemd/system/joelclaw-node.service")
+        .is_file());
+    let (_, out, _) = bootstrap();
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["result"]["changes"], 0, "{out}");
+}

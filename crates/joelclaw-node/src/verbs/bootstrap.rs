@@ -286,7 +286,7 @@ pub fn exec(args: BootstrapArgs, state_flag: Option<PathBuf>) -> Result<Report, 
                 outcome: f.outcome,
             });
         }
-        for (dir, mode) in plan.folders(args.root.as_deref(), &args.log_dir) {
+        for (dir, mode, _) in plan.folders(args.root.as_deref(), &args.log_dir) {
             if !dir.is_dir() {
                 steps.push(Step {
                     step: "install-self",

@@ -146,11 +146,14 @@ impl Plan {
         out
     }
 
-    /// The folders the agent needs: (path re-rooted, mode).
-    pub fn folders(&self, root: Option<&Path>, log_dir: &Path) -> Vec<(PathBuf, u32)> {
+    /// The folders the agent needs: (path re-rooted, mode, whether owner and mode are set
+    /// again when it exists). The state folder is the agent's alone; the log folder may be the
+    /// services' too (systemd opens the log files, not the agent), so an existing one is left
+    /// as it is.
+    pub fn folders(&self, root: Option<&Path>, log_dir: &Path) -> Vec<(PathBuf, u32, bool)> {
         vec![
-            (compose::reroot(root, &self.state), 0o700),
-            (compose::reroot(root, log_dir), 0o750),
+            (compose::reroot(root, &self.state), 0o700, true),
+            (compose::reroot(root, log_dir), 0o750, false),
         ]
     }
 }
@@ -403,14 +406,10 @@ pub fn exec(args: InstallSelfArgs, state_flag: Option<PathBuf>) -> Result<Report
                 })?,
         ),
     };
-    // The state folder is the agent's alone: its owner and mode are set every time. The log
-    // folder may be the services' too (systemd opens the log files, not the agent): made
-    // when missing, else left as it is.
-    for (i, (dir, mode)) in plan.folders(root, &args.log_dir).into_iter().enumerate() {
-        if i > 0 && dir.is_dir() {
-            continue;
+    for (dir, mode, own_always) in plan.folders(root, &args.log_dir) {
+        if own_always || !dir.is_dir() {
+            make_folder(&dir, mode, owner.as_ref()).map_err(|e| Failure::failed(CMD, e))?;
         }
-        make_folder(&dir, mode, owner.as_ref()).map_err(|e| Failure::failed(CMD, e))?;
     }
     let (_, copy, bytes) = &plan.inventory_copy;
     write(copy, bytes).map_err(|e| Failure::failed(CMD, e))?;
