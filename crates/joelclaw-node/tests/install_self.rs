@@ -354,3 +354,24 @@ fn a_bootstrap_stopped_midway_is_completed_by_the_next() {
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["result"]["changes"], 0, "{out}");
 }
+
+#[test]
+fn an_inventory_in_a_checkout_is_copied_with_a_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::create_dir(dir.path().join(".git")).unwrap();
+    fs::create_dir(dir.path().join("examples")).unwrap();
+    let inv = dir.path().join("examples/node.toml");
+    fs::write(&inv, NODE).unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let (code, out, err) = install_self(&inv, root.path(), &["--manager", "systemd"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("warning:")
+            && out.contains("inside the checkout")
+            && out.contains("/etc/joelclaw/inventory.toml"),
+        "{out}"
+    );
+    let unit =
+        fs::read_to_string(root.path().join("etc/systemd/system/joelclaw-node.service")).unwrap();
+    assert!(!unit.contains("examples/node.toml"), "{unit}");
+}
