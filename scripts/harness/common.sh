@@ -14,6 +14,8 @@ ensure_packages() {
     [ -x /bin/busybox ] && file_is_static /bin/busybox || missing+=(busybox-static)
     command -v nsenter >/dev/null || missing+=(util-linux)
     command -v redis-server >/dev/null || missing+=(redis-server)
+    # The non-root agent's test: its polkit rule is read by polkitd inside the container.
+    [ -x /usr/lib/polkit-1/polkitd ] || missing+=(polkitd)
     if [ ${#missing[@]} -gt 0 ]; then
         need_root
         echo "harness: installing ${missing[*]}" >&2

@@ -8,11 +8,13 @@ use clap::{Parser, Subcommand};
 
 use crate::output::{exit, Failure};
 use crate::verbs::{
-    apply, audit, demo_service, fleet, gate, identity, inspect, install_self, run, status,
+    apply, audit, bootstrap, demo_service, fleet, gate, identity, inspect, install_self, run,
+    status,
 };
 use crate::verbs::{
-    apply::ApplyArgs, audit::AuditArgs, demo_service::DemoServiceArgs, gate::GateArgs,
-    inspect::InspectArgs, install_self::InstallSelfArgs, run::RunArgs, status::StatusArgs,
+    apply::ApplyArgs, audit::AuditArgs, bootstrap::BootstrapArgs, demo_service::DemoServiceArgs,
+    gate::GateArgs, inspect::InspectArgs, install_self::InstallSelfArgs, run::RunArgs,
+    status::StatusArgs,
 };
 
 /// The joelclaw node agent: keeps this node's services alive and checks its setup.
@@ -23,7 +25,7 @@ pub struct Cli {
     #[arg(long, global = true)]
     pub json: bool,
     /// The agent's state folder (default: the inventory's `loop.state_dir`, else the user's
-    /// state folder; for `install-self`, /var/lib/joelclaw). `status` and `inspect` read the
+    /// state folder; for `install-self` and `bootstrap`, /var/lib/joelclaw). `status` and `inspect` read the
     /// running agent's state from it.
     #[arg(long, global = true, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
@@ -53,8 +55,11 @@ pub enum Command {
     Audit(AuditArgs),
     /// Report forbidden patterns in a repository (exit 1 on hits).
     Gate(GateArgs),
-    /// Install this agent itself as a LaunchDaemon or systemd unit.
+    /// Install this agent itself as a boot-time system daemon (root by default, sandboxed).
     InstallSelf(InstallSelfArgs),
+    /// From a bare machine to a healing node: accounts, folders, `apply`, `install-self`,
+    /// then `audit` (macOS: prints the administrator's commands).
+    Bootstrap(BootstrapArgs),
     /// A tiny HTTP service for the demo inventory (not for production).
     #[command(hide = true)]
     DemoService(DemoServiceArgs),
@@ -113,6 +118,7 @@ pub fn main() -> ExitCode {
         Command::Inspect(args) => inspect::exec(args, state_dir),
         Command::Apply(args) => apply::exec(args),
         Command::InstallSelf(args) => install_self::exec(args, state_dir),
+        Command::Bootstrap(args) => bootstrap::exec(args, state_dir),
         Command::DemoService(args) => demo_service::exec(args),
         Command::Schema => {
             print!("{}", crate::output::envelope_schema());

@@ -265,7 +265,7 @@ pub fn compose(inventory: &Inventory, state_dir: &Path, mode: Mode) -> Result<Co
             ManagerKind::Systemd => {
                 let m = Arc::new(systemd_adapter(settings(inventory, "systemd"), None));
                 c.systemd = Some(m.clone());
-                m
+                crate::unprivileged::for_this_process(m)
             }
             ManagerKind::Embedded => {
                 let dir = state_dir.join("embedded");

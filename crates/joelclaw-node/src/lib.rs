@@ -4,7 +4,8 @@
 //! [`cli::main`].
 //!
 //! Layers, each using only those below it: `cli` → `verbs` → `setup`, `audit`, `demo`, `sink`,
-//! `publish` → `compose` → `embedded`; `output` is used by `cli`, `verbs` and `setup`.
+//! `publish` → `compose` → `embedded`, `unprivileged`; `output` is used by `cli`, `verbs` and
+//! `setup`.
 
 pub mod audit;
 pub mod cli;
@@ -15,4 +16,5 @@ pub mod output;
 pub mod publish;
 pub mod setup;
 pub mod sink;
+pub mod unprivileged;
 pub mod verbs;

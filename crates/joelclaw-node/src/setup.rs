@@ -70,3 +70,31 @@ pub fn node_identity(
         (Err(e), None) => Err(Failure::input(command, e)),
     }
 }
+
+/// Checks an inventory the way `run` does before it heals (it loads and parses, has something
+/// to heal, names a node this machine can be, and builds into a heal loop: adapters and the
+/// service graph), without starting anything or writing state. Whatever installs the agent
+/// calls this first, so a boot-time daemon is never written for an inventory `run` refuses.
+pub fn check_as_run(command: &'static str, path: &Path) -> Result<Inventory, Failure> {
+    let inventory = load(command, path)?;
+    inventory
+        .check_runnable()
+        .map_err(|e| Failure::input(command, e))?;
+    let identity = node_identity(command, Some(&inventory))?;
+    let rt = runtime(command)?;
+    rt.block_on(async {
+        // Observe: the embedded supervisor is only looked at, so nothing is created.
+        let unused_state = Path::new("/nonexistent/joelclaw-node-check");
+        let comp = compose::compose(&inventory, unused_state, compose::Mode::Observe)
+            .map_err(|e| Failure::input(command, e))?;
+        let tags = central_core::NodeTags::from_identity(&identity, &inventory);
+        central_core::HealLoop::new(
+            &inventory,
+            comp.ports(),
+            central_core::LoopOptions::new(tags),
+        )
+        .map_err(|e| Failure::input(command, e))?;
+        Ok::<(), Failure>(())
+    })?;
+    Ok(inventory)
+}

@@ -1,4 +1,5 @@
-//! `apply`, `install-self`, `status` and inventory errors through the binary. The systemd case
+//! `apply`, `status` and inventory errors through the binary (`install-self` and `bootstrap`:
+//! tests/install_self.rs). The systemd case
 //! runs against the real systemd the harness boots (`scripts/test`); launchd is written into a
 //! scratch root only, as on a machine without launchd.
 
@@ -175,73 +176,6 @@ fn apply_validates_everything_before_writing_anything() {
         "half-applied: {:?}",
         files_under(&root)
     );
-}
-
-#[test]
-fn install_self_writes_a_boot_time_non_root_definition() {
-    let dir = tempfile::tempdir().unwrap();
-    let inv = dir.path().join("node.toml");
-    fs::write(&inv, "[node]\nrole = \"fleet\"\n").unwrap();
-    for (manager, rel) in [
-        (
-            "launchd",
-            "Library/LaunchDaemons/com.joelclaw.node-agent.plist",
-        ),
-        ("systemd", "etc/systemd/system/joelclaw-node.service"),
-    ] {
-        let root = dir.path().join(manager);
-        fs::create_dir(&root).unwrap();
-        let (code, out, err) = run(bin()
-            .args([
-                "install-self",
-                "--manager",
-                manager,
-                "--program",
-                "/usr/local/bin/joelclaw-node",
-                "--root",
-            ])
-            .arg(&root)
-            .arg("-i")
-            .arg(&inv));
-        assert_eq!(code, 0, "{manager}: {out}{err}");
-        assert_eq!(files_under(&root), vec![rel.to_string()]);
-        let text = fs::read_to_string(root.join(rel)).unwrap();
-        match manager {
-            "launchd" => {
-                for needle in [
-                    "<key>UserName</key>",
-                    "<string>joelclaw</string>",
-                    "<key>RunAtLoad</key>",
-                    "<key>KeepAlive</key>",
-                    "/usr/local/bin/joelclaw-node",
-                ] {
-                    assert!(text.contains(needle), "{needle} missing:\n{text}");
-                }
-            }
-            _ => {
-                for needle in [
-                    "User=joelclaw",
-                    "Restart=always",
-                    "WantedBy=multi-user.target",
-                    "ExecStart=\"/usr/local/bin/joelclaw-node\" \"run\"",
-                ] {
-                    assert!(text.contains(needle), "{needle} missing:\n{text}");
-                }
-                // The agent drives systemd: it writes the definition folder and sees other
-                // services' processes, inside an otherwise sandboxed unit.
-                assert!(
-                    text.lines()
-                        .any(|l| l.starts_with("ReadWritePaths=")
-                            && l.contains("/etc/systemd/system")),
-                    "the definition folder is not writable:\n{text}"
-                );
-                for absent in ["ProtectProc=invisible", "PrivateUsers=yes"] {
-                    assert!(!text.contains(absent), "{absent} set:\n{text}");
-                }
-                assert!(text.contains("ProtectSystem=strict"), "{text}");
-            }
-        }
-    }
 }
 
 #[test]

@@ -29,8 +29,19 @@ pub(super) fn judge(scope: &AuditScope, read: &[Definition]) -> Vec<Finding> {
             out.push(services_folder(&scope.root, dir, user));
         }
     }
+    // The agent's account, from its installed definition: root unless it names another.
+    let agent = read
+        .iter()
+        .find(|d| AGENT_LABELS.contains(&d.label.as_str()))
+        .and_then(|d| d.user.as_deref())
+        .unwrap_or("root");
     for dir in &scope.state_dirs {
-        out.push(state_dir(&scope.root, dir, scope.service_user.as_deref()));
+        out.push(state_dir(
+            &scope.root,
+            dir,
+            scope.service_user.as_deref(),
+            agent,
+        ));
     }
     out.extend(auto_login(&scope.root));
     if let Some((file, endpoint)) = &scope.substrate_endpoint {
@@ -140,7 +151,11 @@ fn services_folder(root: &Path, dir: &Path, user: &str) -> Finding {
     }
 }
 
-fn state_dir(root: &Path, dir: &Path, user: Option<&str>) -> Finding {
+/// The node agent's own labels (systemd unit, LaunchDaemon), as `install-self` writes them.
+const AGENT_LABELS: [&str; 2] = ["joelclaw-node", "com.joelclaw.node-agent"];
+
+/// The state folder: private, and owned by the agent's account or the service account.
+fn state_dir(root: &Path, dir: &Path, user: Option<&str>, agent: &str) -> Finding {
     const RULE: &str = "state-dir-private";
     let on_disk = on_root(root, dir);
     let shown = on_disk.display().to_string();
@@ -155,8 +170,11 @@ fn state_dir(root: &Path, dir: &Path, user: Option<&str>) -> Finding {
         return fail(format!("mode {mode:04o}; want 0700"));
     }
     if let Some(name) = user {
-        if let Err(e) = owned_by(root, &meta, name) {
-            return fail(e);
+        let agents = owned_by(root, &meta, agent).is_ok() || (agent == "root" && meta.uid() == 0);
+        if !agents {
+            if let Err(e) = owned_by(root, &meta, name) {
+                return fail(format!("{e}, nor by the agent's account {agent}"));
+            }
         }
     }
     Finding::new(RULE, shown, true).because(format!("mode {mode:04o}"))

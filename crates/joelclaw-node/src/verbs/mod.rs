@@ -1,13 +1,14 @@
 //! One module per verb: its clap arguments and its `exec`, which returns the [`Report`] or
 //! [`Failure`] that the command line prints. Verbs share [`crate::setup`] (inventory, state folder,
 //! identity, runtime), [`crate::compose`] (the adapters) and [`crate::output`]; no verb uses
-//! another.
+//! another, except `bootstrap`, which sequences `apply`, `install-self` and `audit`.
 //!
 //! [`Report`]: crate::output::Report
 //! [`Failure`]: crate::output::Failure
 
 pub mod apply;
 pub mod audit;
+pub mod bootstrap;
 pub mod demo_service;
 pub mod fleet;
 pub mod gate;
