@@ -284,6 +284,22 @@ pub enum StepOutcome {
     Failed,
 }
 
+impl StepOutcome {
+    /// The outcome's kebab-case name, as serialized in `kind` (`restarted`, `escalated`...).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            StepOutcome::Observed => "observed",
+            StepOutcome::Suppressed => "suppressed",
+            StepOutcome::Restarted { .. } => "restarted",
+            StepOutcome::ContainerRestarted { .. } => "container-restarted",
+            StepOutcome::Repaired { .. } => "repaired",
+            StepOutcome::SubstrateStarted { .. } => "substrate-started",
+            StepOutcome::Escalated { .. } => "escalated",
+            StepOutcome::Failed => "failed",
+        }
+    }
+}
+
 /// One event. Every event carries the node, platform, adapter, endpoint class, service, class
 /// and step (`null` where there is none, e.g. the endpoint of a failed probe).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

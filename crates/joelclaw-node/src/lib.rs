@@ -7,6 +7,7 @@
 //! `publish` → `compose` → `embedded`, `unprivileged`; `output` is used by `cli`, `verbs` and
 //! `setup`.
 
+pub mod api;
 pub mod audit;
 pub mod cli;
 pub mod compose;

@@ -58,6 +58,10 @@ pub enum ErrorCode {
     InvalidInput,
     /// The command could not do its work (a manager refused, a call failed).
     Failed,
+    /// What was asked for does not exist (an unknown service label, an unknown route).
+    NotFound,
+    /// Asked of something that cannot do it, or not built yet.
+    NotSupported,
 }
 
 /// A command worth running next: a complete argv (program first) and why.

@@ -251,13 +251,8 @@ fn attributes(event: &HealEvent) -> Vec<(&'static str, String)> {
     if let Some(step) = event.step {
         attrs.push(("step", step.to_string()));
     }
-    if let Some(kind) = event
-        .outcome
-        .as_ref()
-        .and_then(|o| serde_json::to_value(o).ok())
-        .and_then(|v| v.get("kind").and_then(|k| k.as_str()).map(str::to_string))
-    {
-        attrs.push(("outcome", kind));
+    if let Some(outcome) = &event.outcome {
+        attrs.push(("outcome", outcome.kind().to_string()));
     }
     attrs
 }

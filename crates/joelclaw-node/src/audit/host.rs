@@ -154,7 +154,8 @@ fn services_folder(root: &Path, dir: &Path, user: &str) -> Finding {
 /// The node agent's own labels (systemd unit, LaunchDaemon), as `install-self` writes them.
 const AGENT_LABELS: [&str; 2] = ["joelclaw-node", "com.joelclaw.node-agent"];
 
-/// The state folder: private, and owned by the agent's account or the service account.
+/// The state folder: private (0700, or 0710 so the service group reaches the API socket), and
+/// owned by the agent's account or the service account.
 fn state_dir(root: &Path, dir: &Path, user: Option<&str>, agent: &str) -> Finding {
     const RULE: &str = "state-dir-private";
     let on_disk = on_root(root, dir);
@@ -166,8 +167,11 @@ fn state_dir(root: &Path, dir: &Path, user: Option<&str>, agent: &str) -> Findin
         Err(e) => return fail(format!("missing: {e}")),
     };
     let mode = meta.permissions().mode() & 0o7777;
-    if mode != 0o700 {
-        return fail(format!("mode {mode:04o}; want 0700"));
+    // 0710: the service group may reach the running agent's API socket inside, nothing more.
+    if mode != 0o700 && mode != 0o710 {
+        return fail(format!(
+            "mode {mode:04o}; want 0700 (or 0710 for the API socket's group)"
+        ));
     }
     if let Some(name) = user {
         let agents = owned_by(root, &meta, agent).is_ok() || (agent == "root" && meta.uid() == 0);

@@ -10,6 +10,7 @@ use central_core::{HealLoop, LoopOptions, NodeTags};
 use clap::Args;
 use process_manager::ProcessManagerPort;
 
+use crate::api::RunningApi;
 use crate::compose::{compose, Mode};
 use crate::output::{Failure, Report};
 use crate::publish::Publishers;
@@ -98,6 +99,8 @@ pub fn exec(args: RunArgs, state_flag: Option<PathBuf>) -> Result<Report, Failur
         for publisher in publishers.sinks() {
             heal.add_sink(publisher);
         }
+        let api =
+            RunningApi::start(&state, &inventory, &mut heal).map_err(|e| Failure::input(CMD, e))?;
         let publishers = Arc::new(publishers);
         let mut rounds = heal.watch_status();
         let status_feed = {
@@ -140,6 +143,7 @@ pub fn exec(args: RunArgs, state_flag: Option<PathBuf>) -> Result<Report, Failur
             sup.shutdown().await;
         }
         status_feed.abort();
+        api.stop().await;
         publishers.shutdown().await;
         sink.finish();
         tracing::info!(dropped_events = sink.dropped(), "stopped; state saved");

@@ -1,0 +1,172 @@
+//! The running agent's local API: HTTP over a Unix socket in its state folder
+//! (`STATE/agent.sock`, mode 0660, group = the service group: that permission is the
+//! authorization). Every JSON answer is the same envelope as the CLI's `--json`
+//! ([`crate::output::Envelope`]).
+//!
+//! - `GET /v1/health` — the agent answers, its node, its last round;
+//! - `GET /v1/status` — the live snapshot of the last round (no probe round of its own);
+//! - `GET /v1/services/{label}` — one service of that snapshot;
+//! - `GET /v1/events?since=SEQ` — the kept events after SEQ; `GET /v1/events/stream` — Server-Sent
+//!   Events as they happen (`id:` is the sequence number);
+//! - `GET /metrics` — Prometheus text format;
+//! - `POST /v1/services/{label}/{start|stop|restart|enable|disable}` — not built yet: answered
+//!   `not-supported` (501).
+
+mod journal;
+mod metrics;
+mod routes;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use central_core::NodeStatus;
+use tokio::sync::watch;
+
+pub use journal::{EventJournal, JournalEntry};
+pub use metrics::Metrics;
+
+/// The socket's name in the state folder.
+pub const SOCKET: &str = "agent.sock";
+
+/// What the API serves from.
+#[derive(Debug, Clone)]
+pub struct ApiState {
+    /// The latest round's snapshot.
+    pub status: watch::Receiver<NodeStatus>,
+    /// Recent events.
+    pub journal: Arc<EventJournal>,
+    /// Counters.
+    pub metrics: Arc<Metrics>,
+    /// When the agent started (ms since the epoch).
+    pub started_ms: u64,
+}
+
+/// A bound API socket; removed when dropped.
+#[derive(Debug)]
+pub struct ApiSocket {
+    path: PathBuf,
+    listener: Option<tokio::net::UnixListener>,
+}
+
+impl ApiSocket {
+    /// Binds `STATE/agent.sock`, mode 0660, group `group` when given (the service group; it
+    /// must exist), else the agent's own group. The state folder becomes 0710 with that group:
+    /// its members may reach the socket, not list or read the folder (its files are 0600). A
+    /// stale socket from a previous agent is replaced: the state folder's lock says no other
+    /// agent runs here.
+    pub fn bind(state_dir: &Path, group: Option<&str>) -> Result<Self, String> {
+        use std::os::unix::fs::PermissionsExt;
+        let gid = match group {
+            Some(group) => {
+                nix::unistd::Group::from_name(group)
+                    .map_err(|e| format!("API socket group {group}: {e}"))?
+                    .ok_or_else(|| format!("API socket group {group}: no such group"))?
+                    .gid
+            }
+            None => nix::unistd::getgid(),
+        };
+        nix::unistd::chown(state_dir, None, Some(gid))
+            .map_err(|e| format!("state folder {}: chown: {e}", state_dir.display()))?;
+        std::fs::set_permissions(state_dir, std::fs::Permissions::from_mode(0o710))
+            .map_err(|e| format!("state folder {}: {e}", state_dir.display()))?;
+        let path = state_dir.join(SOCKET);
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(format!("{}: {e}", path.display())),
+        }
+        let listener = tokio::net::UnixListener::bind(&path)
+            .map_err(|e| format!("API socket {}: {e}", path.display()))?;
+        nix::unistd::chown(&path, None, Some(gid))
+            .map_err(|e| format!("API socket {}: chown: {e}", path.display()))?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o660))
+            .map_err(|e| format!("API socket {}: {e}", path.display()))?;
+        Ok(ApiSocket {
+            path,
+            listener: Some(listener),
+        })
+    }
+
+    /// Serves until `shutdown` completes.
+    pub async fn serve(
+        mut self,
+        state: ApiState,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) {
+        let Some(listener) = self.listener.take() else {
+            return;
+        };
+        let app = routes::router(state);
+        if let Err(e) = axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await
+        {
+            tracing::warn!(error = %e, "the local API stopped");
+        }
+    }
+}
+
+impl Drop for ApiSocket {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// The running API: stop it with [`RunningApi::stop`].
+#[derive(Debug)]
+pub struct RunningApi {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl RunningApi {
+    /// Binds the socket in `state_dir` (group: the inventory's service group, when one is
+    /// configured), hands the journal and the metrics to the loop as sinks, and serves.
+    pub fn start(
+        state_dir: &Path,
+        inventory: &central_core::Inventory,
+        heal: &mut central_core::HealLoop,
+    ) -> Result<Self, String> {
+        let group = inventory
+            .managers
+            .values()
+            .find_map(|m| m.service_group.as_deref());
+        let socket = ApiSocket::bind(state_dir, group)?;
+        let started_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        let status = heal.watch_status();
+        let node_id = status.borrow().node_id.clone();
+        let journal = Arc::new(EventJournal::new(&node_id, started_ms));
+        let metrics = Arc::new(Metrics::default());
+        heal.add_sink(journal.clone());
+        heal.add_sink(metrics.clone());
+        let state = ApiState {
+            status,
+            journal,
+            metrics,
+            started_ms,
+        };
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(socket.serve(state, async {
+            let _ = stopped.await;
+        }));
+        Ok(RunningApi {
+            stop: Some(stop),
+            task,
+        })
+    }
+
+    /// Stops serving (open streams are closed) and removes the socket, within a second.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if tokio::time::timeout(std::time::Duration::from_secs(1), &mut self.task)
+            .await
+            .is_err()
+        {
+            self.task.abort();
+        }
+    }
+}
