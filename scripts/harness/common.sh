@@ -13,6 +13,8 @@ ensure_packages() {
     command -v dockerd >/dev/null || missing+=(docker.io)
     [ -x /bin/busybox ] && file_is_static /bin/busybox || missing+=(busybox-static)
     command -v nsenter >/dev/null || missing+=(util-linux)
+    # The Compose acceptance tests recreate services with Debian's docker-compose.
+    command -v docker-compose >/dev/null || missing+=(docker-compose)
     if [ ${#missing[@]} -gt 0 ]; then
         need_root
         echo "harness: installing ${missing[*]}" >&2
