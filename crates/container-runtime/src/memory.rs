@@ -161,6 +161,17 @@ impl MemoryRuntime {
         }
     }
 
+    /// The key of the container named `name`, or whose id is `name` (the engine takes both).
+    fn key_of(st: &State, name: &str) -> Option<String> {
+        if st.containers.contains_key(name) {
+            return Some(name.to_string());
+        }
+        st.containers
+            .values()
+            .find(|c| c.id == name)
+            .map(|c| c.name.clone())
+    }
+
     fn down(&self) -> RuntimeError {
         RuntimeError::Unavailable {
             adapter: "memory".into(),
@@ -215,9 +226,8 @@ impl EnginePort for MemoryRuntime {
         if !st.healthy {
             return Err(self.down());
         }
-        st.containers
-            .get(name)
-            .cloned()
+        Self::key_of(&st, name)
+            .and_then(|k| st.containers.get(&k).cloned())
             .ok_or_else(|| RuntimeError::NotFound {
                 what: format!("container {name:?}"),
             })
@@ -228,12 +238,12 @@ impl EnginePort for MemoryRuntime {
         if !st.healthy {
             return Err(self.down());
         }
-        let c = st
-            .containers
-            .get_mut(name)
-            .ok_or_else(|| RuntimeError::NotFound {
-                what: format!("container {name:?}"),
-            })?;
+        let key = Self::key_of(&st, name);
+        let c =
+            key.and_then(|k| st.containers.get_mut(&k))
+                .ok_or_else(|| RuntimeError::NotFound {
+                    what: format!("container {name:?}"),
+                })?;
         let outcome = if c.running {
             ContainerRestartOutcome::Restarted
         } else {
@@ -252,9 +262,8 @@ impl EnginePort for MemoryRuntime {
             if !st.healthy {
                 return Err(self.down());
             }
-            let c = st
-                .containers
-                .get(name)
+            let c = Self::key_of(&st, name)
+                .and_then(|k| st.containers.get(&k))
                 .ok_or_else(|| RuntimeError::NotFound {
                     what: format!("container {name:?}"),
                 })?;

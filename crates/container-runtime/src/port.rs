@@ -118,7 +118,7 @@ pub trait EnginePort: RuntimeAdapter {
             ContainerRef::Named(name) => self.restart_container(name).await,
             ContainerRef::Compose(service) => {
                 let c = self.find_compose_container(service).await?;
-                self.restart_container(&c.id).await
+                self.restart_container(&c.name).await
             }
         }
     }

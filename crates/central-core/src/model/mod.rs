@@ -10,6 +10,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub use container_runtime::ComposeService;
 use process_manager::{ServiceConfig, ServiceLabel};
 use serde::{Deserialize, Serialize};
 
@@ -171,6 +172,9 @@ pub struct ServiceSpec {
     pub depends_on: Vec<ServiceLabel>,
     /// The container name, for `manager = "container"` (defaults to the label).
     pub container: Option<String>,
+    /// The Compose service the container belongs to (`compose = { project, file, service }`):
+    /// its container is found by Compose's labels, and recreated from the file.
+    pub compose: Option<ComposeService>,
     /// Its probes; all must pass. Never empty: a default is filled in from the manager.
     pub probes: Vec<ProbeSpec>,
     /// Its heal policy.
@@ -203,6 +207,14 @@ pub struct SubstrateSpec {
     /// The Docker endpoint (`unix:///var/run/docker.sock`, `tcp://host:2375`), when not the
     /// default.
     pub endpoint: Option<String>,
+    /// The systemd unit that runs the Docker daemon (`docker`), for a Docker substrate the agent
+    /// brings back through the systemd adapter; `None` leaves the daemon to someone else.
+    pub unit: Option<String>,
+    /// The Compose command, program and leading arguments (`["docker", "compose"]` by
+    /// default, or `["docker-compose"]`).
+    pub compose_command: Option<Vec<String>>,
+    /// The client certificate, key and CA of a TLS engine (`tcp://host:2376`).
+    pub tls: Option<EngineTls>,
     /// The health check's deadline.
     pub timeout: Duration,
     /// The deadline of bringing the substrate up (`colima start` boots a VM: minutes, not
@@ -210,6 +222,18 @@ pub struct SubstrateSpec {
     pub start_timeout: Duration,
     /// Its heal policy.
     pub heal: HealPolicy,
+}
+
+/// The client certificate, key and CA paths of a TLS engine.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EngineTls {
+    /// The CA that signed the engine's certificate.
+    pub ca: PathBuf,
+    /// The client certificate.
+    pub cert: PathBuf,
+    /// The client key.
+    pub key: PathBuf,
 }
 
 /// The node section.
