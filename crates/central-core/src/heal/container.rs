@@ -15,17 +15,10 @@ use crate::events::{CallFailure, Step, StepOutcome};
 use crate::model::ServiceSpec;
 use crate::probe::ProbeFailure;
 
-/// How a container service names its container: its Compose service, else its `container`
-/// name, else its label.
+/// How a container service names its container (see [`ServiceSpec::container_ref`]).
 pub(super) fn container_ref(spec: &ServiceSpec) -> ContainerRef {
-    match &spec.compose {
-        Some(compose) => ContainerRef::Compose(compose.clone()),
-        None => ContainerRef::Named(
-            spec.container
-                .clone()
-                .unwrap_or_else(|| spec.label.to_string()),
-        ),
-    }
+    spec.container_ref()
+        .unwrap_or_else(|| ContainerRef::Named(spec.label.to_string()))
 }
 
 /// The rung for the next attempt, from the attempts already made this episode.

@@ -183,6 +183,25 @@ pub struct ServiceSpec {
     pub config: Option<ServiceConfig>,
 }
 
+impl ServiceSpec {
+    /// The container a `manager = "container"` service names: its Compose service, else its
+    /// `container` name (the label by default). `None` for other managers.
+    pub fn container_ref(&self) -> Option<container_runtime::ContainerRef> {
+        use container_runtime::ContainerRef;
+        if self.manager != ManagerKind::Container {
+            return None;
+        }
+        Some(match &self.compose {
+            Some(compose) => ContainerRef::Compose(compose.clone()),
+            None => ContainerRef::Named(
+                self.container
+                    .clone()
+                    .unwrap_or_else(|| self.label.to_string()),
+            ),
+        })
+    }
+}
+
 /// Which container runtime the node agent should build for the substrate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
