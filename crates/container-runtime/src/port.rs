@@ -43,7 +43,7 @@ pub trait SubstratePort: RuntimeAdapter {
     /// How to SSH into the VM, `None` where there is no VM.
     async fn ssh_config(&self) -> Result<Option<SshConfig>, RuntimeError>;
 
-    /// Brings the substrate up if it is down (`colima start`, `systemctl start docker`).
+    /// Brings the substrate up if it is down (`colima start`, starting the daemon's unit).
     async fn ensure_running(&self) -> Result<EnsureRunningOutcome, RuntimeError> {
         Err(not_supported(
             self.adapter(),

@@ -1,14 +1,16 @@
 //! A Docker daemon that systemd runs, on the harness's real systemd: a unit standing in for
 //! `docker.service` (the host's dockerd, its socket in the scratch folder shared with the host)
-//! is killed, and the agent's own loop brings the substrate back through the systemd adapter
-//! (the unit is `failed`: reset, then started) and sees its engine answer again.
+//! has its daemon killed, and the agent's own loop brings the substrate back through the
+//! systemd adapter (the unit is `failed`: reset, then started) and sees its engine answer again.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use adapters_linux::SystemdProcessManager;
 use central_core::EventKind::*;
 use central_core::{HealLoop, Inventory, LoopOptions, NodeTags, Step};
 use joelclaw_node::compose::{compose, Mode};
+use process_manager::{ProcessManagerPort, RunState, ServiceLabel};
 
 fn daemon_env(var: &str) -> Option<String> {
     match std::env::var(var) {
@@ -27,11 +29,13 @@ fn daemon_env(var: &str) -> Option<String> {
     }
 }
 
-/// The unit inside the systemd container, removed (with the daemon's folders) when dropped.
+/// The unit inside the systemd container, driven through the systemd adapter (its file is
+/// written by hand, as a distribution's docker.service is); stopped and removed when dropped.
 struct DockerUnit {
     pid: String,
     name: String,
     socket_dir: std::path::PathBuf,
+    systemd: SystemdProcessManager,
 }
 
 impl DockerUnit {
@@ -43,7 +47,11 @@ impl DockerUnit {
             .expect("nsenter")
     }
 
-    fn install(pid: &str, scratch: &str) -> Self {
+    fn label(&self) -> ServiceLabel {
+        ServiceLabel::new(self.name.as_str()).unwrap()
+    }
+
+    async fn install(pid: &str, scratch: &str) -> Self {
         let name = format!("jc-dockerd-{}", std::process::id());
         let socket_dir = std::path::Path::new(scratch).join(&name);
         std::fs::create_dir_all(&socket_dir).unwrap();
@@ -54,20 +62,21 @@ impl DockerUnit {
              --ip6tables=false --bridge=none --ip-masq=false --userland-proxy=false --log-level=warn\n",
             socket_dir.display()
         );
+        // A name systemd has never seen is loaded from disk when first referenced.
         std::fs::write(
             format!("/proc/{pid}/root/etc/systemd/system/{name}.service"),
             unit,
         )
         .unwrap();
+        let systemd = SystemdProcessManager::system()
+            .with_command_prefix(["nsenter", "-t", pid, "-a"].map(String::from).to_vec());
         let u = DockerUnit {
             pid: pid.to_string(),
             name,
             socket_dir,
+            systemd,
         };
-        let out = u.nsenter(&["systemctl", "daemon-reload"]);
-        assert!(out.status.success(), "{out:?}");
-        let out = u.nsenter(&["systemctl", "start", &format!("{}.service", u.name)]);
-        assert!(out.status.success(), "{out:?}");
+        u.systemd.restart(&u.label()).await.expect("start the unit");
         u
     }
 
@@ -78,11 +87,19 @@ impl DockerUnit {
 
 impl Drop for DockerUnit {
     fn drop(&mut self) {
-        let unit = format!("{}.service", self.name);
-        self.nsenter(&["systemctl", "stop", &unit]);
-        self.nsenter(&["systemctl", "reset-failed", &unit]);
-        let _ = std::fs::remove_file(format!("/proc/{}/root/etc/systemd/system/{unit}", self.pid));
-        self.nsenter(&["systemctl", "daemon-reload"]);
+        let (systemd, label) = (self.systemd.clone(), self.label());
+        let _ = std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(async { systemd.stop(&label).await })
+        })
+        .join();
+        let _ = std::fs::remove_file(format!(
+            "/proc/{}/root/etc/systemd/system/{}.service",
+            self.pid, self.name
+        ));
         let (data, exec) = (
             format!("/var/lib/{}", self.name),
             format!("/run/{}", self.name),
@@ -120,7 +137,7 @@ async fn a_killed_docker_daemon_unit_is_brought_back_through_systemd() {
     let Some(scratch) = daemon_env("JOELCLAW_TEST_SCRATCH") else {
         return;
     };
-    let unit = DockerUnit::install(&pid, &scratch);
+    let unit = DockerUnit::install(&pid, &scratch).await;
     let text = format!(
         r#"[node]
 id = "fleet-test"
@@ -172,13 +189,15 @@ start_timeout = "60s"
     let quiet = heal.tick().await;
     assert!(quiet.events.is_empty(), "{:#?}", quiet.events);
 
-    let out = unit.nsenter(&[
-        "systemctl",
-        "kill",
-        "-s",
-        "KILL",
-        &format!("{}.service", unit.name),
-    ]);
+    // Killed under systemd's feet: without Restart= the unit is left `failed`.
+    let main_pid = unit
+        .systemd
+        .inspect(&unit.label())
+        .await
+        .unwrap()
+        .pid
+        .expect("the daemon's pid");
+    let out = unit.nsenter(&["kill", "-KILL", &main_pid.to_string()]);
     assert!(out.status.success(), "{out:?}");
     let started = Instant::now();
     let events = tick_until(&mut heal, "the daemon back", |e| {
@@ -202,6 +221,6 @@ start_timeout = "60s"
     assert_eq!(heal_started.len(), 1, "{events:#?}");
     assert_eq!(heal_started[0].step, Some(Step::HealSubstrate));
     assert_eq!(heal_started[0].adapter_type, "docker-systemd");
-    let active = unit.nsenter(&["systemctl", "is-active", &format!("{}.service", unit.name)]);
-    assert_eq!(String::from_utf8_lossy(&active.stdout).trim(), "active");
+    let after = unit.systemd.inspect(&unit.label()).await.unwrap();
+    assert_eq!(after.state, RunState::Running, "{after:?}");
 }
