@@ -13,9 +13,7 @@ use adapters_macos::{
     ColimaConfig, ColimaRuntime, FnHealthCheck, LaunchdConfig, LaunchdProcessManager,
 };
 use central_core::deadlines::{deadline_manager, deadline_runtime};
-use central_core::inventory::{
-    ManagerKind, ManagerSettings, ProbeCheck, SubstrateKind, SubstrateSpec,
-};
+use central_core::inventory::{ManagerKind, ManagerSettings, ProbeCheck, SubstrateKind};
 use central_core::{Inventory, Ports};
 use container_runtime::{MemoryRuntime, SharedContainerRuntime, SplitRuntime, SubstratePort};
 use node_identity::Platform;
@@ -217,7 +215,7 @@ fn runtime(inventory: &Inventory) -> Result<Option<SharedContainerRuntime>, Stri
     let runtime: SharedContainerRuntime = match kind {
         SubstrateKind::Null => Arc::new(MemoryRuntime::new()),
         SubstrateKind::Docker => {
-            let engine = Arc::new(docker_engine(sub, None)?);
+            let engine = Arc::new(docker_engine(inventory, None)?);
             match sub.and_then(|s| s.unit.as_deref()) {
                 // The daemon is a systemd unit: brought back through the systemd adapter.
                 Some(unit) => {
@@ -241,7 +239,7 @@ fn runtime(inventory: &Inventory) -> Result<Option<SharedContainerRuntime>, Stri
             // The VM's engine: the named endpoint, else the socket colima makes for the profile
             // under this user's home.
             let socket = dirs::home_dir().map(|home| cfg.docker_socket(&home));
-            let engine = Arc::new(docker_engine(sub, socket)?);
+            let engine = Arc::new(docker_engine(inventory, socket)?);
             let health = engine.clone();
             // Frequent health checks ping the VM's engine instead of running the slow
             // `colima status`.
@@ -258,11 +256,12 @@ fn runtime(inventory: &Inventory) -> Result<Option<SharedContainerRuntime>, Stri
 }
 
 /// The Docker engine of the substrate: its endpoint (else `default_socket`, else the machine's
-/// `/var/run/docker.sock`), TLS paths and Compose command.
+/// `/var/run/docker.sock`), TLS paths and Compose command (bounded by `loop.heal_timeout`).
 fn docker_engine(
-    sub: Option<&SubstrateSpec>,
+    inventory: &Inventory,
     default_socket: Option<PathBuf>,
 ) -> Result<DockerRuntime, String> {
+    let sub = inventory.substrate.as_ref();
     let mut engine = match (sub.and_then(|s| s.endpoint.as_deref()), default_socket) {
         (Some(url), _) => {
             DockerRuntime::connect(url).map_err(|e| format!("substrate.endpoint: {e}"))?
@@ -270,12 +269,15 @@ fn docker_engine(
         (None, Some(socket)) => DockerRuntime::with_endpoint(DockerEndpoint::Unix(socket)),
         (None, None) => DockerRuntime::local(),
     };
+    // A recreate is a heal call: it gets the heal deadline (the port's wrapper bounds it too).
+    let mut command = ComposeCommand {
+        deadline: inventory.settings.heal_timeout,
+        ..ComposeCommand::default()
+    };
     if let Some(argv) = sub.and_then(|s| s.compose_command.clone()) {
-        engine = engine.with_compose(ComposeCommand {
-            argv,
-            ..ComposeCommand::default()
-        });
+        command.argv = argv;
     }
+    engine = engine.with_compose(command);
     if let Some(tls) = sub.and_then(|s| s.tls.clone()) {
         engine = engine.with_tls(DockerTls {
             ca: tls.ca,
