@@ -9,7 +9,8 @@
 //!   (≤ 2.5 in `systemd-analyze security`, each protection relaxable by name), and for jobs a
 //!   `oneshot` service with the `.timer`/`.path` units of its triggers.
 //! - [`DockerRuntime`]: the container engine ([`container_runtime::EnginePort`]) over the Docker
-//!   Engine API (a local unix socket or a remote `tcp://` engine) through bollard, with short
+//!   Engine API (a local unix socket or a remote `tcp://` engine, TLS with the `docker-tls`
+//!   feature) through bollard, with short
 //!   deadlines and server status codes mapped to meanings; Compose services are recreated through
 //!   the Compose CLI ([`ComposeCommand`]). This is the only place in the workspace that links
 //!   bollard. [`SystemdDockerSubstrate`] is the daemon under systemd as a

@@ -217,8 +217,9 @@ async fn a_hung_daemon_is_unhealthy_within_the_deadline() {
     drop(listener);
 }
 
-/// A remote engine nobody answers for: a clear error within the deadline, never a hang; TLS and
-/// SSH endpoints this build cannot speak are refused at once, by name.
+/// A remote engine nobody answers for: a clear error within the deadline, never a hang; a TLS
+/// engine with a missing file names it (or, built without TLS, TLS is refused by name), and an
+/// SSH endpoint, which no build speaks, is refused at once, by name.
 #[tokio::test]
 async fn unreachable_and_unsupported_remote_engines_say_so_promptly() {
     let refused = DockerRuntime::connect("tcp://127.0.0.1:9")
@@ -238,11 +239,18 @@ async fn unreachable_and_unsupported_remote_engines_say_so_promptly() {
     let tls = DockerRuntime::connect("tcp://127.0.0.1:2376")
         .unwrap()
         .with_tls(adapters_linux::DockerTls {
-            ca: "/etc/docker/ca.pem".into(),
-            cert: "/etc/docker/cert.pem".into(),
-            key: "/etc/docker/key.pem".into(),
+            ca: "/nonexistent/ca.pem".into(),
+            cert: "/nonexistent/cert.pem".into(),
+            key: "/nonexistent/key.pem".into(),
         });
     match tls.list_containers(None).await {
+        // With a TLS client (the agent's build): the missing file is named.
+        #[cfg(feature = "docker-tls")]
+        Err(e @ RuntimeError::InvalidInput { .. }) => {
+            assert!(e.to_string().contains("/nonexistent/ca.pem"), "{e}")
+        }
+        // Without one: TLS is refused by name.
+        #[cfg(not(feature = "docker-tls"))]
         Err(e @ RuntimeError::NotSupported { .. }) => {
             assert!(e.to_string().contains("TLS"), "{e}")
         }

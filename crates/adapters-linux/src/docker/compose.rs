@@ -6,7 +6,7 @@ use std::time::Duration;
 use container_runtime::{ComposeService, RuntimeError, RuntimeOperation};
 use sysutil::command::{Command, RunError};
 
-use super::ADAPTER;
+use super::{DockerTls, ADAPTER};
 
 /// How the Compose CLI is run: its argv prefix (`["docker", "compose"]` or
 /// `["docker-compose"]`) and the deadline of one `up` (which may pull an image).
@@ -94,33 +94,39 @@ impl ComposeCommand {
         Ok(argv)
     }
 
-    /// `up -d --no-deps SERVICE` against the engine at `docker_host`.
+    /// `up -d --no-deps SERVICE` against the engine at `docker_host` (over TLS with `tls`: the
+    /// Docker CLI reads `ca.pem`, `cert.pem` and `key.pem` from one folder, so the files must
+    /// be named so, side by side).
     pub(super) async fn up(
         &self,
         docker_host: &str,
+        tls: Option<&DockerTls>,
         service: &ComposeService,
     ) -> Result<(), RuntimeError> {
         let argv = self.up_argv(service)?;
         let op = RuntimeOperation::Recreate;
-        let out = Command::new(&argv[0], self.deadline)
+        let mut command = Command::new(&argv[0], self.deadline)
             .args(&argv[1..])
-            .env("DOCKER_HOST", docker_host)
-            .run()
-            .await
-            .map_err(|e| match e {
-                RunError::Timeout { after } => RuntimeError::Timeout {
-                    operation: op,
-                    after,
-                },
-                RunError::NotFound { .. } => RuntimeError::Unavailable {
-                    adapter: ADAPTER.into(),
-                    detail: format!("the compose command: {e}"),
-                },
-                other => RuntimeError::Backend {
-                    adapter: ADAPTER.into(),
-                    source: Box::new(other),
-                },
-            })?;
+            .env("DOCKER_HOST", docker_host);
+        if let Some(tls) = tls {
+            command = command
+                .env("DOCKER_TLS_VERIFY", "1")
+                .env("DOCKER_CERT_PATH", cert_folder(tls)?);
+        }
+        let out = command.run().await.map_err(|e| match e {
+            RunError::Timeout { after } => RuntimeError::Timeout {
+                operation: op,
+                after,
+            },
+            RunError::NotFound { .. } => RuntimeError::Unavailable {
+                adapter: ADAPTER.into(),
+                detail: format!("the compose command: {e}"),
+            },
+            other => RuntimeError::Backend {
+                adapter: ADAPTER.into(),
+                source: Box::new(other),
+            },
+        })?;
         if out.success() {
             return Ok(());
         }
@@ -139,6 +145,21 @@ impl ComposeCommand {
                 stderr: stderr.lines().rev().take(5).collect::<Vec<_>>().join(" / "),
             }),
         })
+    }
+}
+
+/// The one folder holding `ca.pem`, `cert.pem` and `key.pem`, as the Docker CLI wants them.
+fn cert_folder(tls: &DockerTls) -> Result<std::path::PathBuf, RuntimeError> {
+    let dir = tls.cert.parent().map(std::path::Path::to_path_buf);
+    let standard = dir.as_ref().is_some_and(|d| {
+        tls.ca == d.join("ca.pem") && tls.cert == d.join("cert.pem") && tls.key == d.join("key.pem")
+    });
+    match dir {
+        Some(dir) if standard => Ok(dir),
+        _ => Err(RuntimeError::InvalidInput {
+            label: None,
+            detail: "the Compose CLI reads TLS files as ca.pem, cert.pem and key.pem in one folder; name them so to recreate over TLS".into(),
+        }),
     }
 }
 

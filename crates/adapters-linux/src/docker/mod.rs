@@ -3,9 +3,11 @@
 //! daemon nothing here can start); [`SystemdDockerSubstrate`] is a daemon under systemd, brought
 //! back through the systemd adapter.
 //!
-//! A local engine is reached on its unix socket, a remote one on `tcp://host:port` (plain HTTP);
-//! TLS and SSH endpoints are read and refused with a clear error (this build links no TLS stack
-//! and no SSH client). There is no VM, so `vm_ip` and `ssh_config` are `None`.
+//! A local engine is reached on its unix socket, a remote one on `tcp://host:port`: plain HTTP,
+//! or TLS with a client certificate, key and CA ([`DockerTls`], with the `docker-tls` feature;
+//! without it TLS is refused by name). An `ssh://` endpoint is read and refused with a clear
+//! error: no SSH client is linked (bollard's would shell out to `ssh` through another crate).
+//! There is no VM, so `vm_ip` and `ssh_config` are `None`.
 
 mod compose;
 mod errors;
@@ -213,8 +215,16 @@ impl DockerRuntime {
                         backstop,
                         bollard::API_DEFAULT_VERSION,
                     ),
-                    DockerEndpoint::Tcp(_) if self.tls.is_some() => {
-                        return Err(self.unsupported_transport(operation, "TLS"))
+                    DockerEndpoint::Tcp(hostport) if self.tls.is_some() => {
+                        let docker = self.connect_tls(operation, hostport, backstop)?;
+                        return self
+                            .call(
+                                operation,
+                                "engine version",
+                                self.deadline,
+                                docker.negotiate_version(),
+                            )
+                            .await;
                     }
                     DockerEndpoint::Tcp(hostport) => Docker::connect_with_http(
                         &format!("tcp://{hostport}"),
@@ -237,8 +247,52 @@ impl DockerRuntime {
             .await
     }
 
-    /// A transport this build does not link (bollard's `ssl` and `ssh` features pull a TLS
-    /// stack and an SSH client): said at once, before any connection is tried.
+    /// A client speaking TLS to `hostport` with the configured certificate, key and CA; each
+    /// file is checked first, so a missing one is named rather than left to a TLS error.
+    #[cfg(feature = "docker-tls")]
+    fn connect_tls(
+        &self,
+        operation: RuntimeOperation,
+        hostport: &str,
+        backstop: u64,
+    ) -> Result<Docker, RuntimeError> {
+        let tls = self.tls.as_ref().expect("only called with TLS configured");
+        for (what, path) in [
+            ("CA", &tls.ca),
+            ("certificate", &tls.cert),
+            ("key", &tls.key),
+        ] {
+            if let Err(e) = std::fs::File::open(path) {
+                return Err(RuntimeError::InvalidInput {
+                    label: None,
+                    detail: format!("docker TLS {what} {}: {e}", path.display()),
+                });
+            }
+        }
+        Docker::connect_with_ssl(
+            &format!("tcp://{hostport}"),
+            &tls.key,
+            &tls.cert,
+            &tls.ca,
+            backstop,
+            bollard::API_DEFAULT_VERSION,
+        )
+        .map_err(|e| convert(operation, "engine (TLS)", e))
+    }
+
+    /// Without the `docker-tls` feature there is no TLS client: said by name.
+    #[cfg(not(feature = "docker-tls"))]
+    fn connect_tls(
+        &self,
+        operation: RuntimeOperation,
+        _hostport: &str,
+        _backstop: u64,
+    ) -> Result<Docker, RuntimeError> {
+        Err(self.unsupported_transport(operation, "TLS"))
+    }
+
+    /// A transport this build does not link (bollard's `ssh` feature, and `ssl` without the
+    /// `docker-tls` feature): said at once, before any connection is tried.
     fn unsupported_transport(&self, operation: RuntimeOperation, what: &str) -> RuntimeError {
         tracing::warn!(endpoint = %self.endpoint.url(), transport = what, "docker endpoint not supported by this build");
         RuntimeError::NotSupported {
@@ -555,12 +609,12 @@ impl EnginePort for DockerRuntime {
         &self,
         service: &ComposeService,
     ) -> Result<ContainerRestartOutcome, RuntimeError> {
-        if matches!(self.endpoint, DockerEndpoint::Ssh(_)) || self.tls.is_some() {
-            // The Compose CLI would speak to another engine than this adapter does.
-            let what = if self.tls.is_some() { "TLS" } else { "SSH" };
-            return Err(self.unsupported_transport(RuntimeOperation::Recreate, what));
+        if matches!(self.endpoint, DockerEndpoint::Ssh(_)) {
+            return Err(self.unsupported_transport(RuntimeOperation::Recreate, "SSH"));
         }
-        self.compose.up(&self.endpoint.url(), service).await?;
+        self.compose
+            .up(&self.endpoint.url(), self.tls.as_ref(), service)
+            .await?;
         Ok(ContainerRestartOutcome::Recreated)
     }
 
