@@ -179,6 +179,7 @@ pub fn exec(args: InventoryArgs, state_flag: Option<PathBuf>) -> Result<Report, 
         &rows,
     ));
     if !containers.is_empty() {
+        human.push('\n');
         human.push_str(&container_table(&containers));
     }
     let unhealthy: Vec<&str> = status
