@@ -16,6 +16,8 @@ ensure_packages() {
     command -v redis-server >/dev/null || missing+=(redis-server)
     # The non-root agent's test: its polkit rule is read by polkitd inside the container.
     [ -x /usr/lib/polkit-1/polkitd ] || missing+=(polkitd)
+    # The Compose acceptance tests recreate services with Debian's docker-compose.
+    command -v docker-compose >/dev/null || missing+=(docker-compose)
     if [ ${#missing[@]} -gt 0 ]; then
         need_root
         echo "harness: installing ${missing[*]}" >&2

@@ -8,10 +8,13 @@
 //!   [`process_manager::ServiceConfig`] with systemd's own quoting rules: sandboxed by default
 //!   (≤ 2.5 in `systemd-analyze security`, each protection relaxable by name), and for jobs a
 //!   `oneshot` service with the `.timer`/`.path` units of its triggers.
-//! - [`DockerRuntime`]: [`container_runtime::ContainerRuntimePort`] over the Docker Engine API
-//!   (a local unix socket or a remote `tcp://` engine) through bollard, with short deadlines and
-//!   server status codes mapped to meanings. This is the only place in the workspace that links
-//!   bollard.
+//! - [`DockerRuntime`]: the container engine ([`container_runtime::EnginePort`]) over the Docker
+//!   Engine API (a local unix socket or a remote `tcp://` engine, TLS with the `docker-tls`
+//!   feature) through bollard, with short
+//!   deadlines and server status codes mapped to meanings; Compose services are recreated through
+//!   the Compose CLI ([`ComposeCommand`]). This is the only place in the workspace that links
+//!   bollard. [`SystemdDockerSubstrate`] is the daemon under systemd as a
+//!   [`container_runtime::SubstratePort`], brought back through the systemd adapter.
 //!
 //! Both compile on every OS; their tests run against real daemons (`scripts/test` boots systemd
 //! in a container and starts a private dockerd) and against captured outputs.
@@ -22,6 +25,8 @@ mod docker;
 pub mod fuzzing;
 mod systemd;
 
-pub use docker::{DockerEndpoint, DockerRuntime};
+pub use docker::{
+    ComposeCommand, DockerEndpoint, DockerRuntime, DockerTls, SystemdDockerSubstrate,
+};
 pub use systemd::unit_read;
 pub use systemd::{ServiceAccount, SystemdProcessManager, SystemdTarget};

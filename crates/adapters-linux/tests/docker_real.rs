@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use adapters_linux::DockerRuntime;
 use container_runtime::testkit::Fixture;
-use container_runtime::{ContainerRestartOutcome, ContainerRuntimePort, RuntimeError};
+use container_runtime::{
+    ContainerRestartOutcome, ContainerRuntimePort, EnginePort, RuntimeError, SubstratePort,
+};
 
 /// A container made for one test from the harness's busybox image, removed when dropped.
 struct TestContainer {
@@ -213,4 +215,92 @@ async fn a_hung_daemon_is_unhealthy_within_the_deadline() {
         other => panic!("expected a timeout, got {other:?}"),
     }
     drop(listener);
+}
+
+/// A remote engine nobody answers for: a clear error within the deadline, never a hang; a TLS
+/// engine with a missing file names it (or, built without TLS, TLS is refused by name), and an
+/// SSH endpoint, which no build speaks, is refused at once, by name.
+#[tokio::test]
+async fn unreachable_and_unsupported_remote_engines_say_so_promptly() {
+    let refused = DockerRuntime::connect("tcp://127.0.0.1:9")
+        .unwrap()
+        .with_deadline(Duration::from_millis(500));
+    let r = tokio::time::timeout(Duration::from_secs(10), refused.list_containers(None))
+        .await
+        .expect("must not hang");
+    assert!(
+        matches!(
+            r,
+            Err(RuntimeError::Unavailable { .. } | RuntimeError::Timeout { .. })
+        ),
+        "{r:?}"
+    );
+    assert!(!refused.is_healthy().await.unwrap());
+    let tls = DockerRuntime::connect("tcp://127.0.0.1:2376")
+        .unwrap()
+        .with_tls(adapters_linux::DockerTls {
+            ca: "/nonexistent/ca.pem".into(),
+            cert: "/nonexistent/cert.pem".into(),
+            key: "/nonexistent/key.pem".into(),
+        });
+    match tls.list_containers(None).await {
+        // With a TLS client (the agent's build): the missing file is named.
+        #[cfg(feature = "docker-tls")]
+        Err(e @ RuntimeError::InvalidInput { .. }) => {
+            assert!(e.to_string().contains("/nonexistent/ca.pem"), "{e}")
+        }
+        // Without one: TLS is refused by name.
+        #[cfg(not(feature = "docker-tls"))]
+        Err(e @ RuntimeError::NotSupported { .. }) => {
+            assert!(e.to_string().contains("TLS"), "{e}")
+        }
+        other => panic!("{other:?}"),
+    }
+    let ssh = DockerRuntime::connect("ssh://joel@central").unwrap();
+    match ssh.inspect_container("redis").await {
+        Err(e @ RuntimeError::NotSupported { .. }) => {
+            assert!(e.to_string().contains("SSH"), "{e}")
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+fn systemd_substrate(
+    url: &str,
+    manager: process_manager::MemoryProcessManager,
+) -> adapters_linux::SystemdDockerSubstrate {
+    let engine = DockerRuntime::connect(url)
+        .unwrap()
+        .with_deadline(Duration::from_millis(500));
+    adapters_linux::SystemdDockerSubstrate::new(
+        std::sync::Arc::new(manager),
+        process_manager::ServiceLabel::new("docker").unwrap(),
+        std::sync::Arc::new(engine),
+    )
+    .with_start_wait(Duration::from_secs(2))
+}
+
+container_runtime::substrate_conformance_tests!(
+    systemd_substrate_conformance_on_a_real_dockerd,
+    |_| async {
+        let (host, _) = engine()?;
+        Some((
+            systemd_substrate(&host, process_manager::MemoryProcessManager::new()),
+            Fixture::new(false),
+        ))
+    }
+);
+
+/// A daemon that is down and a unit its manager does not know: a clear error naming the unit,
+/// not a wait.
+#[tokio::test]
+async fn a_down_daemon_whose_unit_is_unknown_says_which_unit() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = format!("unix://{}", dir.path().join("docker.sock").display());
+    let sub = systemd_substrate(&sock, process_manager::MemoryProcessManager::new());
+    assert!(!sub.is_healthy().await.unwrap());
+    match sub.ensure_running().await {
+        Err(e @ RuntimeError::NotFound { .. }) => assert!(e.to_string().contains("docker"), "{e}"),
+        other => panic!("{other:?}"),
+    }
 }

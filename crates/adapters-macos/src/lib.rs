@@ -4,8 +4,8 @@
 //! - [`LaunchdProcessManager`] implements `ProcessManagerPort` over the modern `launchctl` verbs
 //!   and plists generated from a `ServiceConfig`, aware of launchd's domains (`system`,
 //!   `gui/<uid>`, `user/<uid>`).
-//! - [`ColimaRuntime`] implements `ContainerRuntimePort` over the `colima` CLI, with a short
-//!   status cache and a pluggable fast [`HealthCheck`].
+//! - [`ColimaRuntime`] is the Colima VM as a `SubstratePort` over the `colima` CLI (its engine is
+//!   the Docker Engine on the VM's socket), with a short status cache and a pluggable fast [`HealthCheck`].
 //!
 //! Both compile on every OS: they run their tools by argv (found on `PATH` with `which`, or at a
 //! configured path) with a deadline on every call, so their tests run on Linux against faithful

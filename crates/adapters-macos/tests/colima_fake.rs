@@ -11,9 +11,7 @@ use adapters_macos::{ColimaConfig, ColimaRuntime, FnHealthCheck, HealthCheck};
 use async_trait::async_trait;
 use common::FakeTool;
 use container_runtime::testkit::Fixture;
-use container_runtime::{
-    ContainerRuntimePort, EnsureRunningOutcome, RuntimeError, RuntimeOperation,
-};
+use container_runtime::{EnsureRunningOutcome, RuntimeError, RuntimeOperation, SubstratePort};
 
 struct Colima {
     fake: FakeTool,
@@ -47,7 +45,7 @@ impl Colima {
     }
 }
 
-container_runtime::conformance_tests!(conformance_over_the_fake, |_| async {
+container_runtime::substrate_conformance_tests!(conformance_over_the_fake, |_| async {
     let Colima { fake, rt } = Colima::running(|c| c);
     Some((rt, Fixture::new(true).keeping(fake)))
 });

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use container_runtime::{ContainerHealth, RuntimeError, SharedContainerRuntime};
+use container_runtime::{ContainerHealth, ContainerRef, RuntimeError, SharedContainerRuntime};
 use process_manager::{ProcessError, RunState, ServiceLabel, SharedProcessManager};
 use serde::{Deserialize, Serialize};
 
@@ -248,7 +248,7 @@ fn runtime_failure(e: &RuntimeError) -> ProbeFailure {
 #[derive(Debug)]
 pub struct ContainerProbe {
     runtime: SharedContainerRuntime,
-    name: String,
+    what: ContainerRef,
     class: EndpointClass,
     timeout: Duration,
 }
@@ -261,9 +261,19 @@ impl ContainerProbe {
         class: EndpointClass,
         timeout: Duration,
     ) -> Self {
+        Self::of(runtime, ContainerRef::Named(name.into()), class, timeout)
+    }
+
+    /// Probes the container `what` names (a Compose service's is found by its labels).
+    pub fn of(
+        runtime: SharedContainerRuntime,
+        what: ContainerRef,
+        class: EndpointClass,
+        timeout: Duration,
+    ) -> Self {
         ContainerProbe {
             runtime,
-            name: name.into(),
+            what,
             class,
             timeout,
         }
@@ -273,7 +283,7 @@ impl ContainerProbe {
 #[async_trait]
 impl Probe for ContainerProbe {
     fn describe(&self) -> String {
-        format!("container {}", self.name)
+        self.what.to_string()
     }
 
     fn deadline(&self) -> Duration {
@@ -281,7 +291,16 @@ impl Probe for ContainerProbe {
     }
 
     async fn check(&self) -> ProbeResult {
-        match self.runtime.inspect_container(&self.name).await {
+        match self.runtime.inspect_ref(&self.what).await {
+            // Docker's restart policy is already restarting it (a crash loop): observed for
+            // `observe_max`, then the loop's own ladder takes over.
+            Ok(c) if c.is_restarting() => ProbeResult::fail(
+                ProbeFailure::SupervisorRestarting,
+                format!(
+                    "restarting under Docker's restart policy ({} restarts)",
+                    c.restart_count
+                ),
+            ),
             Ok(c) if !c.running => ProbeResult::fail(
                 ProbeFailure::NotRunning,
                 format!(

@@ -1,22 +1,31 @@
 //! The container-runtime port: what the heal loop needs from the container substrate (a Colima
 //! VM, a native Docker Engine, a remote engine), in platform-neutral types.
 //!
-//! - [`ContainerRuntimePort`]: substrate health, VM address, uptime, SSH config, bringing the
-//!   substrate up, and the container-level operations a heal needs (inspect, restart, list).
+//! The port has two halves, split where the real systems split:
+//!
+//! - [`SubstratePort`]: the thing that runs an engine (a Colima VM, a Docker daemon under
+//!   systemd, a remote engine): health, VM address, uptime, SSH config, bringing it up.
+//! - [`EnginePort`]: the containers: list, inspect (state, health, restart count, a crash loop
+//!   under Docker's restart policy), start, restart, and recreate a Compose service from its
+//!   file; a Compose service's container is found by its labels ([`ContainerRef`]).
+//! - [`ContainerRuntimePort`]: both at once, what the heal loop holds; [`SplitRuntime`] pairs a
+//!   substrate with the engine it runs.
 //! - [`RuntimeError`]: one error enum by meaning, with [`RuntimeError::is_retryable`] and
 //!   [`RuntimeError::kind`] (the [`ErrorKind`] the process port's errors share).
 //! - [`MemoryRuntime`]: the in-memory adapter, also the production `null` substrate (it keeps
 //!   nothing per call).
 //! - [`WithDeadline`]: an outer deadline around any adapter, per operation.
-//! - `testkit` (feature): the conformance suite every adapter runs
-//!   ([`conformance_tests!`]), and the `Faulty`/`Recording` wrappers for tests.
+//! - `testkit` (feature): a conformance suite per half ([`substrate_conformance_tests!`],
+//!   [`engine_conformance_tests!`]; [`conformance_tests!`] runs both), and the `Faulty`/`Recording` wrappers for tests.
 //!
 //! This crate links no Docker client and spawns nothing.
 
 mod deadline;
 mod memory;
+mod port;
 #[cfg(feature = "testkit")]
 pub mod testkit;
+mod types;
 
 // For the conformance macro's expansion in other crates.
 #[cfg(feature = "testkit")]
@@ -24,18 +33,20 @@ pub mod testkit;
 pub use port_kit as __port_kit;
 
 use std::collections::BTreeMap;
-use std::fmt::{self, Debug};
-use std::net::IpAddr;
-use std::path::PathBuf;
+use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 pub use deadline::WithDeadline;
 pub use memory::MemoryRuntime;
+pub use port::{ContainerRuntimePort, EnginePort, RuntimeAdapter, SplitRuntime, SubstratePort};
 pub use port_kit::ErrorKind;
+pub use types::{
+    ComposeService, ContainerHealth, ContainerRef, ContainerRestartOutcome, ContainerStatus,
+    EnsureRunningOutcome, SshConfig, COMPOSE_PROJECT_LABEL, COMPOSE_SERVICE_LABEL,
+};
 
 /// The port's operations, for errors and telemetry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -57,6 +68,10 @@ pub enum RuntimeOperation {
     RestartContainer,
     /// `list_containers`
     ListContainers,
+    /// `start_container`
+    StartContainer,
+    /// `recreate` (a Compose service)
+    Recreate,
 }
 
 impl fmt::Display for RuntimeOperation {
@@ -70,6 +85,8 @@ impl fmt::Display for RuntimeOperation {
             RuntimeOperation::InspectContainer => "inspect_container",
             RuntimeOperation::RestartContainer => "restart_container",
             RuntimeOperation::ListContainers => "list_containers",
+            RuntimeOperation::StartContainer => "start_container",
+            RuntimeOperation::Recreate => "recreate",
         })
     }
 }
@@ -186,138 +203,6 @@ impl RuntimeError {
     }
 }
 
-/// How to reach the VM over SSH (`colima ssh-config`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SshConfig {
-    /// The `Host` alias.
-    pub host: String,
-    /// `Hostname`.
-    pub hostname: String,
-    /// `Port`.
-    pub port: u16,
-    /// `User`.
-    pub user: Option<String>,
-    /// `IdentityFile` (first one).
-    pub identity_file: Option<PathBuf>,
-    /// Every `Key value` line as given, for options not named above.
-    pub options: BTreeMap<String, String>,
-}
-
-/// A container's health check state (Docker's `State.Health.Status`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum ContainerHealth {
-    /// The health check passes.
-    Healthy,
-    /// The health check fails. Docker never restarts a container for this.
-    Unhealthy,
-    /// Within the start period.
-    Starting,
-    /// No health check defined.
-    None,
-}
-
-/// A container's state.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ContainerStatus {
-    /// Its name (without a leading `/`).
-    pub name: String,
-    /// Its id.
-    pub id: String,
-    /// Running (Docker's `State.Running`).
-    pub running: bool,
-    /// Docker's `State.Status` (`running`, `exited`, `restarting`, ...).
-    pub status: String,
-    /// Health check state.
-    pub health: ContainerHealth,
-    /// Restarts counted by the engine.
-    pub restart_count: u64,
-    /// The last exit code, when it has exited.
-    pub exit_code: Option<i64>,
-    /// Labels.
-    pub labels: BTreeMap<String, String>,
-}
-
-/// What `ensure_running` did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum EnsureRunningOutcome {
-    /// It was healthy; nothing was done.
-    AlreadyRunning,
-    /// It was down and was started.
-    Started,
-}
-
-/// What `restart_container` did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum ContainerRestartOutcome {
-    /// It was running and was restarted.
-    Restarted,
-    /// It was stopped and was started.
-    Started,
-}
-
-/// A container substrate: a Colima VM, a Docker Engine (local or remote), or the in-memory one.
-///
-/// Every call has a deadline; a hung socket or CLI is a [`RuntimeError::Timeout`].
-#[async_trait]
-pub trait ContainerRuntimePort: Send + Sync + Debug + 'static {
-    /// The adapter's name for telemetry (`colima`, `docker`, `memory`).
-    fn adapter(&self) -> &str;
-
-    /// Whether the substrate answers. A runtime that is down is `Ok(false)`, not an error;
-    /// errors are for when health could not be decided (e.g. permission denied).
-    async fn is_healthy(&self) -> Result<bool, RuntimeError>;
-
-    /// The VM's address, `None` where there is no VM (or it has no routable address).
-    async fn vm_ip(&self) -> Result<Option<IpAddr>, RuntimeError>;
-
-    /// Seconds since the substrate last started.
-    async fn uptime_seconds(&self) -> Result<u64, RuntimeError>;
-
-    /// How to SSH into the VM, `None` where there is no VM.
-    async fn ssh_config(&self) -> Result<Option<SshConfig>, RuntimeError>;
-
-    /// Brings the substrate up if it is down (`colima start`). Heal step 4.
-    async fn ensure_running(&self) -> Result<EnsureRunningOutcome, RuntimeError> {
-        Err(RuntimeError::NotSupported {
-            operation: RuntimeOperation::EnsureRunning,
-            adapter: self.adapter().to_string(),
-        })
-    }
-
-    /// One container's state.
-    async fn inspect_container(&self, name: &str) -> Result<ContainerStatus, RuntimeError> {
-        let _ = name;
-        Err(RuntimeError::NotSupported {
-            operation: RuntimeOperation::InspectContainer,
-            adapter: self.adapter().to_string(),
-        })
-    }
-
-    /// Restarts one container (Docker never restarts an unhealthy one on its own).
-    async fn restart_container(&self, name: &str) -> Result<ContainerRestartOutcome, RuntimeError> {
-        let _ = name;
-        Err(RuntimeError::NotSupported {
-            operation: RuntimeOperation::RestartContainer,
-            adapter: self.adapter().to_string(),
-        })
-    }
-
-    /// Containers, all or those carrying `label` (`key` or `key=value`).
-    async fn list_containers(
-        &self,
-        label: Option<&str>,
-    ) -> Result<Vec<ContainerStatus>, RuntimeError> {
-        let _ = label;
-        Err(RuntimeError::NotSupported {
-            operation: RuntimeOperation::ListContainers,
-            adapter: self.adapter().to_string(),
-        })
-    }
-}
-
 /// Whether a container's labels satisfy a Docker-style filter: `key` (present) or `key=value`.
 pub fn label_matches(labels: &BTreeMap<String, String>, filter: &str) -> bool {
     match filter.split_once('=') {
@@ -328,9 +213,15 @@ pub fn label_matches(labels: &BTreeMap<String, String>, filter: &str) -> bool {
 
 /// A shared runtime, as the heal loop holds it.
 pub type SharedContainerRuntime = Arc<dyn ContainerRuntimePort>;
+/// A shared substrate.
+pub type SharedSubstrate = Arc<dyn SubstratePort>;
+/// A shared engine.
+pub type SharedEngine = Arc<dyn EnginePort>;
 
-// Compile-time guard: the trait must stay object-safe.
+// Compile-time guard: the traits must stay object-safe.
 const _: Option<&dyn ContainerRuntimePort> = None;
+const _: Option<&dyn SubstratePort> = None;
+const _: Option<&dyn EnginePort> = None;
 
 #[cfg(test)]
 mod tests {

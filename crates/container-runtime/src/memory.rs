@@ -1,6 +1,7 @@
-//! `MemoryRuntime`: an in-memory substrate with containers, that can be taken down and brought
-//! up. It is the null substrate too, so it keeps nothing per call; tests that need faults or a
-//! call log wrap it (`testkit::Faulty`, `testkit::Recording`).
+//! `MemoryRuntime`: an in-memory substrate and engine with containers (and Compose services it
+//! can recreate), that can be taken down and brought up. It is the null substrate too, so it
+//! keeps nothing per call; tests that need faults or a call log wrap it (`testkit::Faulty`,
+//! `testkit::Recording`).
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -10,8 +11,9 @@ use async_trait::async_trait;
 use tokio::time::Instant;
 
 use crate::{
-    ContainerHealth, ContainerRestartOutcome, ContainerRuntimePort, ContainerStatus,
-    EnsureRunningOutcome, RuntimeError, SshConfig,
+    ComposeService, ContainerHealth, ContainerRestartOutcome, ContainerStatus, EnginePort,
+    EnsureRunningOutcome, RuntimeAdapter, RuntimeError, SshConfig, SubstratePort,
+    COMPOSE_PROJECT_LABEL, COMPOSE_SERVICE_LABEL,
 };
 
 #[derive(Debug)]
@@ -21,6 +23,10 @@ struct State {
     vm_ip: Option<IpAddr>,
     ssh: Option<SshConfig>,
     containers: BTreeMap<String, ContainerStatus>,
+    /// Compose services `recreate` knows (as a Compose file would).
+    compose: Vec<ComposeService>,
+    /// Ids handed out so far, so a recreated container has a new id.
+    created: u64,
 }
 
 /// The in-memory runtime. Starts healthy, with no VM and no containers.
@@ -45,6 +51,8 @@ impl MemoryRuntime {
                 vm_ip: None,
                 ssh: None,
                 containers: BTreeMap::new(),
+                compose: Vec::new(),
+                created: 0,
             }),
         }
     }
@@ -82,20 +90,66 @@ impl MemoryRuntime {
 
     /// Adds (or replaces) a running, healthy container.
     pub fn add_container(&self, name: &str, labels: &[(&str, &str)]) {
+        let labels = labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Self::insert(&mut self.lock(), name, labels);
+    }
+
+    fn insert(st: &mut State, name: &str, labels: BTreeMap<String, String>) {
+        st.created += 1;
         let status = ContainerStatus {
             name: name.to_string(),
-            id: format!("mem-{name}"),
+            id: format!("mem-{name}-{}", st.created),
+            image: "memory".into(),
             running: true,
             status: "running".into(),
             health: ContainerHealth::Healthy,
             restart_count: 0,
             exit_code: None,
-            labels: labels
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
+            uptime_seconds: Some(0),
+            labels,
         };
-        self.lock().containers.insert(name.to_string(), status);
+        st.containers.insert(name.to_string(), status);
+    }
+
+    /// Declares a Compose service (as its file would) and creates its running container, named
+    /// as Compose names it (`project-service-1`) and labelled as Compose labels it.
+    pub fn add_compose_service(&self, service: &ComposeService) -> String {
+        let name = Self::compose_name(service);
+        let mut st = self.lock();
+        if !st.compose.contains(service) {
+            st.compose.push(service.clone());
+        }
+        Self::insert(&mut st, &name, Self::compose_labels(service));
+        name
+    }
+
+    fn compose_name(service: &ComposeService) -> String {
+        format!("{}-{}-1", service.project, service.service)
+    }
+
+    fn compose_labels(service: &ComposeService) -> BTreeMap<String, String> {
+        BTreeMap::from([
+            (COMPOSE_PROJECT_LABEL.to_string(), service.project.clone()),
+            (COMPOSE_SERVICE_LABEL.to_string(), service.service.clone()),
+        ])
+    }
+
+    /// Removes a container (`docker rm -f`).
+    pub fn remove_container(&self, name: &str) {
+        self.lock().containers.remove(name);
+    }
+
+    /// Puts a container in a crash loop under the engine's restart policy (`restarting`,
+    /// `running` still true, as Docker reports it), counting one more restart.
+    pub fn set_crash_looping(&self, name: &str) {
+        if let Some(c) = self.lock().containers.get_mut(name) {
+            c.running = true;
+            c.status = "restarting".into();
+            c.restart_count += 1;
+        }
     }
 
     /// Sets a container's health (and running flag: `Unhealthy` keeps it running, as Docker does).
@@ -107,6 +161,17 @@ impl MemoryRuntime {
         }
     }
 
+    /// The key of the container named `name`, or whose id is `name` (the engine takes both).
+    fn key_of(st: &State, name: &str) -> Option<String> {
+        if st.containers.contains_key(name) {
+            return Some(name.to_string());
+        }
+        st.containers
+            .values()
+            .find(|c| c.id == name)
+            .map(|c| c.name.clone())
+    }
+
     fn down(&self) -> RuntimeError {
         RuntimeError::Unavailable {
             adapter: "memory".into(),
@@ -115,12 +180,14 @@ impl MemoryRuntime {
     }
 }
 
-#[async_trait]
-impl ContainerRuntimePort for MemoryRuntime {
+impl RuntimeAdapter for MemoryRuntime {
     fn adapter(&self) -> &str {
         "memory"
     }
+}
 
+#[async_trait]
+impl SubstratePort for MemoryRuntime {
     async fn is_healthy(&self) -> Result<bool, RuntimeError> {
         Ok(self.lock().healthy)
     }
@@ -150,15 +217,17 @@ impl ContainerRuntimePort for MemoryRuntime {
         st.started = Instant::now();
         Ok(EnsureRunningOutcome::Started)
     }
+}
 
+#[async_trait]
+impl EnginePort for MemoryRuntime {
     async fn inspect_container(&self, name: &str) -> Result<ContainerStatus, RuntimeError> {
         let st = self.lock();
         if !st.healthy {
             return Err(self.down());
         }
-        st.containers
-            .get(name)
-            .cloned()
+        Self::key_of(&st, name)
+            .and_then(|k| st.containers.get(&k).cloned())
             .ok_or_else(|| RuntimeError::NotFound {
                 what: format!("container {name:?}"),
             })
@@ -169,12 +238,12 @@ impl ContainerRuntimePort for MemoryRuntime {
         if !st.healthy {
             return Err(self.down());
         }
-        let c = st
-            .containers
-            .get_mut(name)
-            .ok_or_else(|| RuntimeError::NotFound {
-                what: format!("container {name:?}"),
-            })?;
+        let key = Self::key_of(&st, name);
+        let c =
+            key.and_then(|k| st.containers.get_mut(&k))
+                .ok_or_else(|| RuntimeError::NotFound {
+                    what: format!("container {name:?}"),
+                })?;
         let outcome = if c.running {
             ContainerRestartOutcome::Restarted
         } else {
@@ -183,7 +252,51 @@ impl ContainerRuntimePort for MemoryRuntime {
         c.running = true;
         c.status = "running".into();
         c.health = ContainerHealth::Healthy;
+        c.uptime_seconds = Some(0);
         Ok(outcome)
+    }
+
+    async fn start_container(&self, name: &str) -> Result<ContainerRestartOutcome, RuntimeError> {
+        {
+            let st = self.lock();
+            if !st.healthy {
+                return Err(self.down());
+            }
+            let c = Self::key_of(&st, name)
+                .and_then(|k| st.containers.get(&k))
+                .ok_or_else(|| RuntimeError::NotFound {
+                    what: format!("container {name:?}"),
+                })?;
+            if c.running && !c.is_restarting() {
+                return Ok(ContainerRestartOutcome::AlreadyRunning);
+            }
+        }
+        self.restart_container(name)
+            .await
+            .map(|_| ContainerRestartOutcome::Started)
+    }
+
+    /// Creates the service's container again when it is missing or not up (a declared
+    /// service only: an undeclared one is `NotFound`, as Compose says "no such service").
+    async fn recreate(
+        &self,
+        service: &ComposeService,
+    ) -> Result<ContainerRestartOutcome, RuntimeError> {
+        let mut st = self.lock();
+        if !st.healthy {
+            return Err(self.down());
+        }
+        if !st.compose.contains(service) {
+            return Err(RuntimeError::NotFound {
+                what: service.to_string(),
+            });
+        }
+        let name = Self::compose_name(service);
+        let up = st.containers.get(&name).is_some_and(|c| c.is_up());
+        if !up {
+            Self::insert(&mut st, &name, Self::compose_labels(service));
+        }
+        Ok(ContainerRestartOutcome::Recreated)
     }
 
     async fn list_containers(

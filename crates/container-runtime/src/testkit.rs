@@ -1,8 +1,10 @@
-//! The conformance suite every `ContainerRuntimePort` adapter runs, and the test wrappers.
+//! The conformance suites every substrate and engine adapter runs, and the test wrappers.
 //!
-//! - Scenarios: `pub async fn` over a `&dyn ContainerRuntimePort`, each panicking with a message
-//!   on the first broken expectation. [`crate::conformance_tests!`] turns them into one test per
-//!   scenario per adapter.
+//! - Scenarios: `pub async fn` over a `&dyn SubstratePort` or a `&dyn EnginePort`, each
+//!   panicking with a message on the first broken expectation.
+//!   [`crate::substrate_conformance_tests!`] and [`crate::engine_conformance_tests!`] turn them
+//!   into one test per scenario per adapter; [`crate::conformance_tests!`] runs both on a whole
+//!   runtime.
 //! - [`Faulty`] and [`Recording`]: wrap any runtime to fail or hang chosen calls, and to count
 //!   them. The same shapes as the process port's.
 
@@ -13,8 +15,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use crate::{
-    ContainerRestartOutcome, ContainerRuntimePort, ContainerStatus, EnsureRunningOutcome,
-    RuntimeError, RuntimeOperation, SshConfig,
+    ComposeService, ContainerRef, ContainerRestartOutcome, ContainerStatus, EnginePort,
+    EnsureRunningOutcome, RuntimeAdapter, RuntimeError, RuntimeOperation, SshConfig, SubstratePort,
 };
 
 /// Any runtime that fails or hangs the calls armed with `inject`.
@@ -29,19 +31,21 @@ pub type Fault = port_kit::Fault<RuntimeError>;
 pub type Call = port_kit::Call<RuntimeOperation>;
 
 /// `Recording<Faulty<R>>`: faults can be armed, and every call is counted, failed or not.
-pub fn instrumented<R: ContainerRuntimePort>(inner: R) -> Recording<Faulty<R>> {
+pub fn instrumented<R: RuntimeAdapter>(inner: R) -> Recording<Faulty<R>> {
     Recording::new(Faulty::new(inner))
 }
 
-/// Implements the port for a wrapper whose `$before(operation, target)` runs before each call
-/// is passed to the wrapped runtime.
+/// Implements both halves of the port for a wrapper whose `$before(operation, target)` runs
+/// before each call is passed to the wrapped runtime.
 macro_rules! wrap_port {
     ($wrapper:ident, |$this:ident, $op:ident, $target:ident| $before:expr) => {
-        #[async_trait]
-        impl<R: ContainerRuntimePort> ContainerRuntimePort for $wrapper<R> {
+        impl<R: RuntimeAdapter> RuntimeAdapter for $wrapper<R> {
             fn adapter(&self) -> &str {
                 (**self).adapter()
             }
+        }
+        #[async_trait]
+        impl<R: SubstratePort> SubstratePort for $wrapper<R> {
             async fn is_healthy(&self) -> Result<bool, RuntimeError> {
                 let ($this, $op, $target) = (self, RuntimeOperation::Health, None::<&str>);
                 $before;
@@ -67,6 +71,9 @@ macro_rules! wrap_port {
                 $before;
                 (**self).ensure_running().await
             }
+        }
+        #[async_trait]
+        impl<R: EnginePort> EnginePort for $wrapper<R> {
             async fn inspect_container(&self, name: &str) -> Result<ContainerStatus, RuntimeError> {
                 let ($this, $op, $target) = (self, RuntimeOperation::InspectContainer, Some(name));
                 $before;
@@ -80,6 +87,14 @@ macro_rules! wrap_port {
                 $before;
                 (**self).restart_container(name).await
             }
+            async fn start_container(
+                &self,
+                name: &str,
+            ) -> Result<ContainerRestartOutcome, RuntimeError> {
+                let ($this, $op, $target) = (self, RuntimeOperation::StartContainer, Some(name));
+                $before;
+                (**self).start_container(name).await
+            }
             async fn list_containers(
                 &self,
                 label: Option<&str>,
@@ -87,6 +102,18 @@ macro_rules! wrap_port {
                 let ($this, $op, $target) = (self, RuntimeOperation::ListContainers, None::<&str>);
                 $before;
                 (**self).list_containers(label).await
+            }
+            async fn recreate(
+                &self,
+                service: &ComposeService,
+            ) -> Result<ContainerRestartOutcome, RuntimeError> {
+                let ($this, $op, $target) = (
+                    self,
+                    RuntimeOperation::Recreate,
+                    Some(service.service.as_str()),
+                );
+                $before;
+                (**self).recreate(service).await
             }
         }
     };
@@ -104,6 +131,9 @@ pub struct Fixture {
     /// A running container the scenarios may restart, and a label (`key=value`) it carries.
     /// `None` for adapters without container operations.
     pub container: Option<(String, String)>,
+    /// A running Compose service the scenarios may find and recreate. `None` for engines
+    /// without Compose.
+    pub compose: Option<ComposeService>,
     /// What must live as long as the scenario (a test container, a fake's folder).
     pub keep: Vec<Arc<dyn Any + Send + Sync>>,
 }
@@ -123,6 +153,12 @@ impl Fixture {
         self
     }
 
+    /// With a running Compose service the scenarios may find and recreate.
+    pub fn with_compose(mut self, service: ComposeService) -> Self {
+        self.compose = Some(service);
+        self
+    }
+
     /// Keeps `value` alive for the scenario.
     pub fn keeping(mut self, value: impl Any + Send + Sync) -> Self {
         self.keep.push(Arc::new(value));
@@ -130,8 +166,7 @@ impl Fixture {
     }
 }
 
-/// The adapter has a one-word name for telemetry, the same every time.
-pub async fn adapter_is_named(rt: &dyn ContainerRuntimePort, _fx: &Fixture) {
+fn check_name(rt: &dyn RuntimeAdapter) {
     let name = rt.adapter().to_string();
     assert!(!name.is_empty(), "empty adapter name");
     assert!(
@@ -141,8 +176,18 @@ pub async fn adapter_is_named(rt: &dyn ContainerRuntimePort, _fx: &Fixture) {
     assert_eq!(rt.adapter(), name, "adapter name changed between calls");
 }
 
+/// The substrate has a one-word name for telemetry, the same every time.
+pub async fn substrate_is_named(rt: &dyn SubstratePort, _fx: &Fixture) {
+    check_name(rt);
+}
+
+/// The engine has a one-word name for telemetry, the same every time.
+pub async fn engine_is_named(rt: &dyn EnginePort, _fx: &Fixture) {
+    check_name(rt);
+}
+
 /// A healthy runtime says so, reports an uptime, and reports a VM only where there is one.
-pub async fn healthy_runtime_describes_itself(rt: &dyn ContainerRuntimePort, fx: &Fixture) {
+pub async fn healthy_runtime_describes_itself(rt: &dyn SubstratePort, fx: &Fixture) {
     assert!(
         rt.is_healthy().await.expect("is_healthy"),
         "runtime not healthy"
@@ -161,7 +206,7 @@ pub async fn healthy_runtime_describes_itself(rt: &dyn ContainerRuntimePort, fx:
 }
 
 /// `ensure_running` on a healthy runtime does nothing (or is not supported).
-pub async fn ensure_running_is_idempotent(rt: &dyn ContainerRuntimePort, _fx: &Fixture) {
+pub async fn ensure_running_is_idempotent(rt: &dyn SubstratePort, _fx: &Fixture) {
     match rt.ensure_running().await {
         Ok(EnsureRunningOutcome::AlreadyRunning) => {}
         Err(RuntimeError::NotSupported { .. }) => {}
@@ -170,7 +215,7 @@ pub async fn ensure_running_is_idempotent(rt: &dyn ContainerRuntimePort, _fx: &F
 }
 
 /// An unknown container is `NotFound` for inspect and restart.
-pub async fn unknown_container_is_not_found(rt: &dyn ContainerRuntimePort, fx: &Fixture) {
+pub async fn unknown_container_is_not_found(rt: &dyn EnginePort, fx: &Fixture) {
     if fx.container.is_none() {
         return;
     }
@@ -188,14 +233,71 @@ pub async fn unknown_container_is_not_found(rt: &dyn ContainerRuntimePort, fx: &
         Err(RuntimeError::NotFound { .. }) => {}
         other => panic!("restart of an unknown container: expected NotFound, got {other:?}"),
     }
+    match rt.start_container("conformance-no-such-container").await {
+        Err(RuntimeError::NotFound { .. }) => {}
+        other => panic!("start of an unknown container: expected NotFound, got {other:?}"),
+    }
+    let absent = ComposeService {
+        project: "conformance-no-such-project".into(),
+        file: "/nonexistent/compose.yaml".into(),
+        service: "absent".into(),
+    };
+    match rt.inspect_ref(&ContainerRef::Compose(absent)).await {
+        Err(RuntimeError::NotFound { .. }) => {}
+        other => panic!("an unknown compose service: expected NotFound, got {other:?}"),
+    }
+}
+
+/// Starting a running container does nothing and says so; it is still running after.
+pub async fn start_leaves_a_running_container_alone(rt: &dyn EnginePort, fx: &Fixture) {
+    let Some((name, _)) = &fx.container else {
+        return;
+    };
+    let before = rt.inspect_container(name).await.expect("inspect_container");
+    assert_eq!(
+        rt.start_container(name).await.expect("start_container"),
+        ContainerRestartOutcome::AlreadyRunning
+    );
+    let after = rt
+        .inspect_container(name)
+        .await
+        .expect("inspect after start");
+    assert!(after.running, "{after:?}");
+    assert_eq!(before.id, after.id, "start must not replace the container");
+    assert!(!after.image.is_empty(), "no image: {after:?}");
+    assert!(
+        after.uptime_seconds.is_some(),
+        "a running container has an uptime: {after:?}"
+    );
+}
+
+/// A Compose service's container is found by its labels, and `recreate` leaves the service with
+/// a running container carrying the same Compose labels.
+pub async fn compose_services_are_found_and_recreated(rt: &dyn EnginePort, fx: &Fixture) {
+    let Some(service) = &fx.compose else {
+        return;
+    };
+    let c = rt
+        .inspect_ref(&ContainerRef::Compose(service.clone()))
+        .await
+        .expect("find the compose service's container");
+    assert!(service.owns(&c), "{c:?} is not {service}");
+    assert_eq!(c.compose_service(), Some(service.service.as_str()));
+    assert_eq!(
+        rt.recreate(service).await.expect("recreate"),
+        ContainerRestartOutcome::Recreated
+    );
+    let after = rt
+        .find_compose_container(service)
+        .await
+        .expect("the service after recreate");
+    assert!(service.owns(&after), "{after:?}");
+    assert!(after.running, "{after:?}");
 }
 
 /// The fixture's container is found, listed by its label (and not under another), and
 /// restarted with an outcome that says so.
-pub async fn containers_are_found_listed_and_restarted(
-    rt: &dyn ContainerRuntimePort,
-    fx: &Fixture,
-) {
+pub async fn containers_are_found_listed_and_restarted(rt: &dyn EnginePort, fx: &Fixture) {
     let Some((name, label)) = &fx.container else {
         return;
     };
@@ -226,12 +328,53 @@ pub async fn containers_are_found_listed_and_restarted(
     assert!(after.running, "{after:?}");
 }
 
-/// One test per scenario for a runtime: a module `$module` with a `#[tokio::test]` (or the test
-/// attribute given) for each scenario of [`crate::testkit`].
-///
-/// `$setup` is a closure taking the scenario's name and returning a future of
-/// `Option<(runtime, Fixture)>`; `None` skips the scenario (a real daemon that is not there,
-/// which the setup reports itself).
+/// One test per substrate scenario: a module `$module` with a `#[tokio::test]` (or the test
+/// attribute given) for each. `$setup` is a closure taking the scenario's name and returning a
+/// future of `Option<(substrate, Fixture)>`; `None` skips the scenario (a real daemon that is
+/// not there, which the setup reports itself).
+#[macro_export]
+macro_rules! substrate_conformance_tests {
+    ($module:ident, #[$test:meta], $setup:expr $(,)?) => {
+        $crate::__port_kit::conformance_scenarios!(
+            ($crate::testkit),
+            $module,
+            #[$test],
+            $setup,
+            substrate_is_named,
+            healthy_runtime_describes_itself,
+            ensure_running_is_idempotent,
+        );
+    };
+    // After the arm above: an attribute would otherwise be parsed as the start of `$setup`.
+    ($module:ident, $setup:expr $(,)?) => {
+        $crate::substrate_conformance_tests!($module, #[tokio::test], $setup);
+    };
+}
+
+/// One test per engine scenario, as [`substrate_conformance_tests!`] (the setup returns an
+/// engine).
+#[macro_export]
+macro_rules! engine_conformance_tests {
+    ($module:ident, #[$test:meta], $setup:expr $(,)?) => {
+        $crate::__port_kit::conformance_scenarios!(
+            ($crate::testkit),
+            $module,
+            #[$test],
+            $setup,
+            engine_is_named,
+            unknown_container_is_not_found,
+            containers_are_found_listed_and_restarted,
+            start_leaves_a_running_container_alone,
+            compose_services_are_found_and_recreated,
+        );
+    };
+    ($module:ident, $setup:expr $(,)?) => {
+        $crate::engine_conformance_tests!($module, #[tokio::test], $setup);
+    };
+}
+
+/// Both suites on a whole runtime (a substrate that is also its engine, or a
+/// [`crate::SplitRuntime`]).
 #[macro_export]
 macro_rules! conformance_tests {
     ($module:ident, #[$test:meta], $setup:expr $(,)?) => {
@@ -240,14 +383,16 @@ macro_rules! conformance_tests {
             $module,
             #[$test],
             $setup,
-            adapter_is_named,
+            substrate_is_named,
             healthy_runtime_describes_itself,
             ensure_running_is_idempotent,
+            engine_is_named,
             unknown_container_is_not_found,
             containers_are_found_listed_and_restarted,
+            start_leaves_a_running_container_alone,
+            compose_services_are_found_and_recreated,
         );
     };
-    // After the arm above: an attribute would otherwise be parsed as the start of `$setup`.
     ($module:ident, $setup:expr $(,)?) => {
         $crate::conformance_tests!($module, #[tokio::test], $setup);
     };

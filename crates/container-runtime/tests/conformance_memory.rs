@@ -7,20 +7,46 @@ use std::time::Duration;
 
 use container_runtime::testkit::{instrumented, Fault, Fixture, Injection};
 use container_runtime::{
-    ContainerRuntimePort, EnsureRunningOutcome, MemoryRuntime, RuntimeError, RuntimeOperation,
-    WithDeadline,
+    ComposeService, ContainerRef, ContainerRestartOutcome, ContainerRuntimePort, EnginePort,
+    EnsureRunningOutcome, MemoryRuntime, RuntimeError, RuntimeOperation, SplitRuntime,
+    SubstratePort, WithDeadline,
 };
 
+fn web() -> ComposeService {
+    ComposeService {
+        project: "central".into(),
+        file: "/opt/central/compose.yaml".into(),
+        service: "web".into(),
+    }
+}
+
 fn fixture() -> Fixture {
-    Fixture::new(false).with_container("redis", "com.joelclaw.stack=core")
+    Fixture::new(false)
+        .with_container("redis", "com.joelclaw.stack=core")
+        .with_compose(web())
 }
 
 fn runtime() -> MemoryRuntime {
     let rt = MemoryRuntime::new();
     rt.add_container("redis", &[("com.joelclaw.stack", "core")]);
     rt.add_container("other", &[("com.joelclaw.stack", "extra")]);
+    rt.add_compose_service(&web());
     rt
 }
+
+container_runtime::substrate_conformance_tests!(substrate_half, |_| async {
+    Some((runtime(), Fixture::new(false)))
+});
+
+container_runtime::engine_conformance_tests!(engine_half, |_| async {
+    Some((runtime(), fixture()))
+});
+
+container_runtime::conformance_tests!(split_into_two_halves, |_| async {
+    let substrate = Arc::new(MemoryRuntime::new());
+    let engine = Arc::new(runtime());
+    Some((SplitRuntime::new(substrate, engine), fixture()))
+});
 
 container_runtime::conformance_tests!(direct, |_| async { Some((runtime(), fixture())) });
 
@@ -119,4 +145,49 @@ async fn a_failure_for_one_container_only() {
     assert!(rt.restart_container("redis").await.is_err());
     assert_eq!(rt.count_for(RuntimeOperation::RestartContainer, "redis"), 1);
     assert_eq!(rt.count(RuntimeOperation::RestartContainer), 2);
+}
+
+#[tokio::test]
+async fn a_removed_compose_container_is_recreated_with_its_labels() {
+    let rt = runtime();
+    let first = rt.find_compose_container(&web()).await.unwrap();
+    rt.remove_container(&first.name);
+    let what = ContainerRef::Compose(web());
+    assert!(matches!(
+        rt.inspect_ref(&what).await,
+        Err(RuntimeError::NotFound { .. })
+    ));
+    assert_eq!(
+        rt.recreate(&web()).await.unwrap(),
+        ContainerRestartOutcome::Recreated
+    );
+    let again = rt.inspect_ref(&what).await.unwrap();
+    assert_ne!(again.id, first.id, "a new container");
+    assert_eq!(again.labels, first.labels);
+}
+
+#[tokio::test]
+async fn a_crash_loop_is_running_but_not_up() {
+    let rt = runtime();
+    rt.set_crash_looping("redis");
+    let c = rt.inspect_container("redis").await.unwrap();
+    assert!(c.running && c.is_restarting() && !c.is_up(), "{c:?}");
+    assert_eq!(
+        rt.start_container("redis").await.unwrap(),
+        ContainerRestartOutcome::Started
+    );
+    assert!(rt.inspect_container("redis").await.unwrap().is_up());
+}
+
+#[tokio::test]
+async fn a_container_without_compose_cannot_be_recreated_by_a_bare_name() {
+    let rt = runtime();
+    let undeclared = ComposeService {
+        service: "ghost".into(),
+        ..web()
+    };
+    assert!(matches!(
+        rt.recreate(&undeclared).await,
+        Err(RuntimeError::NotFound { .. })
+    ));
 }

@@ -5,16 +5,19 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use adapters_linux::{DockerRuntime, SystemdProcessManager};
+use adapters_linux::{
+    ComposeCommand, DockerEndpoint, DockerRuntime, DockerTls, SystemdDockerSubstrate,
+    SystemdProcessManager,
+};
 use adapters_macos::{
     ColimaConfig, ColimaRuntime, FnHealthCheck, LaunchdConfig, LaunchdProcessManager,
 };
 use central_core::deadlines::{deadline_manager, deadline_runtime};
 use central_core::inventory::{ManagerKind, ManagerSettings, ProbeCheck, SubstrateKind};
 use central_core::{Inventory, Ports};
-use container_runtime::{ContainerRuntimePort, MemoryRuntime, SharedContainerRuntime};
+use container_runtime::{MemoryRuntime, SharedContainerRuntime, SplitRuntime, SubstratePort};
 use node_identity::Platform;
-use process_manager::{MemoryProcessManager, ServiceScope, SharedProcessManager};
+use process_manager::{MemoryProcessManager, ServiceLabel, ServiceScope, SharedProcessManager};
 
 use crate::embedded::{EmbeddedOptions, EmbeddedSupervisor, EmbeddedView};
 
@@ -209,36 +212,80 @@ fn runtime(inventory: &Inventory) -> Result<Option<SharedContainerRuntime>, Stri
             Platform::Macos => SubstrateKind::Colima,
             _ => SubstrateKind::Docker,
         });
-    let endpoint = sub.and_then(|s| s.endpoint.clone());
     let runtime: SharedContainerRuntime = match kind {
         SubstrateKind::Null => Arc::new(MemoryRuntime::new()),
-        SubstrateKind::Docker => Arc::new(match &endpoint {
-            Some(url) => {
-                DockerRuntime::connect(url).map_err(|e| format!("substrate.endpoint: {e}"))?
+        SubstrateKind::Docker => {
+            let engine = Arc::new(docker_engine(inventory, None)?);
+            match sub.and_then(|s| s.unit.as_deref()) {
+                // The daemon is a systemd unit: brought back through the systemd adapter.
+                Some(unit) => {
+                    let systemd = Arc::new(systemd_adapter(settings(inventory, "systemd"), None));
+                    let unit =
+                        ServiceLabel::new(unit).map_err(|e| format!("substrate.unit: {e}"))?;
+                    let mut substrate = SystemdDockerSubstrate::new(systemd, unit, engine.clone());
+                    if let Some(s) = sub {
+                        substrate = substrate.with_start_wait(s.start_timeout);
+                    }
+                    Arc::new(SplitRuntime::new(Arc::new(substrate), engine))
+                }
+                None => engine,
             }
-            None => DockerRuntime::local(),
-        }),
+        }
         SubstrateKind::Colima => {
             let mut cfg = ColimaConfig::default();
             if let Some(profile) = sub.and_then(|s| s.profile.clone()) {
                 cfg = cfg.with_profile(profile);
             }
-            let mut colima = ColimaRuntime::new(cfg).map_err(|e| format!("substrate: {e}"))?;
-            // With the VM's Docker socket named, frequent health checks ping it instead of
-            // running the slow `colima status`.
-            if let Some(url) = &endpoint {
-                let docker = Arc::new(
-                    DockerRuntime::connect(url).map_err(|e| format!("substrate.endpoint: {e}"))?,
-                );
-                colima = colima.with_health_check(Arc::new(FnHealthCheck::new(move || {
-                    let docker = docker.clone();
-                    Box::pin(async move { docker.is_healthy().await })
+            // The VM's engine: the named endpoint, else the socket colima makes for the profile
+            // under this user's home.
+            let socket = dirs::home_dir().map(|home| cfg.docker_socket(&home));
+            let engine = Arc::new(docker_engine(inventory, socket)?);
+            let health = engine.clone();
+            // Frequent health checks ping the VM's engine instead of running the slow
+            // `colima status`.
+            let colima = ColimaRuntime::new(cfg)
+                .map_err(|e| format!("substrate: {e}"))?
+                .with_health_check(Arc::new(FnHealthCheck::new(move || {
+                    let engine = health.clone();
+                    Box::pin(async move { engine.is_healthy().await })
                 })));
-            }
-            Arc::new(colima)
+            Arc::new(SplitRuntime::new(Arc::new(colima), engine))
         }
     };
     Ok(Some(deadline_runtime(runtime, inventory)))
+}
+
+/// The Docker engine of the substrate: its endpoint (else `default_socket`, else the machine's
+/// `/var/run/docker.sock`), TLS paths and Compose command (bounded by `loop.heal_timeout`).
+fn docker_engine(
+    inventory: &Inventory,
+    default_socket: Option<PathBuf>,
+) -> Result<DockerRuntime, String> {
+    let sub = inventory.substrate.as_ref();
+    let mut engine = match (sub.and_then(|s| s.endpoint.as_deref()), default_socket) {
+        (Some(url), _) => {
+            DockerRuntime::connect(url).map_err(|e| format!("substrate.endpoint: {e}"))?
+        }
+        (None, Some(socket)) => DockerRuntime::with_endpoint(DockerEndpoint::Unix(socket)),
+        (None, None) => DockerRuntime::local(),
+    };
+    // A recreate is a heal call: it gets the heal deadline (the port's wrapper bounds it too).
+    let mut command = ComposeCommand {
+        deadline: inventory.settings.heal_timeout,
+        ..ComposeCommand::default()
+    };
+    if let Some(argv) = sub.and_then(|s| s.compose_command.clone()) {
+        command.argv = argv;
+    }
+    engine = engine.with_compose(command);
+    if let Some(tls) = sub.and_then(|s| s.tls.clone()) {
+        engine = engine.with_tls(DockerTls {
+            ca: tls.ca,
+            cert: tls.cert,
+            key: tls.key,
+        });
+    }
+    Ok(engine)
 }
 
 /// Builds the adapters `inventory` needs, each behind its deadline wrapper

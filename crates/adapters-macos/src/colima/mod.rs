@@ -1,4 +1,6 @@
-//! `ColimaRuntime`: [`ContainerRuntimePort`] over the `colima` CLI.
+//! `ColimaRuntime`: the Colima VM as a [`SubstratePort`], over the `colima` CLI. Its engine is
+//! the Docker Engine API on the VM's socket ([`ColimaConfig::docker_socket`]), which the
+//! composition root pairs with it (the Docker adapter is the one Docker client).
 //!
 //! `colima status` runs commands inside the VM and takes a while, so its answer is cached for a
 //! few seconds (on tokio's clock, so tests can pause time). Frequent health checks should not
@@ -17,7 +19,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use container_runtime::{
-    ContainerRuntimePort, EnsureRunningOutcome, RuntimeError, RuntimeOperation, SshConfig,
+    EnsureRunningOutcome, RuntimeAdapter, RuntimeError, RuntimeOperation, SshConfig, SubstratePort,
 };
 use tokio::time::Instant;
 
@@ -119,6 +121,16 @@ impl ColimaConfig {
         self
     }
 
+    /// The VM's Docker socket as colima makes it, `<home>/.colima/<profile>/docker.sock`
+    /// (`$COLIMA_HOME` replaces `<home>/.colima` when the agent's environment sets it).
+    pub fn docker_socket(&self, home: &std::path::Path) -> PathBuf {
+        let base = std::env::var_os("COLIMA_HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| home.join(".colima"));
+        base.join(self.profile.as_deref().unwrap_or("default"))
+            .join("docker.sock")
+    }
+
     /// Sets the deadline of ordinary calls.
     pub fn with_deadline(mut self, deadline: Duration) -> Self {
         self.deadline = deadline;
@@ -156,7 +168,7 @@ impl fmt::Display for ColimaFailed {
 
 impl std::error::Error for ColimaFailed {}
 
-/// Colima as a [`ContainerRuntimePort`].
+/// Colima as a [`SubstratePort`].
 #[derive(Debug)]
 pub struct ColimaRuntime {
     config: ColimaConfig,
@@ -374,12 +386,14 @@ impl ColimaRuntime {
     }
 }
 
-#[async_trait]
-impl ContainerRuntimePort for ColimaRuntime {
+impl RuntimeAdapter for ColimaRuntime {
     fn adapter(&self) -> &str {
         ADAPTER
     }
+}
 
+#[async_trait]
+impl SubstratePort for ColimaRuntime {
     async fn is_healthy(&self) -> Result<bool, RuntimeError> {
         if let Some(check) = &self.health {
             return check.is_healthy().await;

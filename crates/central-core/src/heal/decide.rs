@@ -299,10 +299,10 @@ impl HealLoop {
             return None;
         }
         // Bulkhead: a down infra-critical dependency is the root cause; it is healed first.
-        let blocker = self.deps[i]
-            .iter()
-            .copied()
-            .find(|&d| self.services[d].class == ServiceClass::InfraCritical && self.is_failing(d));
+        let blocker = self.deps[i].iter().copied().find(|&d| {
+            (self.services[d].class == ServiceClass::InfraCritical || self.health_gated(i))
+                && self.is_failing(d)
+        });
         if let Some(d) = blocker {
             let dep = &self.services[d];
             let cause = format!("dependency {} ({}) is down", dep.label, dep.class);
@@ -324,6 +324,10 @@ impl HealLoop {
         let can_repair = t.config.is_some() && matches!(t.target, Target::Process(_));
         let step = match &t.target {
             Target::Substrate(_) => Step::HealSubstrate,
+            // Restart, recreate from Compose, heal the substrate (heal/container.rs).
+            Target::Container { name, .. } => {
+                super::container::rung_step(name, failure, t.record.episode_attempts)
+            }
             _ if can_repair && failure == Some(ProbeFailure::NotInstalled) => Step::Repair,
             _ if can_repair
                 && policy.repair_after > 0
@@ -336,8 +340,8 @@ impl HealLoop {
         };
         let call = match (&t.target, step) {
             (Target::Substrate(rt), _) => HealCall::EnsureRunning(rt.clone()),
-            (Target::Container { runtime, name }, _) => {
-                HealCall::RestartContainer(runtime.clone(), name.clone())
+            (Target::Container { runtime, name }, step) => {
+                super::container::rung_call(runtime, name, step)
             }
             (Target::Process(m), Step::Repair) => HealCall::Repair(
                 m.clone(),

@@ -113,11 +113,9 @@ async fn heal_call(call: HealCall) -> Result<StepOutcome, CallFailure> {
             .await
             .map(|result| StepOutcome::Repaired { result })
             .map_err(|e| CallFailure::new(e.kind(), e.to_string())),
-        HealCall::RestartContainer(rt, name) => rt
-            .restart_container(&name)
-            .await
-            .map(|result| StepOutcome::ContainerRestarted { result })
-            .map_err(|e| CallFailure::new(e.kind(), e.to_string())),
+        call @ (HealCall::RestartContainer(..)
+        | HealCall::RecreateContainer(..)
+        | HealCall::SubstrateThenContainer(..)) => super::container::execute(call).await,
         HealCall::EnsureRunning(rt) => rt
             .ensure_running()
             .await

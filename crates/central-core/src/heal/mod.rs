@@ -30,6 +30,7 @@ use crate::probe::{
 };
 use crate::state::{Clock, PersistedState, ServiceRecord, StateStore};
 
+mod container;
 mod decide;
 mod execute;
 mod setup;
@@ -115,10 +116,7 @@ impl HealLoop {
                     (
                         Target::Container {
                             runtime,
-                            name: spec
-                                .container
-                                .clone()
-                                .unwrap_or_else(|| spec.label.to_string()),
+                            name: container::container_ref(spec),
                         },
                         adapter,
                         None,
@@ -149,7 +147,7 @@ impl HealLoop {
                     }
                     (ProbeCheck::Process, Target::Container { runtime, name }) => {
                         // A container's "process" is the container itself.
-                        Arc::new(ContainerProbe::new(
+                        Arc::new(ContainerProbe::of(
                             runtime.clone(),
                             name.clone(),
                             EndpointClass::Localhost,

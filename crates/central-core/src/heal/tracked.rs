@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use container_runtime::SharedContainerRuntime;
+use container_runtime::{ContainerRef, SharedContainerRuntime};
 use process_manager::{RunState, ServiceConfig, ServiceLabel, SharedProcessManager};
 
 use super::{Health, ProbeSummary, ServiceSnapshot};
@@ -27,7 +27,7 @@ pub(super) enum Target {
     Process(SharedProcessManager),
     Container {
         runtime: SharedContainerRuntime,
-        name: String,
+        name: ContainerRef,
     },
     Substrate(SharedContainerRuntime),
 }
@@ -64,8 +64,11 @@ pub(super) struct Tracked {
 pub(super) enum HealCall {
     Restart(SharedProcessManager, ServiceLabel),
     Repair(SharedProcessManager, Box<ServiceConfig>),
-    RestartContainer(SharedContainerRuntime, String),
+    RestartContainer(SharedContainerRuntime, ContainerRef),
     EnsureRunning(SharedContainerRuntime),
+    // The container rungs past a restart (heal/container.rs).
+    RecreateContainer(SharedContainerRuntime, container_runtime::ComposeService),
+    SubstrateThenContainer(SharedContainerRuntime, ContainerRef),
 }
 
 #[derive(Debug)]

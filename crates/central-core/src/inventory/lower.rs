@@ -233,6 +233,7 @@ impl Parser<'_> {
             None => None,
             Some(sub) => {
                 let sub = sub.get_ref();
+                let (unit, compose_command) = self.substrate_engine_keys(sub)?;
                 let name = match &sub.name {
                     Some(n) => self.label(n, "substrate.name")?,
                     None => ServiceLabel::new("substrate").expect("a valid label"),
@@ -242,6 +243,9 @@ impl Parser<'_> {
                     kind: sub.kind,
                     profile: sub.profile.clone(),
                     endpoint: sub.endpoint.clone(),
+                    unit,
+                    compose_command,
+                    tls: sub.tls.clone(),
                     timeout: self.positive_duration(
                         &sub.timeout,
                         "substrate.timeout",
@@ -492,12 +496,17 @@ impl Parser<'_> {
                 format!("service {label} is a container but the inventory has no [substrate]"),
             ));
         }
+        let compose = self.compose(svc, &label)?;
+        // A Compose service's container is found by its labels: its name is Compose's choice.
+        let container = if compose.is_some() { None } else { container };
         let mut probes = Vec::new();
         for p in &svc.probes {
             probes.push(self.probe(p, container.as_deref(), default_timeout)?);
         }
         if probes.is_empty() {
             probes.push(ProbeSpec {
+                // A container service's "process" is its container (for a Compose service,
+                // the one its labels find).
                 check: match &container {
                     Some(name) => ProbeCheck::Container { name: name.clone() },
                     None => ProbeCheck::Process,
@@ -510,7 +519,7 @@ impl Parser<'_> {
             depends_on.push(self.label(dep, "service.depends_on")?);
         }
         // A container cannot be up while its substrate is down: say so once, here.
-        if let (Some(_), Some(sub)) = (&container, substrate) {
+        if let (true, Some(sub)) = (svc.manager == ManagerKind::Container, substrate) {
             if !depends_on.contains(&sub.name) {
                 depends_on.push(sub.name.clone());
             }
@@ -525,6 +534,7 @@ impl Parser<'_> {
             class: svc.class,
             depends_on,
             container,
+            compose,
             probes,
             heal,
             config,

@@ -13,6 +13,7 @@
 //! ```
 
 mod config;
+mod container;
 mod lower;
 mod probe;
 mod publish;
@@ -28,9 +29,9 @@ use serde::Serialize;
 pub use lower::MAX_DURATION;
 // The model's types are also reachable here, where they were first defined.
 pub use crate::model::{
-    Backoff, Breaker, Endpoint, EndpointClass, HealPolicy, Hysteresis, Inventory, LoopSettings,
-    ManagerKind, ManagerSettings, NodeSpec, NotifySpec, PolicyError, ProbeCheck, ProbeSpec, Role,
-    ServiceClass, ServiceSpec, SubstrateKind, SubstrateSpec,
+    Backoff, Breaker, ComposeService, Endpoint, EndpointClass, EngineTls, HealPolicy, Hysteresis,
+    Inventory, LoopSettings, ManagerKind, ManagerSettings, NodeSpec, NotifySpec, PolicyError,
+    ProbeCheck, ProbeSpec, Role, ServiceClass, ServiceSpec, SubstrateKind, SubstrateSpec,
 };
 
 /// What was wrong with an inventory.

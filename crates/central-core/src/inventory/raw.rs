@@ -10,7 +10,7 @@ use serde::{Deserialize, Deserializer};
 use toml::Spanned;
 
 use crate::model::{
-    EndpointClass, ManagerKind, ManagerSettings, Role, ServiceClass, SubstrateKind,
+    EndpointClass, EngineTls, ManagerKind, ManagerSettings, Role, ServiceClass, SubstrateKind,
 };
 
 /// Shows at most this many characters of a value in a message.
@@ -102,6 +102,9 @@ pub(super) struct RawSubstrate {
     pub(super) kind: Option<SubstrateKind>,
     pub(super) profile: Option<String>,
     pub(super) endpoint: Option<String>,
+    pub(super) unit: Option<Spanned<String>>,
+    pub(super) compose_command: Option<Spanned<Vec<String>>>,
+    pub(super) tls: Option<EngineTls>,
     pub(super) timeout: Dur,
     pub(super) start_timeout: Dur,
     pub(super) heal: Option<Spanned<RawHeal>>,
@@ -152,10 +155,20 @@ pub(super) struct RawService {
     #[serde(default)]
     pub(super) depends_on: Vec<Spanned<String>>,
     pub(super) container: Option<Spanned<String>>,
+    pub(super) compose: Option<Spanned<RawCompose>>,
     #[serde(default, rename = "probe")]
     pub(super) probes: Vec<Spanned<RawProbe>>,
     pub(super) heal: Option<Spanned<RawHeal>>,
     pub(super) config: Option<Spanned<RawConfig>>,
+}
+
+/// `compose = { project, file, service }`; the service defaults to the label.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawCompose {
+    pub(super) project: String,
+    pub(super) file: PathBuf,
+    pub(super) service: Option<String>,
 }
 
 #[derive(Deserialize, Clone, Copy, PartialEq, Eq)]

@@ -66,8 +66,18 @@ fn the_documented_example_parses() {
         inv.notify.as_ref().unwrap().timeout,
         Duration::from_secs(10)
     );
-    let minio = inv.service("minio").unwrap();
-    assert_eq!(minio.container.as_deref(), Some("joelclaw-minio"));
+    // The five Central containers are one Compose project, found by its labels.
+    for label in ["redis", "typesense", "inngest", "restate", "minio"] {
+        let svc = inv.service(label).unwrap();
+        let compose = svc.compose.as_ref().unwrap_or_else(|| panic!("{label}"));
+        assert_eq!(compose.project, "central");
+        assert_eq!(compose.service, label);
+        assert_eq!(svc.container, None, "{label}: found by labels, not by name");
+    }
+    assert_eq!(
+        sub.compose_command.as_deref(),
+        Some(&["docker".to_string(), "compose".to_string()][..])
+    );
     let worker = inv.service("com.joelclaw.system-bus-worker").unwrap();
     assert_eq!(worker.probes.len(), 2);
     assert_eq!(worker.heal.hysteresis.failures_to_down(), 2);
@@ -666,4 +676,90 @@ fn fleet_and_telemetry_sections_are_read_and_checked() {
     }
     let err = parse("[fleet]\nredis = \"redis://central\"\nredis_url = \"x\"\n").unwrap_err();
     assert_eq!(err.kind, InventoryErrorKind::UnknownKey, "{err}");
+}
+
+const COMPOSED: &str = r#"
+[substrate]
+name = "docker"
+kind = "docker"
+unit = "docker.service"
+compose_command = ["docker-compose"]
+tls = { ca = "/etc/joelclaw/docker/ca.pem", cert = "/etc/joelclaw/docker/cert.pem", key = "/etc/joelclaw/docker/key.pem" }
+
+[[service]]
+label = "redis"
+manager = "container"
+compose = { project = "central", file = "/opt/central/compose.yaml" }
+
+[[service]]
+label = "inngest"
+manager = "container"
+depends_on = ["redis"]
+compose = { project = "central", file = "/opt/central/compose.yaml", service = "inngest-server" }
+"#;
+
+#[test]
+fn compose_services_and_the_engines_keys_are_read() {
+    let inv = parse(COMPOSED).unwrap_or_else(|e| panic!("{e}"));
+    let sub = inv.substrate.as_ref().unwrap();
+    assert_eq!(
+        sub.unit.as_deref(),
+        Some("docker"),
+        "the .service suffix is dropped"
+    );
+    assert_eq!(
+        sub.compose_command,
+        Some(vec!["docker-compose".to_string()])
+    );
+    assert_eq!(
+        sub.tls.as_ref().unwrap().ca,
+        std::path::PathBuf::from("/etc/joelclaw/docker/ca.pem")
+    );
+    let redis = inv.service("redis").unwrap();
+    assert_eq!(
+        redis.container_ref(),
+        Some(container_runtime::ContainerRef::Compose(ComposeService {
+            project: "central".into(),
+            file: "/opt/central/compose.yaml".into(),
+            service: "redis".into(),
+        }))
+    );
+    // The default probe is the container itself (found by its labels), and it depends on the
+    // substrate as every container does.
+    assert_eq!(redis.probes[0].check, ProbeCheck::Process);
+    assert!(redis.depends_on.iter().any(|d| d.as_str() == "docker"));
+    let inngest = inv.service("inngest").unwrap();
+    assert_eq!(inngest.compose.as_ref().unwrap().service, "inngest-server");
+}
+
+#[test]
+fn bad_compose_keys_are_refused_at_their_line() {
+    let cases = [
+        (
+            COMPOSED.replace("manager = \"container\"\ncompose = { project = \"central\", file = \"/opt/central/compose.yaml\" }", "manager = \"null\"\ncompose = { project = \"central\", file = \"/opt/central/compose.yaml\" }"),
+            "only applies to manager",
+        ),
+        (
+            COMPOSED.replace("file = \"/opt/central/compose.yaml\" }\n\n", "file = \"compose.yaml\" }\n\n"),
+            "must be absolute",
+        ),
+        (
+            COMPOSED.replace("project = \"central\", file = \"/opt/central/compose.yaml\" }\n\n", "project = \"-p\", file = \"/opt/central/compose.yaml\" }\n\n"),
+            "compose project \"-p\"",
+        ),
+        (
+            COMPOSED.replace("label = \"redis\"\nmanager = \"container\"\n", "label = \"redis\"\nmanager = \"container\"\ncontainer = \"redis-1\"\n"),
+            "not both",
+        ),
+        (
+            COMPOSED.replace("compose_command = [\"docker-compose\"]", "compose_command = []"),
+            "needs a program",
+        ),
+    ];
+    for (text, want) in cases {
+        assert_ne!(text, COMPOSED, "the case must change the file ({want})");
+        let e = parse(&text).expect_err(want);
+        assert!(e.to_string().contains(want), "{e} (wanted {want:?})");
+        assert!(e.line > 0, "{e}");
+    }
 }

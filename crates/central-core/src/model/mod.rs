@@ -10,6 +10,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub use container_runtime::ComposeService;
 use process_manager::{ServiceConfig, ServiceLabel};
 use serde::{Deserialize, Serialize};
 
@@ -171,12 +172,34 @@ pub struct ServiceSpec {
     pub depends_on: Vec<ServiceLabel>,
     /// The container name, for `manager = "container"` (defaults to the label).
     pub container: Option<String>,
+    /// The Compose service the container belongs to (`compose = { project, file, service }`):
+    /// its container is found by Compose's labels, and recreated from the file.
+    pub compose: Option<ComposeService>,
     /// Its probes; all must pass. Never empty: a default is filled in from the manager.
     pub probes: Vec<ProbeSpec>,
     /// Its heal policy.
     pub heal: HealPolicy,
     /// The desired definition, for `apply` and the repair step.
     pub config: Option<ServiceConfig>,
+}
+
+impl ServiceSpec {
+    /// The container a `manager = "container"` service names: its Compose service, else its
+    /// `container` name (the label by default). `None` for other managers.
+    pub fn container_ref(&self) -> Option<container_runtime::ContainerRef> {
+        use container_runtime::ContainerRef;
+        if self.manager != ManagerKind::Container {
+            return None;
+        }
+        Some(match &self.compose {
+            Some(compose) => ContainerRef::Compose(compose.clone()),
+            None => ContainerRef::Named(
+                self.container
+                    .clone()
+                    .unwrap_or_else(|| self.label.to_string()),
+            ),
+        })
+    }
 }
 
 /// Which container runtime the node agent should build for the substrate.
@@ -203,6 +226,14 @@ pub struct SubstrateSpec {
     /// The Docker endpoint (`unix:///var/run/docker.sock`, `tcp://host:2375`), when not the
     /// default.
     pub endpoint: Option<String>,
+    /// The systemd unit that runs the Docker daemon (`docker`), for a Docker substrate the agent
+    /// brings back through the systemd adapter; `None` leaves the daemon to someone else.
+    pub unit: Option<String>,
+    /// The Compose command, program and leading arguments (`["docker", "compose"]` by
+    /// default, or `["docker-compose"]`).
+    pub compose_command: Option<Vec<String>>,
+    /// The client certificate, key and CA of a TLS engine (`tcp://host:2376`).
+    pub tls: Option<EngineTls>,
     /// The health check's deadline.
     pub timeout: Duration,
     /// The deadline of bringing the substrate up (`colima start` boots a VM: minutes, not
@@ -210,6 +241,18 @@ pub struct SubstrateSpec {
     pub start_timeout: Duration,
     /// Its heal policy.
     pub heal: HealPolicy,
+}
+
+/// The client certificate, key and CA paths of a TLS engine.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EngineTls {
+    /// The CA that signed the engine's certificate.
+    pub ca: PathBuf,
+    /// The client certificate.
+    pub cert: PathBuf,
+    /// The client key.
+    pub key: PathBuf,
 }
 
 /// The node section.

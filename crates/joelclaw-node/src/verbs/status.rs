@@ -3,8 +3,10 @@
 
 use std::path::{Path, PathBuf};
 
-use central_core::{HealLoop, LoopOptions, NodeStatus, NodeTags};
+use central_core::{HealLoop, Inventory, LoopOptions, NodeStatus, NodeTags};
 use clap::Args;
+use container_runtime::{ContainerStatus, SharedContainerRuntime};
+use serde::Serialize;
 
 use crate::compose::{compose, Mode};
 use crate::output::{json_name, opt, table, Failure, NextAction, Report};
@@ -44,6 +46,85 @@ fn health_cell(s: &central_core::ServiceSnapshot) -> String {
         .unwrap_or_else(|| format!("{:?}", s.health))
 }
 
+/// A container service's container as the engine reports it.
+#[derive(Debug, Serialize)]
+struct ContainerRow {
+    service: String,
+    /// The Compose service, when it is one.
+    compose_service: Option<String>,
+    container: Option<ContainerStatus>,
+    /// Why the engine could not say (the container is gone, the engine is down).
+    error: Option<String>,
+}
+
+/// Every container service's container, asked of the engine at once.
+async fn containers(
+    inventory: &Inventory,
+    rt: Option<&SharedContainerRuntime>,
+) -> Vec<ContainerRow> {
+    let Some(rt) = rt else { return Vec::new() };
+    let asks = inventory.services.iter().filter_map(|spec| {
+        let what = spec.container_ref()?;
+        Some(async move {
+            let compose_service = spec.compose.as_ref().map(|c| c.service.clone());
+            match rt.inspect_ref(&what).await {
+                Ok(c) => ContainerRow {
+                    service: spec.label.to_string(),
+                    compose_service,
+                    container: Some(c),
+                    error: None,
+                },
+                Err(e) => ContainerRow {
+                    service: spec.label.to_string(),
+                    compose_service,
+                    container: None,
+                    error: Some(e.to_string()),
+                },
+            }
+        })
+    });
+    futures::future::join_all(asks).await
+}
+
+fn container_table(rows: &[ContainerRow]) -> String {
+    let cells: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            let c = r.container.as_ref();
+            let state = match c {
+                Some(c) if c.is_restarting() => "restarting (crash loop)".to_string(),
+                Some(c) => c.status.clone(),
+                None => r.error.clone().unwrap_or_default(),
+            };
+            vec![
+                r.service.clone(),
+                c.map_or("-".into(), |c| c.name.clone()),
+                c.map_or("-".into(), |c| c.image.clone()),
+                state,
+                c.map_or("-".into(), |c| json_name(&c.health)),
+                c.map_or("-".into(), |c| c.restart_count.to_string()),
+                c.and_then(|c| c.uptime_seconds).map_or("-".into(), |s| {
+                    humantime::format_duration(std::time::Duration::from_secs(s)).to_string()
+                }),
+                r.compose_service.clone().unwrap_or_else(|| "-".into()),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "SERVICE",
+            "CONTAINER",
+            "IMAGE",
+            "STATE",
+            "HEALTH",
+            "RESTARTS",
+            "UPTIME",
+            "COMPOSE",
+        ],
+        &cells,
+    )
+}
+
 /// One probe round; exit 1 when a service is unhealthy.
 pub fn exec(args: StatusArgs, state_flag: Option<PathBuf>) -> Result<Report, Failure> {
     const CMD: &str = "status";
@@ -55,7 +136,7 @@ pub fn exec(args: StatusArgs, state_flag: Option<PathBuf>) -> Result<Report, Fai
     let state_arg = state_flag.clone();
     let state = state_dir(CMD, state_flag, &inventory)?;
     let rt = runtime(CMD)?;
-    let status: NodeStatus = rt.block_on(async {
+    let (status, containers): (NodeStatus, Vec<ContainerRow>) = rt.block_on(async {
         let comp =
             compose(&inventory, &state, Mode::Observe).map_err(|e| Failure::input(CMD, e))?;
         // The running agent's persisted breakers and in-flight heals, for the table. Read from
@@ -68,7 +149,8 @@ pub fn exec(args: StatusArgs, state_flag: Option<PathBuf>) -> Result<Report, Fai
         }
         let mut heal =
             HealLoop::new(&inventory, comp.ports(), options).map_err(|e| Failure::input(CMD, e))?;
-        Ok::<_, Failure>(heal.probe_round().await)
+        let status = heal.probe_round().await;
+        Ok::<_, Failure>((status, containers(&inventory, comp.runtime.as_ref()).await))
     })?;
     let rows: Vec<Vec<String>> = status
         .services
@@ -103,13 +185,18 @@ pub fn exec(args: StatusArgs, state_flag: Option<PathBuf>) -> Result<Report, Fai
         ],
         &rows,
     ));
+    if !containers.is_empty() {
+        human.push('\n');
+        human.push_str(&container_table(&containers));
+    }
     let unhealthy: Vec<&str> = status
         .services
         .iter()
         .filter(|s| s.last_probe.as_ref().is_some_and(|p| !p.passed))
         .map(|s| s.label.as_str())
         .collect();
-    let result = serde_json::json!({ "identity": identity, "status": status });
+    let result =
+        serde_json::json!({ "identity": identity, "status": status, "containers": containers });
     Ok(if unhealthy.is_empty() {
         Report::ok(CMD, result, human)
     } else {

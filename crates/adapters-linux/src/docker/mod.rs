@@ -1,8 +1,20 @@
-//! `DockerRuntime`: [`ContainerRuntimePort`] over the Docker Engine API, through bollard.
+//! `DockerRuntime`: the Docker Engine API through bollard, as an [`EnginePort`] (containers,
+//! and Compose services recreated through the Compose CLI) and as a bare [`SubstratePort`] (a
+//! daemon nothing here can start); [`SystemdDockerSubstrate`] is a daemon under systemd, brought
+//! back through the systemd adapter.
 //!
-//! A local engine is reached on its unix socket, a remote one on `tcp://host:port` (plain HTTP:
-//! put TLS in front with an SSH tunnel or a socket forward; this adapter links no TLS stack).
+//! A local engine is reached on its unix socket, a remote one on `tcp://host:port`: plain HTTP,
+//! or TLS with a client certificate, key and CA ([`DockerTls`], with the `docker-tls` feature;
+//! without it TLS is refused by name). An `ssh://` endpoint is read and refused with a clear
+//! error: no SSH client is linked (bollard's would shell out to `ssh` through another crate).
 //! There is no VM, so `vm_ip` and `ssh_config` are `None`.
+
+mod compose;
+mod errors;
+mod systemd_substrate;
+
+pub use compose::ComposeCommand;
+pub use systemd_substrate::SystemdDockerSubstrate;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -12,13 +24,15 @@ use async_trait::async_trait;
 use bollard::errors::Error as BollardError;
 use bollard::models::{ContainerInspectResponse, HealthStatusEnum};
 use bollard::query_parameters::{
-    InspectContainerOptions, ListContainersOptions, RestartContainerOptions,
+    InspectContainerOptions, ListContainersOptions, RestartContainerOptions, StartContainerOptions,
 };
 use bollard::Docker;
 use container_runtime::{
-    ContainerHealth, ContainerRestartOutcome, ContainerRuntimePort, ContainerStatus, RuntimeError,
-    RuntimeOperation, SshConfig,
+    ComposeService, ContainerHealth, ContainerRestartOutcome, ContainerStatus, EnginePort,
+    RuntimeAdapter, RuntimeError, RuntimeOperation, SshConfig, SubstratePort,
 };
+
+use errors::{convert, DockerError};
 
 const ADAPTER: &str = "docker";
 
@@ -27,8 +41,34 @@ const ADAPTER: &str = "docker";
 pub enum DockerEndpoint {
     /// A unix socket (`unix:///var/run/docker.sock`).
     Unix(PathBuf),
-    /// A remote engine over plain HTTP (`tcp://host:2375`), kept as `host:port`.
+    /// A remote engine over TCP (`tcp://host:2375`), kept as `host:port`; TLS when the runtime
+    /// is given a [`DockerTls`].
     Tcp(String),
+    /// A remote engine over SSH (`ssh://user@host`), kept as given.
+    Ssh(String),
+}
+
+/// The client certificate, key and CA of a TLS engine (`tcp://host:2376`), as Docker's own
+/// `--tlscacert`, `--tlscert` and `--tlskey`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DockerTls {
+    /// The CA that signed the engine's certificate.
+    pub ca: PathBuf,
+    /// The client certificate.
+    pub cert: PathBuf,
+    /// The client key.
+    pub key: PathBuf,
+}
+
+impl DockerEndpoint {
+    /// The endpoint as `DOCKER_HOST` spells it (for the Compose CLI).
+    pub fn url(&self) -> String {
+        match self {
+            DockerEndpoint::Unix(p) => format!("unix://{}", p.display()),
+            DockerEndpoint::Tcp(hostport) => format!("tcp://{hostport}"),
+            DockerEndpoint::Ssh(url) => url.clone(),
+        }
+    }
 }
 
 impl DockerEndpoint {
@@ -56,25 +96,18 @@ impl DockerEndpoint {
                 return Ok(DockerEndpoint::Tcp(hostport.to_string()));
             }
         }
+        if let Some(rest) = url.strip_prefix("ssh://") {
+            if rest.is_empty() || rest.starts_with('-') || rest.chars().any(char::is_whitespace) {
+                return Err(RuntimeError::invalid_input(format!(
+                    "docker endpoint {url:?}: expected ssh://[user@]host[:port]"
+                )));
+            }
+            return Ok(DockerEndpoint::Ssh(url.to_string()));
+        }
         Err(RuntimeError::invalid_input(format!(
-            "docker endpoint {url:?}: use unix:///path or tcp://host:port (TLS endpoints are not supported)"
+            "docker endpoint {url:?}: use unix:///path, tcp://host:port (TLS: give the cert paths) or ssh://user@host"
         )))
     }
-}
-
-/// The adapter's own detailed errors, kept private and boxed into [`RuntimeError::Backend`].
-#[derive(Debug, thiserror::Error)]
-enum DockerError {
-    #[error("conflict (409) on {what}: {message}")]
-    Conflict { what: String, message: String },
-    #[error("engine answered {status} on {what}: {message}")]
-    Server {
-        what: String,
-        status: u16,
-        message: String,
-    },
-    #[error("{0}")]
-    Client(#[source] BollardError),
 }
 
 /// A Docker Engine, local or remote.
@@ -89,6 +122,8 @@ pub struct DockerRuntime {
     endpoint: DockerEndpoint,
     deadline: Duration,
     stop_grace: Duration,
+    compose: ComposeCommand,
+    tls: Option<DockerTls>,
     /// Built and version-negotiated on first use, so a runtime can be made while the engine
     /// (and its socket) is down; a failed attempt is retried on the next call.
     client: tokio::sync::OnceCell<Docker>,
@@ -112,6 +147,8 @@ impl DockerRuntime {
             endpoint,
             deadline: Duration::from_secs(5),
             stop_grace: Duration::from_secs(10),
+            compose: ComposeCommand::default(),
+            tls: None,
             client: tokio::sync::OnceCell::new(),
         }
     }
@@ -126,6 +163,18 @@ impl DockerRuntime {
     /// default). A restart's deadline is this plus the call deadline.
     pub fn with_stop_grace(mut self, grace: Duration) -> Self {
         self.stop_grace = grace;
+        self
+    }
+
+    /// How Compose services are recreated (`docker compose` by default).
+    pub fn with_compose(mut self, compose: ComposeCommand) -> Self {
+        self.compose = compose;
+        self
+    }
+
+    /// Speaks TLS to a `tcp://` engine with these client certificate, key and CA paths.
+    pub fn with_tls(mut self, tls: DockerTls) -> Self {
+        self.tls = Some(tls);
         self
     }
 
@@ -166,11 +215,25 @@ impl DockerRuntime {
                         backstop,
                         bollard::API_DEFAULT_VERSION,
                     ),
+                    DockerEndpoint::Tcp(hostport) if self.tls.is_some() => {
+                        let docker = self.connect_tls(operation, hostport, backstop)?;
+                        return self
+                            .call(
+                                operation,
+                                "engine version",
+                                self.deadline,
+                                docker.negotiate_version(),
+                            )
+                            .await;
+                    }
                     DockerEndpoint::Tcp(hostport) => Docker::connect_with_http(
                         &format!("tcp://{hostport}"),
                         backstop,
                         bollard::API_DEFAULT_VERSION,
                     ),
+                    DockerEndpoint::Ssh(_) => {
+                        return Err(self.unsupported_transport(operation, "SSH"))
+                    }
                 }
                 .map_err(|e| convert(operation, "engine", e))?;
                 self.call(
@@ -182,6 +245,63 @@ impl DockerRuntime {
                 .await
             })
             .await
+    }
+
+    /// A client speaking TLS to `hostport` with the configured certificate, key and CA; each
+    /// file is checked first, so a missing one is named rather than left to a TLS error.
+    #[cfg(feature = "docker-tls")]
+    fn connect_tls(
+        &self,
+        operation: RuntimeOperation,
+        hostport: &str,
+        backstop: u64,
+    ) -> Result<Docker, RuntimeError> {
+        let tls = self.tls.as_ref().expect("only called with TLS configured");
+        for (what, path) in [
+            ("CA", &tls.ca),
+            ("certificate", &tls.cert),
+            ("key", &tls.key),
+        ] {
+            if let Err(e) = std::fs::File::open(path) {
+                return Err(RuntimeError::InvalidInput {
+                    label: None,
+                    detail: format!("docker TLS {what} {}: {e}", path.display()),
+                });
+            }
+        }
+        Docker::connect_with_ssl(
+            &format!("tcp://{hostport}"),
+            &tls.key,
+            &tls.cert,
+            &tls.ca,
+            backstop,
+            bollard::API_DEFAULT_VERSION,
+        )
+        .map_err(|e| convert(operation, "engine (TLS)", e))
+    }
+
+    /// Without the `docker-tls` feature there is no TLS client: said by name.
+    #[cfg(not(feature = "docker-tls"))]
+    fn connect_tls(
+        &self,
+        operation: RuntimeOperation,
+        _hostport: &str,
+        _backstop: u64,
+    ) -> Result<Docker, RuntimeError> {
+        Err(self.unsupported_transport(operation, "TLS"))
+    }
+
+    /// A transport this build does not link (bollard's `ssh` feature, and `ssl` without the
+    /// `docker-tls` feature): said at once, before any connection is tried.
+    fn unsupported_transport(&self, operation: RuntimeOperation, what: &str) -> RuntimeError {
+        tracing::warn!(endpoint = %self.endpoint.url(), transport = what, "docker endpoint not supported by this build");
+        RuntimeError::NotSupported {
+            operation,
+            adapter: format!(
+                "{ADAPTER} ({what} endpoint {}: this build links no {what} client; reach the engine through a unix socket forward or plain tcp://)",
+                self.endpoint.url()
+            ),
+        }
     }
 
     async fn inspect(
@@ -199,6 +319,14 @@ impl DockerRuntime {
         )
         .await
     }
+}
+
+/// Docker's 304: the container is already in the state asked for.
+fn is_not_modified(e: &RuntimeError) -> bool {
+    matches!(e, RuntimeError::Backend { source, .. }
+        if source
+            .downcast_ref::<DockerError>()
+            .is_some_and(|d| matches!(d, DockerError::Server { status: 304, .. })))
 }
 
 /// Container names and ids as Docker allows them; anything else would be spliced into a URL
@@ -219,97 +347,6 @@ fn check_container_name(name: &str) -> Result<(), RuntimeError> {
     }
 }
 
-fn io_error_in<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a std::io::Error> {
-    let mut current: Option<&'a (dyn std::error::Error + 'static)> = Some(e);
-    while let Some(err) = current {
-        if let Some(io) = err.downcast_ref::<std::io::Error>() {
-            return Some(io);
-        }
-        current = err.source();
-    }
-    None
-}
-
-fn convert(operation: RuntimeOperation, what: &str, e: BollardError) -> RuntimeError {
-    match e {
-        BollardError::DockerResponseServerError {
-            status_code: 404, ..
-        } => RuntimeError::NotFound { what: what.into() },
-        BollardError::DockerResponseServerError {
-            status_code: 409,
-            message,
-        } => RuntimeError::Backend {
-            adapter: ADAPTER.into(),
-            source: Box::new(DockerError::Conflict {
-                what: what.into(),
-                message,
-            }),
-        },
-        BollardError::DockerResponseServerError {
-            status_code: 401 | 403,
-            message,
-        } => RuntimeError::PermissionDenied {
-            operation,
-            target: what.into(),
-            detail: message,
-        },
-        BollardError::DockerResponseServerError {
-            status_code,
-            message,
-        } => RuntimeError::Backend {
-            adapter: ADAPTER.into(),
-            source: Box::new(DockerError::Server {
-                what: what.into(),
-                status: status_code,
-                message,
-            }),
-        },
-        BollardError::RequestTimeoutError => RuntimeError::Timeout {
-            operation,
-            after: Duration::ZERO,
-        },
-        BollardError::SocketNotFoundError(path) => RuntimeError::Unavailable {
-            adapter: ADAPTER.into(),
-            detail: format!("no socket at {path}"),
-        },
-        // `IOError` is `#[error(transparent)]`: its `source()` skips the io::Error itself.
-        BollardError::IOError { err } => match err.kind() {
-            std::io::ErrorKind::PermissionDenied => RuntimeError::PermissionDenied {
-                operation,
-                target: what.into(),
-                detail: err.to_string(),
-            },
-            _ => RuntimeError::Unavailable {
-                adapter: ADAPTER.into(),
-                detail: format!("{what}: {err}"),
-            },
-        },
-        other => match io_error_in(&other).map(std::io::Error::kind) {
-            Some(std::io::ErrorKind::PermissionDenied) => RuntimeError::PermissionDenied {
-                operation,
-                target: what.into(),
-                detail: other.to_string(),
-            },
-            Some(_) => RuntimeError::Unavailable {
-                adapter: ADAPTER.into(),
-                detail: format!("{what}: {other}"),
-            },
-            None => match other {
-                BollardError::HyperLegacyError { .. } | BollardError::HyperResponseError { .. } => {
-                    RuntimeError::Unavailable {
-                        adapter: ADAPTER.into(),
-                        detail: format!("{what}: {other}"),
-                    }
-                }
-                other => RuntimeError::Backend {
-                    adapter: ADAPTER.into(),
-                    source: Box::new(DockerError::Client(other)),
-                },
-            },
-        },
-    }
-}
-
 fn status_of(c: ContainerInspectResponse) -> ContainerStatus {
     let state = c.state.unwrap_or_default();
     let running = state.running.unwrap_or(false);
@@ -323,6 +360,12 @@ fn status_of(c: ContainerInspectResponse) -> ContainerStatus {
         .status
         .map(|s| s.to_string())
         .unwrap_or_else(|| "unknown".into());
+    let uptime_seconds = if running {
+        state.started_at.as_deref().and_then(seconds_since)
+    } else {
+        None
+    };
+    let config = c.config.unwrap_or_default();
     ContainerStatus {
         name: c
             .name
@@ -330,6 +373,7 @@ fn status_of(c: ContainerInspectResponse) -> ContainerStatus {
             .trim_start_matches('/')
             .to_string(),
         id: c.id.unwrap_or_default(),
+        image: config.image.unwrap_or_default(),
         running,
         // Docker reports 0 for a running container; an exit code is only meaningful once it
         // has exited.
@@ -337,12 +381,24 @@ fn status_of(c: ContainerInspectResponse) -> ContainerStatus {
         status,
         health,
         restart_count: c.restart_count.unwrap_or(0).max(0) as u64,
-        labels: c
-            .config
-            .and_then(|cfg| cfg.labels)
+        uptime_seconds,
+        labels: config
+            .labels
             .map(|l| l.into_iter().collect::<BTreeMap<_, _>>())
             .unwrap_or_default(),
     }
+}
+
+/// Seconds from an RFC 3339 time (Docker's `State.StartedAt`) to now; `None` for Docker's
+/// "never" (`0001-01-01T00:00:00Z`) or a time it cannot read.
+fn seconds_since(rfc3339: &str) -> Option<u64> {
+    let at = humantime::parse_rfc3339(rfc3339).ok()?;
+    Some(
+        std::time::SystemTime::now()
+            .duration_since(at)
+            .unwrap_or_default()
+            .as_secs(),
+    )
 }
 
 /// Seconds since the process `pid` started, from `/proc` (its start in clock ticks after boot,
@@ -388,12 +444,16 @@ fn socket_server_pid(socket: &Path) -> std::io::Result<u32> {
         })
 }
 
-#[async_trait]
-impl ContainerRuntimePort for DockerRuntime {
+impl RuntimeAdapter for DockerRuntime {
     fn adapter(&self) -> &str {
         ADAPTER
     }
+}
 
+/// The engine's daemon as a substrate nothing here manages: its health and uptime are real,
+/// bringing it up is not supported (see [`SystemdDockerSubstrate`] for a daemon under systemd).
+#[async_trait]
+impl SubstratePort for DockerRuntime {
     /// `/_ping` answers `OK` and `info` answers, each within the deadline. A refused, missing
     /// or silent socket is `Ok(false)`; only a permission error is an `Err`, since then health
     /// cannot be told.
@@ -470,7 +530,10 @@ impl ContainerRuntimePort for DockerRuntime {
     async fn ssh_config(&self) -> Result<Option<SshConfig>, RuntimeError> {
         Ok(None)
     }
+}
 
+#[async_trait]
+impl EnginePort for DockerRuntime {
     #[tracing::instrument(skip_all, fields(adapter = ADAPTER, container = name))]
     async fn inspect_container(&self, name: &str) -> Result<ContainerStatus, RuntimeError> {
         Ok(status_of(
@@ -500,10 +563,7 @@ impl ContainerRuntimePort for DockerRuntime {
         match result {
             Ok(()) => {}
             // 304: already in the state asked for; nothing left to do.
-            Err(RuntimeError::Backend { source, .. })
-                if source
-                    .downcast_ref::<DockerError>()
-                    .is_some_and(|d| matches!(d, DockerError::Server { status: 304, .. })) => {}
+            Err(e) if is_not_modified(&e) => {}
             Err(e) => return Err(e),
         }
         Ok(if before.running {
@@ -511,6 +571,51 @@ impl ContainerRuntimePort for DockerRuntime {
         } else {
             ContainerRestartOutcome::Started
         })
+    }
+
+    /// Starts a stopped container. A running one is left alone; one Docker is restarting in a
+    /// loop is restarted (starting it again would not break the loop's wait).
+    #[tracing::instrument(skip_all, fields(adapter = ADAPTER, container = name))]
+    async fn start_container(&self, name: &str) -> Result<ContainerRestartOutcome, RuntimeError> {
+        let op = RuntimeOperation::StartContainer;
+        let before = status_of(self.inspect(op, name).await?);
+        if before.is_restarting() {
+            self.restart_container(name).await?;
+            return Ok(ContainerRestartOutcome::Started);
+        }
+        if before.running {
+            return Ok(ContainerRestartOutcome::AlreadyRunning);
+        }
+        let docker = self.ready(op).await?;
+        let result = self
+            .call(
+                op,
+                &format!("container {name}"),
+                self.deadline,
+                docker.start_container(name, None::<StartContainerOptions>),
+            )
+            .await;
+        match result {
+            Ok(()) => Ok(ContainerRestartOutcome::Started),
+            Err(e) if is_not_modified(&e) => Ok(ContainerRestartOutcome::AlreadyRunning),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `docker compose -p P -f F up -d --no-deps SERVICE` (or the configured Compose command)
+    /// against this engine (`DOCKER_HOST`), by argv with the Compose deadline.
+    #[tracing::instrument(skip_all, fields(adapter = ADAPTER, project = %service.project, service = %service.service))]
+    async fn recreate(
+        &self,
+        service: &ComposeService,
+    ) -> Result<ContainerRestartOutcome, RuntimeError> {
+        if matches!(self.endpoint, DockerEndpoint::Ssh(_)) {
+            return Err(self.unsupported_transport(RuntimeOperation::Recreate, "SSH"));
+        }
+        self.compose
+            .up(&self.endpoint.url(), self.tls.as_ref(), service)
+            .await?;
+        Ok(ContainerRestartOutcome::Recreated)
     }
 
     /// Lists (including stopped containers) through the engine's own label filter, then
@@ -563,6 +668,7 @@ impl ContainerRuntimePort for DockerRuntime {
 
 #[cfg(test)]
 mod tests {
+    use super::errors::convert;
     use super::*;
 
     #[test]
@@ -583,11 +689,17 @@ mod tests {
             DockerEndpoint::parse("http://node:2375/").unwrap(),
             DockerEndpoint::Tcp("node:2375".into())
         );
+        // An SSH endpoint is read (and refused by name when used: no SSH client is linked).
+        assert_eq!(
+            DockerEndpoint::parse("ssh://joel@central").unwrap(),
+            DockerEndpoint::Ssh("ssh://joel@central".into())
+        );
         for bad in [
             "https://node:2376",
             "unix://relative",
             "tcp://nohost",
-            "ssh://x",
+            "ssh://",
+            "ssh://-oProxyCommand=x",
             "",
         ] {
             assert!(

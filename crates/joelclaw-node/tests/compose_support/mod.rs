@@ -1,0 +1,243 @@
+//! A Compose project on the harness's dockerd, an inventory naming its services, and the heal
+//! loop run in this process over the agent's own composition (shared by the container tests).
+
+#![allow(dead_code)] // each test binary uses a different part
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use central_core::{EventKind, HealEvent, HealLoop, Inventory, LoopOptions, NodeTags, Step};
+use joelclaw_node::compose::{compose, Mode};
+
+/// The value of `var`, set by the harness (`scripts/test`) when its dockerd runs. Missing: a
+/// panic under `CI=true`, else a loud `SKIPPED` and `None`.
+pub(crate) fn daemon_env(var: &str) -> Option<String> {
+    match std::env::var(var) {
+        Ok(v) if !v.is_empty() => Some(v),
+        _ => {
+            if std::env::var("CI").is_ok_and(|v| v == "true") {
+                panic!("{var} is not set: this test needs a real dockerd, and CI=true never skips it; run it through scripts/test");
+            }
+            let _ = std::io::Write::write_all(
+                &mut std::io::stderr(),
+                format!("SKIPPED (needs a real dockerd: run scripts/test): {var} is not set\n")
+                    .as_bytes(),
+            );
+            None
+        }
+    }
+}
+
+/// Two services from the harness's busybox image, no networks: `db` with a health check, and
+/// `app` that depends on it being healthy. `restart` is the services' restart policy.
+pub(crate) fn two_services(image: &str, restart: &str) -> String {
+    format!(
+        r#"version: "2.4"
+services:
+  db:
+    image: {image}
+    network_mode: none
+    restart: "{restart}"
+    command: ["sh", "-c", "trap 'exit 0' TERM; touch /ready; while :; do sleep 1; done"]
+    healthcheck:
+      test: ["CMD", "test", "-f", "/ready"]
+      interval: 1s
+      timeout: 2s
+      retries: 3
+  app:
+    image: {image}
+    network_mode: none
+    restart: "{restart}"
+    command: ["sh", "-c", "trap 'exit 0' TERM; while :; do sleep 1; done"]
+    depends_on:
+      db:
+        condition: service_healthy
+"#
+    )
+}
+
+/// A Compose project made for one test, taken down when dropped.
+pub(crate) struct Project {
+    pub(crate) host: String,
+    pub(crate) name: String,
+    pub(crate) file: PathBuf,
+    pub(crate) dir: tempfile::TempDir,
+}
+
+impl Project {
+    pub(crate) fn up(test: &str, yaml: &str) -> Option<Self> {
+        let host = daemon_env("JOELCLAW_TEST_DOCKER_HOST")?;
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("compose.yaml");
+        std::fs::write(&file, yaml).unwrap();
+        let p = Project {
+            host,
+            name: format!("jcnode{test}{}", std::process::id()),
+            file,
+            dir,
+        };
+        let out = p.compose(&["up", "-d"]);
+        assert!(out.status.success(), "docker-compose up: {out:?}");
+        Some(p)
+    }
+
+    pub(crate) fn compose(&self, args: &[&str]) -> Output {
+        Command::new("docker-compose")
+            .env("DOCKER_HOST", &self.host)
+            .args(["-p", &self.name, "-f"])
+            .arg(&self.file)
+            .args(args)
+            .output()
+            .expect("docker-compose (Debian's package)")
+    }
+
+    pub(crate) fn docker(&self, args: &[&str]) -> Output {
+        let out = Command::new("docker")
+            .arg("-H")
+            .arg(&self.host)
+            .args(args)
+            .output()
+            .expect("the docker CLI");
+        assert!(out.status.success(), "docker {args:?}: {out:?}");
+        out
+    }
+
+    /// The id of `service`'s container.
+    pub(crate) fn container_of(&self, service: &str) -> String {
+        let out = self.docker(&[
+            "ps",
+            "-aq",
+            "--no-trunc",
+            "--filter",
+            &format!("label=com.docker.compose.project={}", self.name),
+            "--filter",
+            &format!("label=com.docker.compose.service={service}"),
+        ]);
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// An inventory: the substrate section given, then `db` and `app` as Compose services of
+    /// this project (`app` depends on `db`), with a fast loop.
+    pub(crate) fn inventory(&self, substrate: &str, heal: &str) -> Inventory {
+        let compose = format!(
+            "compose = {{ project = \"{}\", file = \"{}\" }}",
+            self.name,
+            self.file.display()
+        );
+        let text = format!(
+            r#"[node]
+id = "central-test"
+role = "central"
+
+[loop]
+interval = "1s"
+heal_timeout = "60s"
+
+[heal]
+failures_to_down = 1
+passes_to_up = 1
+grace = "2s"
+jitter = 0.0
+backoff_initial = "1s"
+backoff_max = "2s"
+{heal}
+
+{substrate}
+
+[[service]]
+label = "db"
+manager = "container"
+{compose}
+
+[[service]]
+label = "app"
+manager = "container"
+depends_on = ["db"]
+{compose}
+"#
+        );
+        let path = self.dir.path().join("central.toml");
+        std::fs::write(&path, &text).unwrap();
+        Inventory::parse(&path, &text).unwrap_or_else(|e| panic!("{e}"))
+    }
+}
+
+impl Drop for Project {
+    fn drop(&mut self) {
+        self.compose(&["down", "-t", "1", "--remove-orphans"]);
+        let filter = format!("label=com.docker.compose.project={}", self.name);
+        if let Ok(out) = Command::new("docker")
+            .arg("-H")
+            .arg(&self.host)
+            .args(["ps", "-aq", "--filter", &filter])
+            .output()
+        {
+            for id in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                let _ = Command::new("docker")
+                    .arg("-H")
+                    .arg(&self.host)
+                    .args(["rm", "-f", id])
+                    .output();
+            }
+        }
+    }
+}
+
+/// The heal loop over the agent's own composition for `inventory`, state under `state`.
+pub(crate) fn heal_loop(inventory: &Inventory, state: &Path) -> HealLoop {
+    let comp = compose(inventory, state, Mode::Own).unwrap_or_else(|e| panic!("{e}"));
+    let options =
+        LoopOptions::new(NodeTags::new("central-test", "linux")).with_state_dir(state.join("heal"));
+    HealLoop::new(inventory, comp.ports(), options).unwrap()
+}
+
+/// Ticks every second (the inventory's interval) until `done` says so over the events so
+/// far; returns them all. A generous limit, not a timed assertion.
+pub(crate) async fn run_until(
+    heal: &mut HealLoop,
+    what: &str,
+    mut done: impl FnMut(&[HealEvent]) -> bool,
+) -> Vec<HealEvent> {
+    let limit = Instant::now() + Duration::from_secs(120);
+    let mut seen = Vec::new();
+    loop {
+        seen.extend(heal.tick().await.events);
+        if done(&seen) {
+            return seen;
+        }
+        assert!(
+            Instant::now() < limit,
+            "{what}: not within 120 s; events: {seen:#?}"
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// Whether `service` had event `kind` (at `step`, when given).
+pub(crate) fn had(
+    events: &[HealEvent],
+    service: &str,
+    kind: EventKind,
+    step: Option<Step>,
+) -> bool {
+    events
+        .iter()
+        .any(|e| e.service == service && e.event == kind && (step.is_none() || e.step == step))
+}
+
+/// Steps of `service`'s started heals, in order.
+pub(crate) fn steps(events: &[HealEvent], service: &str) -> Vec<Step> {
+    events
+        .iter()
+        .filter(|e| e.service == service && e.event == EventKind::HealStarted)
+        .filter_map(|e| e.step)
+        .collect()
+}
+
+pub(crate) fn report(what: &str, took: Duration) {
+    let _ = std::io::Write::write_all(
+        &mut std::io::stderr(),
+        format!("TIMING {what}: {} ms\n", took.as_millis()).as_bytes(),
+    );
+}

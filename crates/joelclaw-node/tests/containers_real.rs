@@ -1,0 +1,161 @@
+//! A Central node on a real dockerd (the harness's, Compose through Debian's docker-compose):
+//! the agent's own composition and heal loop restart a killed container, recreate a removed
+//! one with the same Compose labels, escalate a crash loop under `restart: always`, and hold a
+//! dependent until its dependency is healthy. Prints how long each heal took (`TIMING`).
+
+mod compose_support;
+
+use std::time::Instant;
+
+use central_core::EventKind::*;
+use central_core::Step;
+use compose_support::*;
+
+fn image() -> Option<String> {
+    daemon_env("JOELCLAW_TEST_DOCKER_IMAGE")
+}
+
+fn docker_substrate(p: &Project) -> String {
+    format!(
+        "[substrate]\nname = \"engine\"\nkind = \"docker\"\nendpoint = \"{}\"\ncompose_command = [\"docker-compose\"]",
+        p.host
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_container_is_restarted_and_a_removed_one_recreated() {
+    let Some(image) = image() else { return };
+    let Some(p) = Project::up("heal", &two_services(&image, "no")) else {
+        return;
+    };
+    let inv = p.inventory(&docker_substrate(&p), "");
+    let state = tempfile::tempdir().unwrap();
+    let mut heal = heal_loop(&inv, state.path());
+    run_until(&mut heal, "all healthy", |_| true).await;
+
+    // Killed: the engine restarts the same container.
+    let db = p.container_of("db");
+    p.docker(&["kill", "-s", "KILL", &db]);
+    let started = Instant::now();
+    let events = run_until(&mut heal, "db healed", |e| {
+        had(e, "db", HealSucceeded, None)
+    })
+    .await;
+    report(
+        "loop: container restart (kill -> healed)",
+        started.elapsed(),
+    );
+    assert_eq!(steps(&events, "db"), [Step::Restart]);
+    assert_eq!(p.container_of("db"), db, "restarted, not replaced");
+
+    // Removed: recreated from the Compose file, found again by its labels.
+    let app = p.container_of("app");
+    p.docker(&["rm", "-f", &app]);
+    let started = Instant::now();
+    let events = run_until(&mut heal, "app recreated", |e| {
+        had(e, "app", HealSucceeded, None)
+    })
+    .await;
+    report(
+        "loop: container recreate (rm -f -> healed)",
+        started.elapsed(),
+    );
+    assert_eq!(steps(&events, "app"), [Step::Repair]);
+    let again = p.container_of("app");
+    assert!(
+        !again.is_empty() && again != app,
+        "a new container: {again}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_loop_under_restart_always_is_escalated() {
+    let Some(image) = image() else { return };
+    let yaml = format!(
+        r#"version: "2.4"
+services:
+  db:
+    image: {image}
+    network_mode: none
+    restart: always
+    command: ["sh", "-c", "exit 3"]
+  app:
+    image: {image}
+    network_mode: none
+    command: ["sh", "-c", "trap 'exit 0' TERM; while :; do sleep 1; done"]
+"#
+    );
+    let Some(p) = Project::up("crash", &yaml) else {
+        return;
+    };
+    let inv = p.inventory(
+        &docker_substrate(&p),
+        "observe_max = \"2s\"\nbreaker_threshold = 3",
+    );
+    let state = tempfile::tempdir().unwrap();
+    let mut heal = heal_loop(&inv, state.path());
+    let events = run_until(&mut heal, "db escalated", |e| {
+        had(e, "db", HealEscalated, None)
+    })
+    .await;
+    assert!(
+        events.iter().any(|e| e.service == "db"
+            && e.event == ProbeFailed
+            && e.detail.contains("restart policy")),
+        "the crash loop was seen: {events:#?}"
+    );
+    assert!(
+        had(&events, "db", HealSuppressed, Some(Step::Observe)),
+        "observed first"
+    );
+    // Every rung once, then the substrate until the breaker (the policy) calls a person.
+    let climbed = steps(&events, "db");
+    assert_eq!(
+        climbed[..3],
+        [Step::Restart, Step::Repair, Step::HealSubstrate],
+        "{climbed:?}"
+    );
+    assert!(
+        climbed[3..].iter().all(|s| *s == Step::HealSubstrate),
+        "{climbed:?}"
+    );
+    // (Between two crashes a single probe may see it running for a moment: with
+    // passes_to_up = 1 that reads as a success, and the breaker's window still escalates it.)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dependent_is_held_until_its_dependency_is_healthy() {
+    let Some(image) = image() else { return };
+    let Some(p) = Project::up("gate", &two_services(&image, "no")) else {
+        return;
+    };
+    let inv = p.inventory(&docker_substrate(&p), "");
+    let state = tempfile::tempdir().unwrap();
+    let mut heal = heal_loop(&inv, state.path());
+    run_until(&mut heal, "all healthy", |_| true).await;
+    // Both stopped: db must be healthy again before app is started.
+    p.docker(&["stop", "-t", "1", &p.container_of("app")]);
+    p.docker(&["stop", "-t", "1", &p.container_of("db")]);
+    let events = run_until(&mut heal, "both healed", |e| {
+        had(e, "db", HealSucceeded, None) && had(e, "app", HealSucceeded, None)
+    })
+    .await;
+    let at = |service: &str, kind| {
+        events
+            .iter()
+            .position(|e| e.service == service && e.event == kind)
+            .unwrap()
+    };
+    assert!(
+        events.iter().any(|e| e.service == "app"
+            && e.event == HealSuppressed
+            && e.cause
+                .as_deref()
+                .is_some_and(|c| c.starts_with("dependency db "))),
+        "app held: {events:#?}"
+    );
+    assert!(
+        at("db", HealSucceeded) < at("app", HealStarted),
+        "app started only after db was healthy: {events:#?}"
+    );
+}
