@@ -65,8 +65,19 @@ impl ApiSocket {
             }
             None => nix::unistd::getgid(),
         };
-        nix::unistd::chown(state_dir, None, Some(gid))
-            .map_err(|e| format!("state folder {}: chown: {e}", state_dir.display()))?;
+        // An agent without CAP_CHOWN (its own sandbox) may not give the folder to a group it is
+        // not in: the API then stays the agent's own (root's), and the loop runs regardless.
+        let gid = match nix::unistd::chown(state_dir, None, Some(gid)) {
+            Ok(()) => gid,
+            Err(e) => {
+                tracing::warn!(
+                    state = %state_dir.display(),
+                    error = %e,
+                    "the API socket stays the agent's own group: give the agent the service group (SupplementaryGroups=) to share it"
+                );
+                nix::unistd::getgid()
+            }
+        };
         std::fs::set_permissions(state_dir, std::fs::Permissions::from_mode(0o710))
             .map_err(|e| format!("state folder {}: {e}", state_dir.display()))?;
         let path = state_dir.join(SOCKET);

@@ -99,8 +99,14 @@ pub fn exec(args: RunArgs, state_flag: Option<PathBuf>) -> Result<Report, Failur
         for publisher in publishers.sinks() {
             heal.add_sink(publisher);
         }
-        let api =
-            RunningApi::start(&state, &inventory, &mut heal).map_err(|e| Failure::input(CMD, e))?;
+        // The API is for callers; healing does not depend on it.
+        let api = match RunningApi::start(&state, &inventory, &mut heal) {
+            Ok(api) => Some(api),
+            Err(e) => {
+                tracing::warn!(error = %e, "the local API is not available; healing goes on");
+                None
+            }
+        };
         let publishers = Arc::new(publishers);
         let mut rounds = heal.watch_status();
         let status_feed = {
@@ -143,7 +149,9 @@ pub fn exec(args: RunArgs, state_flag: Option<PathBuf>) -> Result<Report, Failur
             sup.shutdown().await;
         }
         status_feed.abort();
-        api.stop().await;
+        if let Some(api) = api {
+            api.stop().await;
+        }
         publishers.shutdown().await;
         sink.finish();
         tracing::info!(dropped_events = sink.dropped(), "stopped; state saved");
