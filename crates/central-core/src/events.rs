@@ -179,6 +179,14 @@ pub enum EventKind {
     /// A person is called (event, and the notify command if configured).
     #[serde(rename = "heal.escalated")]
     HealEscalated,
+    /// A process manager (or the container runtime) has not answered for
+    /// `loop.manager_unreachable_after`: the root cause, reported once for the manager (its
+    /// name in `service`), not as its services being down.
+    #[serde(rename = "manager.unreachable")]
+    ManagerUnreachable,
+    /// A manager reported unreachable answers again.
+    #[serde(rename = "manager.recovered")]
+    ManagerRecovered,
 }
 
 impl EventKind {
@@ -195,6 +203,8 @@ impl EventKind {
             EventKind::BreakerHalfOpen => "breaker.half_open",
             EventKind::BreakerClosed => "breaker.closed",
             EventKind::HealEscalated => "heal.escalated",
+            EventKind::ManagerUnreachable => "manager.unreachable",
+            EventKind::ManagerRecovered => "manager.recovered",
         }
     }
 }
@@ -347,7 +357,8 @@ impl HealEvent {
             EventKind::ProbeFailed
             | EventKind::HealFailed
             | EventKind::BreakerOpened
-            | EventKind::HealEscalated => emit!(warn),
+            | EventKind::HealEscalated
+            | EventKind::ManagerUnreachable => emit!(warn),
             _ => emit!(info),
         }
     }

@@ -1,7 +1,12 @@
 //! Deciding, per service and round: hysteresis on the probe round, bulkheads (suppression
 //! while a dependency is down), the breaker, backoff and the escalation ladder.
+//!
+//! A round in which the manager did not answer is *unknown*: it counts neither as a failure nor
+//! as a pass, and nothing is restarted through that manager or judged meanwhile. An exit the
+//! manager pushed is a fact: it needs no hysteresis. A just-started service's failing health
+//! probes do not count during its start grace.
 
-use super::{Action, HealCall, HealLoop, Probed, Target};
+use super::{Action, HealCall, HealLoop, Hold, Probed, Target};
 use crate::events::{EventKind, FailureKind, HealEvent, Step, StepOutcome};
 use crate::model::ServiceClass;
 use crate::policy::{backoff, BreakerChange, Transition};
@@ -16,14 +21,35 @@ impl HealLoop {
         now: u64,
         events: &mut Vec<HealEvent>,
     ) {
+        self.track_manager(i, probed, now, events);
         let summary = &probed.summary;
         let t = &mut self.services[i];
         let policy = t.policy.clone();
         t.last_probe = Some(summary.clone());
-        t.run_state = probed.run_state;
-        t.pid = probed.pid;
+        t.manager_silent = probed.manager_silent;
+        let exit_pushed = std::mem::take(&mut t.exit_pushed);
+        if probed.unknown() {
+            // The manager did not answer: nothing is known about the service this round.
+            return;
+        }
+        if !probed.manager_silent {
+            t.run_state = probed.run_state;
+            t.pid = probed.pid;
+        }
         if summary.passed {
             t.endpoint_class = summary.endpoint_class;
+        }
+        let process_fact = matches!(
+            summary.failure,
+            Some(ProbeFailure::NotRunning | ProbeFailure::NotInstalled)
+        );
+        if !summary.passed && !process_fact && now < t.start_grace_until {
+            // It just started: a health probe that fails now is not yet a verdict.
+            return;
+        }
+        if exit_pushed && summary.failure == Some(ProbeFailure::NotRunning) {
+            // The manager said it exited and the probe agrees: no hysteresis for a fact.
+            t.hyst.exit_seen(&policy.hysteresis);
         }
         let transition = t.hyst.record(summary.passed, &policy.hysteresis);
         if !summary.passed {
@@ -131,16 +157,17 @@ impl HealLoop {
         &mut self,
         i: usize,
         step: Step,
-        cause: String,
+        hold: Hold,
         detail: String,
         now: u64,
         events: &mut Vec<HealEvent>,
     ) {
-        let t = &mut self.services[i];
-        if t.suppressed.as_deref() == Some(cause.as_str()) {
+        if self.services[i].suppressed.as_ref() == Some(&hold) {
             return;
         }
-        t.suppressed = Some(cause.clone());
+        let cause = hold.cause(&self.services);
+        let t = &mut self.services[i];
+        t.suppressed = Some(hold);
         t.step = Some(step);
         let mut e = self.event(i, EventKind::HealSuppressed, now, detail);
         e.step = Some(step);
@@ -167,7 +194,7 @@ impl HealLoop {
             return None;
         }
         t.step = Some(Step::Escalate);
-        t.suppressed = Some("breaker-open".into());
+        t.suppressed = Some(Hold::BreakerOpen);
         let failures = t.breaker.failures();
         let mut opened = self.event(
             i,
@@ -212,6 +239,58 @@ impl HealLoop {
         if !self.services[i].hyst.wants_heal(&policy.hysteresis) {
             return None;
         }
+        // Never a restart through a manager that did not answer, and no verdict on an attempt
+        // meanwhile (its silence says nothing about the service).
+        if self.services[i].manager_silent {
+            let detail = "its manager did not answer: not healing through it, not judging \
+                          the attempt in flight"
+                .to_string();
+            self.suppress(i, Step::Observe, Hold::ManagerSilent, detail, now, events);
+            return None;
+        }
+        let failure = self.services[i].last_probe.as_ref().and_then(|p| p.failure);
+        let observing = failure.is_some_and(|f| f.is_observe());
+        let t = &mut self.services[i];
+        let since = if observing {
+            *t.observing_since.get_or_insert(now)
+        } else {
+            t.observing_since = None;
+            now
+        };
+        let observed_too_long =
+            now.saturating_sub(since) >= t.policy.observe_max.as_millis() as u64;
+        if observing && observed_too_long && t.suppressed != Some(Hold::ObserveLimit) {
+            // The supervisor has had its chance (launchd respawns a crash loop forever, and
+            // says so only as "spawn scheduled"): from here the loop's own ladder applies.
+            t.suppressed = Some(Hold::ObserveLimit);
+            let detail = format!(
+                "observed for {:?} (observe_max) and still not healthy: healing it ourselves",
+                t.policy.observe_max
+            );
+            let mut e = self.event(i, EventKind::ProbeFailed, now, detail);
+            e.step = Some(Step::Observe);
+            e.cause = Some(Hold::ObserveLimit.cause(&self.services));
+            events.push(e);
+        }
+        // Starting (e.g. an attempt interrupted by an agent restart, found `activating`): it
+        // is watched, and the attempt in flight is not judged while it starts.
+        if let Some(f) = failure.filter(|f| f.is_observe() && !observed_too_long) {
+            let detail = match f {
+                ProbeFailure::SupervisorRestarting => {
+                    "the supervisor is already restarting it: observing, not restarting on top"
+                }
+                _ => "it is starting: observing",
+            };
+            self.suppress(
+                i,
+                Step::Observe,
+                Hold::Observe(f),
+                detail.into(),
+                now,
+                events,
+            );
+            return None;
+        }
         // The previous attempt had its chance: `failures_to_down` new failures since it began.
         if let Some(attempt) = self.services[i].record.in_flight.clone() {
             if now < attempt.started_ms + policy.grace.as_millis() as u64 {
@@ -238,64 +317,20 @@ impl HealLoop {
                 return Some(notify);
             }
         }
-        let failure = self.services[i].last_probe.as_ref().and_then(|p| p.failure);
-        let observing = failure.is_some_and(|f| f.is_observe());
-        let t = &mut self.services[i];
-        let since = if observing {
-            *t.observing_since.get_or_insert(now)
-        } else {
-            t.observing_since = None;
-            now
-        };
-        let observed_too_long =
-            now.saturating_sub(since) >= t.policy.observe_max.as_millis() as u64;
-        if observing && observed_too_long && t.suppressed.as_deref() != Some("observe-limit") {
-            // The supervisor has had its chance (launchd respawns a crash loop forever, and
-            // says so only as "spawn scheduled"): from here the loop's own ladder applies.
-            t.suppressed = Some("observe-limit".into());
-            let detail = format!(
-                "observed for {:?} (observe_max) and still not healthy: healing it ourselves",
-                t.policy.observe_max
-            );
-            let mut e = self.event(i, EventKind::ProbeFailed, now, detail);
-            e.step = Some(Step::Observe);
-            e.cause = Some("observe-limit".into());
-            events.push(e);
-        }
-        if let Some(f) = failure.filter(|f| f.is_observe() && !observed_too_long) {
-            let detail = match f {
-                ProbeFailure::SupervisorRestarting => {
-                    "the supervisor is already restarting it: observing, not restarting on top"
-                }
-                _ => "it is starting: observing",
-            };
+        // The probe could not judge the service: its own program is missing. The service is
+        // not known to be down, and a restart would not fix the probe.
+        if failure == Some(ProbeFailure::BinaryNotFound) {
+            let detail = "the probe's own program is missing (check its path and PATH); \
+                          not healing the service on its word"
+                .to_string();
             self.suppress(
                 i,
                 Step::Observe,
-                f.as_str().into(),
-                detail.into(),
+                Hold::ProbeBinaryMissing,
+                detail,
                 now,
                 events,
             );
-            return None;
-        }
-        // The probe could not judge the service: its own program is missing, or the manager
-        // could not be asked (its CLI missing, its daemon or bus down, no permission). The
-        // service is not known to be down, and a restart would not fix the probe.
-        let unjudged = match failure {
-            Some(ProbeFailure::BinaryNotFound) => Some((
-                "probe-binary-not-found",
-                "the probe's own program is missing (check its path and PATH)",
-            )),
-            Some(ProbeFailure::ManagerUnavailable) => Some((
-                "manager-unavailable",
-                "the process manager could not be asked (see the probe detail)",
-            )),
-            _ => None,
-        };
-        if let Some((cause, why)) = unjudged {
-            let detail = format!("{why}; not healing the service on its word");
-            self.suppress(i, Step::Observe, cause.into(), detail, now, events);
             return None;
         }
         // Bulkhead: a down infra-critical dependency is the root cause; it is healed first.
@@ -304,10 +339,13 @@ impl HealLoop {
             .copied()
             .find(|&d| self.services[d].class == ServiceClass::InfraCritical && self.is_failing(d));
         if let Some(d) = blocker {
-            let dep = &self.services[d];
-            let cause = format!("dependency {} ({}) is down", dep.label, dep.class);
-            let detail = format!("{cause}: healing it first, not {}", self.services[i].label);
-            self.suppress(i, Step::Restart, cause, detail, now, events);
+            let hold = Hold::Dependency(d);
+            let detail = format!(
+                "{}: healing it first, not {}",
+                hold.cause(&self.services),
+                self.services[i].label
+            );
+            self.suppress(i, Step::Restart, hold, detail, now, events);
             return None;
         }
         let t = &mut self.services[i];

@@ -76,6 +76,8 @@ impl HealLoop {
         let t = &mut self.services[i];
         match result {
             Ok(outcome) => {
+                // It was just (re)started: its health probes get their start grace.
+                t.start_grace_until = now + policy.start_grace.as_millis() as u64;
                 if let Some(a) = t.record.in_flight.as_mut() {
                     a.phase = AttemptPhase::Done;
                     a.outcome = outcome;

@@ -25,20 +25,21 @@ use crate::model::{
 };
 use crate::policy::LiveBreaker;
 use crate::probe::{
-    run_probe, CommandProbe, ContainerProbe, HttpProbe, Probe, ProbeResult, ProcessProbe,
-    SubstrateProbe, TcpProbe,
+    run_probe, CommandProbe, ContainerProbe, HttpProbe, Probe, ProbeFailure, ProbeResult,
+    ProcessProbe, SubstrateProbe, TcpProbe,
 };
 use crate::state::{Clock, PersistedState, ServiceRecord, StateStore};
 
 mod decide;
 mod execute;
+mod managers;
 mod setup;
 mod snapshot;
 mod tracked;
 
 pub use setup::{BuildError, LoopOptions, NodeTags, Ports, MIN_EARLY_TICK_GAP};
 pub use snapshot::{Health, NodeStatus, ProbeSummary, ServiceSnapshot, TickReport};
-use tracked::{Action, HealCall, Probed, Target, Tracked};
+use tracked::{Action, HealCall, Hold, Probed, Target, Tracked};
 
 /// The heal loop over one inventory.
 pub struct HealLoop {
@@ -57,6 +58,8 @@ pub struct HealLoop {
     sinks: Vec<Arc<dyn EventSink>>,
     events_tx: broadcast::Sender<HealEvent>,
     dirty: bool,
+    /// Managers that did not answer, node-wide.
+    silences: managers::Silences,
 }
 
 impl std::fmt::Debug for HealLoop {
@@ -253,6 +256,7 @@ impl HealLoop {
             sinks: Vec::new(),
             events_tx: broadcast::channel(1024).0,
             dirty: false,
+            silences: managers::Silences::new(),
         })
     }
 
@@ -460,43 +464,14 @@ impl HealLoop {
             .enumerate()
             .map(|(i, t)| {
                 let probes = t.probes.clone();
-                async move {
-                    let mut pass: Option<ProbeResult> = None;
-                    let mut seen_state = (None, None);
-                    for p in &probes {
-                        let r = run_probe(p.as_ref()).await;
-                        if r.run_state.is_some() {
-                            seen_state = (r.run_state, r.pid);
-                        }
-                        if !r.passed() {
-                            return (i, r, seen_state);
-                        }
-                        // The most specific path that answered (a network probe after the
-                        // process probe) is the one reported.
-                        pass = Some(r);
-                    }
-                    let r = pass.unwrap_or_else(|| {
-                        ProbeResult::pass(EndpointClass::Localhost, "no probes configured")
-                    });
-                    (i, r, seen_state)
-                }
+                async move { (i, probe_service(&probes, now).await) }
             })
             .collect();
         let mut out: Vec<Option<Probed>> = vec![None; self.services.len()];
         let mut stream =
             futures::stream::iter(jobs).buffer_unordered(self.settings.max_concurrency);
-        while let Some((i, r, (run_state, pid))) = stream.next().await {
-            out[i] = Some(Probed {
-                summary: ProbeSummary {
-                    at_ms: now,
-                    passed: r.passed(),
-                    failure: r.failure,
-                    endpoint_class: r.endpoint_class,
-                    detail: r.detail,
-                },
-                run_state,
-                pid,
-            });
+        while let Some((i, probed)) = stream.next().await {
+            out[i] = Some(probed);
         }
         out.into_iter()
             .map(|p| p.expect("every service was probed"))
@@ -573,5 +548,50 @@ impl HealLoop {
                 }
             }
         }
+    }
+}
+
+/// One service's probe round: its probes in order, the first failure wins. A probe whose
+/// manager did not answer does not end the round: the probes that do not go through the
+/// manager (HTTP, TCP, command) still run and report. Only when nothing else failed is the
+/// round *unknown* (its failure [`ProbeFailure::ManagerUnavailable`]).
+async fn probe_service(probes: &[Arc<dyn Probe>], now: u64) -> Probed {
+    let mut pass: Option<ProbeResult> = None;
+    let mut silent: Option<ProbeResult> = None;
+    let mut seen_state = (None, None);
+    let mut verdict = None;
+    for p in probes {
+        let r = run_probe(p.as_ref()).await;
+        if r.run_state.is_some() {
+            seen_state = (r.run_state, r.pid);
+        }
+        if r.failure == Some(ProbeFailure::ManagerUnavailable) {
+            silent.get_or_insert(r);
+            continue;
+        }
+        if !r.passed() {
+            verdict = Some(r);
+            break;
+        }
+        // The most specific path that answered (a network probe after the process probe)
+        // is the one reported.
+        pass = Some(r);
+    }
+    let manager_silent = silent.is_some();
+    let r = verdict
+        .or(silent)
+        .or(pass)
+        .unwrap_or_else(|| ProbeResult::pass(EndpointClass::Localhost, "no probes configured"));
+    Probed {
+        summary: ProbeSummary {
+            at_ms: now,
+            passed: r.passed(),
+            failure: r.failure,
+            endpoint_class: r.endpoint_class,
+            detail: r.detail,
+        },
+        run_state: seen_state.0,
+        pid: seen_state.1,
+        manager_silent,
     }
 }

@@ -11,7 +11,7 @@ use super::{Health, ProbeSummary, ServiceSnapshot};
 use crate::events::{EventKind, HealEvent, Step};
 use crate::model::{EndpointClass, HealPolicy, ServiceClass};
 use crate::policy::{LiveBreaker, RoundCounter};
-use crate::probe::Probe;
+use crate::probe::{Probe, ProbeFailure};
 use crate::state::{AttemptRecord, ServiceRecord, HISTORY_LEN};
 
 /// One service's probe round, with the run state a process probe saw.
@@ -20,6 +20,50 @@ pub(super) struct Probed {
     pub(super) summary: ProbeSummary,
     pub(super) run_state: Option<RunState>,
     pub(super) pid: Option<u32>,
+    /// A probe asked the manager (or runtime) and it did not answer.
+    pub(super) manager_silent: bool,
+}
+
+impl Probed {
+    /// Nothing but the manager's silence was seen: the service's health is unknown.
+    pub(super) fn unknown(&self) -> bool {
+        self.summary.failure == Some(ProbeFailure::ManagerUnavailable)
+    }
+}
+
+/// Why a down service is held back instead of healed. Each is reported once per episode of
+/// holding (a `heal.suppressed` whose `cause` is [`Hold::cause`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Hold {
+    /// The supervisor is restarting it, or it is starting: someone else is on it.
+    Observe(ProbeFailure),
+    /// Observed for `observe_max`: from here the loop heals it itself.
+    ObserveLimit,
+    /// The probe could not judge it (its own program missing).
+    ProbeBinaryMissing,
+    /// Its manager did not answer: no restart through it, no verdict on an attempt.
+    ManagerSilent,
+    /// An infra-critical dependency (by index) is down: it is healed first.
+    Dependency(usize),
+    /// The breaker opened: a person was called.
+    BreakerOpen,
+}
+
+impl Hold {
+    /// The stable cause name events carry; a dependency is named with its class.
+    pub(super) fn cause(&self, services: &[Tracked]) -> String {
+        match self {
+            Hold::Observe(f) => f.as_str().to_string(),
+            Hold::ObserveLimit => "observe-limit".into(),
+            Hold::ProbeBinaryMissing => "probe-binary-not-found".into(),
+            Hold::ManagerSilent => "manager-unavailable".into(),
+            Hold::Dependency(d) => {
+                let dep = &services[*d];
+                format!("dependency {} ({}) is down", dep.label, dep.class)
+            }
+            Hold::BreakerOpen => "breaker-open".into(),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -52,7 +96,13 @@ pub(super) struct Tracked {
     pub(super) pid: Option<u32>,
     pub(super) endpoint_class: Option<EndpointClass>,
     pub(super) last_event: Option<EventKind>,
-    pub(super) suppressed: Option<String>,
+    pub(super) suppressed: Option<Hold>,
+    /// The last probe round asked the manager and it did not answer.
+    pub(super) manager_silent: bool,
+    /// The manager pushed an exit not yet acted on: a fact, needing no probe hysteresis.
+    pub(super) exit_pushed: bool,
+    /// Until when (ms) a failing health probe does not count: the service just started.
+    pub(super) start_grace_until: u64,
     pub(super) step: Option<Step>,
     pub(super) record: ServiceRecord,
     /// When the current run of observe-only rounds began (bounded by `observe_max`).
@@ -106,6 +156,9 @@ impl Tracked {
             endpoint_class: None,
             last_event: None,
             suppressed: None,
+            manager_silent: false,
+            exit_pushed: false,
+            start_grace_until: 0,
             observing_since: None,
             step: None,
             record: ServiceRecord::default(),
@@ -121,7 +174,12 @@ impl Tracked {
     }
 
     pub(super) fn snapshot(&self) -> ServiceSnapshot {
-        let health = if self.hyst.down {
+        let unknown = self.last_probe.as_ref().map(|p| p.failure)
+            == Some(Some(ProbeFailure::ManagerUnavailable));
+        let health = if unknown {
+            // Its manager did not answer: neither healthy nor down.
+            Health::Unknown
+        } else if self.hyst.down {
             Health::Unhealthy
         } else if self.hyst.failures > 0 || self.hyst.had_failure {
             Health::Failing

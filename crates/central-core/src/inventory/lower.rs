@@ -196,6 +196,23 @@ impl Parser<'_> {
                 "loop.heal_timeout",
                 defaults.heal_timeout,
             )?,
+            max_heals: match &raw.settings.max_heals {
+                None => defaults.max_heals,
+                Some(n) if *n.get_ref() == 0 => {
+                    return Err(self.error_at(
+                        n.span().start,
+                        "loop.max_heals",
+                        InventoryErrorKind::Invalid,
+                        "must be at least 1",
+                    ))
+                }
+                Some(n) => *n.get_ref(),
+            },
+            manager_unreachable_after: self.positive_duration(
+                &raw.settings.manager_unreachable_after,
+                "loop.manager_unreachable_after",
+                defaults.manager_unreachable_after,
+            )?,
             state_dir: raw.settings.state_dir.clone(),
         };
 
@@ -422,6 +439,8 @@ impl Parser<'_> {
         let breaker_window = duration!(breaker_window, d.breaker.window());
         let breaker_cooldown = duration!(breaker_cooldown, d.breaker.cooldown());
         let grace = duration!(grace, d.grace);
+        let start_grace = duration!(start_grace, d.start_grace);
+        let stop_grace = duration!(stop_grace, d.stop_grace);
         let stable_after = duration!(stable_after, d.stable_after);
         let repair_after = number!(repair_after, d.repair_after);
         let observe_max = duration!(observe_max, d.observe_max);
@@ -446,6 +465,8 @@ impl Parser<'_> {
             breaker: Breaker::new(breaker_threshold, breaker_window, breaker_cooldown)
                 .map_err(refused)?,
             grace,
+            start_grace,
+            stop_grace,
             stable_after,
             repair_after,
             observe_max,

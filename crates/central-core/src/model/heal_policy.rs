@@ -165,6 +165,11 @@ pub struct HealPolicy {
     pub breaker: Breaker,
     /// After a heal starts, no further step is taken for this long (the service is booting).
     pub grace: Duration,
+    /// After the service (or the agent) starts, its failing health probes do not count for
+    /// this long (it is still binding its port). A pushed exit and the process probe do.
+    pub start_grace: Duration,
+    /// When stopping it, the time between SIGTERM and SIGKILL (where the agent stops it).
+    pub stop_grace: Duration,
     /// Healthy this long: the episode is over (backoff resets, a half-open breaker closes).
     pub stable_after: Duration,
     /// Restarts in one episode before the definition is re-applied instead (needs `config`).
@@ -191,6 +196,8 @@ impl Default for HealPolicy {
             )
             .expect("valid default"),
             grace: Duration::from_secs(5),
+            start_grace: Duration::from_secs(2),
+            stop_grace: Duration::from_secs(2),
             stable_after: Duration::from_secs(5 * 60),
             repair_after: 2,
             observe_max: Duration::from_secs(60),

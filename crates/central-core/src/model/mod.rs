@@ -245,6 +245,10 @@ pub struct LoopSettings {
     pub max_concurrency: usize,
     /// Deadline of one heal call (restart, repair, substrate start, notify).
     pub heal_timeout: Duration,
+    /// Heal calls in flight at once on the node (a restart storm cannot take every worker).
+    pub max_heals: usize,
+    /// How long a manager may leave every question unanswered before `manager.unreachable`.
+    pub manager_unreachable_after: Duration,
     /// Where state is persisted, if the file names one (the CLI may override).
     pub state_dir: Option<PathBuf>,
 }
@@ -255,6 +259,8 @@ impl Default for LoopSettings {
             interval: Duration::from_secs(10),
             max_concurrency: 64,
             heal_timeout: Duration::from_secs(30),
+            max_heals: 8,
+            manager_unreachable_after: Duration::from_secs(10),
             state_dir: None,
         }
     }
