@@ -1,6 +1,8 @@
 //! Acting on a decision: the heal call through the port (bounded by the port's deadline
 //! wrapper), and settling its outcome into the service's record and events.
 
+use std::future::Future;
+
 use futures::StreamExt;
 
 use super::{Action, HealCall, HealLoop};
@@ -9,13 +11,12 @@ use crate::probe::{run_command, CommandEnd};
 use crate::state::AttemptPhase;
 
 impl HealLoop {
-    pub(super) async fn execute(
+    /// The calls of `actions`, as a future owning all it needs (so it can run in its own task).
+    pub(super) fn execute(
         &self,
         actions: Vec<Action>,
-    ) -> Vec<(usize, Result<Option<StepOutcome>, CallFailure>)> {
-        if actions.is_empty() {
-            return Vec::new();
-        }
+    ) -> impl Future<Output = Vec<(usize, Result<Option<StepOutcome>, CallFailure>)>> + Send + 'static
+    {
         let notify = self.notify.clone();
         let jobs: Vec<_> = actions
             .into_iter()
@@ -59,7 +60,6 @@ impl HealLoop {
         futures::stream::iter(jobs)
             .buffer_unordered(self.settings.max_concurrency)
             .collect()
-            .await
     }
 
     /// Applies a heal call's result. A failed call is a failed heal at once (and may open the

@@ -11,7 +11,6 @@
 //! deadline + heal deadline + notify deadline) per batch of that many hanging calls, whatever an
 //! adapter does; with fewer hangs than the bound, one of each.
 
-use std::future::Future;
 use std::sync::Arc;
 
 use futures::StreamExt;
@@ -35,6 +34,7 @@ mod execute;
 mod managers;
 mod setup;
 mod snapshot;
+mod supervise;
 mod tracked;
 
 pub use setup::{BuildError, LoopOptions, NodeTags, Ports, MIN_EARLY_TICK_GAP};
@@ -286,86 +286,6 @@ impl HealLoop {
     /// The loop's settings (interval, concurrency, deadlines).
     pub fn settings(&self) -> &LoopSettings {
         &self.settings
-    }
-
-    /// Runs ticks every `loop.interval` until `shutdown` completes, then saves state. A tick in
-    /// progress is abandoned at shutdown: its heal calls are idempotent and were recorded before
-    /// they started, so the next run neither repeats nor loses them.
-    ///
-    /// Managers that push service events (see `Capabilities::pushes_events`) wake the loop early
-    /// when a service exits or changes state, so a crash is seen at once rather than at the next
-    /// round; early rounds are at least [`MIN_EARLY_TICK_GAP`] apart so an event storm cannot
-    /// turn into a probe storm.
-    pub async fn run(&mut self, shutdown: impl Future<Output = ()>) {
-        tokio::pin!(shutdown);
-        let (wake_tx, mut wake_rx) = tokio::sync::mpsc::channel::<()>(1);
-        let forwarders = self.forward_service_events(wake_tx);
-        let interval = self.settings.interval;
-        let mut next = tokio::time::Instant::now();
-        loop {
-            let started = tokio::time::Instant::now();
-            tokio::select! {
-                _ = &mut shutdown => break,
-                _ = self.tick() => {}
-            }
-            next += interval;
-            let now = tokio::time::Instant::now();
-            if next < now {
-                // A slow tick does not cause a burst of catch-up ticks.
-                next = now;
-            }
-            let earliest = started + MIN_EARLY_TICK_GAP.min(interval);
-            tokio::select! {
-                _ = &mut shutdown => break,
-                _ = tokio::time::sleep_until(next) => {}
-                Some(()) = wake_rx.recv() => {
-                    tokio::select! {
-                        _ = &mut shutdown => break,
-                        _ = tokio::time::sleep_until(earliest) => {}
-                    }
-                    next = tokio::time::Instant::now();
-                }
-            }
-        }
-        for task in forwarders {
-            task.abort();
-        }
-        self.persist();
-    }
-
-    /// One forwarding task per distinct manager that pushes events, each waking the loop.
-    fn forward_service_events(
-        &self,
-        wake: tokio::sync::mpsc::Sender<()>,
-    ) -> Vec<tokio::task::JoinHandle<()>> {
-        let mut seen: Vec<*const ()> = Vec::new();
-        let mut tasks = Vec::new();
-        for t in &self.services {
-            let Target::Process(manager) = &t.target else {
-                continue;
-            };
-            let key = Arc::as_ptr(manager) as *const ();
-            if seen.contains(&key) {
-                continue;
-            }
-            seen.push(key);
-            let Some(mut events) = manager.events() else {
-                continue;
-            };
-            let wake = wake.clone();
-            tasks.push(tokio::spawn(async move {
-                loop {
-                    match events.recv().await {
-                        // A full channel means a wake-up is already pending.
-                        Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {
-                            let _ = wake.try_send(());
-                        }
-                        Err(broadcast::error::RecvError::Closed) => return,
-                    }
-                }
-            }));
-        }
-        tasks
     }
 
     /// One probe round without healing and without publishing events, for `status`. Health in
