@@ -56,12 +56,14 @@
 //!   `breaker.half_open`, `breaker.closed`, `heal.escalated`) and the escalation [`Step`];
 //!   [`EventSink`], [`JsonLinesSink`], [`MemorySink`].
 //! - [`probe`]: the [`Probe`] trait, the real probes and [`ScriptedProbe`].
+//! - [`agent_lock`]: one agent per state folder ([`agent_lock::AgentLock`]).
 //! - [`state`]: the persisted state ([`state::StateStore`], atomic 0600 writes) and the
 //!   injected [`Clock`].
 //!
 //! Time is tokio's (`tokio::time`), so the loop runs on paused time in tests; jitter comes from
 //! a seeded RNG ([`LoopOptions::with_seed`]).
 
+pub mod agent_lock;
 pub mod deadlines;
 pub mod events;
 mod graph;

@@ -5,6 +5,7 @@ use std::os::unix::fs::DirBuilderExt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use central_core::agent_lock::AgentLock;
 use central_core::inventory::ManagerKind;
 use central_core::{HealLoop, LoopOptions, NodeTags};
 use clap::Args;
@@ -68,6 +69,9 @@ pub fn exec(args: RunArgs, state_flag: Option<PathBuf>) -> Result<Report, Failur
         .mode(0o700)
         .create(&state)
         .map_err(|e| Failure::input(CMD, format!("state folder {}: {e}", state.display())))?;
+    // One agent per state folder: a second one would start the same children (which then fail
+    // to bind) and judge them by the first one's answers. Held until this function returns.
+    let _lock = AgentLock::acquire(&state).map_err(|e| Failure::input(CMD, e))?;
     let events: Box<dyn std::io::Write + Send> = if args.events == "-" {
         Box::new(std::io::stdout())
     } else {
@@ -97,6 +101,7 @@ pub fn exec(args: RunArgs, state_flag: Option<PathBuf>) -> Result<Report, Failur
                 if spec.manager != ManagerKind::Embedded {
                     continue;
                 }
+                sup.set_stop_grace(&config.label, spec.heal.stop_grace);
                 if sup.is_disabled(&config.label) {
                     tracing::info!(service = %config.label, "disabled; not started");
                     continue;
