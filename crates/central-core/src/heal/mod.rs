@@ -31,6 +31,7 @@ use crate::state::{Clock, PersistedState, ServiceRecord, StateStore};
 
 mod decide;
 mod execute;
+mod machine;
 mod managers;
 mod setup;
 mod snapshot;
@@ -39,7 +40,7 @@ mod tracked;
 
 pub use setup::{BuildError, LoopOptions, NodeTags, Ports, MIN_EARLY_TICK_GAP};
 pub use snapshot::{Health, NodeStatus, ProbeSummary, ServiceSnapshot, TickReport};
-use tracked::{Action, HealCall, Hold, Probed, Target, Tracked};
+use tracked::{Action, HealCall, Probed, Target, Tracked};
 
 /// The heal loop over one inventory.
 pub struct HealLoop {
@@ -234,9 +235,9 @@ impl HealLoop {
             warnings.extend(warning);
             for t in &mut services {
                 if let Some(rec) = state.services.remove(t.label.as_str()) {
-                    t.step = rec.in_flight.as_ref().map(|a| a.step);
-                    t.breaker = LiveBreaker::from_record(&rec.breaker);
-                    t.record = rec;
+                    t.state.step = rec.in_flight.as_ref().map(|a| a.step);
+                    t.state.breaker = LiveBreaker::from_record(&rec.breaker);
+                    t.state.record = rec;
                 }
             }
         }
@@ -406,10 +407,10 @@ impl HealLoop {
             node_id: self.tags.node_id.clone(),
             platform: self.tags.platform.clone(),
             adapter_type: t.adapter.clone(),
-            endpoint_class: t.endpoint_class,
+            endpoint_class: t.state.endpoint_class,
             service: t.label.to_string(),
             class: t.class,
-            step: t.step,
+            step: t.state.step,
             attempt: None,
             error_kind: None,
             cause: None,
@@ -451,8 +452,8 @@ impl HealLoop {
                 .iter()
                 .map(|t| {
                     let record = ServiceRecord {
-                        breaker: t.breaker.to_record(),
-                        ..t.record.clone()
+                        breaker: t.state.breaker.to_record(),
+                        ..t.state.record.clone()
                     };
                     (t.label.to_string(), record)
                 })

@@ -97,7 +97,7 @@ impl HealLoop {
         // Whatever the agent just started gets its start grace.
         let now_ms = self.clock.now_ms();
         for t in &mut self.services {
-            t.start_grace_until = now_ms + t.policy.start_grace.as_millis() as u64;
+            t.state.start_grace_until = now_ms + t.policy.start_grace.as_millis() as u64;
         }
         let start = Instant::now();
         let mut plan = Schedule {
@@ -141,7 +141,7 @@ impl HealLoop {
                     if !matches!(t.target, Target::Process(_)) {
                         continue;
                     }
-                    t.exit_pushed |= exited;
+                    t.state.exit_pushed |= exited;
                     if plan.busy[i] {
                         // Its heal or probe is in flight; the flag is read by its next probe.
                         continue;
@@ -189,8 +189,7 @@ impl HealLoop {
     ) {
         let now = self.clock.now_ms();
         let mut events = Vec::new();
-        self.observe_round(i, &probed, now, &mut events);
-        let action = self.decide(i, now, &mut events);
+        let action = self.round(i, &probed, now, &mut events);
         // The attempt is on disk before the call: a crash from here on does not repeat it.
         self.persist();
         self.publish(&events);
