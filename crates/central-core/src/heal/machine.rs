@@ -555,3 +555,7 @@ pub(crate) fn settle(
         }
     }
 }
+
+#[cfg(test)]
+#[path = "machine_tests.rs"]
+mod tests;
