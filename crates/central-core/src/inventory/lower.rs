@@ -16,6 +16,10 @@ use crate::model::{
     NotifySpec, ProbeCheck, ProbeSpec, ServiceSpec, SubstrateSpec,
 };
 
+/// A probe endpoint's deadline when the file gives none (`loop.probe_timeout`): a hung
+/// service is a failed round after 1 s.
+const DEFAULT_PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+
 /// The longest duration any key accepts: a year. Longer is a typo (`"100000000000d"`), and
 /// would overflow the loop's millisecond clock arithmetic.
 pub const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 60 * 60);
@@ -166,7 +170,7 @@ impl Parser<'_> {
         let probe_timeout = self.positive_duration(
             &raw.settings.probe_timeout,
             "loop.probe_timeout",
-            Duration::from_secs(5),
+            DEFAULT_PROBE_TIMEOUT,
         )?;
         // The node-wide defaults are checked on their own too, so a bad `[heal]` is reported
         // even in a file with no services yet.

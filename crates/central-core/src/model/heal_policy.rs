@@ -181,9 +181,10 @@ pub struct HealPolicy {
 }
 
 impl Default for HealPolicy {
-    /// Values chosen to beat the systems in the issue: a down service is noticed in three
-    /// 10 s rounds, restarted at once, then after 10 s, 20 s, 40 s... up to 5 min; five failed
-    /// heals in 30 min stop the loop acting and call a person.
+    /// Values chosen to heal fast: a pushed exit is restarted at once; a hang is noticed in
+    /// three failed 1 s rounds (`loop.interval`, `loop.probe_timeout`) and restarted, its
+    /// process getting 2 s between SIGTERM and SIGKILL; further attempts after 10 s, 20 s,
+    /// 40 s... up to 5 min; five failed heals in 30 min stop the loop acting and call a person.
     fn default() -> Self {
         HealPolicy {
             hysteresis: Hysteresis::new(3, 2).expect("valid default"),
