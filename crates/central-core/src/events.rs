@@ -187,6 +187,10 @@ pub enum EventKind {
     /// A manager reported unreachable answers again.
     #[serde(rename = "manager.recovered")]
     ManagerRecovered,
+    /// The installed definition is not the desired one: it is re-applied (a repair), even
+    /// while the service answers.
+    #[serde(rename = "definition.drifted")]
+    DefinitionDrifted,
 }
 
 impl EventKind {
@@ -205,6 +209,7 @@ impl EventKind {
             EventKind::HealEscalated => "heal.escalated",
             EventKind::ManagerUnreachable => "manager.unreachable",
             EventKind::ManagerRecovered => "manager.recovered",
+            EventKind::DefinitionDrifted => "definition.drifted",
         }
     }
 }
@@ -358,7 +363,8 @@ impl HealEvent {
             | EventKind::HealFailed
             | EventKind::BreakerOpened
             | EventKind::HealEscalated
-            | EventKind::ManagerUnreachable => emit!(warn),
+            | EventKind::ManagerUnreachable
+            | EventKind::DefinitionDrifted => emit!(warn),
             _ => emit!(info),
         }
     }

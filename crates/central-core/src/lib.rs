@@ -56,6 +56,7 @@
 //!   `breaker.half_open`, `breaker.closed`, `heal.escalated`) and the escalation [`Step`];
 //!   [`EventSink`], [`JsonLinesSink`], [`MemorySink`].
 //! - [`probe`]: the [`Probe`] trait, the real probes and [`ScriptedProbe`].
+//! - [`drift`]: [`drift::DefinitionCheck`], how `run` finds a definition changed under it.
 //! - [`agent_lock`]: one agent per state folder ([`agent_lock::AgentLock`]).
 //! - [`state`]: the persisted state ([`state::StateStore`], atomic 0600 writes) and the
 //!   injected [`Clock`].
@@ -65,6 +66,7 @@
 
 pub mod agent_lock;
 pub mod deadlines;
+pub mod drift;
 pub mod events;
 mod graph;
 pub mod heal;

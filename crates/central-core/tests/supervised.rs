@@ -261,3 +261,59 @@ async fn an_interrupted_attempt_found_starting_is_watched_then_succeeds() {
     );
     assert_eq!(pm.count_for(Operation::Restart, &worker), 1);
 }
+
+/// What `run` is given to compare: here, the in-memory manager's installed config.
+#[derive(Debug)]
+struct InstalledIs(Arc<TestManager>);
+
+impl central_core::drift::DefinitionCheck for InstalledIs {
+    fn drifted(&self, desired: &ServiceConfig) -> Option<String> {
+        let installed = self.0.config_of(&desired.label)?;
+        (installed != *desired).then(|| format!("user {:?}", installed.user))
+    }
+}
+
+/// Row "a unit's `User=` changed to root": noticed by `run` within `drift_every` rounds and
+/// repaired with its own event, while the service answers the whole time.
+#[tokio::test(start_paused = true)]
+async fn a_drifted_definition_is_repaired_while_the_service_answers() {
+    let pm = manager(&[]).await;
+    let inv = inventory(
+        "[loop]\ninterval = \"1s\"\ndrift_every = 3\n\n[heal]\npasses_to_up = 1\n\n\
+         [[service]]\nlabel = \"web\"\nmanager = \"systemd\"\n\n[service.config]\nprogram = \"/opt/bin/web\"\n",
+    );
+    let desired = inv.desired_configs().next().unwrap().1.clone();
+    pm.enable(&desired).await.unwrap();
+    let mut heal = HealLoop::new(
+        &inv,
+        Ports::new().with_manager("systemd", pm.clone()),
+        options(),
+    )
+    .unwrap();
+    heal.set_definition_check("systemd", Arc::new(InstalledIs(pm.clone())));
+    let sink = Arc::new(MemorySink::new());
+    heal.add_sink(sink.clone());
+    let (stop, task) = spawn(heal);
+    sleep(Duration::from_millis(3500)).await;
+    assert!(sink.events().is_empty(), "as desired: {:?}", sink.events());
+
+    // Someone flips it to root; it keeps running and answering.
+    let mut rooted = desired.clone().with_user("root", None);
+    rooted.allow_root = true;
+    pm.enable(&rooted).await.unwrap();
+    pm.clear_calls();
+    sleep(Duration::from_secs(4)).await;
+    let events = sink.events();
+    let kinds: Vec<_> = events.iter().map(|e| e.event).collect();
+    assert_eq!(
+        kinds,
+        vec![DefinitionDrifted, HealStarted, HealSucceeded],
+        "{events:?}"
+    );
+    assert!(events[0].detail.contains("root"), "{}", events[0].detail);
+    assert_eq!(events[1].step, Some(central_core::Step::Repair));
+    assert_eq!(pm.count(Operation::Enable), 1);
+    assert_eq!(pm.config_of(&label("web")), Some(desired));
+    stop.send(true).unwrap();
+    task.await.unwrap();
+}

@@ -59,6 +59,9 @@ fn manager(pid: &str) -> SystemdProcessManager {
         .with_service_account(ServiceAccount::new("joelclaw"))
 }
 
+/// One scenario at a time: one of them freezes the systemd the other needs.
+static SYSTEMD: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 const LABELS: [&str; 3] = ["jc-heal-frozen-a", "jc-heal-frozen-b", "jc-heal-frozen-c"];
 
 /// Rows "systemd frozen (all services healthy)": no restart or repair of a healthy service, no
@@ -66,6 +69,7 @@ const LABELS: [&str; 3] = ["jc-heal-frozen-a", "jc-heal-frozen-b", "jc-heal-froz
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_frozen_systemd_restarts_nothing_and_is_reported_once() {
     let Some(pid) = systemd_pid() else { return };
+    let _one = SYSTEMD.lock().await;
     let systemd = Arc::new(manager(&pid));
     let mut pids = Vec::new();
     for l in LABELS {
@@ -155,4 +159,110 @@ async fn a_frozen_systemd_restarts_nothing_and_is_reported_once() {
     assert_eq!(verdict, (1, 1, 0, 0, 0, 0, 0), "{events:#?}");
     assert_eq!(after, pids, "no healthy service was restarted");
     assert_eq!(events[0].service, "systemd");
+}
+
+/// Row "a unit's `User=` changed to root, hardening removed": `run` notices the unit file is
+/// not the desired one within a few rounds, says so with its own event, and writes it back,
+/// though the service keeps answering.
+#[test]
+fn run_repairs_a_unit_flipped_to_root() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+
+    let Some(pid) = systemd_pid() else { return };
+    let _one = SYSTEMD.blocking_lock();
+    let label = "jc-heal-drift";
+    let unit_dir = PathBuf::from(format!("/proc/{pid}/root/etc/systemd/system"));
+    let unit = unit_dir.join(format!("{label}.service"));
+    let dir = tempfile::tempdir().unwrap();
+    let inv = dir.path().join("drift.toml");
+    std::fs::write(
+        &inv,
+        format!(
+            "[node]\nid = \"drift\"\nrole = \"fleet\"\n\n\
+             [managers.systemd]\ndefinition_dir = \"{}\"\ncommand_prefix = [\"nsenter\", \"-t\", \"{pid}\", \"-a\"]\nservice_account = \"joelclaw\"\n\n\
+             [loop]\ninterval = \"1s\"\ndrift_every = 2\n\n\
+             [[service]]\nlabel = \"{label}\"\nmanager = \"systemd\"\n\n[service.config]\nprogram = \"/usr/bin/sleep\"\nargs = [\"100000\"]\n",
+            unit_dir.display()
+        ),
+    )
+    .unwrap();
+    let agent = Command::new(env!("CARGO_BIN_EXE_joelclaw-node"))
+        .args(["run", "--inventory"])
+        .arg(&inv)
+        .arg("--state-dir")
+        .arg(dir.path().join("state"))
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the agent");
+    struct Stop(
+        std::process::Child,
+        SystemdProcessManager,
+        ServiceLabel,
+        PathBuf,
+    );
+    impl Drop for Stop {
+        fn drop(&mut self) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(self.0.id() as i32),
+                nix::sys::signal::SIGTERM,
+            );
+            let _ = self.0.wait();
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            let _ = rt.block_on(self.1.disable(&self.2));
+            let _ = std::fs::remove_file(&self.3);
+        }
+    }
+    let mut agent = Stop(
+        agent,
+        manager(&pid),
+        ServiceLabel::new(label).unwrap(),
+        unit.clone(),
+    );
+    let (tx, rx) = std::sync::mpsc::channel::<serde_json::Value>();
+    let stdout = agent.0.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Ok(v) = serde_json::from_str(&line) {
+                let _ = tx.send(v);
+            }
+        }
+    });
+    // Installed by `run` itself (not installed -> repaired), then running.
+    let desired =
+        sysutil::poll::until_blocking("the unit written", Duration::from_secs(30), || {
+            std::fs::read_to_string(&unit).ok()
+        });
+    assert!(desired.contains("User=joelclaw"), "{desired}");
+    std::thread::sleep(Duration::from_secs(3));
+    while rx.try_recv().is_ok() {}
+
+    let rooted = desired
+        .replace("User=joelclaw", "User=root")
+        .lines()
+        .filter(|l| !l.starts_with("NoNewPrivileges") && !l.starts_with("ProtectSystem"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    std::fs::write(&unit, format!("{rooted}\n")).unwrap();
+    let drifted = loop {
+        let ev = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("a definition.drifted event");
+        if ev["event"] == "definition.drifted" {
+            break ev;
+        }
+    };
+    assert_eq!(drifted["service"], label);
+    assert!(
+        drifted["detail"].as_str().unwrap_or("").contains("root"),
+        "{drifted}"
+    );
+    sysutil::poll::until_blocking("the unit written back", Duration::from_secs(30), || {
+        (std::fs::read_to_string(&unit).ok()? == desired).then_some(())
+    });
 }

@@ -135,7 +135,7 @@ impl HealLoop {
     ) -> Option<Action> {
         let blocked_by = self.blocked_by(i);
         let mut actions = self.with_state(i, now, events, |s, ctx, rng| {
-            machine::act(s, blocked_by, now, ctx, rng)
+            machine::act(s, blocked_by, None, now, ctx, rng)
         });
         debug_assert!(actions.len() <= 1, "one action per round");
         actions.pop()

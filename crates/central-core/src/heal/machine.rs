@@ -323,12 +323,18 @@ fn breaker_failed(s: &mut ServiceState, now: u64, ctx: &Context<'_>) -> Vec<Out>
 pub(crate) fn act(
     mut s: ServiceState,
     blocked_by: Option<(usize, String)>,
+    drift: Option<&str>,
     now: u64,
     ctx: &Context<'_>,
     rng: &mut fastrand::Rng,
 ) -> (ServiceState, Vec<Out>) {
     let policy = ctx.policy;
     let mut out = Vec::new();
+    if let Some(what) = drift {
+        if let Some(repair) = repair_drift(&mut s, what, now, ctx, rng) {
+            return (s, repair);
+        }
+    }
     if !s.hyst.wants_heal(&policy.hysteresis) {
         return (s, out);
     }
@@ -450,13 +456,24 @@ pub(crate) fn act(
         return (s, out);
     }
     let step = rung(&s, failure, ctx);
+    out.extend(start_attempt(&mut s, step, now, ctx, rng));
+    (s, out)
+}
+
+/// Records `step` as the attempt in flight (its cool-down counting from now) and asks for it.
+fn start_attempt(
+    s: &mut ServiceState,
+    step: Step,
+    now: u64,
+    ctx: &Context<'_>,
+    rng: &mut fastrand::Rng,
+) -> Vec<Out> {
     s.record.episode_attempts += 1;
     if step == Step::Restart {
         s.record.episode_restarts += 1;
     }
     let attempt = s.record.episode_attempts;
-    // The cool-down counts from the start of this attempt, not from its success.
-    let mut wait = backoff(&policy.backoff, attempt, rng);
+    let mut wait = backoff(&ctx.policy.backoff, attempt, rng);
     if let Some(throttle) = ctx.throttle {
         wait = wait.max(throttle);
     }
@@ -478,9 +495,36 @@ pub(crate) fn act(
     );
     e.step = Some(step);
     e.attempt = Some(attempt);
-    out.push(Out::Say(e));
-    out.push(Out::Heal(step));
-    (s, out)
+    vec![Out::Say(e), Out::Heal(step)]
+}
+
+/// A drifted definition is re-applied even while the service answers: when its manager
+/// answers, no attempt is in flight, the cool-down has passed and the breaker allows it.
+fn repair_drift(
+    s: &mut ServiceState,
+    what: &str,
+    now: u64,
+    ctx: &Context<'_>,
+    rng: &mut fastrand::Rng,
+) -> Option<Vec<Out>> {
+    let repairable = ctx.target == TargetKind::Process { can_repair: true };
+    if !repairable
+        || s.manager_silent
+        || s.record.in_flight.is_some()
+        || now < s.record.next_allowed_ms
+        || s.breaker.state() == BreakerState::Open
+        || !s.breaker.allows()
+    {
+        return None;
+    }
+    let mut e = s.say(
+        EventKind::DefinitionDrifted,
+        format!("the installed definition is not the desired one ({what}): re-applying it"),
+    );
+    e.step = Some(Step::Repair);
+    let mut out = vec![Out::Say(e)];
+    out.extend(start_attempt(s, Step::Repair, now, ctx, rng));
+    Some(out)
 }
 
 /// The rung of the ladder for this attempt: the substrate is brought up; a missing definition,
@@ -512,7 +556,8 @@ pub(crate) fn decide(
     rng: &mut fastrand::Rng,
 ) -> (ServiceState, Vec<Out>) {
     let (state, mut out) = observe(state, &observation.probed, now, ctx.policy);
-    let (state, more) = act(state, observation.blocked_by.clone(), now, ctx, rng);
+    let drift = observation.probed.drift.as_deref();
+    let (state, more) = act(state, observation.blocked_by.clone(), drift, now, ctx, rng);
     out.extend(more);
     (state, out)
 }

@@ -11,12 +11,14 @@
 //! deadline + heal deadline + notify deadline) per batch of that many hanging calls, whatever an
 //! adapter does; with fewer hangs than the bound, one of each.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use futures::StreamExt;
 use process_manager::ServiceLabel;
 use tokio::sync::broadcast;
 
+use crate::drift::DefinitionCheck;
 use crate::events::{CallFailure, EventKind, EventSink, HealEvent, Step, StepOutcome};
 use crate::graph::Graph;
 use crate::model::{
@@ -61,6 +63,8 @@ pub struct HealLoop {
     dirty: bool,
     /// Managers that did not answer, node-wide.
     silences: managers::Silences,
+    /// How to compare an installed definition with the desired one, by manager name.
+    definition_checks: BTreeMap<String, Arc<dyn DefinitionCheck>>,
 }
 
 impl std::fmt::Debug for HealLoop {
@@ -258,6 +262,7 @@ impl HealLoop {
             events_tx: broadcast::channel(1024).0,
             dirty: false,
             silences: managers::Silences::new(),
+            definition_checks: BTreeMap::new(),
         })
     }
 
@@ -282,6 +287,12 @@ impl HealLoop {
             }
             None => false,
         }
+    }
+
+    /// Compares the installed definitions of `manager`'s services with the desired ones every
+    /// `loop.drift_every` rounds of [`HealLoop::run`], and repairs drift.
+    pub fn set_definition_check(&mut self, manager: &str, check: Arc<dyn DefinitionCheck>) {
+        self.definition_checks.insert(manager.to_string(), check);
     }
 
     /// The loop's settings (interval, concurrency, deadlines).
@@ -514,5 +525,6 @@ async fn probe_service(probes: &[Arc<dyn Probe>], now: u64) -> Probed {
         run_state: seen_state.0,
         pid: seen_state.1,
         manager_silent,
+        drift: None,
     }
 }

@@ -17,12 +17,13 @@ use std::collections::{BTreeMap, BinaryHeap};
 use std::future::Future;
 use std::sync::Arc;
 
-use process_manager::{RunState, ServiceEvent};
+use process_manager::{RunState, ServiceConfig, ServiceEvent};
 use tokio::sync::{broadcast, mpsc, Semaphore};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use super::{probe_service, Action, HealLoop, Probed, Target, MIN_EARLY_TICK_GAP};
+use crate::drift::DefinitionCheck;
 use crate::events::{CallFailure, EventKind, Step, StepOutcome};
 
 /// What a service's task reports back.
@@ -46,6 +47,8 @@ struct Schedule {
     busy: Vec<bool>,
     /// When its last early (pushed) round ran.
     last_early: Vec<Option<Instant>>,
+    /// Its rounds so far (drift is compared every `drift_every`).
+    rounds: Vec<u32>,
     /// Due times, earliest first; entries that no longer match `due` are stale.
     queue: BinaryHeap<Reverse<(Instant, usize)>>,
 }
@@ -104,6 +107,7 @@ impl HealLoop {
             due: vec![start; n],
             busy: vec![false; n],
             last_early: vec![None; n],
+            rounds: vec![0; n],
             queue: BinaryHeap::with_capacity(n),
         };
         // Dependencies first, so their state is known early.
@@ -159,10 +163,20 @@ impl HealLoop {
                     plan.busy[i] = true;
                     probes_in_flight += 1;
                     let probes = self.services[i].probes.clone();
+                    let drift = self.drift_due(i, &mut plan);
+                    let deadline = self.settings.heal_timeout;
                     let now_ms = self.clock.now_ms();
                     let tx = done_tx.clone();
                     tasks.spawn(async move {
-                        let probed = probe_service(&probes, now_ms).await;
+                        let mut probed = probe_service(&probes, now_ms).await;
+                        if let Some((check, desired)) = drift {
+                            // A file read, off the runtime's threads and under a deadline.
+                            let read = tokio::task::spawn_blocking(move || check.drifted(&desired));
+                            probed.drift = match tokio::time::timeout(deadline, read).await {
+                                Ok(Ok(drift)) => drift,
+                                _ => None,
+                            };
+                        }
                         let _ = tx.send(Finished::Probed(i, probed));
                     });
                 }
@@ -254,6 +268,23 @@ impl HealLoop {
                 let _ = tx.send(Finished::Acted(i, outcomes, false));
             });
         }
+    }
+
+    /// The check and desired definition of service `i` when its round is one that compares.
+    fn drift_due(
+        &self,
+        i: usize,
+        plan: &mut Schedule,
+    ) -> Option<(Arc<dyn DefinitionCheck>, ServiceConfig)> {
+        let round = plan.rounds[i];
+        plan.rounds[i] = round.wrapping_add(1);
+        if round % self.settings.drift_every != 0 {
+            return None;
+        }
+        let t = &self.services[i];
+        let desired = t.config.clone()?;
+        let check = self.definition_checks.get(&t.manager_name)?.clone();
+        Some((check, desired))
     }
 
     /// Frees service `i` and puts its next probe one interval after the last one was due.

@@ -21,6 +21,8 @@ pub(super) struct Probed {
     pub(super) pid: Option<u32>,
     /// A probe asked the manager (or runtime) and it did not answer.
     pub(super) manager_silent: bool,
+    /// The installed definition differs from the desired one (how), where it was compared.
+    pub(super) drift: Option<String>,
 }
 
 impl Probed {

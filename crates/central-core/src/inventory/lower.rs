@@ -217,6 +217,18 @@ impl Parser<'_> {
                 "loop.manager_unreachable_after",
                 defaults.manager_unreachable_after,
             )?,
+            drift_every: match &raw.settings.drift_every {
+                None => defaults.drift_every,
+                Some(n) if *n.get_ref() == 0 => {
+                    return Err(self.error_at(
+                        n.span().start,
+                        "loop.drift_every",
+                        InventoryErrorKind::Invalid,
+                        "must be at least 1",
+                    ))
+                }
+                Some(n) => *n.get_ref(),
+            },
             state_dir: raw.settings.state_dir.clone(),
         };
 

@@ -97,6 +97,7 @@ pub(super) struct RawLoop {
     pub(super) probe_timeout: Dur,
     pub(super) max_heals: Option<Spanned<usize>>,
     pub(super) manager_unreachable_after: Dur,
+    pub(super) drift_every: Option<Spanned<u32>>,
     pub(super) state_dir: Option<PathBuf>,
 }
 

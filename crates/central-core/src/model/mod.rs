@@ -249,6 +249,9 @@ pub struct LoopSettings {
     pub max_heals: usize,
     /// How long a manager may leave every question unanswered before `manager.unreachable`.
     pub manager_unreachable_after: Duration,
+    /// A service's installed definition is compared with the desired one every this many of
+    /// its rounds (where the binary gave the loop a way to compare).
+    pub drift_every: u32,
     /// Where state is persisted, if the file names one (the CLI may override).
     pub state_dir: Option<PathBuf>,
 }
@@ -262,6 +265,7 @@ impl Default for LoopSettings {
             heal_timeout: Duration::from_secs(30),
             max_heals: 8,
             manager_unreachable_after: Duration::from_secs(10),
+            drift_every: 10,
             state_dir: None,
         }
     }
