@@ -317,3 +317,39 @@ async fn a_drifted_definition_is_repaired_while_the_service_answers() {
     stop.send(true).unwrap();
     task.await.unwrap();
 }
+
+/// Row "200k services": with every one of 20,000 services down at once (a probe failure and
+/// a heal each), a shutdown is still seen promptly: the loop does bounded work between looks
+/// at it. Real time on one thread; the bound is a limit on a wait, not a measurement.
+#[tokio::test(flavor = "current_thread")]
+async fn a_shutdown_is_seen_promptly_while_thousands_of_services_are_down() {
+    let labels: Vec<String> = (0..20_000).map(|i| format!("svc{i}")).collect();
+    let refs: Vec<&str> = labels.iter().map(String::as_str).collect();
+    let pm = manager(&refs).await;
+    let inv = inventory(&format!(
+        "[loop]\ninterval = \"1s\"\n\n[heal]\nfailures_to_down = 1\ngrace = \"0s\"\n{}",
+        services(&refs)
+    ));
+    let mut heal = HealLoop::new(
+        &inv,
+        Ports::new().with_manager("null", pm.clone()),
+        options(),
+    )
+    .unwrap();
+    for l in &refs {
+        pm.crash(&label(l), ExitStatus::Signal(9));
+    }
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let run = tokio::spawn(async move {
+        heal.run(async move {
+            let _ = stopped.await;
+        })
+        .await;
+    });
+    sleep(Duration::from_millis(300)).await;
+    stop.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(5), run)
+        .await
+        .expect("the loop stopped within the bound")
+        .unwrap();
+}

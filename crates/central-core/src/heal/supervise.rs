@@ -13,7 +13,7 @@
 //! per [`MIN_EARLY_TICK_GAP`] (or interval, if shorter) counted from its previous early round.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap};
+use std::collections::BinaryHeap;
 use std::future::Future;
 use std::sync::Arc;
 
@@ -87,12 +87,6 @@ impl HealLoop {
         let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Finished>();
         let (pushed_tx, mut pushed_rx) = mpsc::channel::<ServiceEvent>(PUSHED_QUEUE);
         let forwarders = self.forward_service_events(pushed_tx);
-        let by_label: BTreeMap<String, usize> = self
-            .services
-            .iter()
-            .enumerate()
-            .map(|(i, t)| (t.label.to_string(), i))
-            .collect();
         let heal_budget = Arc::new(Semaphore::new(self.settings.max_heals));
         let mut tasks = JoinSet::new();
         let mut probes_in_flight = 0usize;
@@ -134,7 +128,7 @@ impl HealLoop {
                     }
                 },
                 Some(event) = pushed_rx.recv() => {
-                    let Some(&i) = by_label.get(event.label().as_str()) else { continue };
+                    let Some(&i) = self.by_label.get(event.label().as_str()) else { continue };
                     let exited = match &event {
                         ServiceEvent::Exited { .. } => true,
                         ServiceEvent::StateChanged { state, .. } => {
