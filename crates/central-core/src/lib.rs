@@ -53,7 +53,8 @@
 //!   [`HealLoop::subscribe`], [`HealLoop::set_probes`] (custom or scripted probes).
 //! - [`events`]: [`HealEvent`] with a closed [`EventKind`] (`probe.failed`, `probe.recovered`,
 //!   `heal.started`, `heal.succeeded`, `heal.failed`, `heal.suppressed`, `breaker.opened`,
-//!   `breaker.half_open`, `breaker.closed`, `heal.escalated`) and the escalation [`Step`];
+//!   `breaker.half_open`, `breaker.closed`, `heal.escalated`, `manager.unreachable`,
+//!   `manager.recovered`, `definition.drifted`) and the escalation [`Step`];
 //!   [`EventSink`], [`JsonLinesSink`], [`MemorySink`].
 //! - [`probe`]: the [`Probe`] trait, the real probes and [`ScriptedProbe`].
 //! - [`drift`]: [`drift::DefinitionCheck`], how `run` finds a definition changed under it.

@@ -1,15 +1,18 @@
-//! The heal loop: probe every service (concurrently, bounded), apply hysteresis, decide one
-//! escalation step per down service (observe, restart, repair, heal the substrate, escalate),
-//! respecting bulkheads, backoff and the breaker; persist before acting; act under deadlines;
-//! report typed events.
+//! The heal loop: probe every service, apply hysteresis, decide one escalation step per down
+//! service (observe, restart, repair, heal the substrate, escalate), respecting bulkheads,
+//! backoff and the breaker; persist before acting; act under deadlines; report typed events.
 //!
-//! One [`HealLoop::tick`] is one round. Within it, probes run first (each under its deadline),
-//! then decisions are taken in dependency order (so a dependency's state is known before its
-//! dependents'), then the heal calls run concurrently, each under `loop.heal_timeout` (the
-//! deadline wrappers of [`Ports::with_deadlines`] put it on every port call). Probes
-//! and calls run at most `loop.max_concurrency` at a time, so a tick ends within (probe
-//! deadline + heal deadline + notify deadline) per batch of that many hanging calls, whatever an
-//! adapter does; with fewer hangs than the bound, one of each.
+//! The decision itself is pure (`machine.rs`: one service's state, its round, the time and its
+//! policy in; the new state and what to do out). [`HealLoop::run`] (`supervise.rs`) gives each
+//! service its own schedule, its probe and heal calls their own tasks, and keeps what is
+//! shared node-wide (dependency health, the heal budget, one state writer, the event bus), so a
+//! slow call delays only its own service and a shutdown is seen at once. [`HealLoop::tick`] is
+//! one whole round of every service (probes, then decisions in dependency order, then the heal
+//! calls), for `status` and for tests; each call is bounded by the ports' deadline wrappers
+//! ([`Ports::with_deadlines`]).
+//!
+//! A manager that does not answer makes its services *unknown* (no failure counted, nothing
+//! restarted through it, `managers.rs` reports the manager itself once).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
