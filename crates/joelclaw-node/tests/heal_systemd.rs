@@ -266,3 +266,94 @@ fn run_repairs_a_unit_flipped_to_root() {
         (std::fs::read_to_string(&unit).ok()? == desired).then_some(())
     });
 }
+
+/// Row "one heal takes 12 s": a unit whose stop takes 12 s is restarted through the real
+/// systemd while another service keeps its 1 s rounds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_twelve_second_restart_delays_only_its_own_service() {
+    use process_manager::testkit::instrumented;
+    use process_manager::Operation;
+
+    let Some(pid) = systemd_pid() else { return };
+    let _one = SYSTEMD.lock().await;
+    let systemd = Arc::new(instrumented(manager(&pid)));
+    let slow = ServiceLabel::new("jc-heal-slow-stop").unwrap();
+    let fine = ServiceLabel::new("jc-heal-fine").unwrap();
+    // On SIGTERM it sleeps 12 s before it exits, so a restart takes 12 s.
+    let slow_config = ServiceConfig::new(slow.clone(), "/bin/sh").with_args([
+        "-c",
+        "trap 'sleep 12; exit 0' TERM; while :; do sleep 1; done",
+    ]);
+    let fine_config = ServiceConfig::new(fine.clone(), "/usr/bin/sleep").with_args(["100000"]);
+    for config in [&slow_config, &fine_config] {
+        systemd.enable(config).await.expect("enable");
+    }
+    let inv = Inventory::parse(
+        "slow.toml",
+        &format!(
+            "[loop]\ninterval = \"1s\"\nheal_timeout = \"30s\"\n\n[heal]\nfailures_to_down = 1\ngrace = \"0s\"\nstart_grace = \"0s\"\n\n\
+             [[service]]\nlabel = \"{slow}\"\nmanager = \"systemd\"\n\n[[service]]\nlabel = \"{fine}\"\nmanager = \"systemd\"\n"
+        ),
+    )
+    .unwrap();
+    let mut heal = HealLoop::new(
+        &inv,
+        Ports::new().with_manager("systemd", systemd.clone()),
+        LoopOptions::new(NodeTags::new("slow", "linux")),
+    )
+    .unwrap();
+    // `slow` answers badly (its own health probe), so it is restarted.
+    let sick = central_core::ScriptedProbe::passing();
+    sick.set_passing(false);
+    heal.set_probes(slow.as_str(), vec![Arc::new(sick.clone())]);
+    let sink = Arc::new(MemorySink::new());
+    heal.add_sink(sink.clone());
+    let (stop, mut stopped) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(async move {
+        heal.run(async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        })
+        .await;
+    });
+    let started = sysutil::poll::until(
+        "the restart of the slow unit",
+        Duration::from_secs(20),
+        || {
+            let events = sink.events();
+            std::future::ready(
+                events
+                    .iter()
+                    .any(|e| e.event == EventKind::HealStarted && e.service == slow.as_str())
+                    .then_some(()),
+            )
+        },
+    );
+    started.await;
+    sick.set_passing(true);
+    let before = systemd.count_for(Operation::Inspect, &fine);
+    // While the restart call is in flight (about 12 s), `fine` keeps being probed.
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let during = systemd.count_for(Operation::Inspect, &fine) - before;
+    let restart_done = systemd
+        .calls()
+        .iter()
+        .any(|c| c.operation == Operation::Restart && c.target.as_deref() == Some(slow.as_str()));
+    stop.send(true).unwrap();
+    task.await.unwrap();
+    for l in [&slow, &fine] {
+        let _ = systemd.disable(l).await;
+    }
+    assert!(restart_done, "the restart was asked for");
+    // 1 s rounds for 8 s: at least 3 even on a loaded machine (the old loop: none at all).
+    assert!(
+        during >= 3,
+        "only {during} rounds of the other service in 8 s while the restart ran"
+    );
+    assert!(
+        sink.events()
+            .iter()
+            .all(|e| e.event != EventKind::HealFailed),
+        "{:?}",
+        sink.events()
+    );
+}
