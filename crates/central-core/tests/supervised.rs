@@ -353,3 +353,32 @@ async fn a_shutdown_is_seen_promptly_while_thousands_of_services_are_down() {
         .expect("the loop stopped within the bound")
         .unwrap();
 }
+
+/// An exit is a fact for a service with only an HTTP probe too: the refused connection right
+/// after the pushed exit needs no three rounds, start grace or not.
+#[tokio::test(start_paused = true)]
+async fn a_pushed_exit_of_a_service_with_only_an_http_probe_is_restarted_at_once() {
+    let pm = manager(&["web"]).await;
+    let inv = inventory(&format!(
+        "[loop]\ninterval = \"1s\"\n\n[heal]\nfailures_to_down = 3\nstart_grace = \"5s\"\n{}",
+        services(&["web"])
+    ));
+    let mut heal = HealLoop::new(
+        &inv,
+        Ports::new().with_manager("null", pm.clone()),
+        options(),
+    )
+    .unwrap();
+    let http = ScriptedProbe::passing();
+    heal.set_probes("web", vec![Arc::new(http.clone())]);
+    let sink = Arc::new(MemorySink::new());
+    heal.add_sink(sink.clone());
+    let (stop, task) = spawn(heal);
+    sleep(Duration::from_millis(1200)).await;
+    http.set_passing(false);
+    pm.crash(&label("web"), ExitStatus::Signal(9));
+    sleep(Duration::from_millis(10)).await;
+    assert_eq!(at_ms(&sink.events(), HealStarted, "web"), vec![1200]);
+    stop.send(true).unwrap();
+    task.await.unwrap();
+}

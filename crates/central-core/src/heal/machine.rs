@@ -11,7 +11,7 @@
 //! - Never a second heal while an attempt is in flight and within its grace.
 //! - The cool-down (`next_allowed_ms`) counts from the start of an attempt.
 //! - An attempt found starting (e.g. after an agent restart) is watched, not failed.
-//! - A pushed exit the probe confirms is acted on without hysteresis; a just-started service's
+//! - A pushed exit that the next round confirms is acted on without hysteresis; a just-started service's
 //!   failing health probes do not count during its start grace.
 
 use std::time::Duration;
@@ -179,16 +179,18 @@ pub(crate) fn observe(
     if summary.passed {
         s.endpoint_class = summary.endpoint_class;
     }
+    // The manager said it exited and the round, just after, fails: no hysteresis for a fact
+    // (whichever probe saw it: a service may have only an HTTP probe).
+    let exit_fact = exit_pushed && !summary.passed;
     let process_fact = matches!(
         summary.failure,
         Some(ProbeFailure::NotRunning | ProbeFailure::NotInstalled)
     );
-    if !summary.passed && !process_fact && now < s.start_grace_until {
+    if !summary.passed && !process_fact && !exit_fact && now < s.start_grace_until {
         // It just started: a health probe that fails now is not yet a verdict.
         return (s, out);
     }
-    if exit_pushed && summary.failure == Some(ProbeFailure::NotRunning) {
-        // The manager said it exited and the probe agrees: no hysteresis for a fact.
+    if exit_fact {
         s.hyst.exit_seen(&policy.hysteresis);
     }
     let transition = s.hyst.record(summary.passed, &policy.hysteresis);

@@ -145,9 +145,15 @@ fn hysteresis_exit_facts_and_start_grace() {
         exit_pushed: true,
         ..ServiceState::default()
     };
-    let (s, got, heal) = round(pushed, probed(Some(NotRunning), false), 0, &p);
+    let (s, got, heal) = round(pushed.clone(), probed(Some(NotRunning), false), 0, &p);
     assert_eq!((got, heal), (vec![ProbeFailed, HealStarted], true));
     assert!(!s.exit_pushed, "the fact was used");
+    // A service with only an HTTP probe: the refused connection after the pushed exit.
+    let (_, got, heal) = round(pushed.clone(), probed(Some(Unreachable), false), 0, &p);
+    assert_eq!((got, heal), (vec![ProbeFailed, HealStarted], true));
+    // The exit was pushed but it answers (someone restarted it already): nothing.
+    let (s, got, heal) = round(pushed, probed(None, false), 0, &p);
+    assert_eq!((got, heal, s.hyst.failures), (vec![], false, 0));
 
     let starting = ServiceState {
         start_grace_until: 2_000,
