@@ -155,7 +155,7 @@ async fn shutdown_is_honoured_at_once_with_probes_and_a_heal_in_flight() {
 async fn a_pushed_exit_is_restarted_at_once_without_hysteresis() {
     let pm = manager(&["worker"]).await;
     let inv = inventory(&format!(
-        "[loop]\ninterval = \"1s\"\n\n[heal]\nfailures_to_down = 3\njitter = 0.0\n{}",
+        "[loop]\ninterval = \"1s\"\n\n[heal]\nfailures_to_down = 3\njitter = 0.0\nbackoff_initial = \"10s\"\n{}",
         services(&["worker"])
     ));
     let mut heal = HealLoop::new(

@@ -490,6 +490,8 @@ fn start_attempt(
     // Verification needs `failures_to_down` fresh failures.
     s.hyst.failures = 0;
     s.hold = None;
+    // A service starting after this attempt gets its own `observe_max` of watching.
+    s.observing_since = None;
     s.step = Some(step);
     let mut e = s.say(
         EventKind::HealStarted,
