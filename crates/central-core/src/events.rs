@@ -179,6 +179,18 @@ pub enum EventKind {
     /// A person is called (event, and the notify command if configured).
     #[serde(rename = "heal.escalated")]
     HealEscalated,
+    /// A process manager (or the container runtime) has not answered for
+    /// `loop.manager_unreachable_after`: the root cause, reported once for the manager (its
+    /// name in `service`), not as its services being down.
+    #[serde(rename = "manager.unreachable")]
+    ManagerUnreachable,
+    /// A manager reported unreachable answers again.
+    #[serde(rename = "manager.recovered")]
+    ManagerRecovered,
+    /// The installed definition is not the desired one: it is re-applied (a repair), even
+    /// while the service answers.
+    #[serde(rename = "definition.drifted")]
+    DefinitionDrifted,
 }
 
 impl EventKind {
@@ -195,6 +207,9 @@ impl EventKind {
             EventKind::BreakerHalfOpen => "breaker.half_open",
             EventKind::BreakerClosed => "breaker.closed",
             EventKind::HealEscalated => "heal.escalated",
+            EventKind::ManagerUnreachable => "manager.unreachable",
+            EventKind::ManagerRecovered => "manager.recovered",
+            EventKind::DefinitionDrifted => "definition.drifted",
         }
     }
 
@@ -207,6 +222,8 @@ impl EventKind {
                 | EventKind::HealFailed
                 | EventKind::BreakerOpened
                 | EventKind::HealEscalated
+                | EventKind::ManagerUnreachable
+                | EventKind::DefinitionDrifted
         )
     }
 }

@@ -53,16 +53,21 @@
 //!   [`HealLoop::subscribe`], [`HealLoop::set_probes`] (custom or scripted probes).
 //! - [`events`]: [`HealEvent`] with a closed [`EventKind`] (`probe.failed`, `probe.recovered`,
 //!   `heal.started`, `heal.succeeded`, `heal.failed`, `heal.suppressed`, `breaker.opened`,
-//!   `breaker.half_open`, `breaker.closed`, `heal.escalated`) and the escalation [`Step`];
+//!   `breaker.half_open`, `breaker.closed`, `heal.escalated`, `manager.unreachable`,
+//!   `manager.recovered`, `definition.drifted`) and the escalation [`Step`];
 //!   [`EventSink`], [`JsonLinesSink`], [`MemorySink`].
 //! - [`probe`]: the [`Probe`] trait, the real probes and [`ScriptedProbe`].
+//! - [`drift`]: [`drift::DefinitionCheck`], how `run` finds a definition changed under it.
+//! - [`agent_lock`]: one agent per state folder ([`agent_lock::AgentLock`]).
 //! - [`state`]: the persisted state ([`state::StateStore`], atomic 0600 writes) and the
 //!   injected [`Clock`].
 //!
 //! Time is tokio's (`tokio::time`), so the loop runs on paused time in tests; jitter comes from
 //! a seeded RNG ([`LoopOptions::with_seed`]).
 
+pub mod agent_lock;
 pub mod deadlines;
+pub mod drift;
 pub mod events;
 mod graph;
 pub mod heal;

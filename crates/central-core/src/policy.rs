@@ -56,6 +56,12 @@ impl RoundCounter {
         Transition::None
     }
 
+    /// A pushed exit the probe confirms: the round about to be recorded as failed is the last
+    /// one needed to act (hysteresis is for health probes, not for facts).
+    pub(crate) fn exit_seen(&mut self, rule: &Hysteresis) {
+        self.failures = self.failures.max(rule.failures_to_down() - 1);
+    }
+
     /// Healthy: passing, with no failure pending (a recovery already counted its passes).
     pub(crate) fn healthy(&self) -> bool {
         self.seen && !self.down && !self.had_failure && self.passes >= 1

@@ -38,8 +38,9 @@ pub enum ProbeFailure {
     Timeout,
     /// The probe's own program is missing (its own failure, not the service's).
     BinaryNotFound,
-    /// The process manager could not be asked (its CLI missing, daemon or bus down, no
-    /// permission): the service's state is unknown, not bad.
+    /// The process manager (or container runtime) could not be asked or did not answer in
+    /// time (its CLI missing, daemon or bus down or frozen, no permission): the service's
+    /// state is unknown, not bad. It counts neither as a failure nor as a pass.
     ManagerUnavailable,
     /// The probe could not decide (permission denied, adapter error).
     Error,
@@ -133,6 +134,13 @@ pub trait Probe: Send + Sync + fmt::Debug {
 
     /// Runs the check once.
     async fn check(&self) -> ProbeResult;
+
+    /// Whether the check asks the service's manager (or the container runtime) rather than
+    /// the service itself: then a passed deadline means the manager did not answer, which says
+    /// nothing about the service ([`ProbeFailure::ManagerUnavailable`]).
+    fn asks_manager(&self) -> bool {
+        false
+    }
 }
 
 /// Runs a probe under its deadline.
@@ -140,6 +148,13 @@ pub(crate) async fn run_probe(probe: &dyn Probe) -> ProbeResult {
     let deadline = probe.deadline();
     match tokio::time::timeout(deadline, probe.check()).await {
         Ok(r) => r,
+        Err(_) if probe.asks_manager() => ProbeResult::fail(
+            ProbeFailure::ManagerUnavailable,
+            format!(
+                "{}: the manager did not answer within {deadline:?}",
+                probe.describe()
+            ),
+        ),
         Err(_) => ProbeResult::fail(
             ProbeFailure::Timeout,
             format!("{} did not answer within {deadline:?}", probe.describe()),
@@ -187,6 +202,10 @@ impl Probe for ProcessProbe {
         self.timeout
     }
 
+    fn asks_manager(&self) -> bool {
+        true
+    }
+
     async fn check(&self) -> ProbeResult {
         match self.manager.inspect(&self.label).await {
             Ok(status) => {
@@ -223,9 +242,10 @@ impl Probe for ProcessProbe {
                     self.label
                 ),
             ),
+            // The manager did not answer: that is not the service being down.
             Err(ProcessError::Timeout { after, .. }) => ProbeResult::fail(
-                ProbeFailure::Timeout,
-                format!("inspect timed out after {after:?}"),
+                ProbeFailure::ManagerUnavailable,
+                format!("the manager did not answer inspect within {after:?}"),
             ),
             Err(e @ (ProcessError::Unavailable { .. } | ProcessError::PermissionDenied { .. })) => {
                 ProbeResult::fail(ProbeFailure::ManagerUnavailable, e.to_string())
@@ -290,6 +310,10 @@ impl Probe for ContainerProbe {
         self.timeout
     }
 
+    fn asks_manager(&self) -> bool {
+        true
+    }
+
     async fn check(&self) -> ProbeResult {
         match self.runtime.inspect_ref(&self.what).await {
             // Docker's restart policy is already restarting it (a crash loop): observed for
@@ -321,6 +345,10 @@ impl Probe for ContainerProbe {
                     "running but its health check fails (Docker will not restart it)",
                 ),
             },
+            // The runtime did not answer: the container's state is unknown, not bad.
+            Err(e @ (RuntimeError::Timeout { .. } | RuntimeError::Unavailable { .. })) => {
+                ProbeResult::fail(ProbeFailure::ManagerUnavailable, e.to_string())
+            }
             Err(e) => ProbeResult::fail(runtime_failure(&e), e.to_string()),
         }
     }
@@ -1025,9 +1053,10 @@ mod tests {
             run_probe(&sub).await.failure,
             Some(ProbeFailure::Unreachable)
         );
+        // The runtime not answering says nothing about the container: unknown, not down.
         assert_eq!(
             run_probe(&probe).await.failure,
-            Some(ProbeFailure::Unreachable)
+            Some(ProbeFailure::ManagerUnavailable)
         );
     }
 

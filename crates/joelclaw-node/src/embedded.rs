@@ -4,8 +4,9 @@
 //! It detects an exit at once (a task awaits every child) and pushes it as a `ServiceEvent`, but
 //! it does not respawn on its own: the heal loop is the one that restarts, so its backoff and
 //! breaker apply and two restarters never race. Each child leads its own process group, so a stop
-//! (SIGTERM, then SIGKILL after the grace period) reaches everything it started; on Linux a child
-//! also gets SIGKILL if the agent dies, so an agent crash leaves no orphans.
+//! (SIGTERM and SIGCONT, then SIGKILL after the service's grace period) reaches everything it
+//! started, a stopped (hung by SIGSTOP) child included; on Linux a child also gets SIGKILL if the
+//! agent dies, so an agent crash leaves no orphans.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::OpenOptions;
@@ -37,17 +38,22 @@ pub struct EmbeddedOptions {
     pub log_dir: PathBuf,
     /// Folder for the disabled set (so `disable` survives an agent restart). `None`: in memory.
     pub state_dir: Option<PathBuf>,
-    /// Time between SIGTERM and SIGKILL on stop.
+    /// Time between SIGTERM and SIGKILL on stop, for a service with no grace of its own
+    /// ([`EmbeddedSupervisor::set_stop_grace`]).
     pub stop_grace: Duration,
 }
 
+/// The stop grace of a service with none of its own: a hung child is killed soon, so a hang
+/// is healed fast; a service that needs longer to drain says so (`heal.stop_grace`).
+pub const DEFAULT_STOP_GRACE: Duration = Duration::from_secs(2);
+
 impl EmbeddedOptions {
-    /// Logs and state under `dir`, a 5 s grace period.
+    /// Logs and state under `dir`, the [`DEFAULT_STOP_GRACE`].
     pub fn under(dir: &Path) -> Self {
         EmbeddedOptions {
             log_dir: dir.join("logs"),
             state_dir: Some(dir.to_path_buf()),
-            stop_grace: Duration::from_secs(5),
+            stop_grace: DEFAULT_STOP_GRACE,
         }
     }
 }
@@ -71,10 +77,21 @@ struct Inner {
     options: EmbeddedOptions,
     services: Mutex<BTreeMap<ServiceLabel, Service>>,
     disabled: Mutex<BTreeSet<String>>,
+    /// Per-service stop graces (the default is `options.stop_grace`).
+    stop_graces: Mutex<BTreeMap<ServiceLabel, Duration>>,
     events: broadcast::Sender<ServiceEvent>,
 }
 
 impl Inner {
+    fn stop_grace(&self, label: &ServiceLabel) -> Duration {
+        self.stop_graces
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(label)
+            .copied()
+            .unwrap_or(self.options.stop_grace)
+    }
+
     fn services(&self) -> MutexGuard<'_, BTreeMap<ServiceLabel, Service>> {
         self.services.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -165,9 +182,19 @@ impl EmbeddedSupervisor {
                 options,
                 services: Mutex::new(BTreeMap::new()),
                 disabled: Mutex::new(disabled),
+                stop_graces: Mutex::new(BTreeMap::new()),
                 events: broadcast::channel(1024).0,
             }),
         })
+    }
+
+    /// Gives `label` its own time between SIGTERM and SIGKILL on stop.
+    pub fn set_stop_grace(&self, label: &ServiceLabel, grace: Duration) {
+        self.inner
+            .stop_graces
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(label.clone(), grace);
     }
 
     /// Stops every running child (SIGTERM, then SIGKILL after the grace period), concurrently.
@@ -291,7 +318,7 @@ impl EmbeddedSupervisor {
         Ok(())
     }
 
-    /// SIGTERM the child's group, SIGKILL after the grace period, and wait until it is reaped.
+    /// SIGTERM the child's group, SIGKILL after its grace period, and wait until it is reaped.
     async fn stop_child(&self, label: &ServiceLabel) -> Result<StopOutcome, ProcessError> {
         let (pid, mut exited) = {
             let mut services = self.inner.services();
@@ -305,7 +332,10 @@ impl EmbeddedSupervisor {
         };
         let group = Pid::from_raw(pid as i32);
         let _ = killpg(group, Signal::SIGTERM);
-        let grace = self.inner.options.stop_grace;
+        // A stopped (SIGSTOP, hung) process keeps SIGTERM pending until it runs again: wake it
+        // so it gets its SIGTERM now, as systemd does, instead of waiting out the grace.
+        let _ = killpg(group, Signal::SIGCONT);
+        let grace = self.inner.stop_grace(label);
         if tokio::time::timeout(grace, exited.wait_for(|done| *done))
             .await
             .is_err()

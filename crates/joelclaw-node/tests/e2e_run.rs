@@ -186,3 +186,46 @@ fn an_agent_killed_with_sigkill_leaves_no_orphans() {
         );
     }
 }
+
+/// Row "two `run` on one state folder": the second is refused at once, naming the first's pid,
+/// and starts nothing.
+#[test]
+fn a_second_agent_on_one_state_folder_is_refused_naming_the_first() {
+    let state = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let demo = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/demo.toml"),
+    )
+    .unwrap()
+    .replace("1860", "1880");
+    let inv = dir.path().join("demo.toml");
+    std::fs::write(&inv, demo).unwrap();
+    let start = || {
+        Command::new(env!("CARGO_BIN_EXE_joelclaw-node"))
+            .args(["run", "--inventory"])
+            .arg(&inv)
+            .arg("--state-dir")
+            .arg(state.path())
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start the agent")
+    };
+    let first = KillOnDrop(start());
+    let web = sysutil::poll::until_blocking("demo-web running", Duration::from_secs(30), || {
+        published_pid(state.path(), "demo-web")
+    });
+    let second = start().wait_with_output().expect("the second agent ends");
+    assert_eq!(second.status.code(), Some(2), "{second:?}");
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(
+        stderr.contains(&format!("pid {}", first.0.id())),
+        "names the holder: {stderr}"
+    );
+    assert_eq!(
+        published_pid(state.path(), "demo-web"),
+        Some(web),
+        "the first agent's child is untouched"
+    );
+}

@@ -207,3 +207,69 @@ async fn another_process_sees_the_children_through_the_published_view() {
     assert_eq!(seen.state, RunState::Stopped);
     assert_eq!(seen.last_exit, Some(ExitStatus::Signal(9)));
 }
+
+/// Row "a hang": a stopped (SIGSTOP) child gets its SIGTERM at once (SIGCONT goes with it), not
+/// SIGKILL after the grace period.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_child_gets_its_sigterm_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let sup = supervisor(dir.path());
+    let label = ServiceLabel::new("hung").unwrap();
+    // A grace far past the bound below: only SIGTERM can end it in time.
+    sup.set_stop_grace(&label, Duration::from_secs(600));
+    sup.enable(&ServiceConfig::new(label.clone(), "/bin/sleep").with_args(["1000"]))
+        .await
+        .unwrap();
+    let pid = sup.inspect(&label).await.unwrap().pid.unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::SIGSTOP,
+    )
+    .unwrap();
+    let stopped = tokio::time::timeout(SETTLE, sup.stop(&label))
+        .await
+        .expect("stopped well within the grace");
+    assert_eq!(stopped.unwrap(), StopOutcome::Stopped);
+    let st = sup.inspect(&label).await.unwrap();
+    assert_eq!(
+        st.last_exit,
+        Some(ExitStatus::Signal(15)),
+        "ended by its SIGTERM"
+    );
+    assert!(!alive(pid));
+}
+
+/// Each service has its own stop grace: one that ignores SIGTERM is killed after its own short
+/// grace, not the supervisor's long default.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_s_own_stop_grace_is_used() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = EmbeddedOptions::under(dir.path());
+    opts.stop_grace = Duration::from_secs(600);
+    let sup = EmbeddedSupervisor::new(opts).unwrap();
+    let label = ServiceLabel::new("stubborn").unwrap();
+    sup.set_stop_grace(&label, Duration::from_millis(200));
+    sup.enable(
+        &ServiceConfig::new(label.clone(), "/bin/sh").with_args(["-c", "trap '' TERM; sleep 1000"]),
+    )
+    .await
+    .unwrap();
+    // Let the shell set its trap before it is asked to stop.
+    let pid = sup.inspect(&label).await.unwrap().pid.unwrap();
+    let status_file = format!("/proc/{pid}/status");
+    sysutil::poll::until_true("the shell's TERM trap", SETTLE, || {
+        std::fs::read_to_string(&status_file).is_ok_and(|s| {
+            // SIGTERM (15) is bit 14 of the ignored-signals mask.
+            s.lines()
+                .filter_map(|l| l.strip_prefix("SigIgn:"))
+                .any(|mask| u64::from_str_radix(mask.trim(), 16).is_ok_and(|m| m & (1 << 14) != 0))
+        })
+    })
+    .await;
+    let stopped = tokio::time::timeout(SETTLE, sup.stop(&label))
+        .await
+        .expect("killed after its own 200 ms grace, not the 600 s default");
+    assert_eq!(stopped.unwrap(), StopOutcome::Stopped);
+    let st = sup.inspect(&label).await.unwrap();
+    assert_eq!(st.last_exit, Some(ExitStatus::Signal(9)));
+}

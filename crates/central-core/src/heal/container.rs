@@ -21,9 +21,9 @@ pub(super) fn container_ref(spec: &ServiceSpec) -> ContainerRef {
         .unwrap_or_else(|| ContainerRef::Named(spec.label.to_string()))
 }
 
-/// The rung for the next attempt, from the attempts already made this episode.
-pub(super) fn rung_step(what: &ContainerRef, failure: Option<ProbeFailure>, made: u32) -> Step {
-    let compose = matches!(what, ContainerRef::Compose(_));
+/// The rung for the next attempt, from the attempts already made this episode (pure: the
+/// decision in `machine` calls it).
+pub(super) fn rung_step(compose: bool, failure: Option<ProbeFailure>, made: u32) -> Step {
     match (made, compose) {
         // Gone from the engine: only its definition can bring it back.
         (_, true) if failure == Some(ProbeFailure::NotInstalled) && made < 2 => Step::Repair,

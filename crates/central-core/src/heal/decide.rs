@@ -1,14 +1,81 @@
-//! Deciding, per service and round: hysteresis on the probe round, bulkheads (suppression
-//! while a dependency is down), the breaker, backoff and the escalation ladder.
+//! The loop's side of a decision: it hands one service's state to the pure functions of
+//! [`super::machine`] with what they need (its policy, target, a dependency that blocks it),
+//! takes the new state back, and turns what they ask for into events and calls.
 
-use super::{Action, HealCall, HealLoop, Probed, Target};
-use crate::events::{EventKind, FailureKind, HealEvent, Step, StepOutcome};
+use super::machine::{self, Context, Observation, Out, Say, ServiceState, TargetKind};
+use super::{Action, HealCall, HealLoop, Probed, Target, Tracked};
+use crate::events::{CallFailure, HealEvent, Step, StepOutcome};
 use crate::model::ServiceClass;
-use crate::policy::{backoff, BreakerChange, Transition};
-use crate::probe::ProbeFailure;
-use crate::state::{AttemptPhase, AttemptRecord, BreakerState};
 
 impl HealLoop {
+    fn context(&self, i: usize) -> Context<'_> {
+        let t = &self.services[i];
+        Context {
+            label: t.label.as_str(),
+            policy: &t.policy,
+            target: match &t.target {
+                Target::Process(_) => TargetKind::Process {
+                    can_repair: t.config.is_some(),
+                },
+                Target::Container { name, .. } => TargetKind::Container {
+                    compose: matches!(name, container_runtime::ContainerRef::Compose(_)),
+                },
+                Target::Substrate(_) => TargetKind::Substrate,
+            },
+            throttle: t.throttle,
+            notify: self.notify.is_some(),
+        }
+    }
+
+    /// Runs `f` on service `i`'s state, keeps the new state, and returns the actions asked
+    /// for (events go to `events`).
+    fn with_state(
+        &mut self,
+        i: usize,
+        now: u64,
+        events: &mut Vec<HealEvent>,
+        f: impl FnOnce(ServiceState, &Context<'_>, &mut fastrand::Rng) -> (ServiceState, Vec<Out>),
+    ) -> Vec<Action> {
+        let before = std::mem::take(&mut self.services[i].state);
+        let mut rng = std::mem::replace(&mut self.rng, fastrand::Rng::with_seed(0));
+        let (after, outs) = {
+            let ctx = self.context(i);
+            f(before.clone(), &ctx, &mut rng)
+        };
+        self.rng = rng;
+        if after.persisted_differs(&before) {
+            self.dirty = true;
+        }
+        self.services[i].state = after;
+        let mut actions = Vec::new();
+        for out in outs {
+            match out {
+                Out::Say(say) => events.push(self.to_event(i, say, now)),
+                Out::Notify(say) => actions.push(Action::Notify {
+                    index: i,
+                    event: Box::new(self.to_event(i, say, now)),
+                }),
+                Out::Heal(step) => actions.push(Action::Heal {
+                    index: i,
+                    call: heal_call(&self.services[i], step),
+                }),
+            }
+        }
+        actions
+    }
+
+    fn to_event(&self, i: usize, say: Say, now: u64) -> HealEvent {
+        let mut e = self.event(i, say.kind, now, say.detail);
+        e.step = say.step;
+        e.endpoint_class = say.endpoint_class;
+        e.attempt = say.attempt;
+        e.error_kind = say.error_kind;
+        e.cause = say.cause;
+        e.outcome = say.outcome;
+        e
+    }
+
+    /// Folds service `i`'s probe round into its state (and its manager's health).
     pub(super) fn observe_round(
         &mut self,
         i: usize,
@@ -16,371 +83,95 @@ impl HealLoop {
         now: u64,
         events: &mut Vec<HealEvent>,
     ) {
-        let summary = &probed.summary;
-        let t = &mut self.services[i];
-        let policy = t.policy.clone();
-        t.last_probe = Some(summary.clone());
-        t.run_state = probed.run_state;
-        t.pid = probed.pid;
-        if summary.passed {
-            t.endpoint_class = summary.endpoint_class;
-        }
-        let transition = t.hyst.record(summary.passed, &policy.hysteresis);
-        if !summary.passed {
-            t.healthy_since = None;
-            let failures = t.hyst.failures;
-            let mut e = self.event(
-                i,
-                EventKind::ProbeFailed,
-                now,
-                format!(
-                    "{} ({failures}/{} to act)",
-                    summary.detail,
-                    policy.hysteresis.failures_to_down()
-                ),
-            );
-            e.error_kind = summary.failure.map(FailureKind::from);
-            e.endpoint_class = None;
-            events.push(e);
-        } else {
-            let recovered = transition == Transition::Recovered;
-            let t = &mut self.services[i];
-            let verified =
-                t.record.in_flight.is_some() && t.hyst.passes >= policy.hysteresis.passes_to_up();
-            if recovered {
-                let e = self.event(i, EventKind::ProbeRecovered, now, summary.detail.clone());
-                events.push(e);
-            }
-            if verified {
-                let t = &mut self.services[i];
-                let attempt = t.record.in_flight.take().expect("checked above");
-                t.push_history(attempt.clone());
-                self.dirty = true;
-                let mut e = self.event(
-                    i,
-                    EventKind::HealSucceeded,
-                    now,
-                    format!(
-                        "healthy again after {} (attempt {})",
-                        attempt.step, attempt.attempt
-                    ),
-                );
-                e.step = Some(attempt.step);
-                e.attempt = Some(attempt.attempt);
-                e.outcome = attempt.outcome.clone();
-                events.push(e);
-            }
-            let t = &mut self.services[i];
-            if recovered || verified {
-                t.suppressed = None;
-                t.step = None;
-                t.observing_since = None;
-            }
-            if t.hyst.healthy() && t.healthy_since.is_none() {
-                t.healthy_since = Some(now);
-            }
-        }
-        let t = &mut self.services[i];
-        // Healthy long enough: the episode is over.
-        if let Some(since) = t.healthy_since {
-            let stable = now.saturating_sub(since) >= policy.stable_after.as_millis() as u64;
-            if stable && (t.record.episode_attempts > 0 || t.record.next_allowed_ms > 0) {
-                t.record.episode_attempts = 0;
-                t.record.episode_restarts = 0;
-                t.record.next_allowed_ms = 0;
-                self.dirty = true;
-            }
-        }
-        let t = &mut self.services[i];
-        let healthy_since = t.healthy_since;
-        match t
-            .breaker
-            .tick(&policy.breaker, policy.stable_after, now, healthy_since)
-        {
-            BreakerChange::HalfOpened => {
-                self.dirty = true;
-                let e = self.event(
-                    i,
-                    EventKind::BreakerHalfOpen,
-                    now,
-                    "cool-down over: one trial heal allowed".to_string(),
-                );
-                events.push(e);
-            }
-            BreakerChange::Closed => {
-                self.dirty = true;
-                let e = self.event(
-                    i,
-                    EventKind::BreakerClosed,
-                    now,
-                    format!("healthy for {:?}: healing resumes", policy.stable_after),
-                );
-                events.push(e);
-            }
-            BreakerChange::Opened | BreakerChange::None => {}
-        }
-    }
-
-    /// Whether service `i` counts as down for its dependents.
-    pub(super) fn is_failing(&self, i: usize) -> bool {
-        let h = &self.services[i].hyst;
-        h.down || h.failures > 0
-    }
-
-    pub(super) fn suppress(
-        &mut self,
-        i: usize,
-        step: Step,
-        cause: String,
-        detail: String,
-        now: u64,
-        events: &mut Vec<HealEvent>,
-    ) {
-        let t = &mut self.services[i];
-        if t.suppressed.as_deref() == Some(cause.as_str()) {
-            return;
-        }
-        t.suppressed = Some(cause.clone());
-        t.step = Some(step);
-        let mut e = self.event(i, EventKind::HealSuppressed, now, detail);
-        e.step = Some(step);
-        e.cause = Some(cause);
-        e.outcome = Some(if step == Step::Observe {
-            StepOutcome::Observed
-        } else {
-            StepOutcome::Suppressed
+        self.track_manager(i, probed, now, events);
+        let actions = self.with_state(i, now, events, |s, ctx, _| {
+            machine::observe(s, probed, now, ctx.policy)
         });
-        events.push(e);
+        debug_assert!(actions.is_empty(), "observing asks for no call");
     }
 
-    /// Records a failed heal on the breaker; when it opens, a person is called.
-    pub(super) fn breaker_failed(
+    /// One service's whole round on its own (the supervised loop): observe, then decide.
+    pub(super) fn round(
         &mut self,
         i: usize,
+        probed: &Probed,
         now: u64,
         events: &mut Vec<HealEvent>,
     ) -> Option<Action> {
-        let t = &mut self.services[i];
-        let policy = t.policy.clone();
-        self.dirty = true;
-        if t.breaker.failure(&policy.breaker, now) != BreakerChange::Opened {
-            return None;
-        }
-        t.step = Some(Step::Escalate);
-        t.suppressed = Some("breaker-open".into());
-        let failures = t.breaker.failures();
-        let mut opened = self.event(
-            i,
-            EventKind::BreakerOpened,
-            now,
-            format!(
-                "{failures} failed heals within {:?}: no more heals for {:?}",
-                policy.breaker.window(),
-                policy.breaker.cooldown()
-            ),
-        );
-        opened.step = Some(Step::Escalate);
-        events.push(opened);
-        let mut escalated = self.event(
-            i,
-            EventKind::HealEscalated,
-            now,
-            format!(
-                "{} needs a person: it keeps failing after heals",
-                self.services[i].label
-            ),
-        );
-        escalated.step = Some(Step::Escalate);
-        // A failing notify command is reported as its own heal.failed after it ran.
-        escalated.outcome = Some(StepOutcome::Escalated {
-            notify_command: self.notify.is_some(),
+        self.track_manager(i, probed, now, events);
+        let observation = Observation {
+            probed: probed.clone(),
+            blocked_by: self.blocked_by(i),
+        };
+        let mut actions = self.with_state(i, now, events, |s, ctx, rng| {
+            machine::decide(s, &observation, now, ctx, rng)
         });
-        events.push(escalated.clone());
-        self.notify.as_ref().map(|_| Action::Notify {
-            index: i,
-            event: Box::new(escalated),
-        })
+        debug_assert!(actions.len() <= 1, "one action per round");
+        actions.pop()
     }
 
+    /// Bulkhead: the first down infra-critical dependency of `i` (for a container, any down
+    /// dependency: its dependencies' health gates it), with the cause to report.
+    fn blocked_by(&self, i: usize) -> Option<(usize, String)> {
+        self.deps[i]
+            .iter()
+            .copied()
+            .find(|&d| {
+                (self.services[d].class == ServiceClass::InfraCritical || self.health_gated(i))
+                    && self.services[d].state.is_failing()
+            })
+            .map(|d| {
+                let dep = &self.services[d];
+                (
+                    d,
+                    format!("dependency {} ({}) is down", dep.label, dep.class),
+                )
+            })
+    }
+
+    /// What to do about service `i` now: a heal or a notify, if anything.
     pub(super) fn decide(
         &mut self,
         i: usize,
         now: u64,
         events: &mut Vec<HealEvent>,
     ) -> Option<Action> {
-        let policy = self.services[i].policy.clone();
-        if !self.services[i].hyst.wants_heal(&policy.hysteresis) {
-            return None;
-        }
-        // The previous attempt had its chance: `failures_to_down` new failures since it began.
-        if let Some(attempt) = self.services[i].record.in_flight.clone() {
-            if now < attempt.started_ms + policy.grace.as_millis() as u64 {
-                return None;
-            }
-            let t = &mut self.services[i];
-            t.record.in_flight = None;
-            t.push_history(attempt.clone());
-            let mut e = self.event(
-                i,
-                EventKind::HealFailed,
-                now,
-                format!(
-                    "still down after {} (attempt {})",
-                    attempt.step, attempt.attempt
-                ),
-            );
-            e.step = Some(attempt.step);
-            e.attempt = Some(attempt.attempt);
-            e.error_kind = Some(FailureKind::StillDown);
-            e.outcome = attempt.outcome.clone();
-            events.push(e);
-            if let Some(notify) = self.breaker_failed(i, now, events) {
-                return Some(notify);
-            }
-        }
-        let failure = self.services[i].last_probe.as_ref().and_then(|p| p.failure);
-        let observing = failure.is_some_and(|f| f.is_observe());
-        let t = &mut self.services[i];
-        let since = if observing {
-            *t.observing_since.get_or_insert(now)
-        } else {
-            t.observing_since = None;
-            now
-        };
-        let observed_too_long =
-            now.saturating_sub(since) >= t.policy.observe_max.as_millis() as u64;
-        if observing && observed_too_long && t.suppressed.as_deref() != Some("observe-limit") {
-            // The supervisor has had its chance (launchd respawns a crash loop forever, and
-            // says so only as "spawn scheduled"): from here the loop's own ladder applies.
-            t.suppressed = Some("observe-limit".into());
-            let detail = format!(
-                "observed for {:?} (observe_max) and still not healthy: healing it ourselves",
-                t.policy.observe_max
-            );
-            let mut e = self.event(i, EventKind::ProbeFailed, now, detail);
-            e.step = Some(Step::Observe);
-            e.cause = Some("observe-limit".into());
-            events.push(e);
-        }
-        if let Some(f) = failure.filter(|f| f.is_observe() && !observed_too_long) {
-            let detail = match f {
-                ProbeFailure::SupervisorRestarting => {
-                    "the supervisor is already restarting it: observing, not restarting on top"
-                }
-                _ => "it is starting: observing",
-            };
-            self.suppress(
-                i,
-                Step::Observe,
-                f.as_str().into(),
-                detail.into(),
-                now,
-                events,
-            );
-            return None;
-        }
-        // The probe could not judge the service: its own program is missing, or the manager
-        // could not be asked (its CLI missing, its daemon or bus down, no permission). The
-        // service is not known to be down, and a restart would not fix the probe.
-        let unjudged = match failure {
-            Some(ProbeFailure::BinaryNotFound) => Some((
-                "probe-binary-not-found",
-                "the probe's own program is missing (check its path and PATH)",
-            )),
-            Some(ProbeFailure::ManagerUnavailable) => Some((
-                "manager-unavailable",
-                "the process manager could not be asked (see the probe detail)",
-            )),
-            _ => None,
-        };
-        if let Some((cause, why)) = unjudged {
-            let detail = format!("{why}; not healing the service on its word");
-            self.suppress(i, Step::Observe, cause.into(), detail, now, events);
-            return None;
-        }
-        // Bulkhead: a down infra-critical dependency is the root cause; it is healed first.
-        let blocker = self.deps[i].iter().copied().find(|&d| {
-            (self.services[d].class == ServiceClass::InfraCritical || self.health_gated(i))
-                && self.is_failing(d)
+        let blocked_by = self.blocked_by(i);
+        let mut actions = self.with_state(i, now, events, |s, ctx, rng| {
+            machine::act(s, blocked_by, None, now, ctx, rng)
         });
-        if let Some(d) = blocker {
-            let dep = &self.services[d];
-            let cause = format!("dependency {} ({}) is down", dep.label, dep.class);
-            let detail = format!("{cause}: healing it first, not {}", self.services[i].label);
-            self.suppress(i, Step::Restart, cause, detail, now, events);
-            return None;
-        }
-        let t = &mut self.services[i];
-        if t.breaker.state() == BreakerState::Open {
-            return None;
-        }
-        if now < t.record.next_allowed_ms {
-            return None;
-        }
-        if !t.breaker.allows() {
-            return None;
-        }
-        let previous = t.record.history.last().map(|a| a.step);
-        let can_repair = t.config.is_some() && matches!(t.target, Target::Process(_));
-        let step = match &t.target {
-            Target::Substrate(_) => Step::HealSubstrate,
-            // Restart, recreate from Compose, heal the substrate (heal/container.rs).
-            Target::Container { name, .. } => {
-                super::container::rung_step(name, failure, t.record.episode_attempts)
-            }
-            _ if can_repair && failure == Some(ProbeFailure::NotInstalled) => Step::Repair,
-            _ if can_repair
-                && policy.repair_after > 0
-                && t.record.episode_restarts >= policy.repair_after
-                && previous == Some(Step::Restart) =>
-            {
-                Step::Repair
-            }
-            _ => Step::Restart,
-        };
-        let call = match (&t.target, step) {
-            (Target::Substrate(rt), _) => HealCall::EnsureRunning(rt.clone()),
-            (Target::Container { runtime, name }, step) => {
-                super::container::rung_call(runtime, name, step)
-            }
-            (Target::Process(m), Step::Repair) => HealCall::Repair(
-                m.clone(),
-                Box::new(t.config.clone().expect("can_repair checked the config")),
-            ),
-            (Target::Process(m), _) => HealCall::Restart(m.clone(), t.label.clone()),
-        };
-        t.record.episode_attempts += 1;
-        if step == Step::Restart {
-            t.record.episode_restarts += 1;
-        }
-        let attempt = t.record.episode_attempts;
-        // The cool-down counts from the start of this attempt, not from its success.
-        let mut wait = backoff(&policy.backoff, attempt, &mut self.rng);
-        if let Some(throttle) = t.throttle {
-            wait = wait.max(throttle);
-        }
-        t.record.next_allowed_ms = now + wait.as_millis() as u64;
-        t.record.in_flight = Some(AttemptRecord {
-            attempt,
-            step,
-            started_ms: now,
-            phase: AttemptPhase::Started,
-            outcome: None,
-        });
-        // Verification needs `failures_to_down` fresh failures.
-        t.hyst.failures = 0;
-        t.suppressed = None;
-        t.step = Some(step);
+        debug_assert!(actions.len() <= 1, "one action per round");
+        actions.pop()
+    }
+
+    /// Applies a heal call's result; may ask for a notify.
+    pub(super) fn settle(
+        &mut self,
+        i: usize,
+        result: Result<Option<StepOutcome>, CallFailure>,
+        now: u64,
+        events: &mut Vec<HealEvent>,
+    ) -> Option<Action> {
         self.dirty = true;
-        let mut e = self.event(
-            i,
-            EventKind::HealStarted,
-            now,
-            format!("{step} (attempt {attempt}; next attempt no sooner than {wait:?})"),
-        );
-        e.step = Some(step);
-        e.attempt = Some(attempt);
-        events.push(e);
-        Some(Action::Heal { index: i, call })
+        let result = result.map_err(|CallFailure { kind, detail }| (kind, detail));
+        let mut actions = self.with_state(i, now, events, |s, ctx, _| {
+            machine::settle(s, result, now, ctx)
+        });
+        actions.pop()
+    }
+}
+
+/// The call that takes `step` for `t`: the one place a target and a rung become a port call.
+pub(super) fn heal_call(t: &Tracked, step: Step) -> HealCall {
+    match (&t.target, step) {
+        (Target::Substrate(rt), _) => HealCall::EnsureRunning(rt.clone()),
+        (Target::Container { runtime, name }, step) => {
+            super::container::rung_call(runtime, name, step)
+        }
+        (Target::Process(m), Step::Repair) => match &t.config {
+            Some(config) => HealCall::Repair(m.clone(), Box::new(config.clone())),
+            None => HealCall::Restart(m.clone(), t.label.clone()),
+        },
+        (Target::Process(m), _) => HealCall::Restart(m.clone(), t.label.clone()),
     }
 }

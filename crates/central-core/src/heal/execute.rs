@@ -1,21 +1,21 @@
 //! Acting on a decision: the heal call through the port (bounded by the port's deadline
-//! wrapper), and settling its outcome into the service's record and events.
+//! wrapper) and the notify command.
+
+use std::future::Future;
 
 use futures::StreamExt;
 
 use super::{Action, HealCall, HealLoop};
-use crate::events::{CallFailure, EventKind, FailureKind, HealEvent, StepOutcome};
+use crate::events::{CallFailure, FailureKind, StepOutcome};
 use crate::probe::{run_command, CommandEnd};
-use crate::state::AttemptPhase;
 
 impl HealLoop {
-    pub(super) async fn execute(
+    /// The calls of `actions`, as a future owning all it needs (so it can run in its own task).
+    pub(super) fn execute(
         &self,
         actions: Vec<Action>,
-    ) -> Vec<(usize, Result<Option<StepOutcome>, CallFailure>)> {
-        if actions.is_empty() {
-            return Vec::new();
-        }
+    ) -> impl Future<Output = Vec<(usize, Result<Option<StepOutcome>, CallFailure>)>> + Send + 'static
+    {
         let notify = self.notify.clone();
         let jobs: Vec<_> = actions
             .into_iter()
@@ -59,45 +59,6 @@ impl HealLoop {
         futures::stream::iter(jobs)
             .buffer_unordered(self.settings.max_concurrency)
             .collect()
-            .await
-    }
-
-    /// Applies a heal call's result. A failed call is a failed heal at once (and may open the
-    /// breaker); a successful one waits for the probes to say whether it worked.
-    pub(super) fn settle(
-        &mut self,
-        i: usize,
-        result: Result<Option<StepOutcome>, CallFailure>,
-        now: u64,
-        events: &mut Vec<HealEvent>,
-    ) -> Option<Action> {
-        self.dirty = true;
-        let policy = self.services[i].policy.clone();
-        let t = &mut self.services[i];
-        match result {
-            Ok(outcome) => {
-                if let Some(a) = t.record.in_flight.as_mut() {
-                    a.phase = AttemptPhase::Done;
-                    a.outcome = outcome;
-                }
-                None
-            }
-            Err(CallFailure { kind, detail }) => {
-                let attempt = t.record.in_flight.take();
-                if let Some(a) = &attempt {
-                    t.push_history(a.clone());
-                }
-                // Still down: the next attempt comes after the backoff, not after N more rounds.
-                t.hyst.failures = policy.hysteresis.failures_to_down();
-                let mut e = self.event(i, EventKind::HealFailed, now, detail);
-                e.step = attempt.as_ref().map(|a| a.step);
-                e.attempt = attempt.as_ref().map(|a| a.attempt);
-                e.error_kind = Some(kind);
-                e.outcome = Some(StepOutcome::Failed);
-                events.push(e);
-                self.breaker_failed(i, now, events)
-            }
-        }
     }
 }
 

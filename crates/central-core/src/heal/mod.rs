@@ -1,23 +1,27 @@
-//! The heal loop: probe every service (concurrently, bounded), apply hysteresis, decide one
-//! escalation step per down service (observe, restart, repair, heal the substrate, escalate),
-//! respecting bulkheads, backoff and the breaker; persist before acting; act under deadlines;
-//! report typed events.
+//! The heal loop: probe every service, apply hysteresis, decide one escalation step per down
+//! service (observe, restart, repair, heal the substrate, escalate), respecting bulkheads,
+//! backoff and the breaker; persist before acting; act under deadlines; report typed events.
 //!
-//! One [`HealLoop::tick`] is one round. Within it, probes run first (each under its deadline),
-//! then decisions are taken in dependency order (so a dependency's state is known before its
-//! dependents'), then the heal calls run concurrently, each under `loop.heal_timeout` (the
-//! deadline wrappers of [`Ports::with_deadlines`] put it on every port call). Probes
-//! and calls run at most `loop.max_concurrency` at a time, so a tick ends within (probe
-//! deadline + heal deadline + notify deadline) per batch of that many hanging calls, whatever an
-//! adapter does; with fewer hangs than the bound, one of each.
+//! The decision itself is pure (`machine.rs`: one service's state, its round, the time and its
+//! policy in; the new state and what to do out). [`HealLoop::run`] (`supervise.rs`) gives each
+//! service its own schedule, its probe and heal calls their own tasks, and keeps what is
+//! shared node-wide (dependency health, the heal budget, one state writer, the event bus), so a
+//! slow call delays only its own service and a shutdown is seen at once. [`HealLoop::tick`] is
+//! one whole round of every service (probes, then decisions in dependency order, then the heal
+//! calls), for `status` and for tests; each call is bounded by the ports' deadline wrappers
+//! ([`Ports::with_deadlines`]).
+//!
+//! A manager that does not answer makes its services *unknown* (no failure counted, nothing
+//! restarted through it, `managers.rs` reports the manager itself once).
 
-use std::future::Future;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use futures::StreamExt;
 use process_manager::ServiceLabel;
 use tokio::sync::broadcast;
 
+use crate::drift::DefinitionCheck;
 use crate::events::{CallFailure, EventKind, EventSink, HealEvent, Step, StepOutcome};
 use crate::graph::Graph;
 use crate::model::{
@@ -25,21 +29,27 @@ use crate::model::{
 };
 use crate::policy::LiveBreaker;
 use crate::probe::{
-    run_probe, CommandProbe, ContainerProbe, HttpProbe, Probe, ProbeResult, ProcessProbe,
-    SubstrateProbe, TcpProbe,
+    run_probe, CommandProbe, ContainerProbe, HttpProbe, Probe, ProbeFailure, ProbeResult,
+    ProcessProbe, SubstrateProbe, TcpProbe,
 };
 use crate::state::{Clock, PersistedState, ServiceRecord, StateStore};
 
 mod container;
 mod decide;
 mod execute;
+mod machine;
+mod managers;
 mod setup;
 mod snapshot;
+mod supervise;
 mod tracked;
 
 pub use setup::{BuildError, LoopOptions, NodeTags, Ports, MIN_EARLY_TICK_GAP};
 pub use snapshot::{Health, NodeStatus, ProbeSummary, ServiceSnapshot, TickReport};
 use tracked::{Action, HealCall, Probed, Target, Tracked};
+
+/// The longest a `watch_status` reader waits for a fresh snapshot while nothing happens.
+pub const STATUS_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// The heal loop over one inventory.
 pub struct HealLoop {
@@ -58,7 +68,15 @@ pub struct HealLoop {
     sinks: Vec<Arc<dyn EventSink>>,
     events_tx: broadcast::Sender<HealEvent>,
     status_tx: tokio::sync::watch::Sender<NodeStatus>,
+    /// When the snapshot was last sent to `watch_status` readers.
+    status_sent: Option<tokio::time::Instant>,
     dirty: bool,
+    /// Managers that did not answer, node-wide.
+    silences: managers::Silences,
+    /// How to compare an installed definition with the desired one, by manager name.
+    definition_checks: BTreeMap<String, Arc<dyn DefinitionCheck>>,
+    /// Service index by label.
+    by_label: HashMap<String, usize>,
 }
 
 impl std::fmt::Debug for HealLoop {
@@ -230,13 +248,18 @@ impl HealLoop {
             warnings.extend(warning);
             for t in &mut services {
                 if let Some(rec) = state.services.remove(t.label.as_str()) {
-                    t.step = rec.in_flight.as_ref().map(|a| a.step);
-                    t.breaker = LiveBreaker::from_record(&rec.breaker);
-                    t.record = rec;
+                    t.state.step = rec.in_flight.as_ref().map(|a| a.step);
+                    t.state.breaker = LiveBreaker::from_record(&rec.breaker);
+                    t.state.record = rec;
                 }
             }
         }
 
+        let by_label = services
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.label.to_string(), i))
+            .collect();
         Ok(HealLoop {
             services,
             order,
@@ -252,8 +275,28 @@ impl HealLoop {
             sinks: Vec::new(),
             events_tx: broadcast::channel(1024).0,
             status_tx: tokio::sync::watch::channel(NodeStatus::default()).0,
+            status_sent: None,
             dirty: false,
+            silences: managers::Silences::new(),
+            definition_checks: BTreeMap::new(),
+            by_label,
         })
+    }
+
+    /// Sends the snapshot to `watch_status` readers: at once when something happened (`now`),
+    /// else at most every [`STATUS_EVERY`], so a node of thousands of services does not copy
+    /// its whole snapshot on every probe.
+    pub(super) fn refresh_status(&mut self, now: bool) {
+        if self.status_tx.receiver_count() == 0 {
+            return;
+        }
+        let due = self
+            .status_sent
+            .is_none_or(|at| at.elapsed() >= STATUS_EVERY);
+        if now || due {
+            self.status_tx.send_replace(self.status());
+            self.status_sent = Some(tokio::time::Instant::now());
+        }
     }
 
     /// The node's snapshot after each round (the latest only): what the local API and the
@@ -286,89 +329,15 @@ impl HealLoop {
         }
     }
 
+    /// Compares the installed definitions of `manager`'s services with the desired ones every
+    /// `loop.drift_every` rounds of [`HealLoop::run`], and repairs drift.
+    pub fn set_definition_check(&mut self, manager: &str, check: Arc<dyn DefinitionCheck>) {
+        self.definition_checks.insert(manager.to_string(), check);
+    }
+
     /// The loop's settings (interval, concurrency, deadlines).
     pub fn settings(&self) -> &LoopSettings {
         &self.settings
-    }
-
-    /// Runs ticks every `loop.interval` until `shutdown` completes, then saves state. A tick in
-    /// progress is abandoned at shutdown: its heal calls are idempotent and were recorded before
-    /// they started, so the next run neither repeats nor loses them.
-    ///
-    /// Managers that push service events (see `Capabilities::pushes_events`) wake the loop early
-    /// when a service exits or changes state, so a crash is seen at once rather than at the next
-    /// round; early rounds are at least [`MIN_EARLY_TICK_GAP`] apart so an event storm cannot
-    /// turn into a probe storm.
-    pub async fn run(&mut self, shutdown: impl Future<Output = ()>) {
-        tokio::pin!(shutdown);
-        let (wake_tx, mut wake_rx) = tokio::sync::mpsc::channel::<()>(1);
-        let forwarders = self.forward_service_events(wake_tx);
-        let interval = self.settings.interval;
-        let mut next = tokio::time::Instant::now();
-        loop {
-            let started = tokio::time::Instant::now();
-            tokio::select! {
-                _ = &mut shutdown => break,
-                _ = self.tick() => {}
-            }
-            next += interval;
-            let now = tokio::time::Instant::now();
-            if next < now {
-                // A slow tick does not cause a burst of catch-up ticks.
-                next = now;
-            }
-            let earliest = started + MIN_EARLY_TICK_GAP.min(interval);
-            tokio::select! {
-                _ = &mut shutdown => break,
-                _ = tokio::time::sleep_until(next) => {}
-                Some(()) = wake_rx.recv() => {
-                    tokio::select! {
-                        _ = &mut shutdown => break,
-                        _ = tokio::time::sleep_until(earliest) => {}
-                    }
-                    next = tokio::time::Instant::now();
-                }
-            }
-        }
-        for task in forwarders {
-            task.abort();
-        }
-        self.persist();
-    }
-
-    /// One forwarding task per distinct manager that pushes events, each waking the loop.
-    fn forward_service_events(
-        &self,
-        wake: tokio::sync::mpsc::Sender<()>,
-    ) -> Vec<tokio::task::JoinHandle<()>> {
-        let mut seen: Vec<*const ()> = Vec::new();
-        let mut tasks = Vec::new();
-        for t in &self.services {
-            let Target::Process(manager) = &t.target else {
-                continue;
-            };
-            let key = Arc::as_ptr(manager) as *const ();
-            if seen.contains(&key) {
-                continue;
-            }
-            seen.push(key);
-            let Some(mut events) = manager.events() else {
-                continue;
-            };
-            let wake = wake.clone();
-            tasks.push(tokio::spawn(async move {
-                loop {
-                    match events.recv().await {
-                        // A full channel means a wake-up is already pending.
-                        Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {
-                            let _ = wake.try_send(());
-                        }
-                        Err(broadcast::error::RecvError::Closed) => return,
-                    }
-                }
-            }));
-        }
-        tasks
     }
 
     /// One probe round without healing and without publishing events, for `status`. Health in
@@ -454,9 +423,7 @@ impl HealLoop {
         }
         self.publish(&last);
         report.events.extend(last);
-        if self.status_tx.receiver_count() > 0 {
-            self.status_tx.send_replace(self.status());
-        }
+        self.refresh_status(true);
         report
     }
 
@@ -470,43 +437,14 @@ impl HealLoop {
             .enumerate()
             .map(|(i, t)| {
                 let probes = t.probes.clone();
-                async move {
-                    let mut pass: Option<ProbeResult> = None;
-                    let mut seen_state = (None, None);
-                    for p in &probes {
-                        let r = run_probe(p.as_ref()).await;
-                        if r.run_state.is_some() {
-                            seen_state = (r.run_state, r.pid);
-                        }
-                        if !r.passed() {
-                            return (i, r, seen_state);
-                        }
-                        // The most specific path that answered (a network probe after the
-                        // process probe) is the one reported.
-                        pass = Some(r);
-                    }
-                    let r = pass.unwrap_or_else(|| {
-                        ProbeResult::pass(EndpointClass::Localhost, "no probes configured")
-                    });
-                    (i, r, seen_state)
-                }
+                async move { (i, probe_service(&probes, now).await) }
             })
             .collect();
         let mut out: Vec<Option<Probed>> = vec![None; self.services.len()];
         let mut stream =
             futures::stream::iter(jobs).buffer_unordered(self.settings.max_concurrency);
-        while let Some((i, r, (run_state, pid))) = stream.next().await {
-            out[i] = Some(Probed {
-                summary: ProbeSummary {
-                    at_ms: now,
-                    passed: r.passed(),
-                    failure: r.failure,
-                    endpoint_class: r.endpoint_class,
-                    detail: r.detail,
-                },
-                run_state,
-                pid,
-            });
+        while let Some((i, probed)) = stream.next().await {
+            out[i] = Some(probed);
         }
         out.into_iter()
             .map(|p| p.expect("every service was probed"))
@@ -521,10 +459,10 @@ impl HealLoop {
             node_id: self.tags.node_id.clone(),
             platform: self.tags.platform.clone(),
             adapter_type: t.adapter.clone(),
-            endpoint_class: t.endpoint_class,
+            endpoint_class: t.state.endpoint_class,
             service: t.label.to_string(),
             class: t.class,
-            step: t.step,
+            step: t.state.step,
             attempt: None,
             error_kind: None,
             cause: None,
@@ -535,12 +473,15 @@ impl HealLoop {
 
     fn publish(&mut self, events: &[HealEvent]) {
         for e in events {
-            if let Some(t) = self
-                .services
-                .iter_mut()
-                .find(|t| t.label.as_str() == e.service)
-            {
-                t.last_event = Some(e.event);
+            // By label through the index: a linear search per event made a round of failures
+            // at 200k services quadratic (minutes of work with no chance to see a signal).
+            if let Some(&i) = self.by_label.get(e.service.as_str()) {
+                if !matches!(
+                    e.event,
+                    EventKind::ManagerUnreachable | EventKind::ManagerRecovered
+                ) {
+                    self.services[i].last_event = Some(e.event);
+                }
             }
             e.trace();
             for sink in &self.sinks {
@@ -566,8 +507,8 @@ impl HealLoop {
                 .iter()
                 .map(|t| {
                     let record = ServiceRecord {
-                        breaker: t.breaker.to_record(),
-                        ..t.record.clone()
+                        breaker: t.state.breaker.to_record(),
+                        ..t.state.record.clone()
                     };
                     (t.label.to_string(), record)
                 })
@@ -583,5 +524,51 @@ impl HealLoop {
                 }
             }
         }
+    }
+}
+
+/// One service's probe round: its probes in order, the first failure wins. A probe whose
+/// manager did not answer does not end the round: the probes that do not go through the
+/// manager (HTTP, TCP, command) still run and report. Only when nothing else failed is the
+/// round *unknown* (its failure [`ProbeFailure::ManagerUnavailable`]).
+async fn probe_service(probes: &[Arc<dyn Probe>], now: u64) -> Probed {
+    let mut pass: Option<ProbeResult> = None;
+    let mut silent: Option<ProbeResult> = None;
+    let mut seen_state = (None, None);
+    let mut verdict = None;
+    for p in probes {
+        let r = run_probe(p.as_ref()).await;
+        if r.run_state.is_some() {
+            seen_state = (r.run_state, r.pid);
+        }
+        if r.failure == Some(ProbeFailure::ManagerUnavailable) {
+            silent.get_or_insert(r);
+            continue;
+        }
+        if !r.passed() {
+            verdict = Some(r);
+            break;
+        }
+        // The most specific path that answered (a network probe after the process probe)
+        // is the one reported.
+        pass = Some(r);
+    }
+    let manager_silent = silent.is_some();
+    let r = verdict
+        .or(silent)
+        .or(pass)
+        .unwrap_or_else(|| ProbeResult::pass(EndpointClass::Localhost, "no probes configured"));
+    Probed {
+        summary: ProbeSummary {
+            at_ms: now,
+            passed: r.passed(),
+            failure: r.failure,
+            endpoint_class: r.endpoint_class,
+            detail: r.detail,
+        },
+        run_state: seen_state.0,
+        pid: seen_state.1,
+        manager_silent,
+        drift: None,
     }
 }

@@ -13,7 +13,8 @@ use crate::deadlines::{deadline_manager, deadline_runtime};
 use crate::model::Inventory;
 use crate::state::Clock;
 
-/// The least time between the start of a round and an early round woken by a service event.
+/// The least time between two early probes of one service woken by its pushed events (an event
+/// storm cannot become a probe storm); the first one runs at once.
 pub const MIN_EARLY_TICK_GAP: Duration = Duration::from_secs(1);
 
 /// The tags every event carries about the node.

@@ -13,7 +13,7 @@ use crate::state::{AttemptRecord, BreakerState};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Health {
-    /// Not probed yet.
+    /// Not probed yet, or its manager did not answer the last round.
     Unknown,
     /// Passing.
     Healthy,

@@ -1,4 +1,4 @@
-//! One service as the loop tracks it (its probes, policy, counters, breaker and record), the
+//! One service as the loop tracks it (its probes, policy and decision state), the
 //! targets its heals go to, and the calls and actions a decision produces.
 
 use std::sync::Arc;
@@ -7,12 +7,11 @@ use std::time::Duration;
 use container_runtime::{ContainerRef, SharedContainerRuntime};
 use process_manager::{RunState, ServiceConfig, ServiceLabel, SharedProcessManager};
 
+use super::machine::ServiceState;
 use super::{Health, ProbeSummary, ServiceSnapshot};
-use crate::events::{EventKind, HealEvent, Step};
-use crate::model::{EndpointClass, HealPolicy, ServiceClass};
-use crate::policy::{LiveBreaker, RoundCounter};
-use crate::probe::Probe;
-use crate::state::{AttemptRecord, ServiceRecord, HISTORY_LEN};
+use crate::events::{EventKind, HealEvent};
+use crate::model::{HealPolicy, ServiceClass};
+use crate::probe::{Probe, ProbeFailure};
 
 /// One service's probe round, with the run state a process probe saw.
 #[derive(Debug, Clone)]
@@ -20,6 +19,17 @@ pub(super) struct Probed {
     pub(super) summary: ProbeSummary,
     pub(super) run_state: Option<RunState>,
     pub(super) pid: Option<u32>,
+    /// A probe asked the manager (or runtime) and it did not answer.
+    pub(super) manager_silent: bool,
+    /// The installed definition differs from the desired one (how), where it was compared.
+    pub(super) drift: Option<String>,
+}
+
+impl Probed {
+    /// Nothing but the manager's silence was seen: the service's health is unknown.
+    pub(super) fn unknown(&self) -> bool {
+        self.summary.failure == Some(ProbeFailure::ManagerUnavailable)
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -43,20 +53,9 @@ pub(super) struct Tracked {
     pub(super) policy: HealPolicy,
     pub(super) config: Option<ServiceConfig>,
     pub(super) throttle: Option<Duration>,
-    pub(super) hyst: RoundCounter,
-    /// The breaker the loop works on; written into `record.breaker` when state is saved.
-    pub(super) breaker: LiveBreaker,
-    pub(super) healthy_since: Option<u64>,
-    pub(super) last_probe: Option<ProbeSummary>,
-    pub(super) run_state: Option<RunState>,
-    pub(super) pid: Option<u32>,
-    pub(super) endpoint_class: Option<EndpointClass>,
+    /// What the decision reads and writes.
+    pub(super) state: ServiceState,
     pub(super) last_event: Option<EventKind>,
-    pub(super) suppressed: Option<String>,
-    pub(super) step: Option<Step>,
-    pub(super) record: ServiceRecord,
-    /// When the current run of observe-only rounds began (bounded by `observe_max`).
-    pub(super) observing_since: Option<u64>,
 }
 
 /// A heal call, owning what it needs so calls can run concurrently.
@@ -100,35 +99,23 @@ impl Tracked {
             policy,
             config,
             throttle,
-            hyst: RoundCounter::default(),
-            breaker: LiveBreaker::default(),
-            healthy_since: None,
-            last_probe: None,
-            run_state: None,
-            pid: None,
-            endpoint_class: None,
+            state: ServiceState::default(),
             last_event: None,
-            suppressed: None,
-            observing_since: None,
-            step: None,
-            record: ServiceRecord::default(),
-        }
-    }
-
-    pub(super) fn push_history(&mut self, attempt: AttemptRecord) {
-        self.record.history.push(attempt);
-        if self.record.history.len() > HISTORY_LEN {
-            let excess = self.record.history.len() - HISTORY_LEN;
-            self.record.history.drain(..excess);
         }
     }
 
     pub(super) fn snapshot(&self) -> ServiceSnapshot {
-        let health = if self.hyst.down {
+        let s = &self.state;
+        let unknown = s.last_probe.as_ref().map(|p| p.failure)
+            == Some(Some(ProbeFailure::ManagerUnavailable));
+        let health = if unknown {
+            // Its manager did not answer: neither healthy nor down.
+            Health::Unknown
+        } else if s.hyst.down {
             Health::Unhealthy
-        } else if self.hyst.failures > 0 || self.hyst.had_failure {
+        } else if s.hyst.failures > 0 || s.hyst.had_failure {
             Health::Failing
-        } else if self.hyst.seen {
+        } else if s.hyst.seen {
             Health::Healthy
         } else {
             Health::Unknown
@@ -139,14 +126,14 @@ impl Tracked {
             adapter_type: self.adapter.clone(),
             class: self.class,
             health,
-            run_state: self.run_state,
-            pid: self.pid,
-            last_probe: self.last_probe.clone(),
-            endpoint_class: self.endpoint_class,
-            step: self.step,
-            breaker: self.breaker.state(),
+            run_state: s.run_state,
+            pid: s.pid,
+            last_probe: s.last_probe.clone(),
+            endpoint_class: s.endpoint_class,
+            step: s.step,
+            breaker: s.breaker.state(),
             last_event: self.last_event,
-            in_flight: self.record.in_flight.clone(),
+            in_flight: s.record.in_flight.clone(),
         }
     }
 }

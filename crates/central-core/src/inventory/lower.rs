@@ -16,6 +16,10 @@ use crate::model::{
     NotifySpec, ProbeCheck, ProbeSpec, ServiceSpec, SubstrateSpec,
 };
 
+/// A probe endpoint's deadline when the file gives none (`loop.probe_timeout`): a hung
+/// service is a failed round after 1 s.
+const DEFAULT_PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+
 /// The longest duration any key accepts: a year. Longer is a typo (`"100000000000d"`), and
 /// would overflow the loop's millisecond clock arithmetic.
 pub const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 60 * 60);
@@ -166,7 +170,7 @@ impl Parser<'_> {
         let probe_timeout = self.positive_duration(
             &raw.settings.probe_timeout,
             "loop.probe_timeout",
-            Duration::from_secs(5),
+            DEFAULT_PROBE_TIMEOUT,
         )?;
         // The node-wide defaults are checked on their own too, so a bad `[heal]` is reported
         // even in a file with no services yet.
@@ -196,6 +200,35 @@ impl Parser<'_> {
                 "loop.heal_timeout",
                 defaults.heal_timeout,
             )?,
+            max_heals: match &raw.settings.max_heals {
+                None => defaults.max_heals,
+                Some(n) if *n.get_ref() == 0 => {
+                    return Err(self.error_at(
+                        n.span().start,
+                        "loop.max_heals",
+                        InventoryErrorKind::Invalid,
+                        "must be at least 1",
+                    ))
+                }
+                Some(n) => *n.get_ref(),
+            },
+            manager_unreachable_after: self.positive_duration(
+                &raw.settings.manager_unreachable_after,
+                "loop.manager_unreachable_after",
+                defaults.manager_unreachable_after,
+            )?,
+            drift_every: match &raw.settings.drift_every {
+                None => defaults.drift_every,
+                Some(n) if *n.get_ref() == 0 => {
+                    return Err(self.error_at(
+                        n.span().start,
+                        "loop.drift_every",
+                        InventoryErrorKind::Invalid,
+                        "must be at least 1",
+                    ))
+                }
+                Some(n) => *n.get_ref(),
+            },
             state_dir: raw.settings.state_dir.clone(),
         };
 
@@ -432,6 +465,8 @@ impl Parser<'_> {
         let breaker_window = duration!(breaker_window, d.breaker.window());
         let breaker_cooldown = duration!(breaker_cooldown, d.breaker.cooldown());
         let grace = duration!(grace, d.grace);
+        let start_grace = duration!(start_grace, d.start_grace);
+        let stop_grace = duration!(stop_grace, d.stop_grace);
         let stable_after = duration!(stable_after, d.stable_after);
         let repair_after = number!(repair_after, d.repair_after);
         let observe_max = duration!(observe_max, d.observe_max);
@@ -456,6 +491,8 @@ impl Parser<'_> {
             breaker: Breaker::new(breaker_threshold, breaker_window, breaker_cooldown)
                 .map_err(refused)?,
             grace,
+            start_grace,
+            stop_grace,
             stable_after,
             repair_after,
             observe_max,

@@ -117,6 +117,9 @@ pub(super) struct RawLoop {
     pub(super) max_concurrency: Option<Spanned<usize>>,
     pub(super) heal_timeout: Dur,
     pub(super) probe_timeout: Dur,
+    pub(super) max_heals: Option<Spanned<usize>>,
+    pub(super) manager_unreachable_after: Dur,
+    pub(super) drift_every: Option<Spanned<u32>>,
     pub(super) state_dir: Option<PathBuf>,
 }
 
@@ -126,6 +129,8 @@ pub(super) struct RawHeal {
     pub(super) failures_to_down: Option<Spanned<u32>>,
     pub(super) passes_to_up: Option<Spanned<u32>>,
     pub(super) grace: Dur,
+    pub(super) start_grace: Dur,
+    pub(super) stop_grace: Dur,
     pub(super) backoff_initial: Dur,
     pub(super) backoff_max: Dur,
     pub(super) backoff_multiplier: Option<Spanned<f64>>,

@@ -165,6 +165,11 @@ pub struct HealPolicy {
     pub breaker: Breaker,
     /// After a heal starts, no further step is taken for this long (the service is booting).
     pub grace: Duration,
+    /// After the service (or the agent) starts, its failing health probes do not count for
+    /// this long (it is still binding its port). A pushed exit and the process probe do.
+    pub start_grace: Duration,
+    /// When stopping it, the time between SIGTERM and SIGKILL (where the agent stops it).
+    pub stop_grace: Duration,
     /// Healthy this long: the episode is over (backoff resets, a half-open breaker closes).
     pub stable_after: Duration,
     /// Restarts in one episode before the definition is re-applied instead (needs `config`).
@@ -176,13 +181,16 @@ pub struct HealPolicy {
 }
 
 impl Default for HealPolicy {
-    /// Values chosen to beat the systems in the issue: a down service is noticed in three
-    /// 10 s rounds, restarted at once, then after 10 s, 20 s, 40 s... up to 5 min; five failed
-    /// heals in 30 min stop the loop acting and call a person.
+    /// Values chosen to heal fast: a pushed exit is restarted at once; a hang is noticed in
+    /// three failed 1 s rounds (`loop.interval`, `loop.probe_timeout`) and restarted, its
+    /// process getting 2 s between SIGTERM and SIGKILL; repeated exits or failures back off
+    /// 1 s, 2 s, 4 s... up to 5 min, until the service has been healthy for 30 s (the episode
+    /// is over: the next exit is restarted at once again); five failed heals in 30 min stop the
+    /// loop acting and call a person.
     fn default() -> Self {
         HealPolicy {
             hysteresis: Hysteresis::new(3, 2).expect("valid default"),
-            backoff: Backoff::new(Duration::from_secs(10), Duration::from_secs(300), 2.0, 0.2)
+            backoff: Backoff::new(Duration::from_secs(1), Duration::from_secs(300), 2.0, 0.2)
                 .expect("valid default"),
             breaker: Breaker::new(
                 5,
@@ -191,7 +199,9 @@ impl Default for HealPolicy {
             )
             .expect("valid default"),
             grace: Duration::from_secs(5),
-            stable_after: Duration::from_secs(5 * 60),
+            start_grace: Duration::from_secs(2),
+            stop_grace: Duration::from_secs(2),
+            stable_after: Duration::from_secs(30),
             repair_after: 2,
             observe_max: Duration::from_secs(60),
         }

@@ -288,16 +288,27 @@ pub struct LoopSettings {
     pub max_concurrency: usize,
     /// Deadline of one heal call (restart, repair, substrate start, notify).
     pub heal_timeout: Duration,
+    /// Heal calls in flight at once on the node (a restart storm cannot take every worker).
+    pub max_heals: usize,
+    /// How long a manager may leave every question unanswered before `manager.unreachable`.
+    pub manager_unreachable_after: Duration,
+    /// A service's installed definition is compared with the desired one every this many of
+    /// its rounds (where the binary gave the loop a way to compare).
+    pub drift_every: u32,
     /// Where state is persisted, if the file names one (the CLI may override).
     pub state_dir: Option<PathBuf>,
 }
 
 impl Default for LoopSettings {
     fn default() -> Self {
+        // A hang is healed within about 3.5 s: three failed 1 s rounds, then the restart.
         LoopSettings {
-            interval: Duration::from_secs(10),
+            interval: Duration::from_secs(1),
             max_concurrency: 64,
             heal_timeout: Duration::from_secs(30),
+            max_heals: 8,
+            manager_unreachable_after: Duration::from_secs(10),
+            drift_every: 10,
             state_dir: None,
         }
     }

@@ -5,13 +5,15 @@ use std::os::unix::fs::DirBuilderExt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use central_core::agent_lock::AgentLock;
+use central_core::drift::DefinitionCheck;
 use central_core::inventory::ManagerKind;
 use central_core::{HealLoop, LoopOptions, NodeTags};
 use clap::Args;
-use process_manager::ProcessManagerPort;
+use process_manager::{ProcessManagerPort, ServiceConfig};
 
 use crate::api::RunningApi;
-use crate::compose::{compose, Mode};
+use crate::compose::{self, compose, Mode};
 use crate::output::{Failure, Report};
 use crate::publish::Publishers;
 use crate::setup::{load, node_identity, runtime, state_dir};
@@ -56,6 +58,59 @@ async fn shutdown_signal() {
     }
 }
 
+/// Gives the loop `apply`'s comparison of each installed definition with the rendered desired
+/// one, for the managers whose definitions are files (systemd units, launchd plists).
+fn add_definition_checks(heal: &mut HealLoop, inventory: &central_core::Inventory) {
+    let uses = |kind: ManagerKind| inventory.desired_configs().any(|(s, _)| s.manager == kind);
+    if uses(ManagerKind::Systemd) {
+        let systemd = compose::systemd_adapter(compose::settings(inventory, "systemd"), None);
+        heal.set_definition_check("systemd", Arc::new(RenderedFile::Systemd(systemd)));
+    }
+    if uses(ManagerKind::Launchd) {
+        match compose::launchd_for_inventory(inventory, None) {
+            Ok(launchd) => {
+                heal.set_definition_check("launchd", Arc::new(RenderedFile::Launchd(launchd)))
+            }
+            Err(e) => tracing::warn!(error = %e, "launchd definitions are not compared for drift"),
+        }
+    }
+}
+
+/// A definition file compared byte for byte with what `apply` would write.
+#[derive(Debug)]
+enum RenderedFile {
+    Systemd(adapters_linux::SystemdProcessManager),
+    Launchd(adapters_macos::LaunchdProcessManager),
+}
+
+impl DefinitionCheck for RenderedFile {
+    fn drifted(&self, desired: &ServiceConfig) -> Option<String> {
+        let (path, want) = match self {
+            RenderedFile::Systemd(m) => (
+                m.unit_path(&desired.label),
+                m.render_unit(desired).ok()?.into_bytes(),
+            ),
+            RenderedFile::Launchd(m) => m.render(desired).ok()?,
+        };
+        // Missing is not drift: the probes report it (not installed) and it is repaired.
+        let have = std::fs::read(&path).ok()?;
+        if have == want {
+            return None;
+        }
+        let (have, want) = (
+            String::from_utf8_lossy(&have),
+            String::from_utf8_lossy(&want),
+        );
+        let changed: Vec<String> = similar::TextDiff::from_lines(&*want, &*have)
+            .iter_all_changes()
+            .filter(|c| c.tag() != similar::ChangeTag::Equal)
+            .take(4)
+            .map(|c| format!("{}{}", c.tag(), c.value().trim_end()))
+            .collect();
+        Some(format!("{}: {}", path.display(), changed.join(" ")))
+    }
+}
+
 /// Runs the heal loop until a shutdown signal.
 pub fn exec(args: RunArgs, state_flag: Option<PathBuf>) -> Result<Report, Failure> {
     const CMD: &str = "run";
@@ -70,6 +125,9 @@ pub fn exec(args: RunArgs, state_flag: Option<PathBuf>) -> Result<Report, Failur
         .mode(0o700)
         .create(&state)
         .map_err(|e| Failure::input(CMD, format!("state folder {}: {e}", state.display())))?;
+    // One agent per state folder: a second one would start the same children (which then fail
+    // to bind) and judge them by the first one's answers. Held until this function returns.
+    let _lock = AgentLock::acquire(&state).map_err(|e| Failure::input(CMD, e))?;
     let events: Box<dyn std::io::Write + Send> = if args.events == "-" {
         Box::new(std::io::stdout())
     } else {
@@ -94,6 +152,7 @@ pub fn exec(args: RunArgs, state_flag: Option<PathBuf>) -> Result<Report, Failur
             LoopOptions::new(tags).with_state_dir(state.join("heal")),
         )
         .map_err(|e| Failure::input(CMD, e))?;
+        add_definition_checks(&mut heal, &inventory);
         let sink = Arc::new(QueuedJsonLines::new(events, crate::sink::QUEUE));
         heal.add_sink(sink.clone());
         for publisher in publishers.sinks() {
@@ -125,6 +184,7 @@ pub fn exec(args: RunArgs, state_flag: Option<PathBuf>) -> Result<Report, Failur
                 if spec.manager != ManagerKind::Embedded {
                     continue;
                 }
+                sup.set_stop_grace(&config.label, spec.heal.stop_grace);
                 if sup.is_disabled(&config.label) {
                     tracing::info!(service = %config.label, "disabled; not started");
                     continue;

@@ -1,0 +1,340 @@
+//! [`HealLoop::run`]: every service on its own schedule, its I/O in its own task.
+//!
+//! The node-level part here owns what is shared (the services' state and thus dependency
+//! health for bulkheads, one state writer, the event bus, the node-wide heal budget) and never
+//! awaits one service's I/O: a probe, heal or notify call runs in a task of its own and reports
+//! back through a channel. So a slow heal, probe or adapter call delays only its own service,
+//! and shutdown is honoured at once whatever is in flight (in-flight tasks are dropped; their
+//! heal calls are idempotent and were recorded before they started).
+//!
+//! A service is *busy* while its probe or heal call is in flight: it is never probed or healed
+//! twice at once. Its next probe is due one interval after the previous one was due (no
+//! catch-up burst after a slow call). A pushed service event probes it at once, at most once
+//! per [`MIN_EARLY_TICK_GAP`] (or interval, if shorter) counted from its previous early round.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::future::Future;
+use std::sync::Arc;
+
+use process_manager::{RunState, ServiceConfig, ServiceEvent};
+use tokio::sync::{broadcast, mpsc, Semaphore};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use super::{probe_service, Action, HealLoop, Probed, Target, MIN_EARLY_TICK_GAP};
+use crate::drift::DefinitionCheck;
+use crate::events::{CallFailure, EventKind, Step, StepOutcome};
+
+/// What a service's task reports back.
+enum Finished {
+    Probed(usize, Probed),
+    Acted(
+        usize,
+        Vec<(usize, Result<Option<StepOutcome>, CallFailure>)>,
+        bool,
+    ),
+}
+
+/// Pushed events buffered between the forwarders and the loop; beyond it, polling catches up.
+const PUSHED_QUEUE: usize = 4096;
+
+/// Per-service scheduling.
+struct Schedule {
+    /// When each service's next probe is due.
+    due: Vec<Instant>,
+    /// Its probe or heal is in flight.
+    busy: Vec<bool>,
+    /// When its last early (pushed) round ran.
+    last_early: Vec<Option<Instant>>,
+    /// Its rounds so far (drift is compared every `drift_every`).
+    rounds: Vec<u32>,
+    /// Due times, earliest first; entries that no longer match `due` are stale.
+    queue: BinaryHeap<Reverse<(Instant, usize)>>,
+}
+
+impl Schedule {
+    fn at(&mut self, i: usize, when: Instant) {
+        self.due[i] = when;
+        self.queue.push(Reverse((when, i)));
+    }
+
+    /// The earliest entry that is still current (stale ones are dropped).
+    fn next(&mut self) -> Option<(Instant, usize)> {
+        while let Some(Reverse((when, i))) = self.queue.peek().copied() {
+            if self.busy[i] || self.due[i] != when {
+                self.queue.pop();
+                continue;
+            }
+            return Some((when, i));
+        }
+        None
+    }
+}
+
+impl HealLoop {
+    /// Runs until `shutdown` completes, then saves state. Each service is probed every
+    /// `loop.interval` on its own schedule, with at most `loop.max_concurrency` probes and
+    /// `loop.max_heals` heal calls in flight on the node; see the module docs.
+    ///
+    /// Managers that push service events (see `Capabilities::pushes_events`) get the service
+    /// probed at once; a pushed exit that the probe confirms is acted on without hysteresis.
+    pub async fn run(&mut self, shutdown: impl Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        let n = self.services.len();
+        let interval = self.settings.interval;
+        let early_gap = MIN_EARLY_TICK_GAP.min(interval);
+        let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Finished>();
+        let (pushed_tx, mut pushed_rx) = mpsc::channel::<ServiceEvent>(PUSHED_QUEUE);
+        let forwarders = self.forward_service_events(pushed_tx);
+        let heal_budget = Arc::new(Semaphore::new(self.settings.max_heals));
+        let mut tasks = JoinSet::new();
+        let mut probes_in_flight = 0usize;
+
+        // Whatever the agent just started gets its start grace.
+        let now_ms = self.clock.now_ms();
+        for t in &mut self.services {
+            t.state.start_grace_until = now_ms + t.policy.start_grace.as_millis() as u64;
+        }
+        let start = Instant::now();
+        let mut plan = Schedule {
+            due: vec![start; n],
+            busy: vec![false; n],
+            last_early: vec![None; n],
+            rounds: vec![0; n],
+            queue: BinaryHeap::with_capacity(n),
+        };
+        // Dependencies first, so their state is known early.
+        for &i in &self.order {
+            plan.queue.push(Reverse((start, i)));
+        }
+
+        loop {
+            let next = if probes_in_flight < self.settings.max_concurrency {
+                plan.next()
+            } else {
+                None
+            };
+            tokio::select! {
+                biased;
+                _ = &mut shutdown => break,
+                Some(done) = done_rx.recv() => match done {
+                    Finished::Probed(i, probed) => {
+                        probes_in_flight -= 1;
+                        self.probed(i, probed, &mut plan, &mut tasks, &done_tx, &heal_budget);
+                    }
+                    Finished::Acted(i, outcomes, heal) => {
+                        self.acted(i, outcomes, heal, &mut plan, &mut tasks, &done_tx);
+                    }
+                },
+                Some(event) = pushed_rx.recv() => {
+                    let Some(&i) = self.by_label.get(event.label().as_str()) else { continue };
+                    let exited = match &event {
+                        ServiceEvent::Exited { .. } => true,
+                        ServiceEvent::StateChanged { state, .. } => {
+                            matches!(state, RunState::Stopped | RunState::Failed)
+                        }
+                    };
+                    let t = &mut self.services[i];
+                    if !matches!(t.target, Target::Process(_)) {
+                        continue;
+                    }
+                    t.state.exit_pushed |= exited;
+                    if plan.busy[i] {
+                        // Its heal or probe is in flight; the flag is read by its next probe.
+                        continue;
+                    }
+                    let now = Instant::now();
+                    let when = plan.last_early[i].map_or(now, |last| (last + early_gap).max(now));
+                    if when < plan.due[i] {
+                        plan.last_early[i] = Some(when);
+                        plan.at(i, when);
+                    }
+                }
+                _ = sleep_until_due(next) => {
+                    let Some((_, i)) = next else { continue };
+                    plan.queue.pop();
+                    plan.busy[i] = true;
+                    probes_in_flight += 1;
+                    let probes = self.services[i].probes.clone();
+                    let drift = self.drift_due(i, &mut plan);
+                    let deadline = self.settings.heal_timeout;
+                    let now_ms = self.clock.now_ms();
+                    let tx = done_tx.clone();
+                    tasks.spawn(async move {
+                        let mut probed = probe_service(&probes, now_ms).await;
+                        if let Some((check, desired)) = drift {
+                            // A file read, off the runtime's threads and under a deadline.
+                            let read = tokio::task::spawn_blocking(move || check.drifted(&desired));
+                            probed.drift = match tokio::time::timeout(deadline, read).await {
+                                Ok(Ok(drift)) => drift,
+                                _ => None,
+                            };
+                        }
+                        let _ = tx.send(Finished::Probed(i, probed));
+                    });
+                }
+            }
+            // Reap finished tasks without waiting (their results came through the channel).
+            while tasks.try_join_next().is_some() {}
+        }
+        tasks.abort_all();
+        for task in forwarders {
+            task.abort();
+        }
+        self.persist();
+    }
+
+    /// A service's probe round came back: decide, and start its heal if one is due.
+    fn probed(
+        &mut self,
+        i: usize,
+        probed: Probed,
+        plan: &mut Schedule,
+        tasks: &mut JoinSet<()>,
+        done: &mpsc::UnboundedSender<Finished>,
+        budget: &Arc<Semaphore>,
+    ) {
+        let now = self.clock.now_ms();
+        let mut events = Vec::new();
+        let action = self.round(i, &probed, now, &mut events);
+        // The attempt is on disk before the call: a crash from here on does not repeat it.
+        self.persist();
+        self.publish(&events);
+        self.refresh_status(!events.is_empty());
+        match action {
+            Some(action) => {
+                let heal = matches!(action, Action::Heal { .. });
+                if !heal {
+                    // A notify does not hold the service.
+                    self.reschedule(i, plan);
+                }
+                let calls = self.execute(vec![action]);
+                let budget = heal.then(|| budget.clone());
+                let tx = done.clone();
+                tasks.spawn(async move {
+                    // The node-wide heal budget: at most `max_heals` calls at once.
+                    let _permit = match &budget {
+                        Some(b) => b.clone().acquire_owned().await.ok(),
+                        None => None,
+                    };
+                    let outcomes = calls.await;
+                    let _ = tx.send(Finished::Acted(i, outcomes, heal));
+                });
+            }
+            None => self.reschedule(i, plan),
+        }
+    }
+
+    /// A heal or notify call came back: settle it, and notify a person if it says so.
+    fn acted(
+        &mut self,
+        i: usize,
+        outcomes: Vec<(usize, Result<Option<StepOutcome>, CallFailure>)>,
+        heal: bool,
+        plan: &mut Schedule,
+        tasks: &mut JoinSet<()>,
+        done: &mpsc::UnboundedSender<Finished>,
+    ) {
+        let now = self.clock.now_ms();
+        let mut events = Vec::new();
+        let mut notifies = Vec::new();
+        for (index, result) in outcomes {
+            if heal {
+                notifies.extend(self.settle(index, result, now, &mut events));
+            } else if let Err(CallFailure { kind, detail }) = result {
+                let mut e = self.event(index, EventKind::HealFailed, now, detail);
+                e.step = Some(Step::Escalate);
+                e.error_kind = Some(kind);
+                e.outcome = Some(StepOutcome::Failed);
+                events.push(e);
+            }
+        }
+        self.persist();
+        self.publish(&events);
+        self.refresh_status(true);
+        if heal {
+            self.reschedule(i, plan);
+        }
+        if !notifies.is_empty() {
+            let calls = self.execute(notifies);
+            let tx = done.clone();
+            tasks.spawn(async move {
+                let outcomes = calls.await;
+                let _ = tx.send(Finished::Acted(i, outcomes, false));
+            });
+        }
+    }
+
+    /// The check and desired definition of service `i` when its round is one that compares.
+    fn drift_due(
+        &self,
+        i: usize,
+        plan: &mut Schedule,
+    ) -> Option<(Arc<dyn DefinitionCheck>, ServiceConfig)> {
+        let round = plan.rounds[i];
+        plan.rounds[i] = round.wrapping_add(1);
+        if round % self.settings.drift_every != 0 {
+            return None;
+        }
+        let t = &self.services[i];
+        let desired = t.config.clone()?;
+        let check = self.definition_checks.get(&t.manager_name)?.clone();
+        Some((check, desired))
+    }
+
+    /// Frees service `i` and puts its next probe one interval after the last one was due.
+    fn reschedule(&mut self, i: usize, plan: &mut Schedule) {
+        plan.busy[i] = false;
+        let now = Instant::now();
+        let mut when = plan.due[i] + self.settings.interval;
+        if when < now {
+            // A slow call does not cause a burst of catch-up probes.
+            when = now;
+        }
+        plan.at(i, when);
+    }
+
+    /// One forwarding task per distinct manager that pushes events.
+    fn forward_service_events(
+        &self,
+        pushed: mpsc::Sender<ServiceEvent>,
+    ) -> Vec<tokio::task::JoinHandle<()>> {
+        let mut seen: Vec<*const ()> = Vec::new();
+        let mut tasks = Vec::new();
+        for t in &self.services {
+            let Target::Process(manager) = &t.target else {
+                continue;
+            };
+            let key = Arc::as_ptr(manager) as *const ();
+            if seen.contains(&key) {
+                continue;
+            }
+            seen.push(key);
+            let Some(mut events) = manager.events() else {
+                continue;
+            };
+            let pushed = pushed.clone();
+            tasks.push(tokio::spawn(async move {
+                loop {
+                    match events.recv().await {
+                        // A full queue drops the event: the next probe round catches up.
+                        Ok(event) => {
+                            let _ = pushed.try_send(event);
+                        }
+                        Err(broadcast::error::RecvError::Lagged(_)) => {}
+                        Err(broadcast::error::RecvError::Closed) => return,
+                    }
+                }
+            }));
+        }
+        tasks
+    }
+}
+
+async fn sleep_until_due(next: Option<(Instant, usize)>) {
+    match next {
+        Some((when, _)) => tokio::time::sleep_until(when).await,
+        None => std::future::pending().await,
+    }
+}
