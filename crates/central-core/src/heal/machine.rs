@@ -252,10 +252,14 @@ pub(crate) fn observe(
         }
     }
     let healthy_since = s.healthy_since;
-    match s
-        .breaker
-        .tick(&policy.breaker, policy.stable_after, now, healthy_since)
-    {
+    // A round the manager did not answer moves no breaker, not even toward closing.
+    let change = if s.manager_silent {
+        BreakerChange::None
+    } else {
+        s.breaker
+            .tick(&policy.breaker, policy.stable_after, now, healthy_since)
+    };
+    match change {
         BreakerChange::HalfOpened => out.push(Out::Say(s.say(
             EventKind::BreakerHalfOpen,
             "cool-down over: one trial heal allowed",
