@@ -226,6 +226,19 @@ fn three_agents_are_listed_one_killed_goes_stale_and_heals_carry_their_node() {
         .collect();
     assert_eq!(ids, ["node-a", "node-b", "node-c"]);
     assert!(nodes.iter().all(|n| n["node"]["role"] == "fleet"));
+    // The same from a running agent's local API.
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "10", "--unix-socket"])
+        .arg(agents[0].dir.path().join("state/agent.sock"))
+        .arg("http://agent/v1/fleet")
+        .output()
+        .unwrap();
+    let api: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    assert_eq!(
+        api["result"]["nodes"].as_array().map(Vec::len),
+        Some(3),
+        "{api}"
+    );
 
     // node-b's service killed: its heal reaches the fleet's stream with node-b's id.
     let victim = sysutil::poll::until_blocking("node-b's web", Duration::from_secs(30), || {

@@ -8,6 +8,7 @@
 //! - `GET /v1/services/{label}` — one service of that snapshot;
 //! - `GET /v1/events?since=SEQ` — the kept events after SEQ; `GET /v1/events/stream` — Server-Sent
 //!   Events as they happen (`id:` is the sequence number);
+//! - `GET /v1/fleet` — every node publishing to Central's Redis (the inventory's `[fleet]`);
 //! - `GET /metrics` — Prometheus text format;
 //! - `POST /v1/services/{label}/{start|stop|restart|enable|disable}` — not built yet: answered
 //!   `not-supported` (501).
@@ -39,6 +40,8 @@ pub struct ApiState {
     pub metrics: Arc<Metrics>,
     /// When the agent started (ms since the epoch).
     pub started_ms: u64,
+    /// Central's Redis, when the inventory names one (`GET /v1/fleet`).
+    pub fleet: Option<fleet::FleetConfig>,
 }
 
 /// A bound API socket; removed when dropped.
@@ -157,6 +160,7 @@ impl RunningApi {
             journal,
             metrics,
             started_ms,
+            fleet: inventory.fleet.as_ref().map(fleet::FleetConfig::from_spec),
         };
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(socket.serve(state, async {

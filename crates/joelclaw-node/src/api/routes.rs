@@ -25,6 +25,7 @@ pub(super) fn router(state: ApiState) -> Router {
         .route("/v1/services/{label}/{action}", post(act))
         .route("/v1/events", get(events))
         .route("/v1/events/stream", get(stream))
+        .route("/v1/fleet", get(fleet_nodes))
         .route("/metrics", get(metrics))
         .fallback(not_found)
         .with_state(state)
@@ -152,6 +153,33 @@ async fn stream(State(s): State<ApiState>) -> Sse<impl Stream<Item = Result<Even
         }
     });
     Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+}
+
+async fn fleet_nodes(State(s): State<ApiState>) -> Response {
+    let command = "api.fleet";
+    let Some(config) = &s.fleet else {
+        return failure(
+            StatusCode::NOT_FOUND,
+            command,
+            ErrorCode::NotFound,
+            "this agent's inventory has no [fleet] section".into(),
+        );
+    };
+    match fleet::fleet_status(config).await {
+        Ok(nodes) => reply(
+            StatusCode::OK,
+            command,
+            json!({ "redis": config.redacted_url(), "nodes": nodes }),
+            None,
+        ),
+        // Redis away is the fleet's problem, not this agent's: a 503 naming it.
+        Err(e) => failure(
+            StatusCode::SERVICE_UNAVAILABLE,
+            command,
+            ErrorCode::Failed,
+            e.to_string(),
+        ),
+    }
 }
 
 async fn metrics(State(s): State<ApiState>) -> Response {
