@@ -509,7 +509,9 @@ fn time_span(value: &str) -> Option<Duration> {
         rest = tail.trim_start();
     }
     // systemd keeps time spans in whole microseconds and drops finer digits.
-    Some(Duration::from_micros(u64::try_from(total.as_micros()).ok()?))
+    Some(Duration::from_micros(
+        u64::try_from(total.as_micros()).ok()?,
+    ))
 }
 
 #[cfg(test)]
