@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use adapters_linux::{BusAddress, ServiceAccount, SystemdProcessManager};
+use process_manager::testkit::Fixture;
 use process_manager::{
     ExitStatus, LabelPattern, Operation, ProcessError, ProcessManagerPort, RestartPolicy, RunState,
     ServiceConfig, ServiceEvent, ServiceLabel, StartLimit,
@@ -19,6 +20,8 @@ use tokio::sync::broadcast;
 
 /// How long a state change systemd makes on its own may take before a test gives up.
 const SETTLE: Duration = Duration::from_secs(20);
+/// How long a start-limit failure may be held off by daemon-reloads (each resets the count).
+const RELOAD_PATIENCE: Duration = Duration::from_secs(90);
 
 struct Container {
     pid: String,
@@ -92,6 +95,17 @@ async fn event_where(
     what: &str,
     want: impl Fn(&ServiceEvent) -> bool,
 ) -> ServiceEvent {
+    event_within(events, l, what, want, SETTLE).await
+}
+
+/// The first event about `l` that `want` accepts, within `bound`.
+async fn event_within(
+    events: &mut broadcast::Receiver<ServiceEvent>,
+    l: &ServiceLabel,
+    what: &str,
+    want: impl Fn(&ServiceEvent) -> bool,
+    bound: Duration,
+) -> ServiceEvent {
     let wait = async {
         loop {
             match events.recv().await {
@@ -101,21 +115,79 @@ async fn event_where(
             }
         }
     };
-    tokio::time::timeout(SETTLE, wait)
+    tokio::time::timeout(bound, wait)
         .await
-        .unwrap_or_else(|_| panic!("no {what} event for {l} within {SETTLE:?}"))
+        .unwrap_or_else(|_| panic!("no {what} event for {l} within {bound:?}"))
 }
 
-fn main_pid(c: &Container, l: &ServiceLabel) -> u32 {
-    let out = c.run(&[
-        "systemctl",
-        "show",
-        "-p",
-        "MainPID",
-        "--value",
-        &format!("{l}.service"),
-    ]);
-    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+/// Removes unit files named `<prefix>*` that an earlier run left.
+fn remove_leftovers(c: &Container, prefix: &str) {
+    let dir = PathBuf::from(format!("/proc/{}/root/etc/systemd/system", c.pid));
+    let mut removed = false;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+        if name.starts_with(prefix) {
+            c.run(&["systemctl", "disable", "--now", &name]);
+            std::fs::remove_file(dir.join(&name)).unwrap();
+            removed = true;
+        }
+    }
+    if removed {
+        c.run(&["systemctl", "daemon-reload"]);
+    }
+}
+
+/// The port's contract over the bus, the event scenario included (a kill behind systemd's
+/// back must arrive as an event).
+fn conformance_setup(scenario: &str) -> Option<(Arc<dyn ProcessManagerPort>, Fixture)> {
+    let c = Container::get()?;
+    let prefix = format!("conf-sdbus-{scenario}-");
+    remove_leftovers(&c, &prefix);
+    let mut fx = Fixture::new(&prefix, "/usr/bin/sleep", &["100000"]);
+    fx.settle = SETTLE;
+    let pid = c.pid.clone();
+    fx.kill = Some(Box::new(move |_label, main_pid| {
+        if let Some(p) = main_pid {
+            let c = Container { pid: pid.clone() };
+            c.run(&["kill", "-9", &p.to_string()]);
+        }
+    }));
+    Some((Arc::new(c.bus_manager()), fx))
+}
+
+process_manager::conformance_tests!(conformance_over_the_bus, |scenario| async move {
+    conformance_setup(scenario)
+});
+
+/// Kills `l`'s main process until an exit of it is told (the watch may not be subscribed yet
+/// when the first kill lands, or be connecting again; the loop's polling covers such a miss).
+async fn kill_until_told(
+    c: &Container,
+    pm: &SystemdProcessManager,
+    l: &ServiceLabel,
+    events: &mut broadcast::Receiver<ServiceEvent>,
+) -> ServiceEvent {
+    let told = async {
+        loop {
+            let running = sysutil::poll::until("running before a kill", SETTLE, || async {
+                pm.inspect(l)
+                    .await
+                    .ok()
+                    .filter(|s| s.is_running() && s.pid.is_some_and(|p| p > 0))
+            })
+            .await;
+            c.run(&["kill", "-9", &running.pid.unwrap().to_string()]);
+            let wait = event_where(events, l, "exit", |e| {
+                matches!(e, ServiceEvent::Exited { .. })
+            });
+            if let Ok(e) = tokio::time::timeout(Duration::from_secs(2), wait).await {
+                return e;
+            }
+        }
+    };
+    tokio::time::timeout(SETTLE, told)
+        .await
+        .unwrap_or_else(|_| panic!("no exit of {l} told within {SETTLE:?}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -162,23 +234,7 @@ async fn a_killed_unit_is_pushed_as_an_exit_and_its_restart() {
     let l = label("jc-bus-killed");
     let mut events = pm.events().expect("a bus manager pushes events");
     pm.enable(&looping(&l)).await.unwrap();
-    event_where(&mut events, &l, "running", |e| {
-        matches!(
-            e,
-            ServiceEvent::StateChanged {
-                state: RunState::Running,
-                ..
-            }
-        )
-    })
-    .await;
-    let pid = main_pid(&c, &l);
-    assert!(pid > 0);
-    c.run(&["kill", "-9", &pid.to_string()]);
-    let exit = event_where(&mut events, &l, "exit", |e| {
-        matches!(e, ServiceEvent::Exited { .. })
-    })
-    .await;
+    let exit = kill_until_told(&c, &pm, &l, &mut events).await;
     assert_eq!(
         exit,
         ServiceEvent::Exited {
@@ -214,27 +270,55 @@ async fn a_start_limit_failure_is_pushed() {
     let Some(c) = Container::get() else { return };
     let pm = c.bus_manager();
     let l = label("jc-bus-startlimit");
+    cleanup(&pm, &c, &l).await;
     let mut events = pm.events().unwrap();
-    // Exits at once: systemd restarts it until its start limit, then leaves it `failed`.
-    let mut cfg = ServiceConfig::new(l.clone(), "/bin/sh").with_args(["-c", "exit 3"]);
+    // Runs while the flag exists, else exits at once: once killed without its flag, systemd
+    // restarts it until its start limit and leaves it `failed`.
+    let flag = "/run/jc-bus-startlimit-ok";
+    c.run(&["touch", flag]);
+    let mut cfg = ServiceConfig::new(l.clone(), "/bin/sh").with_args([
+        "-c",
+        &format!("test -e {flag} || exit 3; while :; do sleep 1; done"),
+    ]);
     cfg.restart = RestartPolicy::Always;
-    cfg.restart_delay = Some(Duration::from_millis(50));
+    // Restarts at once, so the start limit is reached between two daemon-reloads of other tests
+    // (a reload resets systemd's start-limit count).
+    cfg.restart_delay = Some(Duration::ZERO);
     cfg.start_limit = Some(StartLimit {
         interval: Duration::from_secs(60),
-        burst: 3,
+        burst: 5,
     });
-    // The first start may already fail the enable's start job; installed either way.
-    let _ = pm.enable(&cfg).await;
-    event_where(&mut events, &l, "failed", |e| {
-        matches!(
-            e,
-            ServiceEvent::StateChanged {
-                state: RunState::Failed,
-                ..
-            }
-        )
+    pm.enable(&cfg).await.unwrap();
+    // An exit told: the watch is subscribed, nothing from here on is missed.
+    kill_until_told(&c, &pm, &l, &mut events).await;
+    let running = sysutil::poll::until("running before the last kill", SETTLE, || async {
+        pm.inspect(&l)
+            .await
+            .ok()
+            .filter(|s| s.is_running() && s.pid.is_some_and(|p| p > 0))
     })
     .await;
+    c.run(&["rm", "-f", flag]);
+    c.run(&["kill", "-9", &running.pid.unwrap().to_string()]);
+    // A bound on the wait: reloads by other tests can hold off the start limit for a while.
+    event_within(
+        &mut events,
+        &l,
+        "failed",
+        |e| {
+            matches!(
+                e,
+                ServiceEvent::StateChanged {
+                    state: RunState::Failed,
+                    ..
+                }
+            )
+        },
+        RELOAD_PATIENCE,
+    )
+    .await;
+    // Told only once it stayed `failed` (each exit passes through `failed` on its way to
+    // `auto-restart`, and is not told as one).
     assert_eq!(pm.inspect(&l).await.unwrap().state, RunState::Failed);
     cleanup(&pm, &c, &l).await;
 }
@@ -294,42 +378,15 @@ async fn the_watch_subscribes_again_after_losing_the_bus() {
     let l = label("jc-bus-relay");
     let mut events = pm.events().unwrap();
     pm.enable(&looping(&l)).await.unwrap();
-    event_where(&mut events, &l, "running", |e| {
-        matches!(
-            e,
-            ServiceEvent::StateChanged {
-                state: RunState::Running,
-                ..
-            }
-        )
-    })
-    .await;
+    kill_until_told(&c, &pm, &l, &mut events).await;
     relay.cut();
     // The watch connects again by itself; a query connects again on its next call.
-    let again = sysutil::poll::until("a query after the cut", SETTLE, || async {
-        pm.inspect(&l).await.ok()
+    sysutil::poll::until("a query after the cut", SETTLE, || async {
+        pm.inspect(&l).await.ok().filter(|s| s.is_running())
     })
     .await;
-    assert_eq!(again.state, RunState::Running);
-    // Until the watch is back, a kill may be missed: kill until one is told (each is a new
-    // exit), as the loop's polling would catch the missed one.
-    let told = async {
-        loop {
-            let pid = main_pid(&c, &l);
-            if pid > 0 {
-                c.run(&["kill", "-9", &pid.to_string()]);
-            }
-            let wait = event_where(&mut events, &l, "exit after the cut", |e| {
-                matches!(e, ServiceEvent::Exited { .. })
-            });
-            if let Ok(e) = tokio::time::timeout(Duration::from_secs(2), wait).await {
-                return e;
-            }
-        }
-    };
-    let exit = tokio::time::timeout(SETTLE, told)
-        .await
-        .expect("an exit told after the bus came back");
+    // Until the watch is back, a kill may be missed.
+    let exit = kill_until_told(&c, &pm, &l, &mut events).await;
     assert!(matches!(
         exit,
         ServiceEvent::Exited {

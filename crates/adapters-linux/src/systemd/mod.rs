@@ -28,7 +28,7 @@ pub use bus::BusAddress;
 pub use command::SystemdTarget;
 pub use unit::ServiceAccount;
 
-use bus::{BusError, SystemdBus};
+use bus::{BusError, Detail, SystemdBus};
 use command::{CallKind, Systemctl};
 use show::{parse_list_units, parse_show_blocks, UnitState};
 use sysutil::fs::{AtomicWrite, WriteOutcome};
@@ -232,7 +232,11 @@ impl SystemdProcessManager {
     ) -> Result<Vec<UnitState>, ProcessError> {
         if let Some((bus, watch)) = &self.bus {
             watch.ensure_started();
-            match bus.unit_states(units).await {
+            let detail = match operation {
+                Operation::Enable => Detail::Definition,
+                _ => Detail::Status,
+            };
+            match bus.unit_states(units, detail).await {
                 Ok(states) => return Ok(states),
                 Err(e) => self.bus_failed(operation, e)?,
             }

@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures::stream::FuturesUnordered;
 use futures::StreamExt as _;
 use process_manager::{ExitStatus, RunState, ServiceEvent, ServiceLabel};
 use tokio::sync::{broadcast, watch};
@@ -15,8 +16,8 @@ use zbus::message::Type as MessageType;
 use zbus::{MatchRule, MessageStream};
 
 use super::bus::{
-    number, subscribe, text, unit_name_of_path, BusError, SystemdBus, SERVICE_INTERFACE,
-    UNIT_INTERFACE,
+    number, subscribe, text, unit_name_of_path, BusError, Detail, SystemdBus, MANAGER_INTERFACE,
+    MANAGER_PATH, SERVICE_INTERFACE, UNIT_INTERFACE,
 };
 use super::show::UnitState;
 
@@ -122,20 +123,51 @@ async fn watch_once(
             .path_namespace("/org/freedesktop/systemd1/unit")?
             .build();
         let stream = MessageStream::for_match_rule(rule, &conn, Some(SIGNAL_QUEUE)).await?;
-        // After the match is in place, so no change between the two is lost.
+        let reload = MatchRule::builder()
+            .msg_type(MessageType::Signal)
+            .sender("org.freedesktop.systemd1")?
+            .interface(MANAGER_INTERFACE)?
+            .member("Reloading")?
+            .path(MANAGER_PATH)?
+            .build();
+        let reloads = MessageStream::for_match_rule(reload, &conn, Some(64)).await?;
+        // After the matches are in place, so no change between them is lost.
         subscribe(&conn).await?;
-        Ok::<_, zbus::Error>(stream)
+        Ok::<_, zbus::Error>((stream, reloads))
     };
-    let mut stream = match tokio::time::timeout(bus.deadline(), setup).await {
+    let (mut stream, mut reloads) = match tokio::time::timeout(bus.deadline(), setup).await {
         Err(_) => return BusError::Timeout(bus.deadline()),
         Ok(Err(e)) => return super::bus::classify(e),
         Ok(Ok(s)) => s,
     };
     tracing::debug!(address = bus.address(), "watching systemd's services");
-    while let Some(message) = stream.next().await {
+    // Read-backs run beside the stream, so a slow one never holds up the signals behind it.
+    let mut reading = FuturesUnordered::new();
+    loop {
+        let message = tokio::select! {
+            Some((label, generation, read)) = reading.next(), if !reading.is_empty() => {
+                if let Some(event) = seen.read_back(label, generation, read) {
+                    // No receiver is not an error: nobody listens yet.
+                    let _ = events.send(event);
+                }
+                continue;
+            }
+            Some(Ok(reload)) = reloads.next() => {
+                // A change during a daemon-reload can go unsignalled: once it is done, every
+                // service told about is read back.
+                if reload.body().deserialize::<bool>().is_ok_and(|starting| !starting) {
+                    for (label, generation) in seen.read_all_back() {
+                        reading.push(read_state(bus, label, generation));
+                    }
+                }
+                continue;
+            }
+            message = stream.next() => message,
+        };
         let message = match message {
-            Ok(m) => m,
-            Err(e) => return super::bus::classify(e),
+            None => break,
+            Some(Ok(m)) => m,
+            Some(Err(e)) => return super::bus::classify(e),
         };
         let header = message.header();
         let Some(path) = header.path() else { continue };
@@ -148,14 +180,14 @@ async fn watch_once(
         else {
             continue;
         };
-        let event = match seen.event(label, &interface, &changed) {
-            Some(Signal::Told(event)) => Some(event),
-            Some(Signal::Down(label)) => confirm(bus, seen, label).await,
-            None => None,
-        };
-        if let Some(event) = event {
-            // No receiver is not an error: nobody listens yet.
-            let _ = events.send(event);
+        match seen.event(label, &interface, &changed) {
+            Some(Signal::Told(event)) => {
+                let _ = events.send(event);
+            }
+            Some(Signal::Down(label, generation)) => {
+                reading.push(read_state(bus, label, generation))
+            }
+            None => {}
         }
     }
     BusError::Unreachable("the bus closed the connection".into())
@@ -166,17 +198,20 @@ type Properties = HashMap<String, zbus::zvariant::OwnedValue>;
 /// A service reported down (`failed`, `inactive`) is read back before it is told: systemd 252
 /// passes a unit through `failed` (or `inactive`) on every exit on its way to `auto-restart`,
 /// in one step of its event loop, so a read answered after the signal sees where it settled.
-/// A read that fails tells the state as signalled (the poll corrects it).
-async fn confirm(bus: &SystemdBus, seen: &mut Seen, label: ServiceLabel) -> Option<ServiceEvent> {
-    let signalled = seen.pending.remove(&label)?;
-    let state = match bus.unit_states(&[format!("{label}.service")]).await {
-        Ok(states) => states.first().map_or(signalled, UnitState::run_state),
-        Err(e) => {
-            tracing::debug!(error = %e, %label, "could not read a down service back");
-            signalled
-        }
-    };
-    seen.tell(label, state)
+async fn read_state(
+    bus: &SystemdBus,
+    label: ServiceLabel,
+    generation: u64,
+) -> (ServiceLabel, u64, Result<RunState, BusError>) {
+    let read = bus
+        .unit_states(&[format!("{label}.service")], Detail::Status)
+        .await
+        .map(|states| {
+            states
+                .first()
+                .map_or(RunState::Unknown, UnitState::run_state)
+        });
+    (label, generation, read)
 }
 
 /// What one signal asks of the watch.
@@ -184,8 +219,8 @@ async fn confirm(bus: &SystemdBus, seen: &mut Seen, label: ServiceLabel) -> Opti
 enum Signal {
     /// An event to send.
     Told(ServiceEvent),
-    /// A service signalled down: read it back first.
-    Down(ServiceLabel),
+    /// A service signalled down: read it back first (the generation of the signal).
+    Down(ServiceLabel, u64),
 }
 
 /// The label of a service unit's object path; other units (and names that are no label) are
@@ -202,6 +237,8 @@ struct Seen {
     states: HashMap<ServiceLabel, RunState>,
     /// The down state signalled for a service being read back.
     pending: HashMap<ServiceLabel, RunState>,
+    /// State signals seen per service: a read-back that a later signal overtook is dropped.
+    generations: HashMap<ServiceLabel, u64>,
     /// The monotonic time of the last main-process exit told, per service.
     exits: HashMap<ServiceLabel, u64>,
 }
@@ -213,6 +250,40 @@ impl Seen {
             return None;
         }
         Some(ServiceEvent::StateChanged { label, state })
+    }
+
+    /// The event a read-back makes: none when a later state signal came meanwhile (it tells,
+    /// or reads back, itself); the signalled state when the read failed (the poll corrects it).
+    fn read_back(
+        &mut self,
+        label: ServiceLabel,
+        generation: u64,
+        read: Result<RunState, BusError>,
+    ) -> Option<ServiceEvent> {
+        if self.generations.get(&label) != Some(&generation) {
+            return None;
+        }
+        let signalled = self.pending.remove(&label)?;
+        let state = read.unwrap_or_else(|e| {
+            tracing::debug!(error = %e, %label, "could not read a down service back");
+            signalled
+        });
+        self.tell(label, state)
+    }
+
+    /// Every service told about, each to be read back (after a daemon-reload).
+    fn read_all_back(&mut self) -> Vec<(ServiceLabel, u64)> {
+        let told: Vec<(ServiceLabel, RunState)> =
+            self.states.iter().map(|(l, s)| (l.clone(), *s)).collect();
+        told.into_iter()
+            .map(|(label, state)| {
+                let generation = self.generations.entry(label.clone()).or_default();
+                *generation += 1;
+                let generation = *generation;
+                self.pending.insert(label.clone(), state);
+                (label, generation)
+            })
+            .collect()
     }
 
     /// What one `PropertiesChanged` asks, if anything.
@@ -227,9 +298,12 @@ impl Seen {
                 let active_state = text(changed, "ActiveState")?;
                 let sub_state = text(changed, "SubState")?;
                 let state = run_state(active_state, sub_state);
+                let generation = self.generations.entry(label.clone()).or_default();
+                *generation += 1;
+                let generation = *generation;
                 if matches!(state, RunState::Failed | RunState::Stopped) {
                     self.pending.insert(label.clone(), state);
-                    return Some(Signal::Down(label));
+                    return Some(Signal::Down(label, generation));
                 }
                 self.tell(label, state).map(Signal::Told)
             }
@@ -309,17 +383,21 @@ mod tests {
         // Down is read back before it is told; told once.
         assert_eq!(
             seen.event(label("a"), UNIT_INTERFACE, &failed),
-            Some(Signal::Down(label("a")))
+            Some(Signal::Down(label("a"), 1))
         );
-        assert_eq!(seen.pending.remove(&label("a")), Some(RunState::Failed));
         assert_eq!(
-            seen.tell(label("a"), RunState::Failed),
+            seen.read_back(label("a"), 1, Ok(RunState::Failed)),
             Some(ServiceEvent::StateChanged {
                 label: label("a"),
                 state: RunState::Failed
             })
         );
         assert_eq!(seen.tell(label("a"), RunState::Failed), None);
+        // A read-back overtaken by a later signal is dropped: that signal tells.
+        assert_eq!(
+            seen.event(label("a"), UNIT_INTERFACE, &failed),
+            Some(Signal::Down(label("a"), 2))
+        );
         let restarting = props(&[
             ("ActiveState", Value::Str(Str::from("activating"))),
             ("SubState", Value::Str(Str::from("auto-restart"))),
@@ -333,6 +411,7 @@ mod tests {
             })
         );
         assert_eq!(seen.event(label("a"), UNIT_INTERFACE, &restarting), None);
+        assert_eq!(seen.read_back(label("a"), 2, Ok(RunState::Failed)), None);
         // Another property alone (a timestamp) is no state.
         let other = props(&[("ActiveEnterTimestamp", Value::U64(5))]);
         assert_eq!(seen.event(label("a"), UNIT_INTERFACE, &other), None);
