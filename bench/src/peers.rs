@@ -278,7 +278,11 @@ pub(crate) fn agent_systemd(
     let exec = format!("{BUSYBOX} {}", httpd_args(port, "/run/bench-www").join(" "));
     c.start_unit(unit, &format!("[Service]\nExecStart={exec}\nRestart=no\n"));
     let inside = "/run/joelclaw-bench-agent";
+    // A fresh state folder: breakers left open by an earlier run would hold every heal.
+    let _ = std::fs::remove_dir_all(c.path(&format!("{inside}/state")));
     std::fs::create_dir_all(c.path(inside)).unwrap();
+    // Unlinked first: a copy left running by an interrupted run keeps its file busy.
+    let _ = std::fs::remove_file(c.path(&format!("{inside}/joelclaw-node")));
     std::fs::copy(agent, c.path(&format!("{inside}/joelclaw-node"))).unwrap();
     let loop_part = interval.map_or(String::new(), |i| format!("[loop]\ninterval = \"{i}\"\n\n"));
     write(

@@ -79,6 +79,7 @@ pub(crate) fn run(c: &Container, agent: &Path, n: usize) -> String {
     install(c);
     let inside = "/run/joelclaw-bench-status";
     std::fs::create_dir_all(c.path(inside)).unwrap();
+    let _ = std::fs::remove_file(c.path(&format!("{inside}/joelclaw-node")));
     std::fs::copy(agent, c.path(&format!("{inside}/joelclaw-node"))).unwrap();
     let mut inventory =
         format!("[node]\nid = \"bench\"\nrole = \"fleet\"\nlog_dir = \"{inside}/logs\"\n");
