@@ -16,8 +16,12 @@ pub(crate) fn find_root(marker: &str) -> Option<i32> {
             continue;
         };
         let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-        // A shell that started it (monit's start program) names it too: skip shells.
-        if cmdline.contains(marker) && !cmdline.starts_with("/bin/sh") {
+        // A shell that started it (monit's start program) or the nsenter that entered the
+        // container for it names it too: skip those.
+        if cmdline.contains(marker)
+            && !cmdline.starts_with("/bin/sh")
+            && !cmdline.starts_with("nsenter")
+        {
             if let Some(stat) = stat(pid) {
                 if stat.state != 'Z' {
                     found.push((pid, stat.ppid));
