@@ -3,8 +3,9 @@
 //! - [`SystemdProcessManager`]: [`process_manager::ProcessManagerPort`] over systemd, the
 //!   supervisor of record on Linux. It drives `systemctl` by argv with a deadline on every call
 //!   (the system manager, a `--user` manager, another machine through `--machine`/`--host` or a
-//!   command prefix such as `nsenter`), reads state from `systemctl show` properties, batching
-//!   many units into one call, and installs services as unit files generated from a
+//!   command prefix such as `nsenter`) for jobs, reads unit state over systemd's D-Bus API on
+//!   one kept connection (or from `systemctl show` properties, many units a call, where no bus
+//!   is reached), pushes service state changes from the bus's signals, and installs services as unit files generated from a
 //!   [`process_manager::ServiceConfig`] with systemd's own quoting rules: sandboxed by default
 //!   (≤ 2.5 in `systemd-analyze security`, each protection relaxable by name), and for jobs a
 //!   `oneshot` service with the `.timer`/`.path` units of its triggers.
@@ -29,4 +30,4 @@ pub use docker::{
     ComposeCommand, DockerEndpoint, DockerRuntime, DockerTls, SystemdDockerSubstrate,
 };
 pub use systemd::unit_read;
-pub use systemd::{ServiceAccount, SystemdProcessManager, SystemdTarget};
+pub use systemd::{BusAddress, ServiceAccount, SystemdProcessManager, SystemdTarget};

@@ -204,5 +204,12 @@ fn capabilities_say_what_systemd_does() {
     let caps = SystemdProcessManager::system().capabilities();
     assert_eq!(caps.adapter, "systemd");
     assert_eq!(caps.respawn_throttle, None);
-    assert!(!caps.pushes_events);
+    // The local manager is watched over its bus; without a bus nothing is pushed.
+    assert!(caps.pushes_events);
+    let by_systemctl = SystemdProcessManager::system().with_bus(adapters_linux::BusAddress::Off);
+    assert!(!by_systemctl.capabilities().pushes_events);
+    // Behind a prefix (another machine's manager) the local bus is not that manager's.
+    let remote = SystemdProcessManager::system().with_command_prefix(["ssh", "node-1"]);
+    assert!(!remote.capabilities().pushes_events);
+    assert_eq!(remote.bus_address(), None);
 }

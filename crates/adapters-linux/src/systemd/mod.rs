@@ -1,5 +1,7 @@
-//! `SystemdProcessManager`: [`ProcessManagerPort`] over `systemctl` and unit files.
+//! `SystemdProcessManager`: [`ProcessManagerPort`] over systemd's D-Bus API, `systemctl` and
+//! unit files.
 
+mod bus;
 mod command;
 mod job;
 mod sandbox;
@@ -7,21 +9,26 @@ pub(crate) mod show;
 pub(crate) mod unit;
 pub mod unit_read;
 mod unit_trigger;
+mod watch;
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use process_manager::{
     Capabilities, DisableOutcome, EnableOutcome, LabelPattern, Operation, ProcessError,
-    ProcessManagerPort, RestartOutcome, RunState, ServiceConfig, ServiceLabel, ServiceScope,
-    ServiceStatus, StopOutcome,
+    ProcessManagerPort, RestartOutcome, RunState, ServiceConfig, ServiceEvent, ServiceLabel,
+    ServiceScope, ServiceStatus, StopOutcome,
 };
+use tokio::sync::broadcast;
 
+pub use bus::BusAddress;
 pub use command::SystemdTarget;
 pub use unit::ServiceAccount;
 
+use bus::{BusError, Detail, SystemdBus};
 use command::{CallKind, Systemctl};
 use show::{parse_list_units, parse_show_blocks, UnitState};
 use sysutil::fs::{AtomicWrite, WriteOutcome};
@@ -34,8 +41,12 @@ const SHOW_BATCH: usize = 512;
 
 /// The process manager of a systemd host: the system manager, or a user's (`--user`) manager.
 ///
-/// Every call runs `systemctl` by argv (never a shell) with a deadline, reading
-/// `systemctl show` properties (never `status` text). Definitions are unit files written into
+/// Unit state is read over the manager's D-Bus (one kept connection, a deadline on every call)
+/// where there is a bus (see [`Self::with_bus`]); its service state changes are pushed through
+/// [`ProcessManagerPort::events`] then. Jobs, and queries when the bus cannot be reached, run
+/// `systemctl` by argv (never a shell) with a deadline, reading `systemctl show` properties
+/// (never `status` text); a bus that does not answer in time is a timeout, not a reason to ask
+/// again another way. Definitions are unit files written into
 /// [`SystemdProcessManager::unit_dir`] atomically (0644). Units are named `<label>.service`.
 ///
 /// ```no_run
@@ -43,9 +54,13 @@ const SHOW_BATCH: usize = 512;
 /// // The host's system manager, running services as `joelclaw` unless a config says otherwise.
 /// let pm = SystemdProcessManager::system().with_service_account(ServiceAccount::new("joelclaw"));
 /// // The systemd of a container, reached through nsenter, its units written through /proc.
+/// // Its bus, seen from the host, for state and events without a spawn.
 /// let pm = SystemdProcessManager::system()
 ///     .with_command_prefix(["nsenter", "-t", "4242", "-a"])
-///     .with_unit_dir("/proc/4242/root/etc/systemd/system");
+///     .with_unit_dir("/proc/4242/root/etc/systemd/system")
+///     .with_bus(adapters_linux::BusAddress::Address(
+///         "unix:path=/proc/4242/root/run/dbus/system_bus_socket".into(),
+///     ));
 /// ```
 #[derive(Debug, Clone)]
 pub struct SystemdProcessManager {
@@ -53,6 +68,11 @@ pub struct SystemdProcessManager {
     unit_dir: PathBuf,
     scope: ServiceScope,
     service_account: Option<ServiceAccount>,
+    /// The bus asked for; `None` is the manager's own bus when `systemctl` reaches the local
+    /// manager, and no bus when it reaches another (prefix, target, another `systemctl`).
+    bus_setting: Option<BusAddress>,
+    /// The bus in use and its watch, made from the settings (shared by clones).
+    bus: Option<(Arc<SystemdBus>, Arc<watch::Watch>)>,
 }
 
 impl SystemdProcessManager {
@@ -72,7 +92,10 @@ impl SystemdProcessManager {
             unit_dir: PathBuf::from("/etc/systemd/system"),
             scope: ServiceScope::System,
             service_account: None,
+            bus_setting: None,
+            bus: None,
         }
+        .bus_rebuilt()
     }
 
     /// The user manager of `uid` (`systemctl --user`), with units in `unit_dir` (normally
@@ -83,7 +106,44 @@ impl SystemdProcessManager {
         pm.systemctl.user_manager = true;
         pm.unit_dir = unit_dir.into();
         pm.scope = ServiceScope::User { uid };
-        pm
+        pm.bus_rebuilt()
+    }
+
+    /// Where the manager's D-Bus is: [`BusAddress::Off`] for `systemctl` alone, or an address
+    /// (a container's bus through `/proc/<pid>/root`, a user's bus). Without this, the local
+    /// system bus (the user's bus for [`Self::user`]) is used when `systemctl` reaches the local
+    /// manager, and none once a command prefix, a target or another `systemctl` is set.
+    pub fn with_bus(mut self, bus: BusAddress) -> Self {
+        self.bus_setting = Some(bus);
+        self.bus_rebuilt()
+    }
+
+    /// The bus address in use, if any.
+    pub fn bus_address(&self) -> Option<&str> {
+        self.bus.as_ref().map(|(b, _)| b.address())
+    }
+
+    /// Makes the bus (and its watch) again from the settings.
+    fn bus_rebuilt(mut self) -> Self {
+        let local = self.systemctl.prefix.is_empty()
+            && self.systemctl.target.is_none()
+            && self.systemctl.program.is_none();
+        let default = match self.scope {
+            ServiceScope::User { uid } => BusAddress::user(uid),
+            _ => BusAddress::system(),
+        };
+        let address = match &self.bus_setting {
+            Some(asked) => asked.as_address(),
+            None if local => default.as_address(),
+            None => None,
+        }
+        .map(str::to_string);
+        self.bus = address.map(|a| {
+            let bus = SystemdBus::new(a, self.systemctl.query_deadline);
+            let watch = watch::Watch::new(bus.clone());
+            (bus, watch)
+        });
+        self
     }
 
     /// Where unit files are written. Point it at the target's unit directory when the manager
@@ -103,27 +163,27 @@ impl SystemdProcessManager {
         S: Into<OsString>,
     {
         self.systemctl.prefix = prefix.into_iter().map(Into::into).collect();
-        self
+        self.bus_rebuilt()
     }
 
     /// Another manager, the way `systemctl --machine`/`--host` reach it. Unit files still go to
     /// [`Self::unit_dir`], which must then be that machine's (a mount, or `/var/lib/machines/..`).
     pub fn with_target(mut self, target: SystemdTarget) -> Self {
         self.systemctl.target = Some(target);
-        self
+        self.bus_rebuilt()
     }
 
     /// Runs this `systemctl` instead of the one on `PATH`.
     pub fn with_systemctl(mut self, path: impl Into<PathBuf>) -> Self {
         self.systemctl.program = Some(path.into());
-        self
+        self.bus_rebuilt()
     }
 
-    /// The deadline of each query (`show`, `list-units`); past it the call is killed and is a
-    /// [`ProcessError::Timeout`].
+    /// The deadline of each query (`show`, `list-units`, or one batch of bus calls); past it
+    /// the call is killed and is a [`ProcessError::Timeout`].
     pub fn with_query_deadline(mut self, deadline: Duration) -> Self {
         self.systemctl.query_deadline = deadline;
-        self
+        self.bus_rebuilt()
     }
 
     /// The deadline of each job (`start`, `stop`, `restart`, `daemon-reload`, `enable`). Keep
@@ -163,8 +223,44 @@ impl SystemdProcessManager {
         }
     }
 
-    /// `systemctl show` of many units in one call, in the order asked.
+    /// The state of many units, in the order asked: over the bus where there is one, else (or
+    /// when it cannot be reached) by `systemctl show`.
     async fn show(
+        &self,
+        operation: Operation,
+        units: &[String],
+    ) -> Result<Vec<UnitState>, ProcessError> {
+        if let Some((bus, watch)) = &self.bus {
+            watch.ensure_started();
+            let detail = match operation {
+                Operation::Enable => Detail::Definition,
+                _ => Detail::Status,
+            };
+            match bus.unit_states(units, detail).await {
+                Ok(states) => return Ok(states),
+                Err(e) => self.bus_failed(operation, e)?,
+            }
+        }
+        self.show_by_systemctl(operation, units).await
+    }
+
+    /// What a failed bus call means: a timeout is the answer (systemd did not answer; asking
+    /// `systemctl` would wait as long again); anything else falls back to `systemctl`.
+    fn bus_failed(&self, operation: Operation, e: BusError) -> Result<(), ProcessError> {
+        match e {
+            BusError::Timeout(_) => Err(ProcessError::Timeout {
+                operation,
+                after: self.systemctl.query_deadline,
+            }),
+            other => {
+                tracing::debug!(error = %other, "systemd bus not usable, asking systemctl");
+                Ok(())
+            }
+        }
+    }
+
+    /// `systemctl show` of many units in one call per [`SHOW_BATCH`], in the order asked.
+    async fn show_by_systemctl(
         &self,
         operation: Operation,
         units: &[String],
@@ -227,6 +323,39 @@ impl SystemdProcessManager {
                 source: Box::new(e),
             },
         })
+    }
+
+    /// The service units systemd has loaded (matching `glob`), as (name, load state).
+    async fn loaded_services(
+        &self,
+        glob: Option<&str>,
+    ) -> Result<Vec<(String, String)>, ProcessError> {
+        if let Some((bus, watch)) = &self.bus {
+            watch.ensure_started();
+            let patterns = vec![glob.unwrap_or("*.service").to_string()];
+            match bus.list_units(&patterns).await {
+                Ok(units) => {
+                    return Ok(units
+                        .into_iter()
+                        .filter(|(name, _)| name.ends_with(".service"))
+                        .collect())
+                }
+                Err(e) => self.bus_failed(Operation::List, e)?,
+            }
+        }
+        let mut args = vec!["list-units", "--all", "--type=service", "--output=json"];
+        if let Some(g) = glob {
+            args.push(g);
+        }
+        let loaded = self
+            .systemctl
+            .run(CallKind::Query, Operation::List, &args)
+            .await?;
+        Ok(parse_list_units(&loaded.stdout)
+            .map_err(backend)?
+            .into_iter()
+            .map(|u| (u.unit, u.load))
+            .collect())
     }
 
     async fn job(&self, operation: Operation, args: &[&str]) -> Result<(), ProcessError> {
@@ -308,7 +437,16 @@ impl ProcessManagerPort for SystemdProcessManager {
         // `RestartSec=` spaces systemd's own respawns, but a restart someone asks for is never
         // throttled by it: there is no window in which a heal is refused. (A start-limit
         // failure is cleared by `restart` itself.)
-        Capabilities::basic(ADAPTER)
+        let capabilities = Capabilities::basic(ADAPTER);
+        if self.bus.is_some() {
+            capabilities.pushing_events()
+        } else {
+            capabilities
+        }
+    }
+
+    fn events(&self) -> Option<broadcast::Receiver<ServiceEvent>> {
+        self.bus.as_ref().map(|(_, watch)| watch.subscribe())
     }
 
     #[tracing::instrument(skip_all, fields(adapter = ADAPTER, pattern = %pattern))]
@@ -317,21 +455,13 @@ impl ProcessManagerPort for SystemdProcessManager {
         // (`list-units --all`, cheap, one call) and the unit files this adapter installs (read
         // from the unit directory, so a disabled, unloaded service is still listed).
         // `list-unit-files` would say the same for every directory but costs ~1 s per 200 files.
-        let mut units_args = vec!["list-units", "--all", "--type=service", "--output=json"];
         let glob = systemd_glob(pattern);
-        if let Some(g) = &glob {
-            units_args.push(g);
-        }
-        let loaded = self
-            .systemctl
-            .run(CallKind::Query, Operation::List, &units_args)
-            .await?;
+        let loaded = self.loaded_services(glob.as_deref()).await?;
         let installed = self.installed_units().await?;
-        let mut names: Vec<String> = parse_list_units(&loaded.stdout)
-            .map_err(backend)?
+        let mut names: Vec<String> = loaded
             .into_iter()
-            .filter(|u| u.load != "not-found")
-            .map(|u| u.unit)
+            .filter(|(_, load)| load != "not-found")
+            .map(|(unit, _)| unit)
             .chain(installed)
             .filter(|name| {
                 name.strip_suffix(".service").is_some_and(|label| {
