@@ -9,6 +9,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
+mod common;
+
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use serde_json::Value;
@@ -36,11 +38,7 @@ impl Agent {
         // Anyone may pass through the test's folder; the state folder inside decides.
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = common::free_port();
         std::fs::write(
             dir.path().join("node.toml"),
             format!(
@@ -91,13 +89,7 @@ args = ["demo-service", "--port", "{port}"]
     }
 
     fn service_pid(&self) -> Option<u32> {
-        let path = self.dir.path().join("state/embedded/services.json");
-        let all: Value = serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()?;
-        all.as_array()?
-            .iter()
-            .find(|s| s["label"] == "web" && s["state"] == "running")
-            .and_then(|s| s["pid"].as_u64())
-            .map(|p| p as u32)
+        common::published_pid(&self.dir.path().join("state"), "web")
     }
 }
 

@@ -3,7 +3,7 @@
 //! leaves no child behind.
 
 mod common;
-use common::alive;
+use common::{alive, published_pid};
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -22,16 +22,6 @@ impl Drop for KillOnDrop {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn published_pid(state: &Path, label: &str) -> Option<u32> {
-    let text = std::fs::read_to_string(state.join("embedded/services.json")).ok()?;
-    let all: serde_json::Value = serde_json::from_str(&text).ok()?;
-    all.as_array()?
-        .iter()
-        .find(|s| s["label"] == label && s["state"] == "running")
-        .and_then(|s| s["pid"].as_u64())
-        .map(|p| p as u32)
 }
 
 #[test]

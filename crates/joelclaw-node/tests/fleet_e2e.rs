@@ -10,6 +10,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+mod common;
+
+use common::free_port;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use serde_json::Value;
@@ -43,14 +46,6 @@ impl Drop for KillOnDrop {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// One agent: its folder, inventory, process and the events it prints.
@@ -131,13 +126,7 @@ args = ["demo-service", "--port", "{port}"]
     }
 
     fn service_pid(&self) -> Option<u32> {
-        let path = self.dir.path().join("state/embedded/services.json");
-        let all: Value = serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()?;
-        all.as_array()?
-            .iter()
-            .find(|s| s["label"] == "web" && s["state"] == "running")
-            .and_then(|s| s["pid"].as_u64())
-            .map(|p| p as u32)
+        common::published_pid(&self.dir.path().join("state"), "web")
     }
 
     fn rss_kib(&self) -> u64 {

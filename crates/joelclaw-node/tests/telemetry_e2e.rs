@@ -10,6 +10,8 @@ use std::time::Duration;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::routing::post;
+mod common;
+
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
@@ -62,11 +64,7 @@ fn a_kill_and_heal_reaches_the_collector_with_every_attribute() {
     });
 
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = common::free_port();
     std::fs::write(
         dir.path().join("node.toml"),
         format!(
@@ -113,15 +111,8 @@ args = ["demo-service", "--port", "{port}"]
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let service_pid = || -> Option<u32> {
-        let text = std::fs::read_to_string(dir.path().join("state/embedded/services.json")).ok()?;
-        let all: serde_json::Value = serde_json::from_str(&text).ok()?;
-        all.as_array()?
-            .iter()
-            .find(|s| s["label"] == "web" && s["state"] == "running")
-            .and_then(|s| s["pid"].as_u64())
-            .map(|p| p as u32)
-    };
+    let state = dir.path().join("state");
+    let service_pid = || common::published_pid(&state, "web");
     let victim = sysutil::poll::until_blocking("web running", Duration::from_secs(30), service_pid);
     // Healthy first (a passing round), so the kill is a heal and not a slow start.
     sysutil::poll::until_blocking("web answering", Duration::from_secs(30), || {
