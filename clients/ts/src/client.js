@@ -86,11 +86,37 @@ export class AgentClient {
   }
 
   /**
+   * A service verb through the agent, serialized with its heals. A `stop` or `disable` is kept
+   * (the agent does not heal the service back) until `start` or `enable`.
+   * @param {string} label
+   * @param {"start" | "stop" | "restart" | "enable" | "disable"} verb
+   */
+  act(label, verb) {
+    return this.request("POST", `/v1/services/${encodeURIComponent(label)}/${verb}`);
+  }
+
+  /**
    * Asks the agent to restart a service (what `launchctl kickstart -k` did).
    * @param {string} label
    */
   restart(label) {
-    return this.request("POST", `/v1/services/${encodeURIComponent(label)}/restart`);
+    return this.act(label, "restart");
+  }
+
+  /**
+   * Stops a service; the agent does not heal it back until it is started.
+   * @param {string} label
+   */
+  stop(label) {
+    return this.act(label, "stop");
+  }
+
+  /**
+   * Starts a service; healed again from then on.
+   * @param {string} label
+   */
+  start(label) {
+    return this.act(label, "start");
   }
 
   /**

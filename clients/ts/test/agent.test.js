@@ -1,6 +1,6 @@
 // The client against a real running agent (JOELCLAW_NODE_BIN: the built binary), the way the
 // joelclaw gateway would use it: status, a heal followed live on the event stream, and a
-// restart asked of the agent.
+// restart, a stop and a start asked of the agent.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
@@ -38,7 +38,7 @@ async function eventually(what, check) {
   }
 }
 
-test("status, a heal followed live, and a restart through the agent", { skip: !bin && (process.env.CI === "true" ? false : "JOELCLAW_NODE_BIN is not set: run scripts/test") }, async () => {
+test("status, a heal followed live, a restart, a stop and a start through the agent", { skip: !bin && (process.env.CI === "true" ? false : "JOELCLAW_NODE_BIN is not set: run scripts/test") }, async () => {
   assert.ok(bin, "JOELCLAW_NODE_BIN is not set: CI=true never skips this test");
   const dir = mkdtempSync(join(tmpdir(), "agent-client-"));
   const port = await freePort();
@@ -115,9 +115,24 @@ args = ["demo-service", "--port", "${port}"]
     const { result } = await client.events(0);
     assert.ok(/** @type {any} */ (result).events.some((e) => e.event.event === "heal.started"));
 
-    // The gateway's `launchctl kickstart -k`: asked of the agent. Not built yet in the agent:
-    // a typed not-supported error, never a silent success.
-    await assert.rejects(client.restart("gateway"), (e) => e instanceof AgentError && e.kind === "not-supported" && e.status === 501);
+    // The gateway's `launchctl kickstart -k`, asked of the agent: a new process answers.
+    const before = servicePid();
+    const restarted = await client.restart("gateway");
+    assert.equal(/** @type {any} */ (restarted.result).did, "restarted");
+    await eventually("a new gateway process", () => {
+      const now = servicePid();
+      return now && now !== before ? now : undefined;
+    });
+    // Stopped by request: not healed back; started again: healthy.
+    await client.stop("gateway");
+    await new Promise((r) => setTimeout(r, 3000));
+    assert.equal(/** @type {any} */ ((await client.service("gateway")).result).health, "stopped");
+    await client.start("gateway");
+    await eventually("gateway healthy again", async () => {
+      const s = /** @type {any} */ ((await client.service("gateway")).result);
+      return s.health === "healthy" ? s : undefined;
+    });
+    await assert.rejects(client.act("gateway", /** @type {any} */ ("pause")), (e) => e instanceof AgentError && e.kind === "not-found");
     await assert.rejects(client.service("nope"), (e) => e instanceof AgentError && e.kind === "not-found");
   } finally {
     agent.kill("SIGTERM");

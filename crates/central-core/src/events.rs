@@ -191,6 +191,21 @@ pub enum EventKind {
     /// while the service answers.
     #[serde(rename = "definition.drifted")]
     DefinitionDrifted,
+    /// Started by request (`joelclaw-node start`): healed again from here.
+    #[serde(rename = "service.started")]
+    ServiceStarted,
+    /// Stopped by request: not healed back until started again.
+    #[serde(rename = "service.stopped")]
+    ServiceStopped,
+    /// Restarted by request.
+    #[serde(rename = "service.restarted")]
+    ServiceRestarted,
+    /// Enabled (installed, started at boot, started) by request.
+    #[serde(rename = "service.enabled")]
+    ServiceEnabled,
+    /// Disabled (stopped, not started at boot) by request: not healed until enabled.
+    #[serde(rename = "service.disabled")]
+    ServiceDisabled,
 }
 
 impl EventKind {
@@ -210,6 +225,11 @@ impl EventKind {
             EventKind::ManagerUnreachable => "manager.unreachable",
             EventKind::ManagerRecovered => "manager.recovered",
             EventKind::DefinitionDrifted => "definition.drifted",
+            EventKind::ServiceStarted => "service.started",
+            EventKind::ServiceStopped => "service.stopped",
+            EventKind::ServiceRestarted => "service.restarted",
+            EventKind::ServiceEnabled => "service.enabled",
+            EventKind::ServiceDisabled => "service.disabled",
         }
     }
 
@@ -297,6 +317,11 @@ pub enum StepOutcome {
         /// Whether a notify command is configured and was run.
         notify_command: bool,
     },
+    /// A person's verb was carried out (`service.*` events).
+    Requested {
+        /// What the manager did (`stopped`, `already-running`, `restarted`...).
+        did: String,
+    },
     /// The call failed (its kind is also in `error_kind`).
     Failed,
 }
@@ -312,6 +337,7 @@ impl StepOutcome {
             StepOutcome::Repaired { .. } => "repaired",
             StepOutcome::SubstrateStarted { .. } => "substrate-started",
             StepOutcome::Escalated { .. } => "escalated",
+            StepOutcome::Requested { .. } => "requested",
             StepOutcome::Failed => "failed",
         }
     }

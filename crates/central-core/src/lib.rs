@@ -81,12 +81,12 @@ pub use events::{
     EventKind, EventSink, FailureKind, HealEvent, JsonLinesSink, MemorySink, Step, StepOutcome,
 };
 pub use heal::{
-    BuildError, HealLoop, Health, LoopOptions, NodeStatus, NodeTags, Ports, ProbeSummary,
-    ServiceSnapshot, TickReport, MIN_EARLY_TICK_GAP,
+    BuildError, Control, HealLoop, Health, LoopOptions, NodeStatus, NodeTags, Ports, ProbeSummary,
+    ServiceSnapshot, Through, TickReport, Verb, VerbError, VerbOutcome, MIN_EARLY_TICK_GAP,
 };
 pub use inventory::{InventoryError, InventoryErrorKind};
 pub use model::{
     Backoff, Breaker, HealPolicy, Hysteresis, Inventory, PolicyError, ServiceSpec, SubstrateSpec,
 };
 pub use probe::{Probe, ProbeFailure, ProbeResult, ScriptedProbe};
-pub use state::{BreakerState, Clock};
+pub use state::{BreakerState, Clock, Desired};

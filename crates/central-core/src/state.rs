@@ -126,6 +126,44 @@ pub struct ServiceRecord {
     pub history: Vec<AttemptRecord>,
     /// The breaker.
     pub breaker: BreakerRecord,
+    /// What a person asked for (`joelclaw-node stop` …): a service stopped or disabled by
+    /// request is not healed back until it is started or enabled again. Absent in files written
+    /// before it existed: running.
+    #[serde(default, skip_serializing_if = "Desired::is_running")]
+    pub desired: Desired,
+    /// When a person last asked (ms since the epoch).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub desired_at_ms: Option<u64>,
+}
+
+/// The state a person asked a service to be in. The loop heals only what is meant to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Desired {
+    /// Kept running and healed (the default).
+    #[default]
+    Running,
+    /// Stopped by request: watched, reported, never restarted until started again.
+    Stopped,
+    /// Disabled by request (stopped, not started at boot): never restarted until enabled.
+    Disabled,
+}
+
+impl Desired {
+    /// Meant to run (healed).
+    pub fn is_running(&self) -> bool {
+        *self == Desired::Running
+    }
+}
+
+impl std::fmt::Display for Desired {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Desired::Running => "running",
+            Desired::Stopped => "stopped",
+            Desired::Disabled => "disabled",
+        })
+    }
 }
 
 /// How many past attempts are kept per service.
@@ -276,9 +314,30 @@ mod tests {
                 }),
                 history: vec![],
                 breaker: BreakerRecord::default(),
+                desired: Desired::Stopped,
+                desired_at_ms: Some(40),
             },
         );
         s
+    }
+
+    #[test]
+    fn a_file_from_before_desired_states_reads_as_running() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = StateStore::new(dir.path());
+        fs::write(
+            store.path(),
+            r#"{"version":1,"services":{"redis":{"episode_attempts":0,"episode_restarts":0,
+               "next_allowed_ms":0,"in_flight":null,"history":[],"breaker":{"state":"closed",
+               "failures_ms":[],"opened_ms":null,"half_open_ms":null,"trial_used":false}}}}"#,
+        )
+        .unwrap();
+        let (state, warning) = store.load();
+        assert!(warning.is_none(), "{warning:?}");
+        assert_eq!(state.services["redis"].desired, Desired::Running);
+        // And a stopped service's desired state is written and read back.
+        store.save(&sample()).unwrap();
+        assert_eq!(store.load().0.services["redis"].desired, Desired::Stopped);
     }
 
     #[test]

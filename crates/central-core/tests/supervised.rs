@@ -382,3 +382,108 @@ async fn a_pushed_exit_of_a_service_with_only_an_http_probe_is_restarted_at_once
     stop.send(true).unwrap();
     task.await.unwrap();
 }
+
+/// A person's `stop` goes through the loop: the service stays stopped (no heal, across a loop
+/// restart too: the desired state is on disk), with one `service.stopped` event; `start`
+/// makes it healed again.
+#[tokio::test(start_paused = true)]
+async fn a_service_stopped_by_request_is_not_healed_back_until_started() {
+    use central_core::{Desired, Health, Through, Verb, VerbError};
+    let pm = manager(&["web"]).await;
+    let inv = inventory(&format!(
+        "[loop]\ninterval = \"1s\"\n\n[heal]\nfailures_to_down = 1\ngrace = \"0s\"\njitter = 0.0\n{}",
+        services(&["web"])
+    ));
+    let dir = tempfile::tempdir().unwrap();
+    let ports = Ports::new().with_manager("null", pm.clone());
+    let build =
+        || HealLoop::new(&inv, ports.clone(), options().with_state_dir(dir.path())).unwrap();
+    let mut heal = build();
+    let sink = Arc::new(MemorySink::new());
+    heal.add_sink(sink.clone());
+    let control = heal.control();
+    let (stop, task) = spawn(heal);
+    sleep(Duration::from_millis(1500)).await;
+
+    let patience = Duration::from_secs(30);
+    let stopped = control.send("web", Verb::Stop, patience).await.unwrap();
+    assert_eq!(stopped.did, "stopped");
+    assert_eq!(stopped.desired, Desired::Stopped);
+    assert_eq!(stopped.through, Through::Agent);
+    sleep(Duration::from_secs(10)).await;
+    assert_eq!(pm.count_for(Operation::Restart, &label("web")), 0);
+    assert_eq!(
+        pm.inspect(&label("web")).await.unwrap().state,
+        RunState::Stopped
+    );
+    let events = sink.events();
+    assert_eq!(at_ms(&events, ServiceStopped, "web").len(), 1);
+    assert!(at_ms(&events, HealStarted, "web").is_empty());
+    assert!(at_ms(&events, ProbeFailed, "web").is_empty());
+    let unknown = control.send("nope", Verb::Stop, patience).await;
+    assert_eq!(unknown, Err(VerbError::NotFound("nope".into())));
+    stop.send(true).unwrap();
+    task.await.unwrap();
+
+    // A new agent on the same state folder keeps it stopped.
+    let mut heal = build();
+    let control = heal.control();
+    let status = heal.watch_status();
+    let (stop, task) = spawn(heal);
+    sleep(Duration::from_secs(5)).await;
+    assert_eq!(pm.count_for(Operation::Restart, &label("web")), 0);
+    assert_eq!(status.borrow().services[0].health, Health::Stopped);
+
+    let started = control.send("web", Verb::Start, patience).await.unwrap();
+    assert_eq!(started.did, "started");
+    assert_eq!(started.desired, Desired::Running);
+    sleep(Duration::from_secs(3)).await;
+    assert_eq!(status.borrow().services[0].health, Health::Healthy);
+    // Healed again from here.
+    pm.crash(&label("web"), ExitStatus::Signal(9));
+    sleep(Duration::from_secs(3)).await;
+    assert_eq!(pm.count_for(Operation::Restart, &label("web")), 2);
+    stop.send(true).unwrap();
+    task.await.unwrap();
+}
+
+/// A verb is serialized with the service's heal: a `stop` asked while a restart hangs waits
+/// for that call to end, and then wins (the service stays stopped).
+#[tokio::test(start_paused = true)]
+async fn a_verb_waits_for_the_heal_in_flight() {
+    use central_core::Verb;
+    let pm = manager(&["slow"]).await;
+    let inv = inventory(&format!(
+        "[loop]\ninterval = \"1s\"\nheal_timeout = \"12s\"\n\n[heal]\nfailures_to_down = 1\ngrace = \"0s\"\njitter = 0.0\n{}",
+        services(&["slow"])
+    ));
+    let mut heal = HealLoop::new(
+        &inv,
+        Ports::new()
+            .with_manager("null", pm.clone())
+            .with_deadlines(&inv),
+        options(),
+    )
+    .unwrap();
+    let control = heal.control();
+    pm.inject(
+        Injection::new(Operation::Restart, Fault::Hang)
+            .for_target(&label("slow"))
+            .times(1),
+    );
+    pm.crash(&label("slow"), ExitStatus::Signal(9));
+    let (stop, task) = spawn(heal);
+    sleep(Duration::from_millis(1000)).await;
+    let asked = Instant::now();
+    let outcome = control
+        .send("slow", Verb::Stop, Duration::from_secs(60))
+        .await
+        .unwrap();
+    // The hanging restart started at 0 s and ends at its 12 s deadline.
+    assert_eq!(asked.elapsed(), Duration::from_secs(11));
+    assert_eq!(outcome.did, "already-stopped");
+    sleep(Duration::from_secs(10)).await;
+    assert_eq!(pm.count_for(Operation::Restart, &label("slow")), 1);
+    stop.send(true).unwrap();
+    task.await.unwrap();
+}

@@ -24,6 +24,9 @@ pub struct NodeSummary {
     pub unhealthy: u32,
     /// Services not yet known (not probed, or their manager did not answer).
     pub unknown: u32,
+    /// Services stopped or disabled by request (not healed, not a fault).
+    #[serde(default)]
+    pub stopped: u32,
     /// Services whose breaker is open (a person was called).
     pub open_breakers: u32,
     /// The labels of the services that are not healthy.

@@ -7,15 +7,17 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use crate::output::{exit, Failure};
+use crate::verbs::service::{ListArgs, ServiceArgs};
 use crate::verbs::{
     apply, audit, bootstrap, demo_service, fleet, gate, identity, inspect, install_self, run,
-    status,
+    service, status,
 };
 use crate::verbs::{
     apply::ApplyArgs, audit::AuditArgs, bootstrap::BootstrapArgs, demo_service::DemoServiceArgs,
     gate::GateArgs, inspect::InspectArgs, install_self::InstallSelfArgs, run::RunArgs,
     status::StatusArgs,
 };
+use central_core::Verb;
 
 /// The joelclaw node agent: keeps this node's services alive and checks its setup.
 #[derive(Debug, Parser)]
@@ -46,6 +48,18 @@ pub enum Command {
     Events(fleet::EventsArgs),
     /// One service's state, from its manager.
     Inspect(InspectArgs),
+    /// Every service: manager, desired state, health, pid (from the running agent, if any).
+    List(ListArgs),
+    /// Start a service; healed again from then on (through the running agent, if any).
+    Start(ServiceArgs),
+    /// Stop a service; not healed back until started, across agent restarts.
+    Stop(ServiceArgs),
+    /// Restart a service (start it if stopped), like `launchctl kickstart -k`.
+    Restart(ServiceArgs),
+    /// Install, enable at boot and start a service; healed again from then on.
+    Enable(ServiceArgs),
+    /// Stop a service and keep it from starting at boot; not healed until enabled.
+    Disable(ServiceArgs),
     /// This node's identity, with where each value came from.
     Identity,
     /// Install the inventory's desired definitions (plists, units), idempotently.
@@ -116,6 +130,12 @@ pub fn main() -> ExitCode {
         Command::Status(args) => status::exec(args, state_dir),
         Command::Events(args) => fleet::events(args, as_json),
         Command::Inspect(args) => inspect::exec(args, state_dir),
+        Command::List(args) => service::list(args, state_dir),
+        Command::Start(args) => service::exec(Verb::Start, args, state_dir),
+        Command::Stop(args) => service::exec(Verb::Stop, args, state_dir),
+        Command::Restart(args) => service::exec(Verb::Restart, args, state_dir),
+        Command::Enable(args) => service::exec(Verb::Enable, args, state_dir),
+        Command::Disable(args) => service::exec(Verb::Disable, args, state_dir),
         Command::Apply(args) => apply::exec(args),
         Command::InstallSelf(args) => install_self::exec(args, state_dir),
         Command::Bootstrap(args) => bootstrap::exec(args, state_dir),

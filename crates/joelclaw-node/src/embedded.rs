@@ -649,8 +649,14 @@ impl ProcessManagerPort for EmbeddedView {
         Err(self.read_only(Operation::Restart))
     }
 
-    async fn stop(&self, _label: &ServiceLabel) -> Result<StopOutcome, ProcessError> {
-        Err(self.read_only(Operation::Stop))
+    async fn stop(&self, label: &ServiceLabel) -> Result<StopOutcome, ProcessError> {
+        // With no agent, its children are gone with it: a stop is then already done (and the
+        // caller records it, so the next agent does not start the service).
+        match self.inspect(label).await {
+            Ok(status) if status.is_running() => Err(self.read_only(Operation::Stop)),
+            Ok(_) | Err(ProcessError::NotFound { .. }) => Ok(StopOutcome::AlreadyStopped),
+            Err(e) => Err(e),
+        }
     }
 
     async fn disable(&self, _label: &ServiceLabel) -> Result<DisableOutcome, ProcessError> {

@@ -4,9 +4,10 @@
 //! [`cli::main`].
 //!
 //! Layers, each using only those below it: `cli` → `verbs` → `setup`, `audit`, `demo`, `sink`,
-//! `publish` → `compose` → `embedded`, `unprivileged`; `output` is used by `cli`, `verbs` and
-//! `setup`.
+//! `publish`, `agent_client` → `compose` → `embedded`, `unprivileged`; `output` is used by `cli`,
+//! `verbs` and `setup`; `api` serves the running agent and `agent_client` is the verbs' way to it.
 
+pub mod agent_client;
 pub mod api;
 pub mod audit;
 pub mod cli;

@@ -49,7 +49,7 @@ pub struct ErrorBody {
 }
 
 /// The stable error codes of the contract.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum ErrorCode {
     /// The command line itself is wrong (unknown flag, missing argument).

@@ -25,6 +25,7 @@ pub fn summary(status: &NodeStatus) -> NodeSummary {
         match svc.health {
             Health::Healthy => s.healthy += 1,
             Health::Unknown => s.unknown += 1,
+            Health::Stopped | Health::Disabled => s.stopped += 1,
             Health::Failing | Health::Unhealthy => {
                 s.unhealthy += 1;
                 s.unhealthy_services.push(svc.label.clone());

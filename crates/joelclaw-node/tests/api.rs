@@ -68,20 +68,29 @@ args = ["demo-service", "--port", "{port}"]
             ),
         )
         .unwrap();
-        let child = Command::new(BIN)
+        let child = Agent::spawn(dir.path());
+        Agent { dir, child }
+    }
+
+    /// The agent again, on the same inventory and state folder.
+    fn restart(&mut self) {
+        self.child = Agent::spawn(self.dir.path());
+    }
+
+    fn spawn(dir: &Path) -> Child {
+        Command::new(BIN)
             .arg("run")
             .arg("--inventory")
-            .arg(dir.path().join("node.toml"))
+            .arg(dir.join("node.toml"))
             .arg("--state-dir")
-            .arg(dir.path().join("state"))
+            .arg(dir.join("state"))
             .arg("--events")
-            .arg(dir.path().join("events.jsonl"))
+            .arg(dir.join("events.jsonl"))
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .unwrap();
-        Agent { dir, child }
+            .unwrap()
     }
 
     fn socket(&self) -> PathBuf {
@@ -263,10 +272,157 @@ fn the_local_api_serves_status_events_and_metrics_to_the_socket_group_only() {
         "{text}"
     );
 
-    // Service actions through the agent are not built yet: a clear not-supported, not a 404.
-    let (code, v) = json_of(&sock, &["-X", "POST"], "/v1/services/web/stop");
+    // An unknown action is a 404 naming the verbs.
+    let (code, v) = json_of(&sock, &["-X", "POST"], "/v1/services/web/pause");
     assert_eq!(
         (code, &v["error"]["kind"]),
-        (501, &Value::from("not-supported"))
+        (404, &Value::from("not-found"))
     );
+}
+
+/// `joelclaw-node VERB LABEL --json`, validated against the published envelope schema.
+fn verb(agent: &Agent, args: &[&str]) -> (i32, Value) {
+    let out = Command::new(BIN)
+        .args(args)
+        .arg("--inventory")
+        .arg(agent.dir.path().join("node.toml"))
+        .arg("--state-dir")
+        .arg(agent.dir.path().join("state"))
+        .arg("--json")
+        .output()
+        .unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{args:?}: not JSON ({e}): {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    let schema: Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../schemas/envelope.schema.json"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    assert!(
+        jsonschema::validator_for(&schema).unwrap().is_valid(&v),
+        "{args:?}: not a valid envelope: {v}"
+    );
+    (out.status.code().unwrap_or(-1), v)
+}
+
+fn health_of(sock: &Path) -> Option<String> {
+    let (_, v) = json_of(sock, &[], "/v1/services/web");
+    v["result"]["health"].as_str().map(str::to_string)
+}
+
+fn wait_health(sock: &Path, want: &str) {
+    sysutil::poll::until_blocking(
+        &format!("web {want} through /v1/services/web"),
+        Duration::from_secs(60),
+        || (sock.exists() && health_of(sock).as_deref() == Some(want)).then_some(()),
+    );
+}
+
+/// The acceptance of the service verbs: `stop` through the running agent → stopped and not
+/// restarted by the loop several intervals later, with a `service.stopped` event; `start` →
+/// healthy; the same through `curl --unix-socket`; the stop is kept across an agent restart;
+/// with no agent running the verb records the request and says it acted without one.
+#[test]
+fn a_service_stopped_through_the_agent_stays_stopped_until_started() {
+    let mut agent = Agent::start();
+    let sock = agent.socket();
+    wait_health(&sock, "healthy");
+    let pid = agent.service_pid().expect("web running");
+
+    let (code, v) = verb(&agent, &["stop", "web"]);
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(v["result"]["did"], "stopped");
+    assert_eq!(v["result"]["desired"], "stopped");
+    assert_eq!(v["result"]["through"], "agent");
+    assert!(v["next_actions"].to_string().contains("\"start\""), "{v}");
+    // Several 1 s intervals later: still stopped, never healed.
+    std::thread::sleep(Duration::from_secs(4));
+    assert!(!common::alive(pid));
+    assert_eq!(agent.service_pid(), None);
+    assert_eq!(health_of(&sock).as_deref(), Some("stopped"));
+    let (_, all) = json_of(&sock, &[], "/v1/events?since=0");
+    let events = all["result"]["events"].as_array().unwrap();
+    let stopped_at = events
+        .iter()
+        .position(|e| e["event"]["event"] == "service.stopped")
+        .unwrap_or_else(|| panic!("no service.stopped: {all}"));
+    assert!(events[stopped_at]["event"]["detail"]
+        .as_str()
+        .unwrap()
+        .contains("by request"));
+    assert!(
+        !events[stopped_at..]
+            .iter()
+            .any(|e| e["event"]["event"] == "heal.started"),
+        "healed after a stop by request: {all}"
+    );
+
+    // The same through the socket, as the gateway would call it.
+    let (code, v) = json_of(&sock, &["-X", "POST"], "/v1/services/web/start");
+    assert_eq!(
+        (code, &v["result"]["did"]),
+        (200, &Value::from("started")),
+        "{v}"
+    );
+    wait_health(&sock, "healthy");
+    let (code, v) = json_of(&sock, &["-X", "POST"], "/v1/services/nope/stop");
+    assert_eq!(
+        (code, &v["error"]["kind"]),
+        (404, &Value::from("not-found"))
+    );
+
+    // `restart` gives a new process.
+    let before = agent.service_pid().expect("web running");
+    let (code, v) = verb(&agent, &["restart", "web"]);
+    assert_eq!(
+        (code, &v["result"]["did"]),
+        (0, &Value::from("restarted")),
+        "{v}"
+    );
+    let after = sysutil::poll::until_blocking("a new web", Duration::from_secs(30), || {
+        agent.service_pid().filter(|p| *p != before)
+    });
+    assert_ne!(before, after);
+
+    // Stopped, then the agent goes away: the next agent does not start it.
+    let (code, _) = verb(&agent, &["stop", "web"]);
+    assert_eq!(code, 0);
+    kill(Pid::from_raw(agent.child.id() as i32), Signal::SIGTERM).unwrap();
+    let _ = agent.child.wait();
+    // No agent: done through the adapter, and said so.
+    let (code, v) = verb(&agent, &["stop", "web"]);
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(v["result"]["through"], "adapter");
+    assert_eq!(v["result"]["did"], "already-stopped");
+    agent.restart();
+    let sock = agent.socket();
+    sysutil::poll::until_blocking("the API back", Duration::from_secs(60), || {
+        (sock.exists() && health_of(&sock).is_some()).then_some(())
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        agent.service_pid(),
+        None,
+        "started although stopped by request"
+    );
+    assert_eq!(health_of(&sock).as_deref(), Some("stopped"));
+    let (code, v) = verb(&agent, &["start", "web"]);
+    assert_eq!(
+        (code, &v["result"]["through"]),
+        (0, &Value::from("agent")),
+        "{v}"
+    );
+    wait_health(&sock, "healthy");
+    let (code, v) = verb(&agent, &["list"]);
+    assert_eq!(code, 0);
+    assert_eq!(v["result"]["source"], "agent");
+    assert_eq!(v["result"]["services"][0]["desired"], "running");
 }

@@ -23,7 +23,9 @@ use crate::events::{EventKind, FailureKind, Step, StepOutcome};
 use crate::model::{EndpointClass, HealPolicy};
 use crate::policy::{backoff, BreakerChange, LiveBreaker, RoundCounter, Transition};
 use crate::probe::ProbeFailure;
-use crate::state::{AttemptPhase, AttemptRecord, BreakerState, ServiceRecord, HISTORY_LEN};
+use crate::state::{
+    AttemptPhase, AttemptRecord, BreakerState, Desired, ServiceRecord, HISTORY_LEN,
+};
 
 /// Everything the decision reads and writes about one service.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -176,6 +178,10 @@ pub(crate) fn observe(
     if !probed.manager_silent {
         s.run_state = probed.run_state;
         s.pid = probed.pid;
+    }
+    if !s.record.desired.is_running() {
+        // Stopped or disabled by request: what is seen is reported, nothing is counted.
+        return (s, out);
     }
     if summary.passed {
         s.endpoint_class = summary.endpoint_class;
@@ -337,6 +343,10 @@ pub(crate) fn act(
 ) -> (ServiceState, Vec<Out>) {
     let policy = ctx.policy;
     let mut out = Vec::new();
+    if !s.record.desired.is_running() {
+        // A person stopped it: never healed back, not even for drift, until started again.
+        return (s, out);
+    }
     if let Some(what) = drift {
         if let Some(repair) = repair_drift(&mut s, what, now, ctx, rng) {
             return (s, repair);
@@ -573,6 +583,35 @@ pub(crate) fn decide(
     let (state, more) = act(state, observation.blocked_by.clone(), drift, now, ctx, rng);
     out.extend(more);
     (state, out)
+}
+
+/// A person asked for `desired` (a service verb): the episode, its counters, any hold and the
+/// attempt in flight are over, whatever they were. Going back to running starts a fresh
+/// episode with its start grace, so the first rounds after a `start` are not failures.
+pub(crate) fn request(
+    mut s: ServiceState,
+    desired: Desired,
+    now: u64,
+    policy: &HealPolicy,
+) -> ServiceState {
+    s.record.desired = desired;
+    s.record.desired_at_ms = Some(now);
+    s.record.in_flight = None;
+    s.record.episode_attempts = 0;
+    s.record.episode_restarts = 0;
+    s.record.next_allowed_ms = 0;
+    s.hyst = RoundCounter::default();
+    s.hold = None;
+    s.step = None;
+    s.observing_since = None;
+    s.exit_pushed = false;
+    s.healthy_since = None;
+    if desired.is_running() {
+        // As `systemctl reset-failed`: a person taking over closes the breaker.
+        s.breaker = LiveBreaker::default();
+        s.start_grace_until = now + policy.start_grace.as_millis() as u64;
+    }
+    s
 }
 
 /// Folds a heal call's result in. A failed call is a failed heal at once (and may open the

@@ -223,6 +223,8 @@ enum Step_ {
     },
     Settle(bool),
     Wait(u64),
+    /// A person's verb: stopped (`false`) or running again (`true`).
+    Request(bool),
 }
 
 fn failure() -> impl Strategy<Value = Option<ProbeFailure>> {
@@ -248,6 +250,7 @@ fn steps() -> impl Strategy<Value = Vec<Step_>> {
             }),
             1 => any::<bool>().prop_map(Step_::Settle),
             2 => (0u64..20_000).prop_map(Step_::Wait),
+            1 => any::<bool>().prop_map(Step_::Request),
         ],
         1..80,
     )
@@ -260,7 +263,8 @@ proptest! {
     /// (neither while its call runs nor before the attempt has a verdict); never a heal, a
     /// verdict or a breaker count in a round whose manager did not answer; an unknown round
     /// changes no counter; a cool-down starts when an attempt starts and is respected; an
-    /// attempt found starting is watched, not failed.
+    /// attempt found starting is watched, not failed; a service stopped by request is never
+    /// healed and says nothing until it is started again.
     #[test]
     fn the_decision_keeps_its_invariants(
         failures in 1u32..4,
@@ -278,6 +282,15 @@ proptest! {
         for step in steps {
             match step {
                 Step_::Wait(ms) => now += ms,
+                Step_::Request(running) => {
+                    // The loop runs a verb only when no call of the service is running.
+                    if call_running {
+                        continue;
+                    }
+                    let desired = if running { Desired::Running } else { Desired::Stopped };
+                    s = request(s, desired, now, &p);
+                    prop_assert!(s.record.in_flight.is_none() && s.hold.is_none());
+                }
                 Step_::Settle(ok) => {
                     if !call_running {
                         continue;
@@ -299,6 +312,10 @@ proptest! {
                     let (next, outs) = decide(s, &obs, now, &c, &mut rng);
                     let heal = outs.iter().any(|o| matches!(o, Out::Heal(_)));
                     let judged = outs.iter().any(|o| matches!(o, Out::Say(x) if x.kind == HealFailed));
+                    if !before.record.desired.is_running() {
+                        prop_assert!(outs.is_empty(), "a service stopped by request: {:?}", outs);
+                        prop_assert_eq!(&next.record, &before.record);
+                    }
                     if silent {
                         prop_assert!(!heal, "a heal through a silent manager");
                         prop_assert!(!judged, "a verdict while the manager is silent");

@@ -35,6 +35,7 @@ use crate::probe::{
 use crate::state::{Clock, PersistedState, ServiceRecord, StateStore};
 
 mod container;
+mod control;
 mod decide;
 mod execute;
 mod machine;
@@ -44,6 +45,7 @@ mod snapshot;
 mod supervise;
 mod tracked;
 
+pub use control::{Control, Through, Verb, VerbError, VerbOutcome};
 pub use setup::{BuildError, LoopOptions, NodeTags, Ports, MIN_EARLY_TICK_GAP};
 pub use snapshot::{Health, NodeStatus, ProbeSummary, ServiceSnapshot, TickReport};
 use tracked::{Action, HealCall, Probed, Target, Tracked};
@@ -77,6 +79,8 @@ pub struct HealLoop {
     definition_checks: BTreeMap<String, Arc<dyn DefinitionCheck>>,
     /// Service index by label.
     by_label: HashMap<String, usize>,
+    /// Service verbs from [`HealLoop::control`]'s handles, read by [`HealLoop::run`].
+    verbs: Option<tokio::sync::mpsc::Receiver<control::VerbRequest>>,
 }
 
 impl std::fmt::Debug for HealLoop {
@@ -280,6 +284,7 @@ impl HealLoop {
             silences: managers::Silences::new(),
             definition_checks: BTreeMap::new(),
             by_label,
+            verbs: None,
         })
     }
 
@@ -333,6 +338,15 @@ impl HealLoop {
     /// `loop.drift_every` rounds of [`HealLoop::run`], and repairs drift.
     pub fn set_definition_check(&mut self, manager: &str, check: Arc<dyn DefinitionCheck>) {
         self.definition_checks.insert(manager.to_string(), check);
+    }
+
+    /// What a person asked of `label` (running unless stopped or disabled by request; also for
+    /// an unknown label). Whoever starts services before the loop runs asks this first.
+    pub fn desired(&self, label: &str) -> crate::state::Desired {
+        self.by_label
+            .get(label)
+            .map(|&i| self.services[i].state.record.desired)
+            .unwrap_or_default()
     }
 
     /// The loop's settings (interval, concurrency, deadlines).

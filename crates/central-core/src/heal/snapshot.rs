@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::events::{EventKind, HealEvent, Step};
 use crate::model::{EndpointClass, Role, ServiceClass};
 use crate::probe::ProbeFailure;
-use crate::state::{AttemptRecord, BreakerState};
+use crate::state::{AttemptRecord, BreakerState, Desired};
 
 /// Health as the loop sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -22,6 +22,10 @@ pub enum Health {
     Failing,
     /// Down: being healed, suppressed or escalated.
     Unhealthy,
+    /// Stopped by request: not healed until started.
+    Stopped,
+    /// Disabled by request: not healed until enabled.
+    Disabled,
 }
 
 /// The last probe round of a service.
@@ -68,6 +72,9 @@ pub struct ServiceSnapshot {
     pub last_event: Option<EventKind>,
     /// The heal attempt waiting for its result.
     pub in_flight: Option<AttemptRecord>,
+    /// What a person asked for (`running` unless stopped or disabled by request).
+    #[serde(default)]
+    pub desired: Desired,
 }
 
 /// A node status snapshot for `status`.

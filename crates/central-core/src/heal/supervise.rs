@@ -13,18 +13,19 @@
 //! per [`MIN_EARLY_TICK_GAP`] (or interval, if shorter) counted from its previous early round.
 
 use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::collections::{BinaryHeap, VecDeque};
 use std::future::Future;
 use std::sync::Arc;
 
 use process_manager::{RunState, ServiceConfig, ServiceEvent};
-use tokio::sync::{broadcast, mpsc, Semaphore};
+use tokio::sync::{broadcast, mpsc, oneshot, Semaphore};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
+use super::control::{Through, Verb, VerbError, VerbOutcome, VerbRequest};
 use super::{probe_service, Action, HealLoop, Probed, Target, MIN_EARLY_TICK_GAP};
 use crate::drift::DefinitionCheck;
-use crate::events::{CallFailure, EventKind, Step, StepOutcome};
+use crate::events::{CallFailure, EventKind, FailureKind, Step, StepOutcome};
 
 /// What a service's task reports back.
 enum Finished {
@@ -34,7 +35,11 @@ enum Finished {
         Vec<(usize, Result<Option<StepOutcome>, CallFailure>)>,
         bool,
     ),
+    /// A person's verb came back from the manager, with where its answer goes.
+    Verb(usize, Verb, Result<String, CallFailure>, VerbReply),
 }
+
+type VerbReply = oneshot::Sender<Result<VerbOutcome, VerbError>>;
 
 /// Pushed events buffered between the forwarders and the loop; beyond it, polling catches up.
 const PUSHED_QUEUE: usize = 4096;
@@ -51,6 +56,8 @@ struct Schedule {
     rounds: Vec<u32>,
     /// Due times, earliest first; entries that no longer match `due` are stale.
     queue: BinaryHeap<Reverse<(Instant, usize)>>,
+    /// Verbs waiting for the service's probe or heal in flight, oldest first.
+    waiting: Vec<VecDeque<VerbRequest>>,
 }
 
 impl Schedule {
@@ -103,7 +110,9 @@ impl HealLoop {
             last_early: vec![None; n],
             rounds: vec![0; n],
             queue: BinaryHeap::with_capacity(n),
+            waiting: (0..n).map(|_| VecDeque::new()).collect(),
         };
+        let mut verbs = self.verbs.take();
         // Dependencies first, so their state is known early.
         for &i in &self.order {
             plan.queue.push(Reverse((start, i)));
@@ -118,15 +127,42 @@ impl HealLoop {
             tokio::select! {
                 biased;
                 _ = &mut shutdown => break,
-                Some(done) = done_rx.recv() => match done {
-                    Finished::Probed(i, probed) => {
-                        probes_in_flight -= 1;
-                        self.probed(i, probed, &mut plan, &mut tasks, &done_tx, &heal_budget);
+                Some(done) = done_rx.recv() => {
+                    let i = match done {
+                        Finished::Probed(i, probed) => {
+                            probes_in_flight -= 1;
+                            self.probed(i, probed, &mut plan, &mut tasks, &done_tx, &heal_budget);
+                            i
+                        }
+                        Finished::Acted(i, outcomes, heal) => {
+                            self.acted(i, outcomes, heal, &mut plan, &mut tasks, &done_tx);
+                            i
+                        }
+                        Finished::Verb(i, verb, result, reply) => {
+                            let answer = self.finish_verb(i, verb, result, Through::Agent);
+                            let _ = reply.send(answer);
+                            // Probed at once, so the snapshot shows what the verb did.
+                            plan.busy[i] = false;
+                            plan.at(i, Instant::now());
+                            i
+                        }
+                    };
+                    if !plan.busy[i] {
+                        if let Some(request) = plan.waiting[i].pop_front() {
+                            self.start_verb(i, request, &mut plan, &mut tasks, &done_tx);
+                        }
                     }
-                    Finished::Acted(i, outcomes, heal) => {
-                        self.acted(i, outcomes, heal, &mut plan, &mut tasks, &done_tx);
+                }
+                Some(request) = next_verb(&mut verbs) => {
+                    match self.by_label.get(request.label.as_str()).copied() {
+                        None => {
+                            let _ = request.reply.send(Err(VerbError::NotFound(request.label)));
+                        }
+                        // Serialized with the service's own calls: it waits for them.
+                        Some(i) if plan.busy[i] => plan.waiting[i].push_back(request),
+                        Some(i) => self.start_verb(i, request, &mut plan, &mut tasks, &done_tx),
                     }
-                },
+                }
                 Some(event) = pushed_rx.recv() => {
                     let Some(&i) = self.by_label.get(event.label().as_str()) else { continue };
                     let exited = match &event {
@@ -266,6 +302,41 @@ impl HealLoop {
         }
     }
 
+    /// Starts a person's verb on service `i` (not busy): its desired state is saved before
+    /// the call, and the service is busy (no probe, no heal) until the call comes back.
+    fn start_verb(
+        &mut self,
+        i: usize,
+        request: VerbRequest,
+        plan: &mut Schedule,
+        tasks: &mut JoinSet<()>,
+        done: &mpsc::UnboundedSender<Finished>,
+    ) {
+        let verb = request.verb;
+        let call = match self.begin_verb(&request.label, verb) {
+            Ok((_, call)) => call,
+            Err(e) => {
+                let _ = request.reply.send(Err(e));
+                return;
+            }
+        };
+        plan.busy[i] = true;
+        let deadline = self.settings.heal_timeout;
+        let tx = done.clone();
+        let reply = request.reply;
+        tasks.spawn(async move {
+            let result = tokio::time::timeout(deadline, call)
+                .await
+                .unwrap_or_else(|_| {
+                    Err(CallFailure::new(
+                        FailureKind::Timeout,
+                        format!("no answer within {deadline:?}"),
+                    ))
+                });
+            let _ = tx.send(Finished::Verb(i, verb, result, reply));
+        });
+    }
+
     /// The check and desired definition of service `i` when its round is one that compares.
     fn drift_due(
         &self,
@@ -329,6 +400,14 @@ impl HealLoop {
             }));
         }
         tasks
+    }
+}
+
+/// The next verb, or never when nobody asked for a [`HealLoop::control`] handle.
+async fn next_verb(verbs: &mut Option<mpsc::Receiver<VerbRequest>>) -> Option<VerbRequest> {
+    match verbs {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
     }
 }
 

@@ -12,6 +12,7 @@ use super::{Health, ProbeSummary, ServiceSnapshot};
 use crate::events::{EventKind, HealEvent};
 use crate::model::{HealPolicy, ServiceClass};
 use crate::probe::{Probe, ProbeFailure};
+use crate::state::Desired;
 
 /// One service's probe round, with the run state a process probe saw.
 #[derive(Debug, Clone)]
@@ -108,7 +109,11 @@ impl Tracked {
         let s = &self.state;
         let unknown = s.last_probe.as_ref().map(|p| p.failure)
             == Some(Some(ProbeFailure::ManagerUnavailable));
-        let health = if unknown {
+        let health = if s.record.desired == Desired::Stopped {
+            Health::Stopped
+        } else if s.record.desired == Desired::Disabled {
+            Health::Disabled
+        } else if unknown {
             // Its manager did not answer: neither healthy nor down.
             Health::Unknown
         } else if s.hyst.down {
@@ -134,6 +139,7 @@ impl Tracked {
             breaker: s.breaker.state(),
             last_event: self.last_event,
             in_flight: s.record.in_flight.clone(),
+            desired: s.record.desired,
         }
     }
 }

@@ -10,8 +10,8 @@
 //!   Events as they happen (`id:` is the sequence number);
 //! - `GET /v1/fleet` — every node publishing to Central's Redis (the inventory's `[fleet]`);
 //! - `GET /metrics` — Prometheus text format;
-//! - `POST /v1/services/{label}/{start|stop|restart|enable|disable}` — not built yet: answered
-//!   `not-supported` (501).
+//! - `POST /v1/services/{label}/{start|stop|restart|enable|disable}` — a service verb through
+//!   the loop (serialized with that service's heals; a stop or disable is kept across restarts).
 
 mod journal;
 mod metrics;
@@ -42,6 +42,16 @@ pub struct ApiState {
     pub started_ms: u64,
     /// Central's Redis, when the inventory names one (`GET /v1/fleet`).
     pub fleet: Option<fleet::FleetConfig>,
+    /// Service verbs into the loop (`POST /v1/services/{label}/{verb}`).
+    pub control: Option<central_core::Control>,
+    /// How long a verb may wait for the service's heal in flight and its own call.
+    pub verb_patience: std::time::Duration,
+}
+
+/// How long a verb may take through the agent: a heal in flight, then its own call, each
+/// bounded by the loop's heal deadline.
+pub fn verb_patience(settings: &central_core::model::LoopSettings) -> std::time::Duration {
+    settings.heal_timeout * 2 + std::time::Duration::from_secs(1)
 }
 
 /// A bound API socket; removed when dropped.
@@ -161,6 +171,8 @@ impl RunningApi {
             metrics,
             started_ms,
             fleet: inventory.fleet.as_ref().map(fleet::FleetConfig::from_spec),
+            control: Some(heal.control()),
+            verb_patience: verb_patience(heal.settings()),
         };
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(socket.serve(state, async {

@@ -96,25 +96,46 @@ async fn service(State(s): State<ApiState>, Path(label): Path<String>) -> Respon
     }
 }
 
-async fn act(Path((label, action)): Path<(String, String)>) -> Response {
+/// A person's verb, through the loop: serialized with the service's heals, its desired state
+/// saved before the manager is called.
+async fn act(State(s): State<ApiState>, Path((label, action)): Path<(String, String)>) -> Response {
     let command = "api.service-action";
-    if !matches!(
-        action.as_str(),
-        "start" | "stop" | "restart" | "enable" | "disable"
-    ) {
+    let Some(verb) = central_core::Verb::parse(&action) else {
         return failure(
             StatusCode::NOT_FOUND,
             command,
             ErrorCode::NotFound,
             format!("no action {action:?}: use start, stop, restart, enable or disable"),
         );
+    };
+    let Some(control) = &s.control else {
+        return failure(
+            StatusCode::SERVICE_UNAVAILABLE,
+            command,
+            ErrorCode::Failed,
+            "this agent takes no service verbs".into(),
+        );
+    };
+    match control.send(&label, verb, s.verb_patience).await {
+        Ok(outcome) => reply(
+            StatusCode::OK,
+            command,
+            serde_json::to_value(outcome).unwrap_or_default(),
+            None,
+        ),
+        Err(e) => {
+            use central_core::VerbError;
+            let (status, kind) = match &e {
+                VerbError::NotFound(_) => (StatusCode::NOT_FOUND, ErrorCode::NotFound),
+                VerbError::NotSupported(_) => {
+                    (StatusCode::NOT_IMPLEMENTED, ErrorCode::NotSupported)
+                }
+                VerbError::Failed { .. } => (StatusCode::BAD_GATEWAY, ErrorCode::Failed),
+                VerbError::Gone => (StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Failed),
+            };
+            failure(status, command, kind, e.to_string())
+        }
     }
-    failure(
-        StatusCode::NOT_IMPLEMENTED,
-        command,
-        ErrorCode::NotSupported,
-        format!("{action} {label}: service actions through the running agent are not built yet"),
-    )
 }
 
 #[derive(Debug, Deserialize)]

@@ -16,4 +16,5 @@ pub mod identity;
 pub mod inspect;
 pub mod install_self;
 pub mod run;
+pub mod service;
 pub mod status;

@@ -189,6 +189,11 @@ pub fn exec(args: RunArgs, state_flag: Option<PathBuf>) -> Result<Report, Failur
                     tracing::info!(service = %config.label, "disabled; not started");
                     continue;
                 }
+                let desired = heal.desired(config.label.as_str());
+                if !desired.is_running() {
+                    tracing::info!(service = %config.label, %desired, "by request; not started");
+                    continue;
+                }
                 // A failure here is the heal loop's to handle: it probes and escalates.
                 match sup.enable(config).await {
                     Ok(outcome) => tracing::info!(service = %config.label, ?outcome, "started"),
