@@ -79,6 +79,13 @@ pub enum Command {
     DemoService(DemoServiceArgs),
     /// Print the JSON Schema of the `--json` envelope (published as schemas/envelope.schema.json).
     Schema,
+    /// Print a shell completion script (e.g. `joelclaw-node completions bash >
+    /// /etc/bash_completion.d/joelclaw-node`).
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 impl Command {
@@ -127,7 +134,7 @@ pub fn main() -> ExitCode {
         Command::Gate(args) => gate::exec(args),
         Command::Audit(args) => audit::exec(args),
         Command::Run(args) => run::exec(args, state_dir),
-        Command::Status(args) => status::exec(args, state_dir),
+        Command::Status(args) => status::exec(args, state_dir, as_json),
         Command::Events(args) => fleet::events(args, as_json),
         Command::Inspect(args) => inspect::exec(args, state_dir),
         Command::List(args) => service::list(args, state_dir),
@@ -140,6 +147,11 @@ pub fn main() -> ExitCode {
         Command::InstallSelf(args) => install_self::exec(args, state_dir),
         Command::Bootstrap(args) => bootstrap::exec(args, state_dir),
         Command::DemoService(args) => demo_service::exec(args),
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(shell, &mut Cli::command(), "joelclaw-node", &mut std::io::stdout());
+            return ExitCode::from(exit::OK);
+        }
         Command::Schema => {
             print!("{}", crate::output::envelope_schema());
             return ExitCode::from(exit::OK);

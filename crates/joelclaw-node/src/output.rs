@@ -103,6 +103,9 @@ pub struct Report {
     pub next_actions: Vec<NextAction>,
     /// The exit code.
     pub code: u8,
+    /// Stdout already carried the command's output (`run`'s event stream): nothing more is
+    /// printed, so a reader of that stream never finds an envelope mixed into it.
+    pub stdout_taken: bool,
 }
 
 impl Report {
@@ -115,6 +118,7 @@ impl Report {
             human,
             next_actions: Vec::new(),
             code: exit::OK,
+            stdout_taken: false,
         }
     }
 
@@ -147,6 +151,9 @@ impl Report {
 
     /// Prints the report.
     pub fn print(&self, as_json: bool) {
+        if self.stdout_taken {
+            return;
+        }
         if as_json {
             print_json(&self.envelope());
         } else {
@@ -240,23 +247,23 @@ pub fn envelope_schema() -> String {
     serde_json::to_string_pretty(&schema).unwrap_or_default() + "\n"
 }
 
-/// Renders rows as an aligned text table.
+/// Renders rows as an aligned text table (cells may carry colour: widths count what shows).
 pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
     for row in rows {
         for (i, cell) in row.iter().enumerate() {
             if i < widths.len() {
-                widths[i] = widths[i].max(cell.chars().count());
+                widths[i] = widths[i].max(visible_width(cell));
             }
         }
     }
     let line = |cells: Vec<&str>| -> String {
         let mut s = String::new();
         for (i, c) in cells.iter().enumerate() {
-            if i + 1 == cells.len() {
-                s.push_str(c);
-            } else {
-                s.push_str(&format!("{c:<w$}  ", w = widths[i]));
+            s.push_str(c);
+            if i + 1 < cells.len() {
+                let pad = widths[i].saturating_sub(visible_width(c)) + 2;
+                s.extend(std::iter::repeat_n(' ', pad));
             }
         }
         s.trim_end().to_string() + "\n"
@@ -266,6 +273,43 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
         out.push_str(&line(row.iter().map(String::as_str).collect()));
     }
     out
+}
+
+/// Characters that show: an ANSI colour sequence (`ESC [ … m`) counts for nothing.
+fn visible_width(cell: &str) -> usize {
+    let mut width = 0;
+    let mut in_escape = false;
+    for c in cell.chars() {
+        match (in_escape, c) {
+            (false, '\x1b') => in_escape = true,
+            (true, 'm') => in_escape = false,
+            (true, _) => {}
+            (false, _) => width += 1,
+        }
+    }
+    width
+}
+
+/// Whether stdout takes colour: a terminal, `NO_COLOR` unset (no-color.org), `TERM` not dumb.
+pub fn colour_on_stdout() -> bool {
+    std::io::IsTerminal::is_terminal(&std::io::stdout())
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+        && std::env::var("TERM").map_or(true, |t| t != "dumb")
+}
+
+/// A health word in its colour when `on`: green healthy, yellow failing or unknown, red
+/// unhealthy, dim when stopped or disabled by request.
+pub fn paint(health: &str, on: bool) -> String {
+    if !on {
+        return health.to_string();
+    }
+    let code = match health {
+        "healthy" => "32",
+        "failing" | "unknown" => "33",
+        "unhealthy" => "31",
+        _ => "2",
+    };
+    format!("\x1b[{code}m{health}\x1b[0m")
 }
 
 /// An optional value as a table cell (`-` when absent).

@@ -40,8 +40,9 @@ pub fn state_dir(
         })
 }
 
-/// The node's identity. An inventory that names the node (`node.id`) stands in for `NODE_ID`,
-/// so a machine with an unusable hostname still runs when its inventory says who it is.
+/// The node's identity. An inventory that names the node (`node.id`) stands in for `NODE_ID`
+/// (and wins over it), so a machine with an unusable hostname still runs when its inventory
+/// says who it is, and every output of one command carries one node id.
 pub fn node_identity(
     command: &'static str,
     inventory: Option<&Inventory>,
@@ -61,13 +62,13 @@ pub fn node_identity(
             node_identity::SystemEnvironment.platform_home()
         }
     }
-    let detected = NodeIdentity::detect();
-    match (detected, inventory.and_then(|i| i.node.id.as_deref())) {
-        (Ok(id), _) => Ok(id),
-        (Err(_), Some(node_id)) => {
+    // Resolved once, one answer: the inventory's `node.id` is the node's id (as the loop's
+    // event tags have it), so identity and events never disagree in one output.
+    match inventory.and_then(|i| i.node.id.as_deref()) {
+        Some(node_id) => {
             NodeIdentity::resolve(&InventoryNodeId(node_id)).map_err(|e| Failure::input(command, e))
         }
-        (Err(e), None) => Err(Failure::input(command, e)),
+        None => NodeIdentity::detect().map_err(|e| Failure::input(command, e)),
     }
 }
 

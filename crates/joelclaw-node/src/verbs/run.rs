@@ -25,9 +25,28 @@ pub struct RunArgs {
     /// The inventory (TOML).
     #[arg(long, short = 'i', value_name = "FILE")]
     pub inventory: PathBuf,
-    /// Where to write events as JSON lines (`-` for stdout, the default).
-    #[arg(long, value_name = "FILE", default_value = "-")]
-    pub events: String,
+    /// Where to write events as JSON lines (`-` for stdout). Default: stdout when it is not a
+    /// terminal (a pipe, a journal); on a terminal, none (the human lines on stderr say it all).
+    #[arg(long, value_name = "FILE")]
+    pub events: Option<String>,
+}
+
+/// Where the JSON lines go.
+enum EventsTo {
+    Stdout,
+    File(String),
+    Nowhere,
+}
+
+impl EventsTo {
+    fn of(flag: Option<&str>) -> EventsTo {
+        match flag {
+            Some("-") => EventsTo::Stdout,
+            Some(file) => EventsTo::File(file.to_string()),
+            None if std::io::IsTerminal::is_terminal(&std::io::stdout()) => EventsTo::Nowhere,
+            None => EventsTo::Stdout,
+        }
+    }
 }
 
 /// Installs the agent's log output: human lines on stderr, level from `RUST_LOG` (default info).
@@ -128,16 +147,17 @@ pub fn exec(args: RunArgs, state_flag: Option<PathBuf>) -> Result<Report, Failur
     // One agent per state folder: a second one would start the same children (which then fail
     // to bind) and judge them by the first one's answers. Held until this function returns.
     let _lock = AgentLock::acquire(&state).map_err(|e| Failure::input(CMD, e))?;
-    let events: Box<dyn std::io::Write + Send> = if args.events == "-" {
-        Box::new(std::io::stdout())
-    } else {
-        Box::new(
+    let events_to = EventsTo::of(args.events.as_deref());
+    let events: Box<dyn std::io::Write + Send> = match &events_to {
+        EventsTo::Stdout => Box::new(std::io::stdout()),
+        EventsTo::Nowhere => Box::new(std::io::sink()),
+        EventsTo::File(path) => Box::new(
             std::fs::OpenOptions::new()
                 .create(true)
                 .append(true)
-                .open(&args.events)
-                .map_err(|e| Failure::input(CMD, format!("--events {}: {e}", args.events)))?,
-        )
+                .open(path)
+                .map_err(|e| Failure::input(CMD, format!("--events {path}: {e}")))?,
+        ),
     };
     init_tracing();
     let rt = runtime(CMD)?;
@@ -220,10 +240,13 @@ pub fn exec(args: RunArgs, state_flag: Option<PathBuf>) -> Result<Report, Failur
         publishers.shutdown().await;
         sink.finish();
         tracing::info!(dropped_events = sink.dropped(), "stopped; state saved");
-        Ok(Report::ok(
+        let mut report = Report::ok(
             CMD,
             serde_json::json!({ "stopped": true, "state_dir": state }),
             String::new(),
-        ))
+        );
+        // One stream on stdout: the events, or the envelope, never both.
+        report.stdout_taken = matches!(events_to, EventsTo::Stdout);
+        Ok(report)
     })
 }

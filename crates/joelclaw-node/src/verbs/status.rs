@@ -1,5 +1,5 @@
-//! `status`: one probe round over an inventory, no heals: a table of services, node identity
-//! and substrate.
+//! `status`: the running agent's live snapshot (else one probe round, no heals), with each
+//! service's state, pid and restarts from its manager and each container from the engine.
 
 use std::path::{Path, PathBuf};
 
@@ -21,6 +21,9 @@ pub struct StatusArgs {
     /// Every node of the fleet instead, from Central's Redis (the inventory's `[fleet]`).
     #[arg(long)]
     pub fleet: bool,
+    /// Refresh every 2 s until interrupted (with `--json`: one envelope per line).
+    #[arg(long, conflicts_with = "fleet")]
+    pub watch: bool,
 }
 
 /// Copies the files of `from` (not its subfolders) into `to`; `false` when there were none.
@@ -125,8 +128,49 @@ fn container_table(rows: &[ContainerRow]) -> String {
     )
 }
 
-/// One probe round; exit 1 when a service is unhealthy.
-pub fn exec(args: StatusArgs, state_flag: Option<PathBuf>) -> Result<Report, Failure> {
+/// A process service's state as its manager reports it (pid, restarts, last exit): shown for
+/// every service, whatever probes it declares.
+#[derive(Debug, Serialize)]
+struct ProcessRow {
+    service: String,
+    state: Option<process_manager::ServiceStatus>,
+    /// Why the manager could not say.
+    error: Option<String>,
+}
+
+/// Every process service's manager, asked at once (each call under the adapter's deadline).
+async fn processes(inventory: &Inventory, comp: &crate::compose::Composition) -> Vec<ProcessRow> {
+    let asks = inventory.services.iter().filter_map(|spec| {
+        let manager = comp.manager_of(inventory, spec.label.as_str())?;
+        Some(async move {
+            match manager.inspect(&spec.label).await {
+                Ok(st) => ProcessRow {
+                    service: spec.label.to_string(),
+                    state: Some(st),
+                    error: None,
+                },
+                Err(e) => ProcessRow {
+                    service: spec.label.to_string(),
+                    state: None,
+                    error: Some(e.to_string()),
+                },
+            }
+        })
+    });
+    futures::future::join_all(asks).await
+}
+
+/// `--watch`: how often the table is refreshed.
+const WATCH_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The running agent's live snapshot (no probe round), else one probe round of this command's
+/// own; then the managers' and the engine's view of each service. Exit 1 when a service is
+/// unhealthy. `--watch` refreshes until interrupted.
+pub fn exec(
+    args: StatusArgs,
+    state_flag: Option<PathBuf>,
+    as_json: bool,
+) -> Result<Report, Failure> {
     const CMD: &str = "status";
     let inventory = load(CMD, &args.inventory)?;
     if args.fleet {
@@ -136,35 +180,86 @@ pub fn exec(args: StatusArgs, state_flag: Option<PathBuf>) -> Result<Report, Fai
     let state_arg = state_flag.clone();
     let state = state_dir(CMD, state_flag, &inventory)?;
     let rt = runtime(CMD)?;
-    let (status, containers): (NodeStatus, Vec<ContainerRow>) = rt.block_on(async {
-        let comp =
-            compose(&inventory, &state, Mode::Observe).map_err(|e| Failure::input(CMD, e))?;
-        // The running agent's persisted breakers and in-flight heals, for the table. Read from
-        // a copy: loading moves a corrupt file aside, and `status` changes nothing of the agent's.
-        let mut options = LoopOptions::new(NodeTags::from_identity(&identity, &inventory));
-        let copy = tempfile::tempdir()
-            .map_err(|e| Failure::failed(CMD, format!("scratch folder: {e}")))?;
-        if copy_dir_files(&state.join("heal"), copy.path()) {
-            options = options.with_state_dir(copy.path());
+    loop {
+        let report = rt.block_on(once(&args, &inventory, &identity, &state, state_arg.as_deref()))?;
+        if !args.watch {
+            return Ok(report);
         }
-        let mut heal =
-            HealLoop::new(&inventory, comp.ports(), options).map_err(|e| Failure::input(CMD, e))?;
-        let status = heal.probe_round().await;
-        Ok::<_, Failure>((status, containers(&inventory, comp.runtime.as_ref()).await))
-    })?;
+        // Each refresh replaces the last on a terminal; piped, one envelope per line.
+        if std::io::IsTerminal::is_terminal(&std::io::stdout()) && !as_json {
+            print!("\x1b[2J\x1b[H");
+        }
+        report.print(as_json);
+        std::thread::sleep(WATCH_EVERY);
+    }
+}
+
+async fn once(
+    args: &StatusArgs,
+    inventory: &Inventory,
+    identity: &node_identity::NodeIdentity,
+    state: &Path,
+    state_arg: Option<&Path>,
+) -> Result<Report, Failure> {
+    const CMD: &str = "status";
+    let comp = compose(inventory, state, Mode::Observe).map_err(|e| Failure::input(CMD, e))?;
+    let agent = crate::agent_client::AgentClient::for_state_dir(state);
+    let live = match agent.get("/v1/status", std::time::Duration::from_secs(5)).await {
+        Ok((_, envelope)) if envelope["ok"].as_bool() == Some(true) => {
+            serde_json::from_value::<NodeStatus>(envelope["result"].clone()).ok()
+        }
+        Ok(_) | Err(crate::agent_client::AgentError::NotRunning(_)) => None,
+        // An agent that runs and does not answer is said, not hidden behind a probe round.
+        Err(e) => return Err(Failure::failed(CMD, e)),
+    };
+    let source = if live.is_some() { "agent" } else { "probe" };
+    let status = match live {
+        Some(status) => status,
+        None => {
+            // The running agent's persisted breakers, in-flight heals and requests, for the
+            // table. Read from a copy: loading moves a corrupt file aside, and `status` changes
+            // nothing of the agent's.
+            let mut options = LoopOptions::new(NodeTags::from_identity(identity, inventory));
+            let copy = tempfile::tempdir()
+                .map_err(|e| Failure::failed(CMD, format!("scratch folder: {e}")))?;
+            if copy_dir_files(&state.join("heal"), copy.path()) {
+                options = options.with_state_dir(copy.path());
+            }
+            let mut heal = HealLoop::new(inventory, comp.ports(), options)
+                .map_err(|e| Failure::input(CMD, e))?;
+            heal.probe_round().await
+        }
+    };
+    let (processes, containers) = tokio::join!(
+        processes(inventory, &comp),
+        containers(inventory, comp.runtime.as_ref())
+    );
+    let colour = crate::output::colour_on_stdout();
     let rows: Vec<Vec<String>> = status
         .services
         .iter()
         .map(|s| {
+            let managed = processes
+                .iter()
+                .find(|p| p.service == s.label)
+                .and_then(|p| p.state.as_ref());
+            let state = managed
+                .map(|m| m.state.to_string())
+                .or_else(|| s.run_state.map(|r| r.to_string()))
+                .unwrap_or_else(|| "-".into());
+            let pid = managed.and_then(|m| m.pid).or(s.pid);
             vec![
                 s.label.clone(),
                 s.manager.clone(),
-                json_name(&s.class),
-                opt(&s.run_state),
-                opt(&s.pid),
-                health_cell(s),
-                s.endpoint_class.as_ref().map_or("-".into(), json_name),
+                state,
+                opt(&pid),
+                managed
+                    .and_then(|m| m.restart_count)
+                    .map_or("-".into(), |n| n.to_string()),
+                crate::output::paint(&health_cell(s), colour),
+                s.desired.to_string(),
                 json_name(&s.breaker),
+                s.last_event.map_or("-".into(), |e| e.as_str().to_string()),
                 s.last_probe
                     .as_ref()
                     .map_or(String::new(), |p| p.detail.clone()),
@@ -172,15 +267,28 @@ pub fn exec(args: StatusArgs, state_flag: Option<PathBuf>) -> Result<Report, Fai
         })
         .collect();
     let mut human = format!(
-        "node {} ({}, {}), inventory {}\n",
+        "node {} ({}, {}), inventory {}, from {}\n",
         status.node_id,
         status.platform,
         json_name(&status.role),
-        args.inventory.display()
+        args.inventory.display(),
+        if source == "agent" {
+            "the running agent"
+        } else {
+            "a probe round (no agent running)"
+        }
     );
     human.push_str(&table(
         &[
-            "SERVICE", "MANAGER", "CLASS", "STATE", "PID", "HEALTH", "ENDPOINT", "BREAKER",
+            "SERVICE",
+            "MANAGER",
+            "STATE",
+            "PID",
+            "RESTARTS",
+            "HEALTH",
+            "DESIRED",
+            "BREAKER",
+            "LAST EVENT",
             "DETAIL",
         ],
         &rows,
@@ -192,11 +300,16 @@ pub fn exec(args: StatusArgs, state_flag: Option<PathBuf>) -> Result<Report, Fai
     let unhealthy: Vec<&str> = status
         .services
         .iter()
-        .filter(|s| s.last_probe.as_ref().is_some_and(|p| !p.passed))
+        .filter(|s| s.desired.is_running() && s.last_probe.as_ref().is_some_and(|p| !p.passed))
         .map(|s| s.label.as_str())
         .collect();
-    let result =
-        serde_json::json!({ "identity": identity, "status": status, "containers": containers });
+    let result = serde_json::json!({
+        "identity": identity,
+        "source": source,
+        "status": status,
+        "processes": processes,
+        "containers": containers,
+    });
     Ok(if unhealthy.is_empty() {
         Report::ok(CMD, result, human)
     } else {
@@ -208,7 +321,7 @@ pub fn exec(args: StatusArgs, state_flag: Option<PathBuf>) -> Result<Report, Fai
                 "--inventory".into(),
                 args.inventory.display().to_string(),
             ];
-            if let Some(dir) = &state_arg {
+            if let Some(dir) = state_arg {
                 argv.extend(["--state-dir".into(), dir.display().to_string()]);
             }
             NextAction::node(argv, format!("{l} from its manager"))
