@@ -149,7 +149,12 @@ pub fn main() -> ExitCode {
         Command::DemoService(args) => demo_service::exec(args),
         Command::Completions { shell } => {
             use clap::CommandFactory;
-            clap_complete::generate(shell, &mut Cli::command(), "joelclaw-node", &mut std::io::stdout());
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "joelclaw-node",
+                &mut std::io::stdout(),
+            );
             return ExitCode::from(exit::OK);
         }
         Command::Schema => {

@@ -379,6 +379,21 @@ fn a_service_stopped_through_the_agent_stays_stopped_until_started() {
         (404, &Value::from("not-found"))
     );
 
+    // `status` reads the running agent (no probe round of its own), with the pid from the
+    // manager although web declares only an HTTP probe.
+    let (code, v) = verb(&agent, &["status"]);
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(v["result"]["source"], "agent");
+    assert_eq!(
+        v["result"]["processes"][0]["state"]["pid"].as_u64(),
+        agent.service_pid().map(u64::from),
+        "{v}"
+    );
+    assert_eq!(
+        v["result"]["identity"]["node_id"]["value"],
+        v["result"]["status"]["node_id"]
+    );
+
     // `restart` gives a new process.
     let before = agent.service_pid().expect("web running");
     let (code, v) = verb(&agent, &["restart", "web"]);

@@ -305,3 +305,19 @@ fn audit_reads_unit_files_with_the_adapters_reader() {
         "{failed:?}"
     );
 }
+
+/// Completion scripts come from the same clap definition: every verb is in them.
+#[test]
+fn completions_name_every_verb() {
+    for shell in ["bash", "zsh", "fish"] {
+        let (code, out, err) = run(bin().args(["completions", shell]));
+        assert_eq!(code, 0, "{shell}: {err}");
+        for verb in [
+            "run", "status", "list", "start", "stop", "restart", "enable", "disable",
+        ] {
+            assert!(out.contains(verb), "{shell}: {verb} missing");
+        }
+    }
+    let (code, _, err) = run(bin().args(["completions", "tcsh"]));
+    assert_eq!(code, 2, "{err}");
+}

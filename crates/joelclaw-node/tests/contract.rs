@@ -63,6 +63,16 @@ fn every_kind_of_outcome_is_one_valid_envelope() {
     let bad = dir.path().join("bad.toml");
     std::fs::write(&bad, "[loop]\ninterval = \"soon\"\n").unwrap();
     let bad = bad.to_str().unwrap();
+    let embedded = dir.path().join("embedded.toml");
+    std::fs::write(
+        &embedded,
+        format!(
+            "[node]\nid = \"contract\"\n\n[loop]\nstate_dir = \"{}\"\n\n[[service]]\nlabel = \"web\"\nmanager = \"embedded\"\n\n[service.config]\nprogram = \"/bin/true\"\n",
+            dir.path().join("state").display()
+        ),
+    )
+    .unwrap();
+    let embedded = embedded.to_str().unwrap().to_string();
     let cases: Vec<(Vec<&str>, i32, Option<&str>)> = vec![
         // success
         (vec!["identity"], 0, None),
@@ -79,6 +89,15 @@ fn every_kind_of_outcome_is_one_valid_envelope() {
             2,
             Some("invalid-input"),
         ),
+        // service verbs with no agent running: done through the adapter, or refused by kind
+        (vec!["list", "--inventory", &embedded], 0, None),
+        (vec!["stop", "web", "--inventory", &embedded], 0, None),
+        (
+            vec!["stop", "nope", "--inventory", &embedded],
+            2,
+            Some("not-found"),
+        ),
+        (vec!["status", "--inventory", &embedded], 0, None),
         // usage errors: an unknown flag, a missing argument, no verb at all
         (vec!["status", "--bogus"], 2, Some("usage")),
         (vec!["apply"], 2, Some("usage")),

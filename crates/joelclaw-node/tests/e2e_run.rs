@@ -219,3 +219,53 @@ fn a_second_agent_on_one_state_folder_is_refused_naming_the_first() {
         "the first agent's child is untouched"
     );
 }
+
+/// On a terminal, `run` prints human lines only: no JSON line on stdout (the same events would
+/// otherwise show twice), and no envelope mixed in at exit. Run under `script`, which gives it
+/// a pseudo-terminal.
+#[test]
+fn run_on_a_terminal_prints_no_json_lines() {
+    let state = tempfile::tempdir().unwrap();
+    let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/demo.toml");
+    let typescript = state.path().join("terminal.txt");
+    let line = format!(
+        "RUST_LOG=info {} run --inventory {} --state-dir {}",
+        env!("CARGO_BIN_EXE_joelclaw-node"),
+        demo.display(),
+        state.path().join("s").display()
+    );
+    let agent = Command::new("script")
+        .args(["-q", "-e", "-c", &line])
+        .arg(&typescript)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("script(1) from util-linux");
+    let mut agent = KillOnDrop(agent);
+    let pid = sysutil::poll::until_blocking("demo-web running", Duration::from_secs(30), || {
+        published_pid(&state.path().join("s"), "demo-web")
+    });
+    kill(Pid::from_raw(pid as i32), Signal::SIGKILL).unwrap();
+    // The heal shows as a human line on the terminal.
+    sysutil::poll::until_blocking("the heal on the terminal", Duration::from_secs(60), || {
+        let seen = std::fs::read_to_string(&typescript).ok()?;
+        seen.contains("heal.succeeded").then_some(())
+    });
+    let agent_pid =
+        sysutil::poll::until_blocking("the agent's pid", Duration::from_secs(5), || {
+            std::fs::read_to_string(state.path().join("s/agent.lock"))
+                .ok()?
+                .trim()
+                .parse::<i32>()
+                .ok()
+        });
+    kill(Pid::from_raw(agent_pid), Signal::SIGTERM).unwrap();
+    let _ = agent.0.wait();
+    let seen = std::fs::read_to_string(&typescript).unwrap();
+    let json_lines: Vec<&str> = seen
+        .lines()
+        .filter(|l| l.trim_start().starts_with('{'))
+        .collect();
+    assert!(json_lines.is_empty(), "JSON on a terminal: {json_lines:?}");
+}

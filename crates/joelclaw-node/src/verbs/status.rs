@@ -181,7 +181,13 @@ pub fn exec(
     let state = state_dir(CMD, state_flag, &inventory)?;
     let rt = runtime(CMD)?;
     loop {
-        let report = rt.block_on(once(&args, &inventory, &identity, &state, state_arg.as_deref()))?;
+        let report = rt.block_on(once(
+            &args,
+            &inventory,
+            &identity,
+            &state,
+            state_arg.as_deref(),
+        ))?;
         if !args.watch {
             return Ok(report);
         }
@@ -204,7 +210,10 @@ async fn once(
     const CMD: &str = "status";
     let comp = compose(inventory, state, Mode::Observe).map_err(|e| Failure::input(CMD, e))?;
     let agent = crate::agent_client::AgentClient::for_state_dir(state);
-    let live = match agent.get("/v1/status", std::time::Duration::from_secs(5)).await {
+    let live = match agent
+        .get("/v1/status", std::time::Duration::from_secs(5))
+        .await
+    {
         Ok((_, envelope)) if envelope["ok"].as_bool() == Some(true) => {
             serde_json::from_value::<NodeStatus>(envelope["result"].clone()).ok()
         }
