@@ -9,7 +9,7 @@ use clap::{Parser, Subcommand};
 use crate::output::{exit, Failure};
 use crate::verbs::service::{ListArgs, ServiceArgs};
 use crate::verbs::{
-    apply, audit, bootstrap, demo_service, fleet, gate, identity, inspect, install_self, run,
+    apply, audit, bootstrap, demo_service, fleet, gate, identity, inspect, install_self, logs, run,
     service, status,
 };
 use crate::verbs::{
@@ -60,6 +60,8 @@ pub enum Command {
     Enable(ServiceArgs),
     /// Stop a service and keep it from starting at boot; not healed until enabled.
     Disable(ServiceArgs),
+    /// A service's output: its log files or its journal (`-f` to follow).
+    Logs(logs::LogsArgs),
     /// This node's identity, with where each value came from.
     Identity,
     /// Install the inventory's desired definitions (plists, units), idempotently.
@@ -143,6 +145,7 @@ pub fn main() -> ExitCode {
         Command::Restart(args) => service::exec(Verb::Restart, args, state_dir),
         Command::Enable(args) => service::exec(Verb::Enable, args, state_dir),
         Command::Disable(args) => service::exec(Verb::Disable, args, state_dir),
+        Command::Logs(args) => logs::exec(args, state_dir, as_json),
         Command::Apply(args) => apply::exec(args),
         Command::InstallSelf(args) => install_self::exec(args, state_dir),
         Command::Bootstrap(args) => bootstrap::exec(args, state_dir),

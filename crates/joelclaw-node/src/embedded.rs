@@ -570,6 +570,13 @@ impl ProcessManagerPort for EmbeddedSupervisor {
     fn events(&self) -> Option<broadcast::Receiver<ServiceEvent>> {
         Some(self.inner.events.subscribe())
     }
+
+    fn log_source(&self, config: &ServiceConfig) -> Option<process_manager::LogSource> {
+        Some(process_manager::LogSource::Files(vec![
+            self.log_file(&config.stdout_path, &config.label, "out"),
+            self.log_file(&config.stderr_path, &config.label, "err"),
+        ]))
+    }
 }
 
 /// A read-only view of the services a running agent's embedded supervisor owns, read from the
@@ -618,6 +625,20 @@ impl EmbeddedView {
 
 #[async_trait]
 impl ProcessManagerPort for EmbeddedView {
+    /// The same files the running supervisor writes (its options under the same folder).
+    fn log_source(&self, config: &ServiceConfig) -> Option<process_manager::LogSource> {
+        let logs = EmbeddedOptions::under(&self.dir).log_dir;
+        let file = |configured: &Option<PathBuf>, stream: &str| {
+            configured
+                .clone()
+                .unwrap_or_else(|| logs.join(format!("{}.{stream}.log", config.label)))
+        };
+        Some(process_manager::LogSource::Files(vec![
+            file(&config.stdout_path, "out"),
+            file(&config.stderr_path, "err"),
+        ]))
+    }
+
     fn capabilities(&self) -> Capabilities {
         Capabilities::basic(ADAPTER)
     }

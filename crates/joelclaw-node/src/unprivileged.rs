@@ -61,4 +61,7 @@ impl ProcessManagerPort for NoDefinitions {
     fn events(&self) -> Option<broadcast::Receiver<ServiceEvent>> {
         self.inner.events()
     }
+    fn log_source(&self, config: &ServiceConfig) -> Option<process_manager::LogSource> {
+        self.inner.log_source(config)
+    }
 }

@@ -10,23 +10,8 @@ use adapters_linux::{ServiceAccount, SystemdProcessManager};
 use central_core::{EventKind, HealLoop, Inventory, LoopOptions, MemorySink, NodeTags, Ports};
 use process_manager::{ProcessManagerPort, RunState, ServiceConfig, ServiceLabel};
 
-/// The harness's systemd PID, or `None` (SKIPPED) outside CI; under `CI=true` a missing harness
-/// fails the test.
-fn systemd_pid() -> Option<String> {
-    match std::env::var("JOELCLAW_TEST_SYSTEMD_PID") {
-        Ok(v) if !v.is_empty() => Some(v),
-        _ => {
-            if std::env::var("CI").is_ok_and(|v| v == "true") {
-                panic!("JOELCLAW_TEST_SYSTEMD_PID is not set: this test needs real systemd, and CI=true never skips it; run it through scripts/test");
-            }
-            let _ = std::io::Write::write_all(
-                &mut std::io::stderr(),
-                b"SKIPPED (needs real systemd: run scripts/test): JOELCLAW_TEST_SYSTEMD_PID is not set\n",
-            );
-            None
-        }
-    }
-}
+mod common;
+use common::systemd_pid;
 
 /// Freezes the shared systemd; the drop (panic included) thaws it, so no other test ever
 /// finds it frozen for longer than this scenario's few seconds.

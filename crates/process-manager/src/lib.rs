@@ -42,7 +42,7 @@ pub use label::{LabelError, LabelPattern, LabelRule, ServiceLabel, MAX_LABEL_LEN
 pub use memory::MemoryProcessManager;
 pub use port::{ProcessManagerPort, SharedProcessManager, WithDeadline};
 pub use status::{
-    Capabilities, DisableOutcome, EnableOutcome, ExitStatus, RestartOutcome, RunState,
+    Capabilities, DisableOutcome, EnableOutcome, ExitStatus, LogSource, RestartOutcome, RunState,
     ServiceEvent, ServiceStatus, StopOutcome,
 };
 pub use triggers::{CalendarInterval, Triggers};

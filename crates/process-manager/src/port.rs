@@ -11,8 +11,8 @@ use crate::config::ServiceConfig;
 use crate::error::{Operation, ProcessError};
 use crate::label::{LabelPattern, ServiceLabel};
 use crate::status::{
-    Capabilities, DisableOutcome, EnableOutcome, RestartOutcome, ServiceEvent, ServiceStatus,
-    StopOutcome,
+    Capabilities, DisableOutcome, EnableOutcome, LogSource, RestartOutcome, ServiceEvent,
+    ServiceStatus, StopOutcome,
 };
 
 /// A process manager: launchd, systemd, the embedded supervisor, or the in-memory adapter.
@@ -46,6 +46,13 @@ pub trait ProcessManagerPort: Send + Sync + Debug + 'static {
     /// Pushed service events, where the manager has them (exactly when
     /// [`Capabilities::pushes_events`]). `None` means poll with `inspect`.
     fn events(&self) -> Option<broadcast::Receiver<ServiceEvent>> {
+        None
+    }
+
+    /// Where the service defined by `config` writes its output, for `logs` (no call is made).
+    /// `None`: this manager keeps no log a caller can read.
+    fn log_source(&self, config: &ServiceConfig) -> Option<LogSource> {
+        let _ = config;
         None
     }
 }
@@ -85,6 +92,9 @@ macro_rules! forward_through {
             }
             fn events(&self) -> Option<broadcast::Receiver<ServiceEvent>> {
                 (**self).events()
+            }
+            fn log_source(&self, config: &ServiceConfig) -> Option<LogSource> {
+                (**self).log_source(config)
             }
         }
     )*};
@@ -131,5 +141,8 @@ impl<P: ProcessManagerPort> ProcessManagerPort for WithDeadline<P> {
     }
     fn events(&self) -> Option<broadcast::Receiver<ServiceEvent>> {
         self.inner().events()
+    }
+    fn log_source(&self, config: &ServiceConfig) -> Option<LogSource> {
+        self.inner().log_source(config)
     }
 }

@@ -229,3 +229,21 @@ impl ServiceEvent {
         }
     }
 }
+
+/// Where a service's output can be read (`joelclaw-node logs`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LogSource {
+    /// Plain files the service's output is appended to (stdout's first).
+    Files(Vec<std::path::PathBuf>),
+    /// A program that prints the service's log (`journalctl -u UNIT`, or `tail` of files in
+    /// the manager's own namespace); the reader appends `lines_flag N` and, to follow,
+    /// `follow_flag`.
+    Command {
+        /// The program and its arguments.
+        argv: Vec<std::ffi::OsString>,
+        /// Its flag for "the last N lines" (`--lines`, `-n`).
+        lines_flag: &'static str,
+        /// Its flag for "and keep printing" (`--follow`, `-F`).
+        follow_flag: &'static str,
+    },
+}

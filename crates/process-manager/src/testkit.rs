@@ -86,6 +86,9 @@ macro_rules! wrap_port {
             fn events(&self) -> Option<broadcast::Receiver<ServiceEvent>> {
                 (**self).events()
             }
+            fn log_source(&self, config: &ServiceConfig) -> Option<$crate::LogSource> {
+                (**self).log_source(config)
+            }
         }
     };
 }

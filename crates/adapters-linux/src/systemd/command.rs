@@ -60,6 +60,25 @@ pub(crate) enum CallKind {
 }
 
 impl Systemctl {
+    /// `journalctl` for `unit`, reaching the same manager as `systemctl` does (the same
+    /// prefix, user manager, machine or host), as argv: what `logs` runs.
+    pub(crate) fn journal_argv(&self, unit: &str) -> Vec<OsString> {
+        let mut argv = self.prefix.clone();
+        argv.push("journalctl".into());
+        if self.user_manager {
+            argv.push("--user".into());
+        }
+        match &self.target {
+            Some(SystemdTarget::Machine(m)) => argv.push(format!("--machine={m}").into()),
+            Some(SystemdTarget::Host(h)) => argv.push(format!("--host={h}").into()),
+            None => {}
+        }
+        for a in ["--no-pager", "--output=short-iso", "--unit", unit] {
+            argv.push(a.into());
+        }
+        argv
+    }
+
     /// The argv to spawn: prefix (if any), then systemctl and its global options, then `args`.
     fn argv(&self, args: &[&str]) -> Result<(PathBuf, Vec<OsString>), ProcessError> {
         let systemctl: OsString = self

@@ -449,6 +449,32 @@ impl ProcessManagerPort for SystemdProcessManager {
         self.bus.as_ref().map(|(_, watch)| watch.subscribe())
     }
 
+    /// The unit's `StandardOutput=`/`StandardError=` files where it has them (read with `tail`
+    /// where the manager runs: behind a prefix they are in its mount namespace), else its
+    /// journal; either through the same manager `systemctl` reaches.
+    fn log_source(&self, config: &ServiceConfig) -> Option<process_manager::LogSource> {
+        let files: Vec<_> = [&config.stdout_path, &config.stderr_path]
+            .into_iter()
+            .flatten()
+            .collect();
+        Some(if files.is_empty() {
+            process_manager::LogSource::Command {
+                argv: self.systemctl.journal_argv(&unit_name(&config.label)),
+                lines_flag: "--lines",
+                follow_flag: "--follow",
+            }
+        } else {
+            let mut argv = self.systemctl.prefix.clone();
+            argv.push("tail".into());
+            argv.extend(files.into_iter().map(|f| f.as_os_str().to_os_string()));
+            process_manager::LogSource::Command {
+                argv,
+                lines_flag: "-n",
+                follow_flag: "-F",
+            }
+        })
+    }
+
     #[tracing::instrument(skip_all, fields(adapter = ADAPTER, pattern = %pattern))]
     async fn list(&self, pattern: &LabelPattern) -> Result<Vec<ServiceStatus>, ProcessError> {
         // Two sources, two spawns at most and one of them free: what systemd has loaded

@@ -408,6 +408,17 @@ where
 
 #[async_trait]
 impl ProcessManagerPort for LaunchdProcessManager {
+    /// The plist's `StandardOutPath`/`StandardErrorPath` (the config's, else the adapter's log
+    /// folder); launchd keeps no log of its own for a job without them.
+    fn log_source(&self, config: &ServiceConfig) -> Option<process_manager::LogSource> {
+        let resolved = plist_gen::resolve(config, &self.config.plist_defaults()).ok()?;
+        let files: Vec<_> = [resolved.stdout_path, resolved.stderr_path]
+            .into_iter()
+            .flatten()
+            .collect();
+        (!files.is_empty()).then_some(process_manager::LogSource::Files(files))
+    }
+
     fn capabilities(&self) -> Capabilities {
         Capabilities::basic(ADAPTER).with_respawn_throttle(LAUNCHD_RESPAWN_THROTTLE)
     }

@@ -15,6 +15,7 @@ pub mod gate;
 pub mod identity;
 pub mod inspect;
 pub mod install_self;
+pub mod logs;
 pub mod run;
 pub mod service;
 pub mod status;

@@ -33,3 +33,21 @@ pub(crate) fn free_port() -> u16 {
         .unwrap()
         .port()
 }
+
+/// The harness's systemd PID, or `None` (SKIPPED) outside CI; under `CI=true` a missing harness
+/// fails the test.
+pub(crate) fn systemd_pid() -> Option<String> {
+    match std::env::var("JOELCLAW_TEST_SYSTEMD_PID") {
+        Ok(v) if !v.is_empty() => Some(v),
+        _ => {
+            if std::env::var("CI").is_ok_and(|v| v == "true") {
+                panic!("JOELCLAW_TEST_SYSTEMD_PID is not set: this test needs real systemd, and CI=true never skips it; run it through scripts/test");
+            }
+            let _ = std::io::Write::write_all(
+                &mut std::io::stderr(),
+                b"SKIPPED (needs real systemd: run scripts/test): JOELCLAW_TEST_SYSTEMD_PID is not set\n",
+            );
+            None
+        }
+    }
+}
