@@ -1,6 +1,7 @@
 //! Compose services on a real dockerd (the harness's, with Debian's `docker-compose`): found by
-//! their labels, restarted after their process is killed, recreated after `docker rm -f`, and a
-//! crash loop under `restart: always` seen for what it is. Each test has its own project.
+//! their labels, restarted after their process is killed, recreated after `docker rm -f` (and a
+//! crash-looping one replaced by a recreate), and a crash loop under `restart: always` seen for
+//! what it is. Each test has its own project.
 
 mod support;
 
@@ -195,6 +196,7 @@ async fn a_removed_container_is_recreated_from_the_compose_file_with_the_same_la
     let rt = p.engine();
     let app = p.service("app");
     let before = rt.find_compose_container(&app).await.unwrap();
+    let db_before = rt.find_compose_container(&p.service("db")).await.unwrap();
     let out = p.docker(&["rm", "-f", &before.id]);
     assert!(out.status.success(), "{out:?}");
     match rt.inspect_ref(&ContainerRef::Compose(app.clone())).await {
@@ -218,9 +220,58 @@ async fn a_removed_container_is_recreated_from_the_compose_file_with_the_same_la
     for key in [COMPOSE_PROJECT_LABEL, COMPOSE_SERVICE_LABEL] {
         assert_eq!(after.labels.get(key), before.labels.get(key), "{key}");
     }
-    // `--no-deps`: the dependency was left alone.
+    // `--no-deps`: the dependency was left alone (`--force-recreate` applies to app only).
     let db = rt.find_compose_container(&p.service("db")).await.unwrap();
+    assert_eq!(db.id, db_before.id, "the dependency was not recreated");
     assert_eq!(db.restart_count, 0, "{db:?}");
+}
+
+#[tokio::test]
+async fn a_crash_looping_container_is_replaced_by_recreate_with_the_same_labels() {
+    let Some(image) = image() else { return };
+    // Up for about a second, then a crash: Docker's restart policy starts the same container
+    // again, with the same (unchanged) config, so a plain `up` would leave it alone.
+    let yaml = format!(
+        r#"version: "2.4"
+services:
+  crashy:
+    image: {image}
+    network_mode: none
+    restart: always
+    command: ["sh", "-c", "sleep 1; exit 3"]
+"#
+    );
+    let Some(p) = Project::up("replaced", &yaml) else {
+        return;
+    };
+    let rt = p.engine();
+    let crashy = p.service("crashy");
+    until("docker restarting the crashing container", async || {
+        rt.find_compose_container(&crashy)
+            .await
+            .is_ok_and(|c| c.restart_count > 0)
+    })
+    .await;
+    let before = rt.find_compose_container(&crashy).await.unwrap();
+    let started = Instant::now();
+    assert_eq!(
+        rt.recreate(&crashy).await.unwrap(),
+        ContainerRestartOutcome::Recreated
+    );
+    report(
+        "container recreate (crash-looping, replaced)",
+        started.elapsed(),
+    );
+    let after = rt.find_compose_container(&crashy).await.unwrap();
+    assert_ne!(after.id, before.id, "a new container: {after:?}");
+    for key in [COMPOSE_PROJECT_LABEL, COMPOSE_SERVICE_LABEL] {
+        assert_eq!(after.labels.get(key), before.labels.get(key), "{key}");
+    }
+    let all = rt
+        .list_containers(Some(&crashy.project_filter()))
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 1, "the old container is gone: {all:?}");
 }
 
 #[tokio::test]

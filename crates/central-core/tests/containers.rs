@@ -1,7 +1,8 @@
 //! Container services in the heal loop, on paused time over the in-memory runtime: the ladder
 //! (restart → recreate from Compose → heal the substrate → escalate), a removed container
-//! recreated at once, a crash loop under Docker's restart policy observed then healed, and the
-//! health-gated order of dependent containers.
+//! recreated at once, a crash loop under Docker's restart policy observed then healed (also one
+//! whose every look lands between two crashes), and the health-gated order of dependent
+//! containers.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -171,6 +172,63 @@ async fn a_crash_loop_under_the_engines_restart_policy_is_not_healthy_and_is_hea
     }
     assert_eq!(step, Some(Step::Restart));
     assert_eq!(rt.count(RuntimeOperation::RestartContainer), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_crash_loop_seen_only_between_crashes_is_not_healthy_and_climbs_to_a_person() {
+    let rt = runtime();
+    let mut heal = heal_loop(&rt);
+    assert!(heal.tick().await.events.is_empty(), "all healthy");
+    let mut steps = Vec::new();
+    let mut redis = Vec::new();
+    for _ in 0..20 {
+        sleep(Duration::from_secs(10)).await;
+        // Each look lands just after the engine's restart policy started it again: running.
+        rt.crash("central-redis-1");
+        let r = heal.tick().await;
+        steps.extend(started_step(&r, "redis"));
+        redis.extend(of(&r, "redis").into_iter().cloned());
+    }
+    assert!(
+        redis
+            .iter()
+            .any(|e| e.event == ProbeFailed && e.detail.contains("crash loop")),
+        "{redis:#?}"
+    );
+    assert!(
+        !redis
+            .iter()
+            .any(|e| matches!(e.event, HealSucceeded | ProbeRecovered)),
+        "a look between two crashes read as healthy: {redis:#?}"
+    );
+    assert_eq!(
+        steps,
+        [Step::Restart, Step::Repair, Step::HealSubstrate],
+        "each rung once, then the breaker"
+    );
+    assert!(redis.iter().any(|e| e.event == HealEscalated), "{redis:#?}");
+    assert_eq!(rt.count(RuntimeOperation::RestartContainer), 1);
+    assert_eq!(rt.count(RuntimeOperation::Recreate), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn one_restart_by_the_engine_is_observed_then_up_once_the_run_lasts() {
+    let rt = runtime();
+    let mut heal = heal_loop(&rt);
+    heal.tick().await;
+    rt.crash("central-redis-1");
+    let r = heal.tick().await;
+    let redis = of(&r, "redis");
+    assert_eq!(redis[0].event, ProbeFailed, "{redis:?}");
+    assert_eq!(redis[1].event, HealSuppressed);
+    assert_eq!(redis[1].step, Some(Step::Observe));
+    // Docker's measure of a run that counts: 10 s.
+    sleep(Duration::from_secs(10)).await;
+    let r = heal.tick().await;
+    let redis = of(&r, "redis");
+    assert!(redis.iter().any(|e| e.event == ProbeRecovered), "{redis:?}");
+    assert_eq!(started_step(&r, "redis"), None);
+    assert_eq!(rt.count(RuntimeOperation::RestartContainer), 0);
 }
 
 #[tokio::test(start_paused = true)]

@@ -2,6 +2,11 @@
 //! can recreate), that can be taken down and brought up. It is the null substrate too, so it
 //! keeps nothing per call; tests that need faults or a call log wrap it (`testkit::Faulty`,
 //! `testkit::Recording`).
+//!
+//! It counts as Docker does: a container's uptime runs on tokio's clock from its last start
+//! (so paused-time tests see it grow), `restart_count` counts only the restarts of the engine's
+//! own restart policy ([`MemoryRuntime::crash`]), and a restart asked for through the port
+//! resets it.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -23,6 +28,8 @@ struct State {
     vm_ip: Option<IpAddr>,
     ssh: Option<SshConfig>,
     containers: BTreeMap<String, ContainerStatus>,
+    /// When each container (by name) last started: its uptime is counted from here.
+    started_at: BTreeMap<String, Instant>,
     /// Compose services `recreate` knows (as a Compose file would).
     compose: Vec<ComposeService>,
     /// Ids handed out so far, so a recreated container has a new id.
@@ -51,6 +58,7 @@ impl MemoryRuntime {
                 vm_ip: None,
                 ssh: None,
                 containers: BTreeMap::new(),
+                started_at: BTreeMap::new(),
                 compose: Vec::new(),
                 created: 0,
             }),
@@ -112,6 +120,17 @@ impl MemoryRuntime {
             labels,
         };
         st.containers.insert(name.to_string(), status);
+        st.started_at.insert(name.to_string(), Instant::now());
+    }
+
+    /// A container as the engine would report it now (its uptime from its last start).
+    fn current(st: &State, key: &str) -> Option<ContainerStatus> {
+        let mut c = st.containers.get(key)?.clone();
+        c.uptime_seconds = match st.started_at.get(key) {
+            Some(at) if c.running => Some(at.elapsed().as_secs()),
+            _ => None,
+        };
+        Some(c)
     }
 
     /// Declares a Compose service (as its file would) and creates its running container, named
@@ -139,7 +158,21 @@ impl MemoryRuntime {
 
     /// Removes a container (`docker rm -f`).
     pub fn remove_container(&self, name: &str) {
-        self.lock().containers.remove(name);
+        let mut st = self.lock();
+        st.containers.remove(name);
+        st.started_at.remove(name);
+    }
+
+    /// The container exited and the engine's restart policy started it again at once: running,
+    /// just started, one more restart counted (a crash loop seen between two crashes).
+    pub fn crash(&self, name: &str) {
+        let mut st = self.lock();
+        if let Some(c) = st.containers.get_mut(name) {
+            c.running = true;
+            c.status = "running".into();
+            c.restart_count += 1;
+            st.started_at.insert(name.to_string(), Instant::now());
+        }
     }
 
     /// Puts a container in a crash loop under the engine's restart policy (`restarting`,
@@ -227,7 +260,7 @@ impl EnginePort for MemoryRuntime {
             return Err(self.down());
         }
         Self::key_of(&st, name)
-            .and_then(|k| st.containers.get(&k).cloned())
+            .and_then(|k| Self::current(&st, &k))
             .ok_or_else(|| RuntimeError::NotFound {
                 what: format!("container {name:?}"),
             })
@@ -238,12 +271,10 @@ impl EnginePort for MemoryRuntime {
         if !st.healthy {
             return Err(self.down());
         }
-        let key = Self::key_of(&st, name);
-        let c =
-            key.and_then(|k| st.containers.get_mut(&k))
-                .ok_or_else(|| RuntimeError::NotFound {
-                    what: format!("container {name:?}"),
-                })?;
+        let key = Self::key_of(&st, name).ok_or_else(|| RuntimeError::NotFound {
+            what: format!("container {name:?}"),
+        })?;
+        let c = st.containers.get_mut(&key).expect("key_of found it");
         let outcome = if c.running {
             ContainerRestartOutcome::Restarted
         } else {
@@ -252,7 +283,9 @@ impl EnginePort for MemoryRuntime {
         c.running = true;
         c.status = "running".into();
         c.health = ContainerHealth::Healthy;
-        c.uptime_seconds = Some(0);
+        // A restart asked for resets the engine's own count, as Docker's does.
+        c.restart_count = 0;
+        st.started_at.insert(key, Instant::now());
         Ok(outcome)
     }
 
@@ -276,8 +309,9 @@ impl EnginePort for MemoryRuntime {
             .map(|_| ContainerRestartOutcome::Started)
     }
 
-    /// Creates the service's container again when it is missing or not up (a declared
-    /// service only: an undeclared one is `NotFound`, as Compose says "no such service").
+    /// Creates the service's container again, replacing a running one as `--force-recreate`
+    /// does (a declared service only: an undeclared one is `NotFound`, as Compose says "no such
+    /// service").
     async fn recreate(
         &self,
         service: &ComposeService,
@@ -292,10 +326,7 @@ impl EnginePort for MemoryRuntime {
             });
         }
         let name = Self::compose_name(service);
-        let up = st.containers.get(&name).is_some_and(|c| c.is_up());
-        if !up {
-            Self::insert(&mut st, &name, Self::compose_labels(service));
-        }
+        Self::insert(&mut st, &name, Self::compose_labels(service));
         Ok(ContainerRestartOutcome::Recreated)
     }
 
@@ -309,9 +340,9 @@ impl EnginePort for MemoryRuntime {
         }
         Ok(st
             .containers
-            .values()
-            .filter(|c| label.is_none_or(|l| crate::label_matches(&c.labels, l)))
-            .cloned()
+            .iter()
+            .filter(|(_, c)| label.is_none_or(|l| crate::label_matches(&c.labels, l)))
+            .filter_map(|(key, _)| Self::current(&st, key))
             .collect())
     }
 }

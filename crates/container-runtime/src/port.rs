@@ -70,8 +70,10 @@ pub trait EnginePort: RuntimeAdapter {
         label: Option<&str>,
     ) -> Result<Vec<ContainerStatus>, RuntimeError>;
 
-    /// Creates a Compose service's container again from its file (`up -d --no-deps SERVICE`):
-    /// a removed container comes back with the same Compose labels.
+    /// Creates a Compose service's container again from its file (`up -d --no-deps
+    /// --force-recreate SERVICE`): a removed container comes back, and a present one (running
+    /// or crash-looping, even with an unchanged config) is replaced by a new one, with the same
+    /// Compose labels either way.
     async fn recreate(
         &self,
         service: &ComposeService,

@@ -271,8 +271,9 @@ pub async fn start_leaves_a_running_container_alone(rt: &dyn EnginePort, fx: &Fi
     );
 }
 
-/// A Compose service's container is found by its labels, and `recreate` leaves the service with
-/// a running container carrying the same Compose labels.
+/// A Compose service's container is found by its labels, and `recreate` replaces it (a running
+/// container with an unchanged config too) with a new, running container carrying the same
+/// Compose labels.
 pub async fn compose_services_are_found_and_recreated(rt: &dyn EnginePort, fx: &Fixture) {
     let Some(service) = &fx.compose else {
         return;
@@ -293,6 +294,13 @@ pub async fn compose_services_are_found_and_recreated(rt: &dyn EnginePort, fx: &
         .expect("the service after recreate");
     assert!(service.owns(&after), "{after:?}");
     assert!(after.running, "{after:?}");
+    assert_ne!(
+        after.id, c.id,
+        "recreate must replace the running container"
+    );
+    for label in [crate::COMPOSE_PROJECT_LABEL, crate::COMPOSE_SERVICE_LABEL] {
+        assert_eq!(after.labels.get(label), c.labels.get(label), "{label}");
+    }
 }
 
 /// The fixture's container is found, listed by its label (and not under another), and

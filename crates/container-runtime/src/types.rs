@@ -58,11 +58,12 @@ pub struct ContainerStatus {
     pub status: String,
     /// Health check state.
     pub health: ContainerHealth,
-    /// Restarts counted by the engine.
+    /// Restarts made by the engine's own restart policy (Docker's `RestartCount`); a restart or
+    /// start asked for through the port resets it to 0, as Docker does.
     pub restart_count: u64,
     /// The last exit code, when it has exited.
     pub exit_code: Option<i64>,
-    /// Seconds since it last started, while it runs.
+    /// Seconds since it last started (Docker's `State.StartedAt`), while it runs.
     #[serde(default)]
     pub uptime_seconds: Option<u64>,
     /// Labels.

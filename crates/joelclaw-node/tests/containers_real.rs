@@ -1,7 +1,8 @@
 //! A Central node on a real dockerd (the harness's, Compose through Debian's docker-compose):
 //! the agent's own composition and heal loop restart a killed container, recreate a removed
-//! one with the same Compose labels, escalate a crash loop under `restart: always`, and hold a
-//! dependent until its dependency is healthy. Prints how long each heal took (`TIMING`).
+//! one with the same Compose labels, escalate a crash loop under `restart: always` (also one
+//! whose looks land between crashes), and hold a dependent until its dependency is healthy.
+//! Prints how long each heal took (`TIMING`).
 
 mod compose_support;
 
@@ -119,8 +120,75 @@ services:
         climbed[3..].iter().all(|s| *s == Step::HealSubstrate),
         "{climbed:?}"
     );
-    // (Between two crashes a single probe may see it running for a moment: with
-    // passes_to_up = 1 that reads as a success, and the breaker's window still escalates it.)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_loop_is_not_healed_by_a_look_between_two_crashes() {
+    let Some(image) = image() else { return };
+    // Up for about a second, then a crash, under `restart: always`; its own probe (a command
+    // asking the engine whether it runs) passes whenever a look lands while it is up.
+    let yaml = format!(
+        r#"version: "2.4"
+services:
+  db:
+    image: {image}
+    network_mode: none
+    restart: always
+    command: ["sh", "-c", "sleep 1; exit 3"]
+  app:
+    image: {image}
+    network_mode: none
+    command: ["sh", "-c", "trap 'exit 0' TERM; while :; do sleep 1; done"]
+"#
+    );
+    let Some(p) = Project::up("between", &yaml) else {
+        return;
+    };
+    let running = format!(
+        "docker -H {} ps -q --filter label=com.docker.compose.project={} \
+         --filter label=com.docker.compose.service=db --filter status=running | grep -q .",
+        p.host, p.name
+    );
+    let probe = format!(
+        "[[service.probe]]\nkind = \"command\"\nargv = [\"sh\", \"-c\", \"{running}\"]\ntimeout = \"5s\""
+    );
+    let inv = p.inventory_with(
+        &docker_substrate(&p),
+        "observe_max = \"2s\"\nbreaker_threshold = 3",
+        &probe,
+    );
+    let state = tempfile::tempdir().unwrap();
+    let mut heal = heal_loop(&inv, state.path());
+    let started = Instant::now();
+    let events = run_until(&mut heal, "db escalated", |e| {
+        had(e, "db", HealEscalated, None)
+    })
+    .await;
+    report(
+        "loop: crash loop (1 s runs, restart: always) -> escalated",
+        started.elapsed(),
+    );
+    assert!(
+        events.iter().any(|e| e.service == "db"
+            && e.event == ProbeFailed
+            && e.detail.contains("crash loop")),
+        "the crash loop was seen while the container ran: {events:#?}"
+    );
+    // No look between two crashes reads as healthy, so no heal reads as a success.
+    assert!(
+        !had(&events, "db", HealSucceeded, None),
+        "a crash loop read as healed: {events:#?}"
+    );
+    assert_eq!(
+        steps(&events, "db"),
+        [Step::Restart, Step::Repair, Step::HealSubstrate],
+        "each rung once, then the breaker called a person: {events:#?}"
+    );
+    let failed = events
+        .iter()
+        .filter(|e| e.service == "db" && e.event == HealFailed)
+        .count();
+    assert_eq!(failed, 3, "{events:#?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

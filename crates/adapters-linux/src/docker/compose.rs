@@ -64,7 +64,10 @@ impl ComposeCommand {
         }
     }
 
-    /// The full argv of `up -d --no-deps SERVICE` for `service`.
+    /// The full argv of `up -d --no-deps --force-recreate SERVICE` for `service`: only that
+    /// service, and replaced even when Compose finds its config unchanged (a crash-looping
+    /// container is running with the config it was given; a plain `up` would leave it alone).
+    /// Both Compose v2 (`docker compose`) and the standalone v1 `docker-compose` take these flags.
     pub fn up_argv(&self, service: &ComposeService) -> Result<Vec<String>, RuntimeError> {
         if self.argv.is_empty() {
             return Err(RuntimeError::invalid_input("the compose command is empty"));
@@ -89,12 +92,13 @@ impl ComposeCommand {
             "up".into(),
             "-d".into(),
             "--no-deps".into(),
+            "--force-recreate".into(),
             service.service.clone(),
         ]);
         Ok(argv)
     }
 
-    /// `up -d --no-deps SERVICE` against the engine at `docker_host` (over TLS with `tls`: the
+    /// `up -d --no-deps --force-recreate SERVICE` against the engine at `docker_host` (over TLS with `tls`: the
     /// Docker CLI reads `ca.pem`, `cert.pem` and `key.pem` from one folder, so the files must
     /// be named so, side by side).
     pub(super) async fn up(
@@ -176,7 +180,7 @@ mod tests {
     }
 
     #[test]
-    fn the_argv_is_compose_up_for_one_service_without_its_dependencies() {
+    fn the_argv_recreates_one_service_without_its_dependencies() {
         let argv = ComposeCommand::standalone()
             .up_argv(&svc("central", "/opt/central/compose.yaml", "redis"))
             .unwrap();
@@ -191,6 +195,7 @@ mod tests {
                 "up",
                 "-d",
                 "--no-deps",
+                "--force-recreate",
                 "redis"
             ]
         );

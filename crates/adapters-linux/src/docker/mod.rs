@@ -602,7 +602,8 @@ impl EnginePort for DockerRuntime {
         }
     }
 
-    /// `docker compose -p P -f F up -d --no-deps SERVICE` (or the configured Compose command)
+    /// `docker compose -p P -f F up -d --no-deps --force-recreate SERVICE` (or the configured
+    /// Compose command)
     /// against this engine (`DOCKER_HOST`), by argv with the Compose deadline.
     #[tracing::instrument(skip_all, fields(adapter = ADAPTER, project = %service.project, service = %service.service))]
     async fn recreate(

@@ -214,6 +214,10 @@ impl HealLoop {
                     }
                 });
             }
+            if let Target::Container { runtime, name } = &target {
+                // Its engine's restarts are watched first (crash loops: heal/container.rs).
+                container::watch_engine(&mut probes, runtime, name, &spec.heal);
+            }
             services.push(Tracked::new(
                 spec.label.clone(),
                 spec.class,

@@ -10,7 +10,9 @@ use std::fmt;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use container_runtime::{ContainerHealth, ContainerRef, RuntimeError, SharedContainerRuntime};
+use container_runtime::{
+    ContainerHealth, ContainerRef, ContainerStatus, RuntimeError, SharedContainerRuntime,
+};
 use process_manager::{ProcessError, RunState, ServiceLabel, SharedProcessManager};
 use serde::{Deserialize, Serialize};
 
@@ -317,41 +319,55 @@ impl Probe for ContainerProbe {
 
     async fn check(&self) -> ProbeResult {
         match self.runtime.inspect_ref(&self.what).await {
-            // Docker's restart policy is already restarting it (a crash loop): observed for
-            // `observe_max`, then the loop's own ladder takes over.
-            Ok(c) if c.is_restarting() => ProbeResult::fail(
-                ProbeFailure::SupervisorRestarting,
-                format!(
-                    "restarting under Docker's restart policy ({} restarts)",
-                    c.restart_count
-                ),
-            ),
-            Ok(c) if !c.running => ProbeResult::fail(
-                ProbeFailure::NotRunning,
-                format!(
-                    "{} ({})",
-                    c.status,
-                    c.exit_code.map_or(String::new(), |e| format!("exit {e}"))
-                ),
-            ),
-            Ok(c) => match c.health {
-                ContainerHealth::Healthy | ContainerHealth::None => {
-                    ProbeResult::pass(self.class, format!("running, health {:?}", c.health))
-                }
-                ContainerHealth::Starting => {
-                    ProbeResult::fail(ProbeFailure::Starting, "health check starting")
-                }
-                ContainerHealth::Unhealthy => ProbeResult::fail(
-                    ProbeFailure::Unhealthy,
-                    "running but its health check fails (Docker will not restart it)",
-                ),
-            },
-            // The runtime did not answer: the container's state is unknown, not bad.
-            Err(e @ (RuntimeError::Timeout { .. } | RuntimeError::Unavailable { .. })) => {
-                ProbeResult::fail(ProbeFailure::ManagerUnavailable, e.to_string())
-            }
-            Err(e) => ProbeResult::fail(runtime_failure(&e), e.to_string()),
+            Ok(c) => container_verdict(&c, self.class),
+            Err(e) => container_error(&e),
         }
+    }
+}
+
+/// What a container's state says about it, a pass reported as `class`.
+pub(crate) fn container_verdict(c: &ContainerStatus, class: EndpointClass) -> ProbeResult {
+    match c {
+        // Docker's restart policy is already restarting it (a crash loop): observed for
+        // `observe_max`, then the loop's own ladder takes over.
+        c if c.is_restarting() => ProbeResult::fail(
+            ProbeFailure::SupervisorRestarting,
+            format!(
+                "restarting under Docker's restart policy ({} restarts)",
+                c.restart_count
+            ),
+        ),
+        c if !c.running => ProbeResult::fail(
+            ProbeFailure::NotRunning,
+            format!(
+                "{} ({})",
+                c.status,
+                c.exit_code.map_or(String::new(), |e| format!("exit {e}"))
+            ),
+        ),
+        c => match c.health {
+            ContainerHealth::Healthy | ContainerHealth::None => {
+                ProbeResult::pass(class, format!("running, health {:?}", c.health))
+            }
+            ContainerHealth::Starting => {
+                ProbeResult::fail(ProbeFailure::Starting, "health check starting")
+            }
+            ContainerHealth::Unhealthy => ProbeResult::fail(
+                ProbeFailure::Unhealthy,
+                "running but its health check fails (Docker will not restart it)",
+            ),
+        },
+    }
+}
+
+/// What an engine error on inspecting a container says about it.
+pub(crate) fn container_error(e: &RuntimeError) -> ProbeResult {
+    match e {
+        // The runtime did not answer: the container's state is unknown, not bad.
+        RuntimeError::Timeout { .. } | RuntimeError::Unavailable { .. } => {
+            ProbeResult::fail(ProbeFailure::ManagerUnavailable, e.to_string())
+        }
+        e => ProbeResult::fail(runtime_failure(e), e.to_string()),
     }
 }
 

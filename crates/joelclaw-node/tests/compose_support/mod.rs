@@ -120,6 +120,12 @@ impl Project {
     /// An inventory: the substrate section given, then `db` and `app` as Compose services of
     /// this project (`app` depends on `db`), with a fast loop.
     pub(crate) fn inventory(&self, substrate: &str, heal: &str) -> Inventory {
+        self.inventory_with(substrate, heal, "")
+    }
+
+    /// As [`Project::inventory`], with `db_extra` (e.g. a `[[service.probe]]`) at the end of
+    /// `db`'s table.
+    pub(crate) fn inventory_with(&self, substrate: &str, heal: &str, db_extra: &str) -> Inventory {
         let compose = format!(
             "compose = {{ project = \"{}\", file = \"{}\" }}",
             self.name,
@@ -149,6 +155,7 @@ backoff_max = "2s"
 label = "db"
 manager = "container"
 {compose}
+{db_extra}
 
 [[service]]
 label = "app"
