@@ -1,12 +1,13 @@
-// Fails when src/envelope.d.ts is not what the published schema generates (run `npm run gen`).
-import { compileFromFile } from "json-schema-to-typescript";
+// Fails when a src/*.d.ts is not what its published schema generates (run `npm run gen`).
 import { readFileSync } from "node:fs";
+import { documents, generate } from "./schemas.js";
 
-const generated = await compileFromFile("../../schemas/envelope.schema.json", {
-  additionalProperties: false,
-});
-const committed = readFileSync("src/envelope.d.ts", "utf8");
-if (generated !== committed) {
-  console.error("src/envelope.d.ts is stale: run `npm run gen` in clients/ts");
-  process.exit(1);
+let stale = false;
+for (const [name, file] of documents) {
+  const committed = readFileSync(file, "utf8");
+  if ((await generate(name)) !== committed) {
+    console.error(`${file} is stale: run \`npm run gen\` in clients/ts`);
+    stale = true;
+  }
 }
+if (stale) process.exit(1);

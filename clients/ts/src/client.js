@@ -5,6 +5,15 @@
 import http from "node:http";
 
 /** @typedef {import("./envelope.js").Envelope} Envelope */
+/** @typedef {import("./status.js").NodeStatus} NodeStatus */
+/** @typedef {import("./status.js").ServiceSnapshot} ServiceSnapshot */
+/** @typedef {import("./event.js").JournalEntry} JournalEntry */
+/** @typedef {import("./verb-outcome.js").VerbOutcome} VerbOutcome */
+/**
+ * An envelope whose `result` is a `T` (the published schema of that answer).
+ * @template T
+ * @typedef {Omit<Envelope, "result"> & { result: T }} Answer
+ */
 
 /** An answer whose envelope says the agent could not do it. */
 export class AgentError extends Error {
@@ -75,24 +84,36 @@ export class AgentClient {
     return this.request("GET", "/v1/health");
   }
 
-  /** The live snapshot of the agent's last round. */
+  /**
+   * The live snapshot of the agent's last round.
+   * @returns {Promise<Answer<NodeStatus>>}
+   */
   status() {
-    return this.request("GET", "/v1/status");
+    return /** @type {Promise<Answer<NodeStatus>>} */ (/** @type {unknown} */ (this.request("GET", "/v1/status")));
   }
 
-  /** @param {string} label */
+  /**
+   * One service of that snapshot.
+   * @param {string} label
+   * @returns {Promise<Answer<ServiceSnapshot>>}
+   */
   service(label) {
-    return this.request("GET", `/v1/services/${encodeURIComponent(label)}`);
+    return /** @type {Promise<Answer<ServiceSnapshot>>} */ (
+      /** @type {unknown} */ (this.request("GET", `/v1/services/${encodeURIComponent(label)}`))
+    );
   }
 
   /**
    * A service verb through the agent, serialized with its heals. A `stop` or `disable` is kept
    * (the agent does not heal the service back) until `start` or `enable`.
    * @param {string} label
-   * @param {"start" | "stop" | "restart" | "enable" | "disable"} verb
+   * @param {VerbOutcome["verb"]} verb
+   * @returns {Promise<Answer<VerbOutcome>>}
    */
   act(label, verb) {
-    return this.request("POST", `/v1/services/${encodeURIComponent(label)}/${verb}`);
+    return /** @type {Promise<Answer<VerbOutcome>>} */ (
+      /** @type {unknown} */ (this.request("POST", `/v1/services/${encodeURIComponent(label)}/${verb}`))
+    );
   }
 
   /**
@@ -131,7 +152,7 @@ export class AgentClient {
    * Follows the live event stream (Server-Sent Events), yielding each journal entry
    * (`{seq, id, event}`) until `signal` aborts.
    * @param {AbortSignal} [signal]
-   * @returns {AsyncGenerator<{seq: number, id: string, event: Record<string, unknown>}>}
+   * @returns {AsyncGenerator<JournalEntry>}
    */
   async *follow(signal) {
     const res = await new Promise((resolve, reject) => {

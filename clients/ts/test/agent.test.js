@@ -80,8 +80,7 @@ args = ["demo-service", "--port", "${port}"]
     const client = new AgentClient(join(dir, "state/agent.sock"));
     await eventually("the socket", () => existsSync(join(dir, "state/agent.sock")));
     const status = await eventually("gateway healthy", async () => {
-      const s = await client.status();
-      const result = /** @type {any} */ (s.result);
+      const { result } = await client.status();
       return result.services[0]?.health === "healthy" ? result : undefined;
     });
     assert.equal(status.node_id, "ts-node");
@@ -118,7 +117,8 @@ args = ["demo-service", "--port", "${port}"]
     // The gateway's `launchctl kickstart -k`, asked of the agent: a new process answers.
     const before = servicePid();
     const restarted = await client.restart("gateway");
-    assert.equal(/** @type {any} */ (restarted.result).did, "restarted");
+    assert.equal(restarted.result.did, "restarted");
+    assert.equal(restarted.result.through, "agent");
     await eventually("a new gateway process", () => {
       const now = servicePid();
       return now && now !== before ? now : undefined;
@@ -126,10 +126,10 @@ args = ["demo-service", "--port", "${port}"]
     // Stopped by request: not healed back; started again: healthy.
     await client.stop("gateway");
     await new Promise((r) => setTimeout(r, 3000));
-    assert.equal(/** @type {any} */ ((await client.service("gateway")).result).health, "stopped");
+    assert.equal((await client.service("gateway")).result.health, "stopped");
     await client.start("gateway");
     await eventually("gateway healthy again", async () => {
-      const s = /** @type {any} */ ((await client.service("gateway")).result);
+      const s = (await client.service("gateway")).result;
       return s.health === "healthy" ? s : undefined;
     });
     await assert.rejects(client.act("gateway", /** @type {any} */ ("pause")), (e) => e instanceof AgentError && e.kind === "not-found");

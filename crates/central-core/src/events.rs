@@ -16,6 +16,7 @@ use crate::probe::ProbeFailure;
 /// Why a probe or a heal failed, as events carry it in `error_kind`: a probe's verdict, a port
 /// error's kind, or the loop's own. Serialized as its stable kebab-case name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum FailureKind {
     /// Probe: not running, nothing bringing it back.
@@ -148,6 +149,7 @@ impl CallFailure {
 
 /// What happened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub enum EventKind {
     /// A probe round failed.
     #[serde(rename = "probe.failed")]
@@ -256,6 +258,7 @@ impl fmt::Display for EventKind {
 
 /// The escalation steps of DESIGN.md §4, in order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum Step {
     /// The supervisor is restarting it, or it is booting after a heal: wait.
@@ -285,6 +288,7 @@ impl fmt::Display for Step {
 /// What an escalation step did: the adapter's own typed answer for calls, or why nothing was
 /// called.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum StepOutcome {
     /// Waited: the supervisor is restarting it, or it is starting.
@@ -346,6 +350,7 @@ impl StepOutcome {
 /// One event. Every event carries the node, platform, adapter, endpoint class, service, class
 /// and step (`null` where there is none, e.g. the endpoint of a failed probe).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct HealEvent {
     /// What happened.
     pub event: EventKind,

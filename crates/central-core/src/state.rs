@@ -46,6 +46,7 @@ impl Clock {
 
 /// Breaker position.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum BreakerState {
     /// Heals run normally.
@@ -69,6 +70,7 @@ impl std::fmt::Display for BreakerState {
 
 /// Where a recorded attempt got to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum AttemptPhase {
     /// Recorded before the call. After a crash it is not known whether the call ran; heals are
@@ -80,6 +82,7 @@ pub enum AttemptPhase {
 
 /// One heal attempt.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct AttemptRecord {
     /// 1-based within its episode.
     pub attempt: u32,
@@ -138,6 +141,7 @@ pub struct ServiceRecord {
 
 /// The state a person asked a service to be in. The loop heals only what is meant to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum Desired {
     /// Kept running and healed (the default).

@@ -145,6 +145,7 @@ impl std::fmt::Display for ContainerRef {
 
 /// What `ensure_running` did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum EnsureRunningOutcome {
     /// It was healthy; nothing was done.
@@ -155,6 +156,7 @@ pub enum EnsureRunningOutcome {
 
 /// What `restart_container` (or `start_container`) did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum ContainerRestartOutcome {
     /// It was running and was restarted.

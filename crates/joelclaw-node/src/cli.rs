@@ -79,8 +79,13 @@ pub enum Command {
     /// A tiny HTTP service for the demo inventory (not for production).
     #[command(hide = true)]
     DemoService(DemoServiceArgs),
-    /// Print the JSON Schema of the `--json` envelope (published as schemas/envelope.schema.json).
-    Schema,
+    /// Print the JSON Schema of a document of the contract (published in schemas/): the
+    /// envelope (default), the status snapshot, an event, a verb's outcome.
+    Schema {
+        /// Which document.
+        #[arg(value_enum, default_value = "envelope")]
+        document: crate::output::Document,
+    },
     /// Print a shell completion script (e.g. `joelclaw-node completions bash >
     /// /etc/bash_completion.d/joelclaw-node`).
     Completions {
@@ -160,8 +165,8 @@ pub fn main() -> ExitCode {
             );
             return ExitCode::from(exit::OK);
         }
-        Command::Schema => {
-            print!("{}", crate::output::envelope_schema());
+        Command::Schema { document } => {
+            print!("{}", document.schema());
             return ExitCode::from(exit::OK);
         }
     };

@@ -241,10 +241,48 @@ impl Failure {
     }
 }
 
-/// The JSON Schema of [`Envelope`], pretty-printed (what `schemas/envelope.schema.json` holds).
-pub fn envelope_schema() -> String {
-    let schema = schemars::schema_for!(Envelope);
-    serde_json::to_string_pretty(&schema).unwrap_or_default() + "\n"
+/// The documents of the contract with a published JSON Schema (`schemas/NAME.schema.json`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Document {
+    /// Every `--json` output and API answer: [`Envelope`].
+    Envelope,
+    /// The node's live snapshot: `GET /v1/status`'s result, `status`'s `result.status`.
+    Status,
+    /// One kept event: `GET /v1/events`' `result.events[]` and each Server-Sent Event's data.
+    Event,
+    /// What a service verb did: `POST /v1/services/{label}/{verb}`'s result and the verbs'.
+    VerbOutcome,
+}
+
+impl Document {
+    /// Every document, as published.
+    pub const ALL: [Document; 4] = [
+        Document::Envelope,
+        Document::Status,
+        Document::Event,
+        Document::VerbOutcome,
+    ];
+
+    /// Its file name in `schemas/`.
+    pub fn file_name(self) -> &'static str {
+        match self {
+            Document::Envelope => "envelope.schema.json",
+            Document::Status => "status.schema.json",
+            Document::Event => "event.schema.json",
+            Document::VerbOutcome => "verb-outcome.schema.json",
+        }
+    }
+
+    /// Its JSON Schema, generated from the Rust types, pretty-printed.
+    pub fn schema(self) -> String {
+        let schema = match self {
+            Document::Envelope => schemars::schema_for!(Envelope),
+            Document::Status => schemars::schema_for!(central_core::NodeStatus),
+            Document::Event => schemars::schema_for!(crate::api::JournalEntry),
+            Document::VerbOutcome => schemars::schema_for!(central_core::VerbOutcome),
+        };
+        serde_json::to_string_pretty(&schema).unwrap_or_default() + "\n"
+    }
 }
 
 /// Renders rows as an aligned text table (cells may carry colour: widths count what shows).

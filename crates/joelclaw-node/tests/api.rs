@@ -123,6 +123,25 @@ fn curl(socket: &Path, extra: &[&str], path: &str) -> (u16, String) {
     (code.trim().parse().unwrap_or(0), body.to_string())
 }
 
+/// Whether `doc` validates against the published `schemas/NAME.schema.json` (panics naming the
+/// errors when it does not).
+fn assert_schema(name: &str, doc: &Value) {
+    let schema: Value = serde_json::from_str(
+        &std::fs::read_to_string(format!(
+            "{}/../../schemas/{name}.schema.json",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    let errors: Vec<String> = validator
+        .iter_errors(doc)
+        .map(|e| format!("{e} at {}", e.instance_path()))
+        .collect();
+    assert!(errors.is_empty(), "not a valid {name}: {errors:?}\n{doc}");
+}
+
 fn json_of(socket: &Path, extra: &[&str], path: &str) -> (u16, Value) {
     let (code, body) = curl(socket, extra, path);
     let v: Value =
@@ -157,6 +176,7 @@ fn the_local_api_serves_status_events_and_metrics_to_the_socket_group_only() {
         },
     );
     assert_eq!(healthy["result"]["node_id"], "api-node");
+    assert_schema("status", &healthy["result"]);
     let (code, h) = json_of(&sock, &[], "/v1/health");
     assert_eq!((code, &h["ok"]), (200, &Value::Bool(true)));
     assert_eq!(h["result"]["node_id"], "api-node");
@@ -240,6 +260,18 @@ fn the_local_api_serves_status_events_and_metrics_to_the_socket_group_only() {
     let (_, all) = json_of(&sock, &[], "/v1/events?since=0");
     let events = all["result"]["events"].as_array().unwrap();
     let seqs: Vec<u64> = events.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+    for e in events {
+        assert_schema("event", e);
+    }
+    let streamed = lines
+        .iter()
+        .filter_map(|l| l.strip_prefix("data:"))
+        .map(|d| serde_json::from_str::<Value>(d.trim()).unwrap())
+        .collect::<Vec<_>>();
+    assert!(!streamed.is_empty());
+    for e in &streamed {
+        assert_schema("event", e);
+    }
     assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
     assert!(events.iter().any(|e| e["event"]["event"] == "heal.started"));
     let last = all["result"]["last_seq"].as_u64().unwrap();
@@ -342,6 +374,7 @@ fn a_service_stopped_through_the_agent_stays_stopped_until_started() {
     assert_eq!(v["result"]["did"], "stopped");
     assert_eq!(v["result"]["desired"], "stopped");
     assert_eq!(v["result"]["through"], "agent");
+    assert_schema("verb-outcome", &v["result"]);
     assert!(v["next_actions"].to_string().contains("\"start\""), "{v}");
     // Several 1 s intervals later: still stopped, never healed.
     std::thread::sleep(Duration::from_secs(4));
@@ -384,6 +417,7 @@ fn a_service_stopped_through_the_agent_stays_stopped_until_started() {
     let (code, v) = verb(&agent, &["status"]);
     assert_eq!(code, 0, "{v}");
     assert_eq!(v["result"]["source"], "agent");
+    assert_schema("status", &v["result"]["status"]);
     assert_eq!(
         v["result"]["processes"][0]["state"]["pid"].as_u64(),
         agent.service_pid().map(u64::from),

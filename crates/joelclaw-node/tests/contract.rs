@@ -44,14 +44,22 @@ fn assert_valid(args: &[&str], doc: &Value) {
 }
 
 #[test]
-fn the_published_schema_is_the_one_the_types_generate() {
+fn the_published_schemas_are_the_ones_the_types_generate() {
     let out = Command::new(BIN).arg("schema").output().unwrap();
     let generated: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(
-        generated,
-        published_schema(),
-        "schemas/envelope.schema.json is stale: regenerate it with `cargo run -p joelclaw-node -- schema > schemas/envelope.schema.json`"
-    );
+    assert_eq!(generated, published_schema(), "the envelope by default");
+    for doc in ["envelope", "status", "event", "verb-outcome"] {
+        let out = Command::new(BIN).args(["schema", doc]).output().unwrap();
+        let generated: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let path = workspace().join(format!("schemas/{doc}.schema.json"));
+        let published: Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        assert_eq!(
+            generated, published,
+            "{} is stale: regenerate it with `cargo run -p joelclaw-node -- schema {doc} > schemas/{doc}.schema.json`",
+            path.display()
+        );
+    }
 }
 
 #[test]

@@ -10,6 +10,7 @@ use crate::label::ServiceLabel;
 
 /// The run state of a service as its manager sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum RunState {
     /// A process is running.
@@ -117,6 +118,7 @@ impl ServiceStatus {
 
 /// What `restart` did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum RestartOutcome {
     /// It was running and was restarted.
@@ -149,6 +151,7 @@ pub enum DisableOutcome {
 
 /// What `enable` did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum EnableOutcome {
     /// No definition existed; it was installed and started.

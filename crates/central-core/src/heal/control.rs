@@ -23,6 +23,7 @@ use crate::state::Desired;
 
 /// A service verb.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum Verb {
     /// Start it if it is not running; healed again from here.
@@ -91,6 +92,7 @@ impl std::fmt::Display for Verb {
 
 /// What a verb did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct VerbOutcome {
     /// The service.
     pub label: String,
@@ -107,6 +109,7 @@ pub struct VerbOutcome {
 
 /// Who carried a verb out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum Through {
     /// The running agent's loop.

@@ -11,6 +11,7 @@ use crate::state::{AttemptRecord, BreakerState, Desired};
 
 /// Health as the loop sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum Health {
     /// Not probed yet, or its manager did not answer the last round.
@@ -30,6 +31,7 @@ pub enum Health {
 
 /// The last probe round of a service.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct ProbeSummary {
     /// When (ms since the epoch).
     pub at_ms: u64,
@@ -45,6 +47,7 @@ pub struct ProbeSummary {
 
 /// One service in a [`NodeStatus`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct ServiceSnapshot {
     /// Its label.
     pub label: String,
@@ -79,6 +82,7 @@ pub struct ServiceSnapshot {
 
 /// A node status snapshot for `status`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct NodeStatus {
     /// The node id.
     pub node_id: String,

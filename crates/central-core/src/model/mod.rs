@@ -18,6 +18,7 @@ pub use heal_policy::{Backoff, Breaker, HealPolicy, Hysteresis, PolicyError};
 
 /// The node's job in the fleet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum Role {
     /// The Central host (containers, workers, gateway).
@@ -66,6 +67,7 @@ impl fmt::Display for ManagerKind {
 
 /// How much a service matters, which decides bulkheads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum ServiceClass {
     /// Others depend on it (the substrate, Redis): while it is down its dependents are not healed.
@@ -89,6 +91,7 @@ impl fmt::Display for ServiceClass {
 
 /// Which path reached a service: tried in the order listed, the first that answers wins.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum EndpointClass {
     /// This machine (loopback, or the local supervisor).

@@ -23,6 +23,7 @@ pub use scripted::ScriptedProbe;
 
 /// Why a probe failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum ProbeFailure {
     /// The process is not running and nothing is bringing it back.

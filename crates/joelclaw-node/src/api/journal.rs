@@ -22,7 +22,6 @@ pub struct JournalEntry {
     /// Unique across agents and restarts: `NODE-STARTMS-SEQ`.
     pub id: String,
     /// The heal event.
-    #[schemars(with = "serde_json::Value")]
     pub event: HealEvent,
 }
 

@@ -1,0 +1,14 @@
+// The published schemas (../../schemas) and the type file each generates in src/.
+import { compileFromFile } from "json-schema-to-typescript";
+
+export const documents = [
+  ["envelope", "src/envelope.d.ts"],
+  ["status", "src/status.d.ts"],
+  ["event", "src/event.d.ts"],
+  ["verb-outcome", "src/verb-outcome.d.ts"],
+];
+
+/** @param {string} name */
+export function generate(name) {
+  return compileFromFile(`../../schemas/${name}.schema.json`, { additionalProperties: false });
+}
