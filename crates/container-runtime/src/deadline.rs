@@ -50,6 +50,12 @@ macro_rules! forward_through {
             async fn start_container(&self, name: &str) -> Result<ContainerRestartOutcome, RuntimeError> {
                 (**self).start_container(name).await
             }
+            async fn stop_container(&self, name: &str) -> Result<bool, RuntimeError> {
+                (**self).stop_container(name).await
+            }
+            async fn container_logs(&self, name: &str, tail: usize) -> Result<Vec<String>, RuntimeError> {
+                (**self).container_logs(name, tail).await
+            }
             async fn list_containers(&self, label: Option<&str>) -> Result<Vec<ContainerStatus>, RuntimeError> {
                 (**self).list_containers(label).await
             }
@@ -120,6 +126,16 @@ impl<R: EnginePort> EnginePort for WithDeadline<R> {
     async fn start_container(&self, name: &str) -> Result<ContainerRestartOutcome, RuntimeError> {
         let op = RuntimeOperation::StartContainer;
         self.bound(op, self.inner().start_container(name), timeout)
+            .await
+    }
+    async fn stop_container(&self, name: &str) -> Result<bool, RuntimeError> {
+        let op = RuntimeOperation::StopContainer;
+        self.bound(op, self.inner().stop_container(name), timeout)
+            .await
+    }
+    async fn container_logs(&self, name: &str, tail: usize) -> Result<Vec<String>, RuntimeError> {
+        let op = RuntimeOperation::ContainerLogs;
+        self.bound(op, self.inner().container_logs(name, tail), timeout)
             .await
     }
     async fn list_containers(

@@ -72,6 +72,10 @@ pub enum RuntimeOperation {
     StartContainer,
     /// `recreate` (a Compose service)
     Recreate,
+    /// `stop_container`
+    StopContainer,
+    /// `container_logs`
+    ContainerLogs,
 }
 
 impl fmt::Display for RuntimeOperation {
@@ -87,6 +91,8 @@ impl fmt::Display for RuntimeOperation {
             RuntimeOperation::ListContainers => "list_containers",
             RuntimeOperation::StartContainer => "start_container",
             RuntimeOperation::Recreate => "recreate",
+            RuntimeOperation::StopContainer => "stop_container",
+            RuntimeOperation::ContainerLogs => "container_logs",
         })
     }
 }

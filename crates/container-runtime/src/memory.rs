@@ -309,6 +309,22 @@ impl EnginePort for MemoryRuntime {
             .map(|_| ContainerRestartOutcome::Started)
     }
 
+    async fn stop_container(&self, name: &str) -> Result<bool, RuntimeError> {
+        let mut st = self.lock();
+        if !st.healthy {
+            return Err(self.down());
+        }
+        let key = Self::key_of(&st, name).ok_or_else(|| RuntimeError::NotFound {
+            what: format!("container {name:?}"),
+        })?;
+        let c = st.containers.get_mut(&key).expect("key_of found it");
+        let was = c.running;
+        c.running = false;
+        c.status = "exited".into();
+        c.exit_code = Some(0);
+        Ok(was)
+    }
+
     /// Creates the service's container again, replacing a running one as `--force-recreate`
     /// does (a declared service only: an undeclared one is `NotFound`, as Compose says "no such
     /// service").

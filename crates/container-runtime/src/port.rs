@@ -64,6 +64,26 @@ pub trait EnginePort: RuntimeAdapter {
     /// Starts a stopped container; a running one is left alone (`AlreadyRunning`).
     async fn start_container(&self, name: &str) -> Result<ContainerRestartOutcome, RuntimeError>;
 
+    /// Stops a container (its stop signal, then a kill after the adapter's grace); the engine's
+    /// restart policy does not bring back a container stopped this way. `false` when it was not
+    /// running.
+    async fn stop_container(&self, name: &str) -> Result<bool, RuntimeError> {
+        let _ = name;
+        Err(not_supported(
+            self.adapter(),
+            RuntimeOperation::StopContainer,
+        ))
+    }
+
+    /// The last `tail` lines of a container's output (stdout and stderr, in order).
+    async fn container_logs(&self, name: &str, tail: usize) -> Result<Vec<String>, RuntimeError> {
+        let _ = (name, tail);
+        Err(not_supported(
+            self.adapter(),
+            RuntimeOperation::ContainerLogs,
+        ))
+    }
+
     /// Containers, all or those carrying `label` (`key` or `key=value`), stopped ones included.
     async fn list_containers(
         &self,
@@ -193,6 +213,12 @@ impl EnginePort for SplitRuntime {
     }
     async fn start_container(&self, name: &str) -> Result<ContainerRestartOutcome, RuntimeError> {
         self.engine.start_container(name).await
+    }
+    async fn stop_container(&self, name: &str) -> Result<bool, RuntimeError> {
+        self.engine.stop_container(name).await
+    }
+    async fn container_logs(&self, name: &str, tail: usize) -> Result<Vec<String>, RuntimeError> {
+        self.engine.container_logs(name, tail).await
     }
     async fn list_containers(
         &self,

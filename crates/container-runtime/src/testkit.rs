@@ -95,6 +95,20 @@ macro_rules! wrap_port {
                 $before;
                 (**self).start_container(name).await
             }
+            async fn stop_container(&self, name: &str) -> Result<bool, RuntimeError> {
+                let ($this, $op, $target) = (self, RuntimeOperation::StopContainer, Some(name));
+                $before;
+                (**self).stop_container(name).await
+            }
+            async fn container_logs(
+                &self,
+                name: &str,
+                tail: usize,
+            ) -> Result<Vec<String>, RuntimeError> {
+                let ($this, $op, $target) = (self, RuntimeOperation::ContainerLogs, Some(name));
+                $before;
+                (**self).container_logs(name, tail).await
+            }
             async fn list_containers(
                 &self,
                 label: Option<&str>,
@@ -248,6 +262,38 @@ pub async fn unknown_container_is_not_found(rt: &dyn EnginePort, fx: &Fixture) {
     }
 }
 
+/// A stopped container stays stopped (the engine's restart policy does not bring it back), a
+/// second stop says it was not running, and start brings the same container back.
+pub async fn a_stopped_container_stays_stopped_until_started(rt: &dyn EnginePort, fx: &Fixture) {
+    let Some((name, _)) = &fx.container else {
+        return;
+    };
+    let before = rt.inspect_container(name).await.expect("inspect_container");
+    assert!(
+        rt.stop_container(name).await.expect("stop_container"),
+        "it was running"
+    );
+    let stopped = rt
+        .inspect_container(name)
+        .await
+        .expect("inspect after stop");
+    assert!(!stopped.running, "{stopped:?}");
+    assert!(
+        !rt.stop_container(name).await.expect("stop again"),
+        "already stopped"
+    );
+    assert_eq!(
+        rt.start_container(name).await.expect("start_container"),
+        ContainerRestartOutcome::Started
+    );
+    let after = rt
+        .inspect_container(name)
+        .await
+        .expect("inspect after start");
+    assert!(after.running, "{after:?}");
+    assert_eq!(before.id, after.id, "stop and start keep the container");
+}
+
 /// Starting a running container does nothing and says so; it is still running after.
 pub async fn start_leaves_a_running_container_alone(rt: &dyn EnginePort, fx: &Fixture) {
     let Some((name, _)) = &fx.container else {
@@ -373,6 +419,7 @@ macro_rules! engine_conformance_tests {
             unknown_container_is_not_found,
             containers_are_found_listed_and_restarted,
             start_leaves_a_running_container_alone,
+            a_stopped_container_stays_stopped_until_started,
             compose_services_are_found_and_recreated,
         );
     };
@@ -398,6 +445,7 @@ macro_rules! conformance_tests {
             unknown_container_is_not_found,
             containers_are_found_listed_and_restarted,
             start_leaves_a_running_container_alone,
+            a_stopped_container_stays_stopped_until_started,
             compose_services_are_found_and_recreated,
         );
     };

@@ -227,3 +227,57 @@ async fn a_dependent_is_held_until_its_dependency_is_healthy() {
         "app started only after db was healthy: {events:#?}"
     );
 }
+
+/// A person's `stop` of a container under `restart: always`: it stays stopped, and the loop
+/// does not heal it back; `start` brings the same container back, healed from then on. Its
+/// output is read from the engine (`logs`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_container_stopped_by_request_stays_stopped_and_its_output_is_read() {
+    use central_core::Verb;
+    let Some(image) = image() else { return };
+    let yaml = two_services(&image, "always").replace(
+        r#"command: ["sh", "-c", "trap 'exit 0' TERM; while"#,
+        r#"command: ["sh", "-c", "echo jc-app-marker; trap 'exit 0' TERM; while"#,
+    );
+    assert!(yaml.contains("jc-app-marker"));
+    let Some(p) = Project::up("verbs", &yaml) else {
+        return;
+    };
+    let inv = p.inventory(&docker_substrate(&p), "");
+    let state = tempfile::tempdir().unwrap();
+    let mut heal = heal_loop(&inv, state.path());
+    run_until(&mut heal, "all healthy", |_| true).await;
+    let app = p.container_of("app");
+
+    let stopped = heal.request("app", Verb::Stop).await.unwrap();
+    assert_eq!(stopped.did, "stopped");
+    let running = |id: &str| {
+        let out = p.docker(&["inspect", "-f", "{{.State.Running}}", id]);
+        String::from_utf8_lossy(&out.stdout).trim() == "true"
+    };
+    assert!(!running(&app));
+    let mut events = Vec::new();
+    for _ in 0..4 {
+        events.extend(heal.tick().await.events);
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    }
+    assert!(!had(&events, "app", HealStarted, None), "{events:#?}");
+    assert!(!running(&app), "the engine or the loop brought it back");
+
+    let started = heal.request("app", Verb::Start).await.unwrap();
+    assert_eq!(started.did, "started");
+    assert!(running(&app));
+    assert_eq!(p.container_of("app"), app, "the same container");
+
+    // Its output, from the engine, through the CLI.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_joelclaw-node"))
+        .args(["logs", "app", "--json", "--inventory"])
+        .arg(p.dir.path().join("central.toml"))
+        .arg("--state-dir")
+        .arg(state.path())
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["ok"], true, "{v}");
+    assert!(v.to_string().contains("jc-app-marker"), "{v}");
+}

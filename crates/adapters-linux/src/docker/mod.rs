@@ -24,7 +24,8 @@ use async_trait::async_trait;
 use bollard::errors::Error as BollardError;
 use bollard::models::{ContainerInspectResponse, HealthStatusEnum};
 use bollard::query_parameters::{
-    InspectContainerOptions, ListContainersOptions, RestartContainerOptions, StartContainerOptions,
+    InspectContainerOptions, ListContainersOptions, LogsOptions, RestartContainerOptions,
+    StartContainerOptions, StopContainerOptions,
 };
 use bollard::Docker;
 use container_runtime::{
@@ -600,6 +601,58 @@ impl EnginePort for DockerRuntime {
             Err(e) if is_not_modified(&e) => Ok(ContainerRestartOutcome::AlreadyRunning),
             Err(e) => Err(e),
         }
+    }
+
+    /// `docker stop` with the adapter's grace: a container stopped this way stays stopped
+    /// whatever its restart policy.
+    async fn stop_container(&self, name: &str) -> Result<bool, RuntimeError> {
+        let op = RuntimeOperation::StopContainer;
+        let before = status_of(self.inspect(op, name).await?);
+        let docker = self.ready(op).await?;
+        let options = StopContainerOptions {
+            t: Some(i32::try_from(self.stop_grace.as_secs()).unwrap_or(i32::MAX)),
+            signal: None,
+        };
+        let result = self
+            .call(
+                op,
+                &format!("container {name}"),
+                self.deadline + self.stop_grace,
+                docker.stop_container(name, Some(options)),
+            )
+            .await;
+        match result {
+            Ok(()) => Ok(before.running),
+            // 304: it was not running.
+            Err(e) if is_not_modified(&e) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `docker logs --tail N` (stdout and stderr), read whole within the deadline.
+    async fn container_logs(&self, name: &str, tail: usize) -> Result<Vec<String>, RuntimeError> {
+        use futures::TryStreamExt;
+        let op = RuntimeOperation::ContainerLogs;
+        let docker = self.ready(op).await?;
+        let options = LogsOptions {
+            stdout: true,
+            stderr: true,
+            tail: tail.to_string(),
+            ..Default::default()
+        };
+        let chunks: Vec<bollard::container::LogOutput> = self
+            .call(
+                op,
+                &format!("container {name}"),
+                self.deadline,
+                docker.logs(name, Some(options)).try_collect(),
+            )
+            .await?;
+        let text: String = chunks
+            .iter()
+            .map(|c| String::from_utf8_lossy(c.as_ref()).into_owned())
+            .collect();
+        Ok(text.lines().map(str::to_string).collect())
     }
 
     /// `docker compose -p P -f F up -d --no-deps --force-recreate SERVICE` (or the configured

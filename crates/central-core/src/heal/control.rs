@@ -402,9 +402,16 @@ fn verb_call(
                         .map(|o| kebab(&o))
                         .map_err(failed)
                 })),
-                Verb::Stop | Verb::Enable | Verb::Disable => Err(VerbError::NotSupported(format!(
-                    "{verb} {label}: containers are started and restarted here; stop, enable and \
-                     disable them with their Compose project (docker compose stop/up)"
+                Verb::Stop => Ok(Box::pin(async move {
+                    let c = rt.inspect_ref(&what).await.map_err(failed)?;
+                    rt.stop_container(&c.name)
+                        .await
+                        .map(|was| if was { "stopped" } else { "already-stopped" }.to_string())
+                        .map_err(failed)
+                })),
+                Verb::Enable | Verb::Disable => Err(VerbError::NotSupported(format!(
+                    "{verb} {label}: a container is enabled by its Compose project and restart \
+                     policy; stop and start it here, change its policy in the Compose file"
                 ))),
             }
         }

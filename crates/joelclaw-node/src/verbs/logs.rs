@@ -61,23 +61,11 @@ pub fn exec(args: LogsArgs, state_flag: Option<PathBuf>, as_json: bool) -> Resul
             ),
         )
     })?;
-    if spec.manager == ManagerKind::Container {
-        let container = spec
-            .container_ref()
-            .map_or(args.label.clone(), |c| c.to_string());
-        return Err(Failure {
-            kind: ErrorCode::NotSupported,
-            ..Failure::input(
-                CMD,
-                format!(
-                    "{}: a container's output is kept by its engine, not read here yet: `docker logs` ({container})",
-                    args.label
-                ),
-            )
-        });
-    }
     let state = state_dir(CMD, state_flag, &inventory)?;
     let comp = compose(&inventory, &state, Mode::Observe).map_err(|e| Failure::input(CMD, e))?;
+    if spec.manager == ManagerKind::Container {
+        return container_log(CMD, &args, spec, comp.runtime.as_ref());
+    }
     let manager = comp
         .manager_of(&inventory, &args.label)
         .ok_or_else(|| Failure::input(CMD, format!("no manager for {}", args.label)))?;
@@ -284,6 +272,50 @@ fn command_log(
     let lines: Vec<String> = out.stdout.lines().map(str::to_string).collect();
     let tail = LogTail {
         source: shown,
+        lines,
+    };
+    let human = tail.lines.join("\n");
+    Ok(Report::ok(
+        cmd,
+        serde_json::json!({ "label": args.label, "logs": [tail] }),
+        human,
+    ))
+}
+
+/// A container's last lines, from its engine.
+fn container_log(
+    cmd: &'static str,
+    args: &LogsArgs,
+    spec: &central_core::ServiceSpec,
+    engine: Option<&container_runtime::SharedContainerRuntime>,
+) -> Result<Report, Failure> {
+    if args.follow {
+        return Err(Failure {
+            kind: ErrorCode::NotSupported,
+            ..Failure::input(
+                cmd,
+                format!(
+                    "{}: following a container's output is `docker logs -f` (not here yet)",
+                    args.label
+                ),
+            )
+        });
+    }
+    let engine =
+        engine.ok_or_else(|| Failure::input(cmd, "the inventory has no container runtime"))?;
+    let what = spec
+        .container_ref()
+        .unwrap_or_else(|| container_runtime::ContainerRef::Named(spec.label.to_string()));
+    let rt = runtime(cmd)?;
+    let (name, lines) = rt
+        .block_on(async {
+            let c = engine.inspect_ref(&what).await?;
+            let lines = engine.container_logs(&c.name, args.lines).await?;
+            Ok::<_, container_runtime::RuntimeError>((c.name, lines))
+        })
+        .map_err(|e| Failure::failed(cmd, e))?;
+    let tail = LogTail {
+        source: format!("container {name}"),
         lines,
     };
     let human = tail.lines.join("\n");
