@@ -5,7 +5,8 @@
 //!
 //! Layers, each using only those below it: `cli` → `verbs` → `setup`, `audit`, `demo`, `sink`,
 //! `publish` → `compose` → `embedded`, `unprivileged`; `output` is used by `cli`, `verbs` and
-//! `setup`.
+//! `setup`; `redacted_log` (the log writer) by `verbs::run`. Every output path redacts secrets
+//! through `process_manager::redact`.
 
 pub mod api;
 pub mod audit;
@@ -15,6 +16,7 @@ pub mod demo;
 pub mod embedded;
 pub mod output;
 pub mod publish;
+pub mod redacted_log;
 pub mod setup;
 pub mod sink;
 pub mod unprivileged;
