@@ -286,3 +286,33 @@ args = ["demo-service", "--port", "{port}"]
     );
     drop(stranger);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_env_file_fails_the_embedded_start_naming_the_file_only() {
+    use joelclaw_node::embedded::{EmbeddedOptions, EmbeddedSupervisor};
+    use process_manager::{ProcessManagerPort, ServiceConfig, ServiceLabel};
+
+    let dir = tempfile::tempdir().unwrap();
+    let sup = EmbeddedSupervisor::new(EmbeddedOptions::under(dir.path())).unwrap();
+    let label = ServiceLabel::new("needs-env").unwrap();
+    let missing = dir.path().join("missing.env");
+    let mut config = ServiceConfig::new(label.clone(), "/bin/sleep").with_args(["1000"]);
+    config.env_files = vec![missing.clone()];
+    let e = sup.enable(&config).await.unwrap_err().to_string();
+    assert!(
+        e.contains(&missing.display().to_string()) && e.contains("missing"),
+        "{e}"
+    );
+    assert!(!sup.inspect(&label).await.unwrap().is_running());
+
+    // Present but not UTF-8: refused, and the message never quotes the file.
+    write_private(&missing, "");
+    std::fs::write(
+        &missing,
+        [b"API_TOKEN=".as_slice(), ENV_SECRET.as_bytes(), &[0xff]].concat(),
+    )
+    .unwrap();
+    let e = sup.restart(&label).await.unwrap_err().to_string();
+    assert!(e.contains("UTF-8") && !e.contains(ENV_SECRET), "{e}");
+    sup.shutdown().await;
+}
