@@ -316,3 +316,62 @@ async fn a_missing_env_file_fails_the_embedded_start_naming_the_file_only() {
     assert!(e.contains("UTF-8") && !e.contains(ENV_SECRET), "{e}");
     sup.shutdown().await;
 }
+
+#[test]
+fn a_port_held_by_the_services_own_hung_process_is_not_a_stranger() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let port = common::free_port();
+    let inventory: PathBuf = dir.join("node.toml");
+    std::fs::write(
+        &inventory,
+        format!(
+            r#"[node]
+id = "own-port-node"
+
+[loop]
+interval = "1s"
+probe_timeout = "1s"
+
+[heal]
+failures_to_down = 1
+passes_to_up = 1
+grace = "1s"
+
+[[service]]
+label = "wedged"
+manager = "embedded"
+
+[[service.probe]]
+kind = "http"
+endpoints = [{{ class = "localhost", url = "http://127.0.0.1:{port}/" }}]
+
+[service.config]
+program = "${{JOELCLAW_NODE_BIN}}"
+args = ["demo-service", "--port", "{port}", "--hang-after", "1s"]
+"#
+        ),
+    )
+    .unwrap();
+    let _agent = start(dir, &inventory);
+    let failed = sysutil::poll::until_blocking(
+        "a probe.failed of the hung service",
+        Duration::from_secs(60),
+        || {
+            // Before it binds, a probe may find nothing listening (unreachable): not the case
+            // under test.
+            events(dir).into_iter().find(|e| {
+                e["service"] == "wedged"
+                    && e["event"] == "probe.failed"
+                    && (e["error_kind"] == "timeout" || e["error_kind"] == "port-held")
+            })
+        },
+    );
+    // It holds its own port and does not answer: a timeout, not a stranger.
+    assert_eq!(failed["error_kind"], "timeout", "{failed}");
+    let all = events(dir);
+    assert!(
+        !all.iter().any(|e| e["error_kind"] == "port-held"),
+        "{all:?}"
+    );
+}
