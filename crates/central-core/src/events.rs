@@ -39,6 +39,8 @@ pub enum FailureKind {
     ManagerUnavailable,
     /// Probe: could not decide.
     Error,
+    /// Probe: its port is held by a process not its own.
+    PortHeld,
     /// Call: no such service or container.
     NotFound,
     /// Call: not allowed.
@@ -75,6 +77,7 @@ impl FailureKind {
             FailureKind::BinaryNotFound => "binary-not-found",
             FailureKind::ManagerUnavailable => "manager-unavailable",
             FailureKind::Error => "error",
+            FailureKind::PortHeld => "port-held",
             FailureKind::NotFound => "not-found",
             FailureKind::PermissionDenied => "permission-denied",
             FailureKind::Unavailable => "unavailable",
@@ -108,6 +111,7 @@ impl From<ProbeFailure> for FailureKind {
             ProbeFailure::BinaryNotFound => FailureKind::BinaryNotFound,
             ProbeFailure::ManagerUnavailable => FailureKind::ManagerUnavailable,
             ProbeFailure::Error => FailureKind::Error,
+            ProbeFailure::PortHeld => FailureKind::PortHeld,
         }
     }
 }
@@ -383,6 +387,17 @@ pub struct HealEvent {
 }
 
 impl HealEvent {
+    /// The event with secret-named values in its text redacted (`process_manager::redact`):
+    /// what every sink, the log and subscribers get.
+    pub fn redacted(&self) -> HealEvent {
+        let shown = |t: &str| process_manager::redact::redact_text(t).into_owned();
+        HealEvent {
+            detail: shown(&self.detail),
+            cause: self.cause.as_deref().map(shown),
+            ..self.clone()
+        }
+    }
+
     /// The event as one line of JSON (no trailing newline).
     pub fn to_json_line(&self) -> String {
         serde_json::to_string(self).unwrap_or_else(|e| {

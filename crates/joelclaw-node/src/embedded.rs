@@ -6,7 +6,8 @@
 //! breaker apply and two restarters never race. Each child leads its own process group, so a stop
 //! (SIGTERM and SIGCONT, then SIGKILL after the service's grace period) reaches everything it
 //! started, a stopped (hung by SIGSTOP) child included; on Linux a child also gets SIGKILL if the
-//! agent dies, so an agent crash leaves no orphans.
+//! agent dies, so an agent crash leaves no orphans. A service's env files are read at each start
+//! (systemd's syntax and order, see `process_manager::env_file`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::OpenOptions;
@@ -260,9 +261,18 @@ impl EmbeddedSupervisor {
             .get_mut(label)
             .ok_or_else(|| ProcessError::not_found(label))?;
         let config = &svc.config;
+        // Read at each start, as systemd does, so an edited file takes effect on the next
+        // restart; its values override `env` (systemd's order). The error names the file only.
+        let from_files = process_manager::env_file::load(&config.env_files).map_err(|e| {
+            ProcessError::InvalidInput {
+                label: Some(label.to_string()),
+                detail: e.to_string(),
+            }
+        })?;
         let mut cmd = tokio::process::Command::new(&config.program);
         cmd.args(&config.args)
             .envs(&config.env)
+            .envs(from_files)
             .stdin(Stdio::null())
             .process_group(0)
             .kill_on_drop(false);

@@ -5,7 +5,9 @@
 //!
 //! Layers, each using only those below it: `cli` → `verbs` → `setup`, `audit`, `demo`, `sink`,
 //! `publish`, `agent_client` → `compose` → `embedded`, `unprivileged`; `output` is used by `cli`,
-//! `verbs` and `setup`; `api` serves the running agent and `agent_client` is the verbs' way to it.
+//! `verbs` and `setup`; `api` serves the running agent and `agent_client` is the verbs' way to it;
+//! `redacted_log` (the log writer) by `verbs::run`. Every output path redacts secrets through
+//! `process_manager::redact`.
 
 pub mod agent_client;
 pub mod api;
@@ -16,6 +18,7 @@ pub mod demo;
 pub mod embedded;
 pub mod output;
 pub mod publish;
+pub mod redacted_log;
 pub mod setup;
 pub mod sink;
 pub mod unprivileged;

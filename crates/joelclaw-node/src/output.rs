@@ -157,7 +157,7 @@ impl Report {
         if as_json {
             print_json(&self.envelope());
         } else {
-            print!("{}", self.human);
+            print!("{}", process_manager::redact::redact_text(&self.human));
             if !self.human.ends_with('\n') && !self.human.is_empty() {
                 println!();
             }
@@ -166,12 +166,10 @@ impl Report {
 }
 
 fn print_json(envelope: &Envelope) {
-    println!(
-        "{}",
-        serde_json::to_string(envelope).unwrap_or_else(|e| format!(
+    let text = serde_json::to_string(envelope).unwrap_or_else(|e| format!(
             "{{\"schema_version\":{SCHEMA_VERSION},\"ok\":false,\"command\":\"joelclaw-node\",\"result\":null,\"error\":{{\"kind\":\"failed\",\"message\":\"cannot encode the output: {e}\"}},\"next_actions\":[]}}"
-        ))
-    );
+        ));
+    println!("{}", process_manager::redact::redact_text(&text));
 }
 
 /// A command that could not run: bad input (exit 2) or a failure to act (exit 1).
@@ -236,7 +234,8 @@ impl Failure {
         if as_json {
             print_json(&self.envelope());
         } else {
-            eprintln!("joelclaw-node {}: {}", self.command, self.message);
+            let message = process_manager::redact::redact_text(&self.message);
+            eprintln!("joelclaw-node {}: {message}", self.command);
         }
     }
 }

@@ -582,3 +582,53 @@ fn systemd_units_are_held_to_the_same_rules() {
         ]
     );
 }
+
+#[test]
+fn an_env_file_readable_by_others_or_owned_by_a_stranger_is_a_finding() {
+    let dir = fleet();
+    let root = dir.path();
+    let env = root.join("etc/joelclaw/embedder.env");
+    // Optional ('-' path) and absent: nothing to judge.
+    assert_eq!(fleet_failures(root), Vec::<(String, String)>::new());
+    folder(root, "etc/joelclaw", 0o755);
+    fs::write(&env, "API_TOKEN=s3cr3t\n").unwrap();
+    mode(&env, 0o600);
+    assert_eq!(fleet_failures(root), Vec::<(String, String)>::new());
+    let rel = "etc/joelclaw/embedder.env".to_string();
+    for m in [0o604, 0o620, 0o602] {
+        mode(&env, m);
+        assert_eq!(
+            fleet_failures(root),
+            vec![("env-file-private".to_string(), rel.clone())],
+            "mode {m:o}"
+        );
+    }
+    mode(&env, 0o640);
+    // The evidence never quotes the file.
+    let (_, out, _) = run(bin()
+        .args(["--json", "audit", "--root"])
+        .arg(root)
+        .arg("-i")
+        .arg(manifest("../../examples/fleet-linux.toml")));
+    assert!(
+        out.contains("env-file-private") && !out.contains("s3cr3t"),
+        "{out}"
+    );
+    // Owned by an account that is neither root nor the service's.
+    if nix::unistd::getuid().is_root() {
+        let stranger = nix::unistd::Uid::from_raw(4242);
+        nix::unistd::chown(&env, Some(stranger), None).unwrap();
+    } else {
+        let other = nix::unistd::getuid().as_raw() + 1;
+        fs::write(
+            root.join("etc/passwd"),
+            format!("joelclaw:*:{other}:20::/home/joelclaw:/usr/sbin/nologin\n"),
+        )
+        .unwrap();
+    }
+    let failed = fleet_failures(root);
+    assert!(
+        failed.contains(&("env-file-private".to_string(), rel.clone())),
+        "{failed:?}"
+    );
+}

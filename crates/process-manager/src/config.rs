@@ -102,8 +102,9 @@ pub fn looks_like_secret(name: &str) -> bool {
     SECRET_MARKERS.iter().any(|m| upper.contains(m))
 }
 
-/// The desired definition of a service.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// The desired definition of a service. Its `Debug` shows secret-named `env` values redacted
+/// (see [`crate::redact`]), so a traced config never carries one.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServiceConfig {
     /// The service's label (launchd `Label`, systemd unit name without `.service`).
@@ -116,6 +117,12 @@ pub struct ServiceConfig {
     /// Environment. Set `PATH` explicitly: launchd's default lacks `/opt/homebrew/bin`.
     #[serde(default)]
     pub env: BTreeMap<String, String>,
+    /// Environment files (absolute), read when the service starts, in systemd's
+    /// `EnvironmentFile=` syntax (see [`crate::env_file`]); their values override `env`. A path
+    /// written with a leading `-` may be missing (systemd's spelling); without it a missing file
+    /// fails the start. Secrets belong here, in a file only the service account can read.
+    #[serde(default)]
+    pub env_files: Vec<PathBuf>,
     /// Working directory (absolute).
     #[serde(default)]
     pub working_dir: Option<PathBuf>,
@@ -175,6 +182,58 @@ fn yes() -> bool {
     true
 }
 
+impl fmt::Debug for ServiceConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Spelled out so a new field cannot be left out silently.
+        let ServiceConfig {
+            label,
+            program,
+            args,
+            env,
+            env_files,
+            working_dir,
+            user,
+            group,
+            allow_root,
+            restart,
+            restart_delay,
+            start_limit,
+            run_at_load,
+            stdout_path,
+            stderr_path,
+            scope,
+            process_type,
+            hardening,
+            write_paths,
+            after,
+            triggers,
+        } = self;
+        f.debug_struct("ServiceConfig")
+            .field("label", label)
+            .field("program", program)
+            .field("args", &crate::redact::redact_args(args))
+            .field("env", &crate::redact::redact_env(env))
+            .field("env_files", env_files)
+            .field("working_dir", working_dir)
+            .field("user", user)
+            .field("group", group)
+            .field("allow_root", allow_root)
+            .field("restart", restart)
+            .field("restart_delay", restart_delay)
+            .field("start_limit", start_limit)
+            .field("run_at_load", run_at_load)
+            .field("stdout_path", stdout_path)
+            .field("stderr_path", stderr_path)
+            .field("scope", scope)
+            .field("process_type", process_type)
+            .field("hardening", hardening)
+            .field("write_paths", write_paths)
+            .field("after", after)
+            .field("triggers", triggers)
+            .finish()
+    }
+}
+
 impl ServiceConfig {
     /// A config with the defaults a person would expect: restart always, run at load, system
     /// scope, hardening on, no args or env.
@@ -184,6 +243,7 @@ impl ServiceConfig {
             program: program.into(),
             args: Vec::new(),
             env: BTreeMap::new(),
+            env_files: Vec::new(),
             working_dir: None,
             user: None,
             group: None,
@@ -201,6 +261,15 @@ impl ServiceConfig {
             after: Vec::new(),
             triggers: Triggers::default(),
         }
+    }
+
+    /// The same config with secret-named `env` values (and `NAME=value` arguments) redacted:
+    /// what any output shows of a definition (see [`crate::redact`]).
+    pub fn redacted(&self) -> ServiceConfig {
+        let mut c = self.clone();
+        c.env = crate::redact::redact_env(&c.env);
+        c.args = crate::redact::redact_args(&c.args);
+        c
     }
 
     /// Whether it is a job (something triggers it) rather than a daemon.
@@ -275,9 +344,13 @@ impl ServiceConfig {
             }
             if looks_like_secret(k) {
                 return Err(bad(format!(
-                    "env {k} looks like a secret; definition files are readable by other users, so load it from a credentials file (e.g. an EnvironmentFile= or a file the program reads) instead"
+                    "env {k} looks like a secret; definition files are readable by other users, so load it from a credentials file (env_files, readable only by the service account, or a file the program reads) instead"
                 )));
             }
+        }
+        for (i, p) in self.env_files.iter().enumerate() {
+            let (path, _) = crate::env_file::spec(p);
+            check_abs_path(&format!("env_files[{i}]"), path).map_err(bad)?;
         }
         if let Some(user) = &self.user {
             check_account_name("user", user).map_err(bad)?;

@@ -6,6 +6,10 @@
 //! - [`ServiceConfig`]: the desired definition; [`ServiceStatus`]: what the manager says.
 //! - [`ProcessManagerPort`]: the six idempotent operations, each with an outcome that says what
 //!   happened, and [`Capabilities`] so the heal loop does not fight the supervisor.
+//! - [`env_file`]: environment files in systemd's `EnvironmentFile=` syntax, read the same way
+//!   by every adapter that reads them itself.
+//! - [`redact`]: which names hold secrets, and how any output shows configs and messages
+//!   without their values.
 //! - [`ProcessError`]: one error enum by meaning, with [`ProcessError::is_retryable`].
 //! - [`MemoryProcessManager`]: the in-memory adapter, also the production `null` adapter (it
 //!   keeps nothing per call).
@@ -16,11 +20,13 @@
 //! This crate spawns nothing and knows no adapter.
 
 mod config;
+pub mod env_file;
 mod error;
 mod hardening;
 mod label;
 mod memory;
 mod port;
+pub mod redact;
 pub mod serde_duration;
 mod status;
 #[cfg(feature = "testkit")]

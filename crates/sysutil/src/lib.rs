@@ -6,12 +6,14 @@
 //! - [`command`]: run a program by argv with a deadline, in its own process group, so a
 //!   deadline or a cancelled call kills everything it started;
 //! - [`program`]: find a program on `PATH`;
+//! - [`ports`]: who listens on a local TCP port (pid and name), for a probe that failed;
 //! - [`poll`]: wait, within a bound, until a condition holds (for tests).
 //!
-//! It knows nothing of services, probes or ports: the port crates stay free of I/O and do not
+//! It knows nothing of services or probes, nor of the port crates: the port crates stay free of I/O and do not
 //! depend on it.
 
 pub mod command;
 pub mod fs;
 pub mod poll;
+pub mod ports;
 pub mod program;

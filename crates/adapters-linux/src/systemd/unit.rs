@@ -6,7 +6,7 @@
 //! directive); `%` is written `%%` because specifiers are expanded after unquoting; `$` is written
 //! `$$` because `ExecStart=` expands `$VAR` when the process starts. `Environment=` takes the same
 //! quoting and specifiers but no `$` expansion. Path directives (`WorkingDirectory=`,
-//! `StandardOutput=append:`) are not unquoted at all, so only `%` is escaped there and paths that
+//! `StandardOutput=append:`, `EnvironmentFile=`) are not unquoted at all, so only `%` is escaped there and paths that
 //! systemd would read differently (control characters, a trailing `\` that would continue the line,
 //! leading or trailing blanks that it would strip) are refused. `ReadWritePaths=` words are
 //! unquoted but not C-unescaped, so they take the command-line quoting minus `$$`.
@@ -217,6 +217,15 @@ pub(crate) fn render_unit(
             "Environment={}",
             quote_word(&format!("{key}={value}"), false)
         );
+    }
+    // systemd reads these as root when it starts the service (before any sandbox), so the file
+    // can stay readable only by root or the service account; a leading `-` (may be missing) is
+    // written as configured.
+    for (i, configured) in config.env_files.iter().enumerate() {
+        let (path, optional) = process_manager::env_file::spec(configured);
+        let value = path_value(config, &format!("env_files[{i}]"), path)?;
+        let dash = if optional { "-" } else { "" };
+        let _ = writeln!(unit, "EnvironmentFile={dash}{value}");
     }
     if let Some(dir) = &config.working_dir {
         let _ = writeln!(
@@ -448,6 +457,7 @@ mod tests {
             .with_args(["--port", "6379", "50% off", "$PATH"])
             .with_env("PATH", "/usr/bin:/bin")
             .with_env("GREETING", "hello \"world\"");
+        c.env_files = vec!["/etc/svc/svc.env".into(), "-/etc/svc/50%.env".into()];
         c.working_dir = Some("/var/lib/svc".into());
         c.stdout_path = Some("/var/log/svc/out.log".into());
         c.stderr_path = Some("/var/log/svc/err%.log".into());
@@ -472,6 +482,8 @@ Type=exec
 ExecStart="/usr/bin/sleep" "--port" "6379" "50%% off" "$$PATH"
 Environment="GREETING=hello \"world\""
 Environment="PATH=/usr/bin:/bin"
+EnvironmentFile=/etc/svc/svc.env
+EnvironmentFile=-/etc/svc/50%%.env
 WorkingDirectory=/var/lib/svc
 User=joelclaw
 Group=staff

@@ -44,6 +44,8 @@ pub struct UnitDefinition {
     pub exec_start: Vec<Vec<String>>,
     /// `Environment=` assignments.
     pub env: BTreeMap<String, String>,
+    /// `EnvironmentFile=` paths, a leading `-` (may be missing) kept.
+    pub env_files: Vec<String>,
     /// `WorkingDirectory=` (a leading `-` dropped).
     pub working_dir: Option<String>,
     /// `User=`.
@@ -140,6 +142,8 @@ pub fn parse_unit(label: &str, text: &str) -> UnitDefinition {
                     }
                 }
             }
+            ("Service", "EnvironmentFile") if value.is_empty() => d.env_files.clear(),
+            ("Service", "EnvironmentFile") => d.env_files.push(percents(value)),
             ("Service", "WorkingDirectory") => {
                 d.working_dir = Some(percents(value.strip_prefix('-').unwrap_or(value)))
             }
@@ -283,6 +287,7 @@ impl UnitDefinition {
             .with_args(argv[1..].iter().cloned())
             .with_scope(scope);
         c.env = self.env.clone();
+        c.env_files = self.env_files.iter().map(Into::into).collect();
         c.working_dir = self.working_dir.as_ref().map(Into::into);
         c.user = self.user.clone();
         c.group = self.group.clone();

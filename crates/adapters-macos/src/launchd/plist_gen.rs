@@ -51,6 +51,16 @@ pub(crate) fn resolve(
     config: &ServiceConfig,
     defaults: &PlistDefaults<'_>,
 ) -> Result<ServiceConfig, String> {
+    if !config.env_files.is_empty() {
+        // launchd has no EnvironmentFile. Copying the values into the plist would put secrets
+        // in a file others can often read (LaunchAgents are typically 0644), so the values stay
+        // in their file: a wrapper that reads it at each start is the way, and until it exists
+        // such a service is refused rather than started without its settings.
+        return Err(format!(
+            "{}: env_files are not supported under launchd yet (its values would have to be copied into the plist, which others can read); run it under systemd or the embedded supervisor, or have the program read the file",
+            config.label
+        ));
+    }
     let mut c = config.clone();
     let account = defaults.account;
     match (&c.user, c.scope) {
@@ -339,6 +349,14 @@ mod tests {
             Some("/opt/homebrew/bin:/usr/bin:/bin")
         );
         assert!(d.get("LimitLoadToSessionType").is_none());
+    }
+
+    #[test]
+    fn env_files_are_refused_never_copied_into_the_plist() {
+        let mut c = ServiceConfig::new(label("com.example.w"), "/bin/w").with_user("w", None);
+        c.env_files = vec!["/etc/w.env".into()];
+        let e = resolve(&c, &PlistDefaults::default()).unwrap_err();
+        assert!(e.contains("env_files") && e.contains("launchd"), "{e}");
     }
 
     #[test]

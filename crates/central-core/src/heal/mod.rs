@@ -29,8 +29,8 @@ use crate::model::{
 };
 use crate::policy::LiveBreaker;
 use crate::probe::{
-    run_probe, CommandProbe, ContainerProbe, HttpProbe, Probe, ProbeFailure, ProbeResult,
-    ProcessProbe, SubstrateProbe, TcpProbe,
+    run_probe, CommandProbe, ContainerProbe, HttpProbe, PortOwner, Probe, ProbeFailure,
+    ProbeResult, ProcessProbe, SubstrateProbe, TcpProbe,
 };
 use crate::state::{Clock, PersistedState, ServiceRecord, StateStore};
 
@@ -159,6 +159,13 @@ impl HealLoop {
                     )
                 }
             };
+            let owner = match &target {
+                Target::Process(m) => Some(PortOwner {
+                    manager: m.clone(),
+                    label: spec.label.clone(),
+                }),
+                _ => None,
+            };
             let mut probes: Vec<Arc<dyn Probe>> = Vec::new();
             for p in &spec.probes {
                 probes.push(match (&p.check, &target) {
@@ -193,14 +200,16 @@ impl HealLoop {
                     }
                     (ProbeCheck::Http { endpoints, status }, _) => {
                         let probe =
-                            HttpProbe::new(client.clone(), endpoints.clone(), *status, p.timeout);
+                            HttpProbe::new(client.clone(), endpoints.clone(), *status, p.timeout)
+                                .with_owner(owner.clone());
                         Arc::new(match &ports.runtime {
                             Some(rt) => probe.with_vm(rt.clone()),
                             None => probe,
                         })
                     }
                     (ProbeCheck::Tcp { endpoints }, _) => {
-                        let probe = TcpProbe::new(endpoints.clone(), p.timeout);
+                        let probe =
+                            TcpProbe::new(endpoints.clone(), p.timeout).with_owner(owner.clone());
                         Arc::new(match &ports.runtime {
                             Some(rt) => probe.with_vm(rt.clone()),
                             None => probe,
@@ -490,7 +499,7 @@ impl HealLoop {
     }
 
     fn publish(&mut self, events: &[HealEvent]) {
-        for e in events {
+        for e in &events.iter().map(HealEvent::redacted).collect::<Vec<_>>() {
             // By label through the index: a linear search per event made a round of failures
             // at 200k services quadratic (minutes of work with no chance to see a signal).
             if let Some(&i) = self.by_label.get(e.service.as_str()) {

@@ -18,7 +18,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::inventory::{Endpoint, EndpointClass};
 
+mod port_holder;
 mod scripted;
+pub use port_holder::PortOwner;
 pub use scripted::ScriptedProbe;
 
 /// Why a probe failed.
@@ -48,6 +50,9 @@ pub enum ProbeFailure {
     ManagerUnavailable,
     /// The probe could not decide (permission denied, adapter error).
     Error,
+    /// A local endpoint failed and its port is held by a process that is not the service's own
+    /// (the detail names its pid and name): the service cannot bind.
+    PortHeld,
 }
 
 impl ProbeFailure {
@@ -64,6 +69,7 @@ impl ProbeFailure {
             ProbeFailure::BinaryNotFound => "binary-not-found",
             ProbeFailure::ManagerUnavailable => "manager-unavailable",
             ProbeFailure::Error => "error",
+            ProbeFailure::PortHeld => "port-held",
         }
     }
 
@@ -147,8 +153,17 @@ pub trait Probe: Send + Sync + fmt::Debug {
     }
 }
 
-/// Runs a probe under its deadline.
+/// Runs a probe under its deadline. Its detail comes back with secret-named values redacted
+/// (a command line or an answer may quote one), since it reaches status, events and logs.
 pub(crate) async fn run_probe(probe: &dyn Probe) -> ProbeResult {
+    let mut result = run_probe_unredacted(probe).await;
+    if let std::borrow::Cow::Owned(shown) = process_manager::redact::redact_text(&result.detail) {
+        result.detail = shown;
+    }
+    result
+}
+
+async fn run_probe_unredacted(probe: &dyn Probe) -> ProbeResult {
     let deadline = probe.deadline();
     match tokio::time::timeout(deadline, probe.check()).await {
         Ok(r) => r,
@@ -411,6 +426,7 @@ pub struct HttpProbe {
     client: reqwest::Client,
     endpoints: Endpoints,
     status: (u16, u16),
+    owner: Option<PortOwner>,
 }
 
 impl HttpProbe {
@@ -425,7 +441,15 @@ impl HttpProbe {
             client,
             endpoints: Endpoints::new(endpoints, timeout),
             status,
+            owner: None,
         }
+    }
+
+    /// The service whose own process should hold the endpoints' local ports: when the probe
+    /// fails and another process holds one, the failure says so ([`ProbeFailure::PortHeld`]).
+    pub fn with_owner(mut self, owner: Option<PortOwner>) -> Self {
+        self.owner = owner;
+        self
     }
 
     /// Resolves `{vm_ip}` in endpoint targets through `runtime` at each check (a Colima VM's
@@ -459,7 +483,8 @@ impl Probe for HttpProbe {
 
     async fn check(&self) -> ProbeResult {
         let timeout = self.endpoints.timeout;
-        self.endpoints
+        let result = self
+            .endpoints
             .first_answer(|ep, url| async move {
                 let request = self.client.get(&url).timeout(timeout).send();
                 match tokio::time::timeout(timeout, request).await {
@@ -489,7 +514,8 @@ impl Probe for HttpProbe {
                     }
                 }
             })
-            .await
+            .await;
+        self.endpoints.explain(result, self.owner.as_ref()).await
     }
 }
 
@@ -497,6 +523,7 @@ impl Probe for HttpProbe {
 #[derive(Debug)]
 pub struct TcpProbe {
     endpoints: Endpoints,
+    owner: Option<PortOwner>,
 }
 
 impl TcpProbe {
@@ -504,7 +531,15 @@ impl TcpProbe {
     pub fn new(endpoints: Vec<Endpoint>, timeout: Duration) -> Self {
         TcpProbe {
             endpoints: Endpoints::new(endpoints, timeout),
+            owner: None,
         }
+    }
+
+    /// The service whose own process should hold the endpoints' local ports (see
+    /// [`HttpProbe::with_owner`]).
+    pub fn with_owner(mut self, owner: Option<PortOwner>) -> Self {
+        self.owner = owner;
+        self
     }
 
     /// Resolves `{vm_ip}` in endpoint targets through `runtime` at each check.
@@ -540,8 +575,14 @@ impl Endpoints {
     }
 
     fn deadline(&self) -> Duration {
-        // Each endpoint may take its timeout, plus one for a VM address lookup.
-        self.timeout * 2 * self.list.len().max(1) as u32
+        // Each endpoint may take its timeout, plus one for a VM address lookup; after a failure,
+        // up to two more to find who holds the port (the manager, then the lookup).
+        self.timeout * 2 * (self.list.len().max(1) as u32 + 1)
+    }
+
+    /// A failure explained by a stranger holding the port, where one does.
+    async fn explain(&self, result: ProbeResult, owner: Option<&PortOwner>) -> ProbeResult {
+        port_holder::explain(result, &self.list, owner, self.timeout).await
     }
 
     /// Runs `attempt` on each endpoint (with its resolved target) until one passes.
@@ -618,7 +659,8 @@ impl Probe for TcpProbe {
 
     async fn check(&self) -> ProbeResult {
         let timeout = self.endpoints.timeout;
-        self.endpoints
+        let result = self
+            .endpoints
             .first_answer(|ep, address| async move {
                 let connect = tokio::net::TcpStream::connect(address);
                 match tokio::time::timeout(timeout, connect).await {
@@ -632,7 +674,8 @@ impl Probe for TcpProbe {
                     Err(_) => timed_out(ep, timeout),
                 }
             })
-            .await
+            .await;
+        self.endpoints.explain(result, self.owner.as_ref()).await
     }
 }
 

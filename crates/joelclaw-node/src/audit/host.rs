@@ -7,6 +7,7 @@ use std::path::Path;
 use super::accounts::{by_name, home_on_root, on_root};
 use super::discover::Definition;
 use super::rules::desktop_runtime;
+use super::scope::EnvFile;
 use super::{AuditScope, Finding, Required};
 
 /// Every host rule.
@@ -42,6 +43,9 @@ pub(super) fn judge(scope: &AuditScope, read: &[Definition]) -> Vec<Finding> {
             scope.service_user.as_deref(),
             agent,
         ));
+    }
+    for file in &scope.env_files {
+        out.push(env_file_private(&scope.root, file));
     }
     out.extend(auto_login(&scope.root));
     if let Some((file, endpoint)) = &scope.substrate_endpoint {
@@ -182,6 +186,54 @@ fn state_dir(root: &Path, dir: &Path, user: Option<&str>, agent: &str) -> Findin
         }
     }
     Finding::new(RULE, shown, true).because(format!("mode {mode:04o}"))
+}
+
+/// A service's env file holds its secrets: not readable by others, not writable by its group
+/// or others, owned by root or the service's account. A missing one fails the start unless it
+/// is optional (then there is nothing to judge).
+fn env_file_private(root: &Path, file: &EnvFile) -> Finding {
+    const RULE: &str = "env-file-private";
+    let on_disk = on_root(root, &file.path);
+    let shown = on_disk.display().to_string();
+    let finding = |pass: bool, why: String| {
+        let mut f = Finding::new(RULE, shown.clone(), pass).because(why);
+        f.label = Some(file.label.clone());
+        f
+    };
+    let meta = match std::fs::metadata(&on_disk) {
+        Ok(m) if m.is_file() => m,
+        Ok(_) => return finding(false, "not a file".into()),
+        Err(e) if file.optional && e.kind() == std::io::ErrorKind::NotFound => {
+            return finding(true, "absent, and optional ('-' path)".into())
+        }
+        Err(e) => return finding(false, format!("missing: {e} (the service cannot start)")),
+    };
+    let mode = meta.permissions().mode() & 0o7777;
+    let mut problems = Vec::new();
+    if mode & 0o004 != 0 {
+        problems.push(format!("mode {mode:04o}: readable by others"));
+    }
+    if mode & 0o022 != 0 {
+        problems.push(format!("mode {mode:04o}: writable by its group or others"));
+    }
+    if meta.uid() != 0 {
+        match file.account.as_deref() {
+            Some(name) => {
+                if let Err(e) = owned_by(root, &meta, name) {
+                    problems.push(format!("{e}, nor by root"));
+                }
+            }
+            None => problems.push(format!(
+                "owned by uid {}, not root, and the service names no account",
+                meta.uid()
+            )),
+        }
+    }
+    if problems.is_empty() {
+        finding(true, format!("mode {mode:04o}, uid {}", meta.uid()))
+    } else {
+        finding(false, problems.join("; "))
+    }
 }
 
 /// Auto-login, where the host's files show it: macOS's login window preferences and saved

@@ -27,7 +27,9 @@
 //!
 //! For the host (see [`host`]): `definitions-found`, `definition-installed` (each critical
 //! service's definition is in the system domain), `account-home-private`,
-//! `services-folder-owner`, `state-dir-private`, `no-auto-login`, and `no-desktop-runtime` on
+//! `services-folder-owner`, `state-dir-private`, `env-file-private` (each service's env file is
+//! not readable by others nor writable by its group or others, and is owned by root or the
+//! service's account), `no-auto-login`, and `no-desktop-runtime` on
 //! the inventory's substrate endpoint.
 
 mod accounts;
@@ -41,7 +43,7 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
-pub use scope::{AuditScope, Required, SystemMarks};
+pub use scope::{AuditScope, EnvFile, Required, SystemMarks};
 
 /// A rule's verdict.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

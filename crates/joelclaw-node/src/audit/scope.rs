@@ -34,6 +34,22 @@ pub struct AuditScope {
     pub definition_dirs: Vec<(PathBuf, bool)>,
     /// The inventory and its substrate's Docker endpoint, when it names one.
     pub substrate_endpoint: Option<(PathBuf, String)>,
+    /// The services' env files, each with the account allowed to own it besides root.
+    pub env_files: Vec<EnvFile>,
+}
+
+/// A service's env file, which holds its settings and secrets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnvFile {
+    /// Its path (absolute, the `-` of an optional one dropped).
+    pub path: PathBuf,
+    /// Whether it may be missing (written with a leading `-`).
+    pub optional: bool,
+    /// The account the service runs as (its config's user, else its manager's service
+    /// account): the one owner besides root.
+    pub account: Option<String>,
+    /// The service it belongs to.
+    pub label: String,
 }
 
 /// What marks a definition as a service of this system.
@@ -190,6 +206,24 @@ impl AuditScope {
             .as_ref()
             .and_then(|s| s.endpoint.clone())
             .map(|e| (inventory.file.clone(), e));
+        let env_files = inventory
+            .desired_configs()
+            .flat_map(|(spec, config)| {
+                let account = config
+                    .user
+                    .clone()
+                    .or_else(|| account_of(spec.manager.as_str()));
+                config.env_files.iter().map(move |configured| {
+                    let (path, optional) = process_manager::env_file::spec(configured);
+                    EnvFile {
+                        path: path.to_path_buf(),
+                        optional,
+                        account: account.clone(),
+                        label: spec.label.to_string(),
+                    }
+                })
+            })
+            .collect();
         AuditScope {
             root: root.to_path_buf(),
             ours: Some(SystemMarks {
@@ -215,6 +249,7 @@ impl AuditScope {
             services_dirs: services_dirs.into_iter().collect(),
             definition_dirs,
             substrate_endpoint,
+            env_files,
         }
     }
 }
