@@ -171,6 +171,8 @@ fn last_lines(path: &Path, n: usize) -> std::io::Result<(Vec<String>, u64)> {
 fn print_lines(source: &str, lines: &[String], as_json: bool) {
     let mut out = std::io::stdout().lock();
     for l in lines {
+        // As every other output: a secret a service logs is not shown again here.
+        let l = process_manager::redact::redact_text(l);
         let _ = if as_json {
             writeln!(
                 out,
