@@ -166,10 +166,16 @@ impl Report {
 }
 
 fn print_json(envelope: &Envelope) {
-    let text = serde_json::to_string(envelope).unwrap_or_else(|e| format!(
+    // Redacted as a document, not as text, so it stays valid JSON whatever it holds.
+    let text = serde_json::to_value(envelope)
+        .and_then(|mut doc| {
+            process_manager::redact::redact_json(&mut doc);
+            serde_json::to_string(&doc)
+        })
+        .unwrap_or_else(|e| format!(
             "{{\"schema_version\":{SCHEMA_VERSION},\"ok\":false,\"command\":\"joelclaw-node\",\"result\":null,\"error\":{{\"kind\":\"failed\",\"message\":\"cannot encode the output: {e}\"}},\"next_actions\":[]}}"
         ));
-    println!("{}", process_manager::redact::redact_text(&text));
+    println!("{text}");
 }
 
 /// A command that could not run: bad input (exit 2) or a failure to act (exit 1).

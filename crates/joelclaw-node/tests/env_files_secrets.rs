@@ -64,6 +64,12 @@ fn both_ways(dir: &Path, args: &[&str]) -> String {
             cmd.arg("--json");
         }
         let out = cmd.env("NODE_ID", "secrets-node").output().unwrap();
+        if json {
+            // Redaction keeps the envelope valid JSON whatever the output holds.
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            serde_json::from_str::<serde_json::Value>(stdout.trim())
+                .unwrap_or_else(|e| panic!("{args:?}: not one JSON document ({e}): {stdout}"));
+        }
         all.push_str(&format!("$ {args:?} json={json}\n"));
         all.push_str(&String::from_utf8_lossy(&out.stdout));
         all.push_str(&String::from_utf8_lossy(&out.stderr));
@@ -113,7 +119,7 @@ kind = "process"
 
 [service.config]
 program = "/bin/sh"
-args = ["-c", "env > {out}; exec sleep 100000", "--api-token", "{ARG_SECRET}"]
+args = ["-c", "env > {out}; env; exec sleep 100000", "--api-token", "{ARG_SECRET}"]
 env_files = ["{env_file}", "-{dir}/absent.env"]
 
 [[service]]
@@ -197,6 +203,10 @@ env_files = ["/etc/joelclaw/worker.env"]
         vec!["inspect", "envsvc", "--inventory", inv],
         vec!["inspect", "tokenweb", "--inventory", inv],
         vec!["events", "--inventory", inv],
+        vec!["list", "--inventory", inv],
+        vec!["logs", "envsvc", "--lines", "500", "--inventory", inv],
+        vec!["logs", "tokenweb", "--inventory", inv],
+        vec!["restart", "tokenweb", "--inventory", inv],
         vec!["identity"],
         vec!["apply", "--dry-run", "--root", root, "--inventory", units],
         vec!["apply", "--dry-run", "--root", root, "--inventory", inv],
@@ -211,6 +221,9 @@ env_files = ["/etc/joelclaw/worker.env"]
         "{outputs}"
     );
     assert!(outputs.contains("<redacted>"), "{outputs}");
+    // `logs` showed the service's own output (it prints its environment), the secret redacted.
+    assert!(outputs.contains("GREETING=hello world"), "{outputs}");
+    assert!(outputs.contains("WORKER_API_TOKEN=<redacted>"), "{outputs}");
     drop(agent);
     let files = ["events.jsonl", "agent.out", "agent.err"]
         .map(|f| std::fs::read_to_string(dir.join(f)).unwrap_or_default());

@@ -3,8 +3,7 @@
 //! them.
 //!
 //! A name holds a secret when it ends in `_TOKEN`, `_KEY` or `_SECRET`, contains `PASSWORD`, or
-//! looks like one to [`looks_like_secret`] (the stricter list that `ServiceConfig::validate`
-//! refuses inline), case-insensitively, with `-` read as `_` (`--api-token`). Free text is
+//! has a secret word as one of its `_`-separated parts, case-insensitively, with `-` read as `_` (`--api-token`). Free text is
 //! redacted by shape, not by knowing the values: `NAME=value`, `NAME: value`, `"NAME": "value"`
 //! and `NAME="quoted value"` lose the value when `NAME` is a secret's name (a quoted value keeps
 //! its quotes, so JSON stays valid), so a message that quotes a command line, an environment
@@ -13,12 +12,26 @@
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
-use crate::config::looks_like_secret;
-
 /// What a redacted value is shown as.
 pub const REDACTED: &str = "<redacted>";
 
-/// Whether a variable (or option) name holds a secret.
+/// Words that make a name a secret's when they are one of its `_`-separated parts: `AUTH` in
+/// `GITHUB_AUTH`, not in `CARGO_PKG_AUTHORS`; `TOKEN` in `API_TOKEN`, not in a label `tokenweb`.
+const SECRET_WORDS: &[&str] = &[
+    "SECRET",
+    "SECRETS",
+    "TOKEN",
+    "TOKENS",
+    "PASSWD",
+    "APIKEY",
+    "CREDENTIAL",
+    "CREDENTIALS",
+    "AUTH",
+    "AUTHORIZATION",
+];
+
+/// Whether a variable (or option) name holds a secret: `*_TOKEN`, `*_KEY`, `*_SECRET`,
+/// `*PASSWORD*`, or a secret word as one of its parts (see [`SECRET_WORDS`]).
 pub fn is_secret_name(name: &str) -> bool {
     let upper = name
         .trim_start_matches('-')
@@ -31,7 +44,34 @@ pub fn is_secret_name(name: &str) -> bool {
         || upper.ends_with("_KEY")
         || upper.ends_with("_SECRET")
         || upper.contains("PASSWORD")
-        || looks_like_secret(&upper)
+        || upper.contains("API_KEY")
+        || upper.contains("PRIVATE_KEY")
+        || upper.split('_').any(|part| SECRET_WORDS.contains(&part))
+}
+
+/// A JSON document with every secret removed, structurally (so it stays valid JSON whatever
+/// its strings hold): the value of a secret-named key is [`REDACTED`], and every string is
+/// [`redact_text`]-ed.
+pub fn redact_json(value: &mut serde_json::Value) {
+    use serde_json::Value;
+    match value {
+        Value::String(s) => {
+            if let Cow::Owned(shown) = redact_text(s) {
+                *s = shown;
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(redact_json),
+        Value::Object(map) => {
+            for (key, v) in map.iter_mut() {
+                if is_secret_name(key) && matches!(v, Value::String(_) | Value::Number(_)) {
+                    *v = Value::String(REDACTED.to_string());
+                } else {
+                    redact_json(v);
+                }
+            }
+        }
+        Value::Null | Value::Bool(_) | Value::Number(_) => {}
+    }
 }
 
 /// `value`, or [`REDACTED`] when `name` holds a secret.
@@ -228,6 +268,48 @@ pub fn redact_text(text: &str) -> Cow<'_, str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A secret word counts as a part of a name, not inside another word: a label like
+    /// `tokenweb` or `CARGO_PKG_AUTHORS` is not a secret's name.
+    #[test]
+    fn secret_words_are_whole_parts_of_a_name() {
+        for name in [
+            "GITHUB_AUTH",
+            "AUTH",
+            "X_TOKENS",
+            "DB_CREDENTIALS",
+            "Authorization",
+        ] {
+            assert!(is_secret_name(name), "{name}");
+        }
+        for name in ["tokenweb", "CARGO_PKG_AUTHORS", "AUTHOR", "SECRETARY_NAME"] {
+            assert!(!is_secret_name(name), "{name}");
+        }
+        assert_eq!(
+            redact_text("restart tokenweb: restarted"),
+            "restart tokenweb: restarted"
+        );
+    }
+
+    /// A JSON document stays valid whatever its strings hold (an empty assignment right before
+    /// the string's closing quote once swallowed the next string's opening one).
+    #[test]
+    fn json_is_redacted_as_a_document() {
+        let mut doc = serde_json::json!({
+            "lines": ["DB_AUTH=", "API_TOKEN=s3cr3t", "PATH=/usr/bin"],
+            "WORKER_API_TOKEN": "s3cr3t",
+            "port": 8080,
+            "nested": { "DB_PASSWORD": 1234, "note": "password: s3cr3t" },
+        });
+        redact_json(&mut doc);
+        let text = doc.to_string();
+        assert!(!text.contains("s3cr3t") && !text.contains("1234"), "{text}");
+        let again: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(again["lines"][0], "DB_AUTH=");
+        assert_eq!(again["lines"][2], "PATH=/usr/bin");
+        assert_eq!(again["WORKER_API_TOKEN"], REDACTED);
+        assert_eq!(again["port"], 8080);
+    }
 
     #[test]
     fn secret_names_follow_the_patterns_case_insensitively() {
