@@ -20,6 +20,7 @@ pub mod keys;
 mod publisher;
 mod reader;
 mod record;
+mod tls;
 
 pub use config::{FleetConfig, FleetError};
 pub use publisher::{FleetPublisher, PublisherStats};
