@@ -32,6 +32,20 @@ pub enum FleetError {
         #[source]
         source: redis::RedisError,
     },
+    /// The TLS handshake was refused (by this node: the server's certificate; or by the server:
+    /// this node's certificate). Not retried any differently, but said plainly.
+    #[error("fleet: redis at {url}: {during}: TLS: {source}; {hint}")]
+    Tls {
+        /// The Redis address (without its password).
+        url: String,
+        /// What was being done.
+        during: &'static str,
+        /// Redis's own error, carrying rustls's.
+        #[source]
+        source: redis::RedisError,
+        /// What to check.
+        hint: &'static str,
+    },
     /// A stored record could not be read.
     #[error("fleet: {key}: unreadable record: {detail}")]
     Record {
@@ -256,16 +270,39 @@ pub(crate) async fn call<T>(
             after: config.call_timeout,
             during,
         }),
-        Ok(Err(source)) => Err(FleetError::Redis {
-            url: config.redacted_url(),
-            during,
-            source,
-        }),
+        Ok(Err(source)) => match tls_hint(&source) {
+            Some(hint) => Err(FleetError::Tls {
+                url: config.redacted_url(),
+                during,
+                source,
+                hint,
+            }),
+            None => Err(FleetError::Redis {
+                url: config.redacted_url(),
+                during,
+                source,
+            }),
+        },
         Err(_) => Err(FleetError::Timeout {
             url: config.redacted_url(),
             after: config.call_timeout,
             during,
         }),
+    }
+}
+
+/// What to check when `error` is a refused TLS handshake. rustls's error reaches us only as the
+/// text of an I/O error (redis keeps it behind an `Arc<dyn Error>`), so its wording is matched.
+fn tls_hint(error: &redis::RedisError) -> Option<&'static str> {
+    let text = error.to_string();
+    if text.contains("invalid peer certificate") {
+        Some("the server's certificate must chain to fleet.ca_file's CA (or the system's roots without it) and name the host of fleet.redis")
+    } else if text.contains("CertificateRequired") || text.contains("peer sent no certificates") {
+        Some("this Redis asks for a client certificate: set fleet.cert_file and fleet.key_file")
+    } else if text.contains("received fatal alert") {
+        Some("the server refused this node's TLS handshake (its client certificate, or the TLS versions)")
+    } else {
+        None
     }
 }
 

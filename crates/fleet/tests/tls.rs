@@ -59,10 +59,10 @@ fn event(node: &str, service: &str) -> HealEvent {
     }
 }
 
-/// A connection error Redis's TLS layer gave (not a deadline that passed), as text.
+/// A refused TLS handshake (not a deadline that passed), as text.
 fn tls_refusal(result: Result<impl std::fmt::Debug, FleetError>) -> String {
     match result {
-        Err(e @ FleetError::Redis { .. }) => e.to_string(),
+        Err(e @ FleetError::Tls { .. }) => e.to_string(),
         other => panic!("expected a TLS refusal, got {other:?}"),
     }
 }
@@ -125,7 +125,9 @@ async fn a_wrong_ca_or_name_is_a_clear_tls_error_and_the_publisher_counts_it() {
     };
     let err = tls_refusal(fleet_status(&wrong_ca).await);
     assert!(
-        err.contains("connect") && err.contains("certificate") && err.contains("UnknownIssuer"),
+        err.contains("connect")
+            && err.contains("UnknownIssuer")
+            && err.contains("fleet.ca_file"),
         "{err}"
     );
 
@@ -163,7 +165,10 @@ async fn mutual_tls_needs_the_client_certificate_and_works_with_it() {
     };
     let cfg = config(&redis.url(), &pki);
     let err = tls_refusal(fleet_status(&cfg).await);
-    assert!(err.contains("redis at rediss://127.0.0.1"), "{err}");
+    assert!(
+        err.contains("redis at rediss://127.0.0.1") && err.contains("fleet.cert_file"),
+        "{err}"
+    );
 
     let cfg = with_client_cert(cfg, &pki);
     let _publisher = FleetPublisher::start(cfg.clone(), node("node-m")).unwrap();
