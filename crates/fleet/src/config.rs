@@ -208,12 +208,8 @@ impl FleetConfig {
                 )));
             }
         }
-        let unusable = |e: redis::RedisError| {
-            bad(format!(
-                "fleet.redis {:?}: {e}",
-                self.redacted_url()
-            ))
-        };
+        let unusable =
+            |e: redis::RedisError| bad(format!("fleet.redis {:?}: {e}", self.redacted_url()));
         if !tls {
             return redis::Client::open(info).map_err(unusable);
         }
@@ -361,7 +357,10 @@ mod tests {
         let mut c = FleetConfig::new("redis://central:6379");
         c.ca_file = Some("/etc/joelclaw/central-ca.pem".into());
         let e = c.validate().unwrap_err().to_string();
-        assert!(e.contains("fleet.ca_file") && e.contains("rediss://"), "{e}");
+        assert!(
+            e.contains("fleet.ca_file") && e.contains("rediss://"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -410,7 +409,10 @@ mod tests {
 
         c.key_file = Some(key_path.clone());
         let e = c.validate().unwrap_err().to_string();
-        assert!(e.contains("fleet.key_file") && e.contains("node.key") && e.contains("640"), "{e}");
+        assert!(
+            e.contains("fleet.key_file") && e.contains("node.key") && e.contains("640"),
+            "{e}"
+        );
         assert!(!e.contains("PRIVATE KEY"), "{e}");
 
         std::fs::set_permissions(&key_path, std::fs::Permissions::from_mode(0o600)).unwrap();
@@ -420,7 +422,10 @@ mod tests {
         let other = rcgen::KeyPair::generate().unwrap();
         std::fs::write(&key_path, other.serialize_pem()).unwrap();
         let e = c.validate().unwrap_err().to_string();
-        assert!(e.contains("fleet.cert_file") && e.contains("fleet.key_file"), "{e}");
+        assert!(
+            e.contains("fleet.cert_file") && e.contains("fleet.key_file"),
+            "{e}"
+        );
     }
 
     #[test]

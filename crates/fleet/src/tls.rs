@@ -72,14 +72,12 @@ fn parse_certificates(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, String
 fn client_identity(cert: &Path, key: &Path) -> Result<redis::ClientTlsConfig, FleetError> {
     let client_cert = read_certificates("fleet.cert_file", cert)?;
     let client_key = read_private("fleet.key_file", key, "the private key")?;
-    let bad_key = |what: String| {
-        FleetError::Config(format!("fleet.key_file {}: {what}", key.display()))
-    };
+    let bad_key =
+        |what: String| FleetError::Config(format!("fleet.key_file {}: {what}", key.display()));
     let parsed_key = PrivateKeyDer::from_pem_slice(client_key.as_bytes())
         .map_err(|e| bad_key(format!("no PEM private key in it ({e})")))?;
-    let chain = parse_certificates(client_cert.as_slice()).map_err(|e| {
-        FleetError::Config(format!("fleet.cert_file {}: {e}", cert.display()))
-    })?;
+    let chain = parse_certificates(client_cert.as_slice())
+        .map_err(|e| FleetError::Config(format!("fleet.cert_file {}: {e}", cert.display())))?;
     rustls::sign::CertifiedKey::from_der(
         chain,
         parsed_key,

@@ -125,9 +125,7 @@ async fn a_wrong_ca_or_name_is_a_clear_tls_error_and_the_publisher_counts_it() {
     };
     let err = tls_refusal(fleet_status(&wrong_ca).await);
     assert!(
-        err.contains("connect")
-            && err.contains("UnknownIssuer")
-            && err.contains("fleet.ca_file"),
+        err.contains("connect") && err.contains("UnknownIssuer") && err.contains("fleet.ca_file"),
         "{err}"
     );
 

@@ -383,7 +383,16 @@ fn an_agent_publishes_over_tls_and_status_fleet_reads_it_back() {
     make_certificates(tls_dir.path());
     let port = free_port();
     let redis = Command::new(&server)
-        .args(["--port", "0", "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        .args([
+            "--port",
+            "0",
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
         .args(["--tls-port", &port.to_string(), "--tls-auth-clients", "no"])
         .arg("--tls-cert-file")
         .arg(tls_dir.path().join("server.pem"))

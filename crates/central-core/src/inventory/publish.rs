@@ -56,7 +56,9 @@ impl Parser<'_> {
                     path.span().start,
                     key,
                     InventoryErrorKind::Invalid,
-                    format!("{key} is for TLS: fleet.redis must then be a rediss://host:port address"),
+                    format!(
+                        "{key} is for TLS: fleet.redis must then be a rediss://host:port address"
+                    ),
                 ));
             }
         }

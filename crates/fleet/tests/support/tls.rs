@@ -93,7 +93,9 @@ fn leaf(
     params.subject_alt_names = sans;
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     params.extended_key_usages = vec![usage];
-    let cert = params.signed_by(&key, issuer).expect("a signed certificate");
+    let cert = params
+        .signed_by(&key, issuer)
+        .expect("a signed certificate");
     (cert.pem(), key.serialize_pem())
 }
 
@@ -113,7 +115,16 @@ impl TlsRedis {
         let dir = tempfile::tempdir().expect("a temp dir");
         let port = free_port();
         let child = Command::new(binary)
-            .args(["--port", "0", "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args([
+                "--port",
+                "0",
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
             .args(["--tls-port", &port.to_string()])
             .arg("--tls-cert-file")
             .arg(pki.path("server.pem"))
