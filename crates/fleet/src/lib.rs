@@ -1,5 +1,5 @@
 //! `fleet`: this node seen from Central. Each agent that names Central's Redis (`[fleet] redis =
-//! "redis://…"`) keeps a heartbeat there with its identity and latest status summary, and appends
+//! "redis://…"`, or `rediss://…` for TLS, see [`FleetConfig`]) keeps a heartbeat there with its identity and latest status summary, and appends
 //! its heal events to one Redis Stream; `status --fleet` and `events --fleet` read them back.
 //!
 //! Redis is an existing engine Central already runs: no home-made gossip or consensus. Its being
@@ -20,6 +20,7 @@ pub mod keys;
 mod publisher;
 mod reader;
 mod record;
+mod tls;
 
 pub use config::{FleetConfig, FleetError};
 pub use publisher::{FleetPublisher, PublisherStats};

@@ -2,7 +2,8 @@
 //! Three agents are listed by `status --fleet` with their summaries; one killed goes stale; a
 //! service healed on one node shows up in `events --fleet` with that node's id; and Redis gone
 //! for 30 s under load costs the agents nothing: a kill during the outage is healed, memory stays
-//! bounded, publishing resumes and the dropped count is reported.
+//! bounded, publishing resumes and the dropped count is reported. And over TLS: an agent given
+//! `rediss://` and Central's private CA publishes, and `status --fleet` reads it back.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -57,6 +58,11 @@ struct Agent {
 
 impl Agent {
     fn start(node: &str, redis: &str, prefix: &str) -> Agent {
+        Agent::start_with(node, redis, prefix, "")
+    }
+
+    /// `fleet_extra`: more `[fleet]` lines (the TLS files).
+    fn start_with(node: &str, redis: &str, prefix: &str, fleet_extra: &str) -> Agent {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let inventory = format!(
@@ -78,6 +84,7 @@ backoff_initial = "1s"
 redis = "{redis}"
 prefix = "{prefix}"
 heartbeat = "1s"
+{fleet_extra}
 
 [[service]]
 label = "web"
@@ -347,4 +354,78 @@ fn redis_gone_for_30_s_costs_the_agent_nothing() {
         "outage: RSS {rss_before} -> {rss_after} KiB; dropped {}, delivered after {delivered}",
         node["dropped_events"]
     );
+}
+
+/// A private CA and a server certificate for 127.0.0.1, as PEM files in `dir`: `ca.pem`,
+/// `server.pem`, `server.key`.
+fn make_certificates(dir: &Path) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair, SanType};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca, ca_key);
+    let key = KeyPair::generate().unwrap();
+    let mut server = CertificateParams::new(Vec::<String>::new()).unwrap();
+    server.subject_alt_names = vec![SanType::IpAddress([127, 0, 0, 1].into())];
+    let cert = server.signed_by(&key, &issuer).unwrap();
+    std::fs::write(dir.join("ca.pem"), ca_cert.pem()).unwrap();
+    std::fs::write(dir.join("server.pem"), cert.pem()).unwrap();
+    std::fs::write(dir.join("server.key"), key.serialize_pem()).unwrap();
+}
+
+#[test]
+fn an_agent_publishes_over_tls_and_status_fleet_reads_it_back() {
+    let Some(server) = needs("JOELCLAW_TEST_REDIS_SERVER") else {
+        return;
+    };
+    let tls_dir = tempfile::tempdir().unwrap();
+    make_certificates(tls_dir.path());
+    let port = free_port();
+    let redis = Command::new(&server)
+        .args([
+            "--port",
+            "0",
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .args(["--tls-port", &port.to_string(), "--tls-auth-clients", "no"])
+        .arg("--tls-cert-file")
+        .arg(tls_dir.path().join("server.pem"))
+        .arg("--tls-key-file")
+        .arg(tls_dir.path().join("server.key"))
+        .arg("--tls-ca-cert-file")
+        .arg(tls_dir.path().join("ca.pem"))
+        .arg("--dir")
+        .arg(tls_dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _redis = KillOnDrop(redis);
+    sysutil::poll::until_blocking("redis listening (TLS)", Duration::from_secs(10), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).ok()
+    });
+    let ca_line = format!("ca_file = \"{}\"", tls_dir.path().join("ca.pem").display());
+    let agent = Agent::start_with(
+        "node-tls",
+        &format!("rediss://127.0.0.1:{port}"),
+        "tls",
+        &ca_line,
+    );
+    let inv = agent.inventory();
+    let nodes = sysutil::poll::until_blocking(
+        "node-tls listed over rediss://",
+        Duration::from_secs(60),
+        || {
+            let nodes = fleet_nodes(&inv);
+            (nodes.len() == 1 && nodes[0]["stale"] == false && nodes[0]["summary"]["healthy"] == 1)
+                .then_some(nodes)
+        },
+    );
+    assert_eq!(nodes[0]["node"]["node_id"], "node-tls");
 }

@@ -1,6 +1,7 @@
 //! The `[fleet]` and `[telemetry]` sections: where this node publishes itself. Checked here for
-//! what the file alone can tell (the address's scheme, the durations, the path is absolute);
-//! connecting, and reading the password file, is the publisher's job at start.
+//! what the file alone can tell (the address's scheme, the durations, the paths are absolute,
+//! TLS files only with a `rediss://` address, a client certificate with its key); connecting,
+//! and reading the password and TLS files, is the publisher's job at start.
 
 use toml::Spanned;
 
@@ -32,15 +33,49 @@ impl Parser<'_> {
                 "fleet.redis holds a password: put it in fleet.password_file (readable by the agent only) so it stays out of files and listings",
             ));
         }
-        if let Some(path) = &fleet.password_file {
+        let tls_files = [
+            ("fleet.ca_file", &fleet.ca_file),
+            ("fleet.cert_file", &fleet.cert_file),
+            ("fleet.key_file", &fleet.key_file),
+        ];
+        for (key, path) in [("fleet.password_file", &fleet.password_file)]
+            .into_iter()
+            .chain(tls_files)
+        {
+            let Some(path) = path else { continue };
             if !path.get_ref().is_absolute() {
                 return Err(self.error_at(
                     path.span().start,
-                    "fleet.password_file",
+                    key,
                     InventoryErrorKind::Invalid,
-                    "fleet.password_file must be an absolute path",
+                    format!("{key} must be an absolute path"),
                 ));
             }
+            if key != "fleet.password_file" && !redis.starts_with("rediss://") {
+                return Err(self.error_at(
+                    path.span().start,
+                    key,
+                    InventoryErrorKind::Invalid,
+                    format!(
+                        "{key} is for TLS: fleet.redis must then be a rediss://host:port address"
+                    ),
+                ));
+            }
+        }
+        match (&fleet.cert_file, &fleet.key_file) {
+            (Some(only), None) | (None, Some(only)) => {
+                return Err(self.error_at(
+                    only.span().start,
+                    if fleet.cert_file.is_some() {
+                        "fleet.key_file"
+                    } else {
+                        "fleet.cert_file"
+                    },
+                    InventoryErrorKind::Invalid,
+                    "fleet.cert_file and fleet.key_file go together: a client certificate and its key, for a Redis that asks for one",
+                ));
+            }
+            _ => {}
         }
         if let Some(prefix) = &fleet.prefix {
             let p = prefix.get_ref();
@@ -65,6 +100,9 @@ impl Parser<'_> {
             redis: redis.clone(),
             username: fleet.username.as_ref().map(|u| u.get_ref().clone()),
             password_file: fleet.password_file.as_ref().map(|p| p.get_ref().clone()),
+            ca_file: fleet.ca_file.as_ref().map(|p| p.get_ref().clone()),
+            cert_file: fleet.cert_file.as_ref().map(|p| p.get_ref().clone()),
+            key_file: fleet.key_file.as_ref().map(|p| p.get_ref().clone()),
             prefix: fleet.prefix.as_ref().map(|p| p.get_ref().clone()),
             heartbeat,
         })
@@ -96,5 +134,54 @@ impl Parser<'_> {
             otlp: otlp.clone(),
             export_every,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::Inventory;
+
+    #[test]
+    fn tls_files_are_read_and_checked() {
+        let text = "[fleet]\nredis = \"rediss://central:6380\"\nca_file = \"/etc/joelclaw/central-ca.pem\"\ncert_file = \"/etc/joelclaw/node.crt\"\nkey_file = \"/etc/joelclaw/node.key\"\n";
+        let fleet = Inventory::parse("inv.toml", text).unwrap().fleet.unwrap();
+        assert_eq!(
+            fleet.ca_file.as_deref(),
+            Some(std::path::Path::new("/etc/joelclaw/central-ca.pem"))
+        );
+        assert_eq!(
+            fleet.cert_file.as_deref(),
+            Some(std::path::Path::new("/etc/joelclaw/node.crt"))
+        );
+        assert_eq!(
+            fleet.key_file.as_deref(),
+            Some(std::path::Path::new("/etc/joelclaw/node.key"))
+        );
+
+        for (text, key, line) in [
+            (
+                "[fleet]\nredis = \"rediss://central\"\nca_file = \"ca.pem\"\n",
+                "fleet.ca_file",
+                3,
+            ),
+            (
+                "[fleet]\nredis = \"redis://central\"\nca_file = \"/etc/ca.pem\"\n",
+                "fleet.ca_file",
+                3,
+            ),
+            (
+                "[fleet]\nredis = \"rediss://central\"\ncert_file = \"/etc/node.crt\"\n",
+                "fleet.key_file",
+                3,
+            ),
+            (
+                "[fleet]\nredis = \"rediss://central\"\n\nkey_file = \"/etc/node.key\"\n",
+                "fleet.cert_file",
+                4,
+            ),
+        ] {
+            let err = Inventory::parse("inv.toml", text).unwrap_err();
+            assert_eq!((err.key.as_str(), err.line), (key, line), "{err}");
+        }
     }
 }

@@ -75,6 +75,9 @@ pub(super) struct RawFleet {
     pub(super) redis: Spanned<String>,
     pub(super) username: Option<Spanned<String>>,
     pub(super) password_file: Option<Spanned<PathBuf>>,
+    pub(super) ca_file: Option<Spanned<PathBuf>>,
+    pub(super) cert_file: Option<Spanned<PathBuf>>,
+    pub(super) key_file: Option<Spanned<PathBuf>>,
     pub(super) prefix: Option<Spanned<String>>,
     pub(super) heartbeat: Dur,
 }

@@ -359,6 +359,13 @@ pub struct FleetSpec {
     pub username: Option<String>,
     /// A file holding the password, readable by the agent only.
     pub password_file: Option<PathBuf>,
+    /// `rediss://` only: the CA (PEM) the server's certificate must chain to; unset, the
+    /// system's roots.
+    pub ca_file: Option<PathBuf>,
+    /// `rediss://` only: this node's client certificate (PEM), for mutual TLS; with `key_file`.
+    pub cert_file: Option<PathBuf>,
+    /// `rediss://` only: the client certificate's key (PEM), readable by the agent only.
+    pub key_file: Option<PathBuf>,
     /// The key prefix (default `joelclaw`).
     pub prefix: Option<String>,
     /// How often the heartbeat is written (default 5 s; the node is stale after 3 of them).
