@@ -24,6 +24,7 @@ export type FailureKind =
   | "binary-not-found"
   | "manager-unavailable"
   | "error"
+  | "port-held"
   | "not-found"
   | "permission-denied"
   | "unavailable"

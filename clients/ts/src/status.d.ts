@@ -100,7 +100,8 @@ export type ProbeFailure =
   | "timeout"
   | "binary-not-found"
   | "manager-unavailable"
-  | "error";
+  | "error"
+  | "port-held";
 /**
  * The run state of a service as its manager sees it.
  */
@@ -187,6 +188,10 @@ export interface ServiceSnapshot {
    * The inventory's manager name, or `substrate`.
    */
   manager: string;
+  /**
+   * Watched and escalated, never acted on by this node.
+   */
+  monitor_only?: boolean;
   /**
    * The pid, where a process probe saw one.
    */

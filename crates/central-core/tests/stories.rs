@@ -1177,3 +1177,56 @@ async fn the_deadline_wrapper_never_cuts_a_probe_shorter_than_its_own_timeout() 
         Some("manager-unavailable")
     );
 }
+
+/// A monitor-only service that goes down is reported and a person is called (once per
+/// episode), and no start, restart or repair call reaches its manager (its call log has
+/// only the probe's inspects).
+#[tokio::test(start_paused = true)]
+async fn a_monitor_only_service_is_escalated_and_never_acted_on() {
+    let pm = manager(&["remote"]).await;
+    let inv = inventory(&format!(
+        "{FAST}\n[[service]]\nlabel = \"remote\"\nmanager = \"null\"\nmonitor_only = true\n"
+    ));
+    let mut heal = HealLoop::new(
+        &inv,
+        Ports::new().with_manager("null", pm.clone()),
+        options(Clock::starting_at(EPOCH_MS)),
+    )
+    .unwrap();
+    assert!(heal.tick().await.events.is_empty());
+    pm.crash(&label("remote"), ExitStatus::Signal(9));
+    let r = heal.tick().await;
+    assert_eq!(
+        kinds(&r),
+        vec![(ProbeFailed, "remote"), (HealEscalated, "remote")]
+    );
+    assert_eq!(r.events[1].cause.as_deref(), Some("monitor-only"));
+    // Down for a while: said once, nothing done.
+    for _ in 0..5 {
+        sleep(Duration::from_secs(10)).await;
+        let r = heal.tick().await;
+        assert!(
+            !kinds(&r)
+                .iter()
+                .any(|(k, _)| *k == HealEscalated || *k == HealStarted),
+            "{r:?}"
+        );
+    }
+    for op in [
+        Operation::Restart,
+        Operation::Enable,
+        Operation::Stop,
+        Operation::Disable,
+    ] {
+        assert_eq!(pm.count_for(op, &label("remote")), 0, "{op:?}");
+    }
+    assert_eq!(heal.status().services[0].health, Health::Unhealthy);
+    assert!(heal.status().services[0].monitor_only);
+    // A person's verb is refused too.
+    let refused = heal.request("remote", central_core::Verb::Restart).await;
+    assert!(
+        matches!(refused, Err(central_core::VerbError::NotSupported(_))),
+        "{refused:?}"
+    );
+    assert_eq!(pm.count_for(Operation::Restart, &label("remote")), 0);
+}

@@ -342,3 +342,75 @@ async fn a_twelve_second_restart_delays_only_its_own_service() {
         sink.events()
     );
 }
+
+/// A monitor-only unit that stops is reported and a person is called, and no start, restart
+/// or repair reaches systemd (the adapter's call log), the unit staying down.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_monitor_only_unit_is_escalated_and_never_acted_on() {
+    use process_manager::testkit::instrumented;
+    use process_manager::Operation;
+    let Some(pid) = systemd_pid() else { return };
+    let _one = SYSTEMD.lock().await;
+    let label = ServiceLabel::new("jc-heal-monitor-only").unwrap();
+    let plain = manager(&pid);
+    plain
+        .enable(&ServiceConfig::new(label.clone(), "/usr/bin/sleep").with_args(["100000"]))
+        .await
+        .expect("enable");
+    let systemd = Arc::new(instrumented(plain.clone()));
+    let inv = Inventory::parse(
+        "monitor.toml",
+        "[loop]\ninterval = \"1s\"\n\n[heal]\nfailures_to_down = 1\ngrace = \"0s\"\n\n\
+         [[service]]\nlabel = \"jc-heal-monitor-only\"\nmanager = \"systemd\"\nmonitor_only = true\n",
+    )
+    .unwrap();
+    let mut heal = HealLoop::new(
+        &inv,
+        Ports::new().with_manager("systemd", systemd.clone()),
+        LoopOptions::new(NodeTags::new("monitor", "linux")),
+    )
+    .unwrap();
+    let sink = Arc::new(MemorySink::new());
+    heal.add_sink(sink.clone());
+    let (stop, mut stopped) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(async move {
+        heal.run(async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        })
+        .await;
+    });
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Stopped behind the agent's back (another supervisor's doing).
+    plain.stop(&label).await.expect("stop");
+    sysutil::poll::until_true("escalated", Duration::from_secs(20), || {
+        sink.events()
+            .iter()
+            .any(|e| e.event == EventKind::HealEscalated)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    stop.send(true).unwrap();
+    task.await.unwrap();
+    let state = plain.inspect(&label).await.map(|s| s.state);
+    let _ = plain.disable(&label).await;
+    let events = sink.events();
+    let escalated: Vec<_> = events
+        .iter()
+        .filter(|e| e.event == EventKind::HealEscalated)
+        .collect();
+    assert_eq!(escalated.len(), 1, "{events:#?}");
+    assert_eq!(escalated[0].cause.as_deref(), Some("monitor-only"));
+    for op in [
+        Operation::Restart,
+        Operation::Enable,
+        Operation::Stop,
+        Operation::Disable,
+    ] {
+        assert_eq!(systemd.count_for(op, &label), 0, "{op:?} reached systemd");
+    }
+    assert!(
+        systemd.count_for(Operation::Inspect, &label) > 0,
+        "it was watched"
+    );
+    assert_ne!(state.ok(), Some(RunState::Running), "it stayed down");
+}

@@ -229,6 +229,11 @@ impl HealLoop {
             .by_label
             .get(label)
             .ok_or_else(|| VerbError::NotFound(label.to_string()))?;
+        if self.services[i].monitor_only {
+            return Err(VerbError::NotSupported(format!(
+                "{verb} {label}: it is monitor-only (watched and reported; this node does not act on it)"
+            )));
+        }
         let call = verb_call(
             &self.services[i].target,
             &self.services[i].config,

@@ -22,6 +22,7 @@ impl HealLoop {
                 },
                 Target::Substrate(_) => TargetKind::Substrate,
             },
+            monitor_only: t.monitor_only,
             throttle: t.throttle,
             notify: self.notify.is_some(),
         }

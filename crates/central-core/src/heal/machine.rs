@@ -100,6 +100,8 @@ pub(crate) enum Hold {
     Dependency(usize),
     /// The breaker opened: a person was called.
     BreakerOpen,
+    /// Monitor-only and down: a person was called; this node does not act on it.
+    MonitorOnly,
 }
 
 /// What the heal goes to, as far as the decision cares.
@@ -124,6 +126,8 @@ pub(crate) struct Context<'a> {
     pub(crate) throttle: Option<Duration>,
     /// A notify command is configured.
     pub(crate) notify: bool,
+    /// Watched and escalated, never acted on (`monitor_only`).
+    pub(crate) monitor_only: bool,
 }
 
 /// One round's input.
@@ -331,6 +335,37 @@ fn breaker_failed(s: &mut ServiceState, now: u64, ctx: &Context<'_>) -> Vec<Out>
     out
 }
 
+/// A monitor-only service is down: a person is called once per episode (until it recovers),
+/// and nothing is done to it.
+fn monitor_escalation(s: &mut ServiceState, ctx: &Context<'_>) -> Vec<Out> {
+    if s.hold == Some(Hold::MonitorOnly) {
+        return Vec::new();
+    }
+    s.hold = Some(Hold::MonitorOnly);
+    s.step = Some(Step::Escalate);
+    let detail = s
+        .last_probe
+        .as_ref()
+        .map_or_else(String::new, |p| format!(": {}", p.detail));
+    let mut e = s.say(
+        EventKind::HealEscalated,
+        format!(
+            "{} is down and monitor-only (this node does not act on it){detail}",
+            ctx.label
+        ),
+    );
+    e.step = Some(Step::Escalate);
+    e.cause = Some("monitor-only".into());
+    e.outcome = Some(StepOutcome::Escalated {
+        notify_command: ctx.notify,
+    });
+    let mut out = vec![Out::Say(e.clone())];
+    if ctx.notify {
+        out.push(Out::Notify(e));
+    }
+    out
+}
+
 /// Chooses what to do about the service after its round: nothing, hold it back, or one step
 /// of the ladder (recorded as the attempt in flight before it is returned).
 pub(crate) fn act(
@@ -347,7 +382,7 @@ pub(crate) fn act(
         // A person stopped it: never healed back, not even for drift, until started again.
         return (s, out);
     }
-    if let Some(what) = drift {
+    if let Some(what) = drift.filter(|_| !ctx.monitor_only) {
         if let Some(repair) = repair_drift(&mut s, what, now, ctx, rng) {
             return (s, repair);
         }
@@ -368,6 +403,10 @@ pub(crate) fn act(
             cause,
             detail,
         ));
+        return (s, out);
+    }
+    if ctx.monitor_only {
+        out.extend(monitor_escalation(&mut s, ctx));
         return (s, out);
     }
     let failure = s.last_probe.as_ref().and_then(|p| p.failure);

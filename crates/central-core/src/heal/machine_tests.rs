@@ -30,6 +30,7 @@ fn ctx(policy: &HealPolicy) -> Context<'_> {
         target: TargetKind::Process { can_repair: false },
         throttle: None,
         notify: false,
+        monitor_only: false,
     }
 }
 
@@ -264,17 +265,18 @@ proptest! {
     /// verdict or a breaker count in a round whose manager did not answer; an unknown round
     /// changes no counter; a cool-down starts when an attempt starts and is respected; an
     /// attempt found starting is watched, not failed; a service stopped by request is never
-    /// healed and says nothing until it is started again.
+    /// healed and says nothing until it is started again; a monitor-only one is never acted on.
     #[test]
     fn the_decision_keeps_its_invariants(
         failures in 1u32..4,
         passes in 1u32..3,
         grace in 0u64..8,
         threshold in 1u32..4,
+        monitor_only in any::<bool>(),
         steps in steps(),
     ) {
         let p = policy(failures, passes, grace, threshold);
-        let c = ctx(&p);
+        let c = Context { monitor_only, ..ctx(&p) };
         let mut rng = fastrand::Rng::with_seed(3);
         let mut s = ServiceState::default();
         let mut now = 0u64;
@@ -311,6 +313,7 @@ proptest! {
                     let obs = Observation { probed: probed(failure, silent), blocked_by: None };
                     let (next, outs) = decide(s, &obs, now, &c, &mut rng);
                     let heal = outs.iter().any(|o| matches!(o, Out::Heal(_)));
+                    prop_assert!(!(monitor_only && heal), "a monitor-only service acted on");
                     let judged = outs.iter().any(|o| matches!(o, Out::Say(x) if x.kind == HealFailed));
                     if !before.record.desired.is_running() {
                         prop_assert!(outs.is_empty(), "a service stopped by request: {:?}", outs);

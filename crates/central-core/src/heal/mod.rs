@@ -238,6 +238,9 @@ impl HealLoop {
                 spec.config.clone(),
                 throttle,
             ));
+            if let Some(t) = services.last_mut() {
+                t.monitor_only = spec.monitor_only;
+            }
         }
 
         // The substrate (first, when there is one) depends on nothing; services on what they

@@ -78,6 +78,9 @@ pub struct ServiceSnapshot {
     /// What a person asked for (`running` unless stopped or disabled by request).
     #[serde(default)]
     pub desired: Desired,
+    /// Watched and escalated, never acted on by this node.
+    #[serde(default)]
+    pub monitor_only: bool,
 }
 
 /// A node status snapshot for `status`.

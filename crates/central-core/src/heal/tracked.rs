@@ -54,6 +54,8 @@ pub(super) struct Tracked {
     pub(super) policy: HealPolicy,
     pub(super) config: Option<ServiceConfig>,
     pub(super) throttle: Option<Duration>,
+    /// Watched and escalated, never acted on.
+    pub(super) monitor_only: bool,
     /// What the decision reads and writes.
     pub(super) state: ServiceState,
     pub(super) last_event: Option<EventKind>,
@@ -100,6 +102,7 @@ impl Tracked {
             policy,
             config,
             throttle,
+            monitor_only: false,
             state: ServiceState::default(),
             last_event: None,
         }
@@ -140,6 +143,7 @@ impl Tracked {
             last_event: self.last_event,
             in_flight: s.record.in_flight.clone(),
             desired: s.record.desired,
+            monitor_only: self.monitor_only,
         }
     }
 }

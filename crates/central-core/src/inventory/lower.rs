@@ -575,6 +575,7 @@ impl Parser<'_> {
             probes,
             heal,
             config,
+            monitor_only: svc.monitor_only,
         })
     }
 

@@ -168,6 +168,8 @@ pub(super) struct RawService {
     pub(super) probes: Vec<Spanned<RawProbe>>,
     pub(super) heal: Option<Spanned<RawHeal>>,
     pub(super) config: Option<Spanned<RawConfig>>,
+    #[serde(default)]
+    pub(super) monitor_only: bool,
 }
 
 /// `compose = { project, file, service }`; the service defaults to the label.

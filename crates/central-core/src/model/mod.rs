@@ -184,6 +184,9 @@ pub struct ServiceSpec {
     pub heal: HealPolicy,
     /// The desired definition, for `apply` and the repair step.
     pub config: Option<ServiceConfig>,
+    /// Watched, reported and escalated, never acted on by this node (`monitor_only = true`):
+    /// a service on another host, one another supervisor owns, a remote engine.
+    pub monitor_only: bool,
 }
 
 impl ServiceSpec {

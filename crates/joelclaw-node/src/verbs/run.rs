@@ -209,6 +209,10 @@ pub fn exec(args: RunArgs, state_flag: Option<PathBuf>) -> Result<Report, Failur
                     tracing::info!(service = %config.label, "disabled; not started");
                     continue;
                 }
+                if spec.monitor_only {
+                    tracing::info!(service = %config.label, "monitor-only; not started");
+                    continue;
+                }
                 let desired = heal.desired(config.label.as_str());
                 if !desired.is_running() {
                     tracing::info!(service = %config.label, %desired, "by request; not started");
