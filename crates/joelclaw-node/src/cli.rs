@@ -54,7 +54,7 @@ pub enum Command {
     Start(ServiceArgs),
     /// Stop a service; not healed back until started, across agent restarts.
     Stop(ServiceArgs),
-    /// Restart a service (start it if stopped), like `launchctl kickstart -k`.
+    /// Restart a service (start it if stopped), what the gateway used to kickstart.
     Restart(ServiceArgs),
     /// Install, enable at boot and start a service; healed again from then on.
     Enable(ServiceArgs),

@@ -428,8 +428,8 @@ fn verb_call(
                 }))
             }
             _ => Err(VerbError::NotSupported(format!(
-                "{verb} {label}: the substrate is only started from here (colima stop/start, \
-                 systemctl for dockerd)"
+                "{verb} {label}: the substrate is only started from here (stop it with its own \
+                 tool: colima, or dockerd's unit)"
             ))),
         },
     }

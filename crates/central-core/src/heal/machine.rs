@@ -646,7 +646,7 @@ pub(crate) fn request(
     s.exit_pushed = false;
     s.healthy_since = None;
     if desired.is_running() {
-        // As `systemctl reset-failed`: a person taking over closes the breaker.
+        // As a reset of a failed unit: a person taking over closes the breaker.
         s.breaker = LiveBreaker::default();
         s.start_grace_until = now + policy.start_grace.as_millis() as u64;
     }

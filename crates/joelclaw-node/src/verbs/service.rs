@@ -1,5 +1,5 @@
 //! `start`, `stop`, `restart`, `enable`, `disable LABEL` and `list`: what the joelclaw CLI and
-//! gateway call instead of `launchctl` and `systemctl`.
+//! gateway call instead of each platform's supervisor CLI.
 //!
 //! When an agent runs for the inventory's state folder, a verb goes through it (its local API):
 //! serialized with that service's heals, and the agent keeps what was asked (a service stopped
