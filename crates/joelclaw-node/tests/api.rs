@@ -218,6 +218,27 @@ fn the_local_api_serves_status_events_and_metrics_to_the_socket_group_only() {
             "{}",
             String::from_utf8_lossy(&member.stderr)
         );
+        // The CLI's verbs, as the outsider: refused by the socket, said as such (never taken
+        // for "no agent running", which would act through the adapter instead).
+        let verb = Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups", BIN])
+            .args(["stop", "web", "--json", "--inventory"])
+            .arg(agent.dir.path().join("node.toml"))
+            .arg("--state-dir")
+            .arg(agent.dir.path().join("state"))
+            .output()
+            .unwrap();
+        let v: Value = serde_json::from_slice(&verb.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&verb.stderr)));
+        assert_eq!(verb.status.code(), Some(1), "{v}");
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("permission denied"),
+            "{v}"
+        );
+        assert!(agent.service_pid().is_some(), "the outsider stopped it");
     }
 
     // A live stream of events, then a heal happening while it is open.
