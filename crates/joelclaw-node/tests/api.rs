@@ -39,11 +39,16 @@ impl Agent {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
         let port = common::free_port();
+        let health_port = common::free_port();
+        std::fs::write(dir.path().join("health.port"), health_port.to_string()).unwrap();
         std::fs::write(
             dir.path().join("node.toml"),
             format!(
                 r#"[node]
 id = "api-node"
+
+[api]
+health_listen = "127.0.0.1:{health_port}"
 
 [loop]
 interval = "1s"
@@ -324,6 +329,31 @@ fn the_local_api_serves_status_events_and_metrics_to_the_socket_group_only() {
             .any(|s| s.metric == "joelclaw_services"),
         "{text}"
     );
+
+    // The loopback TCP listener serves health and metrics, and nothing else.
+    let health_port = std::fs::read_to_string(agent.dir.path().join("health.port")).unwrap();
+    let tcp = |extra: &[&str], path: &str| {
+        let out = Command::new("curl")
+            .args([
+                "-sS",
+                "--max-time",
+                "10",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+            ])
+            .args(extra)
+            .arg(format!("http://127.0.0.1:{health_port}{path}"))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    assert_eq!(tcp(&[], "/v1/health"), "200");
+    assert_eq!(tcp(&[], "/metrics"), "200");
+    assert_eq!(tcp(&[], "/v1/status"), "404");
+    assert_eq!(tcp(&["-X", "POST"], "/v1/services/web/stop"), "404");
+    assert!(agent.service_pid().is_some());
 
     // An unknown action is a 404 naming the verbs.
     let (code, v) = json_of(&sock, &["-X", "POST"], "/v1/services/web/pause");

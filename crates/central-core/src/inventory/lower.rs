@@ -400,6 +400,12 @@ impl Parser<'_> {
                 .as_ref()
                 .map(|t| self.telemetry(t))
                 .transpose()?,
+            api: raw
+                .api
+                .as_ref()
+                .map(|a| self.api(a))
+                .transpose()?
+                .unwrap_or_default(),
         })
     }
 

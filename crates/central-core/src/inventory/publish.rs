@@ -6,9 +6,9 @@
 use toml::Spanned;
 
 use super::lower::Parser;
-use super::raw::{RawFleet, RawTelemetry};
+use super::raw::{RawApi, RawFleet, RawTelemetry};
 use super::{InventoryError, InventoryErrorKind};
-use crate::model::{FleetSpec, TelemetrySpec};
+use crate::model::{ApiSpec, FleetSpec, TelemetrySpec};
 
 impl Parser<'_> {
     pub(super) fn fleet(&self, raw: &Spanned<RawFleet>) -> Result<FleetSpec, InventoryError> {
@@ -108,6 +108,29 @@ impl Parser<'_> {
         })
     }
 
+    pub(super) fn api(&self, raw: &Spanned<RawApi>) -> Result<ApiSpec, InventoryError> {
+        let Some(listen) = &raw.get_ref().health_listen else {
+            return Ok(ApiSpec::default());
+        };
+        match listen.get_ref().parse::<std::net::SocketAddr>() {
+            Ok(addr) if addr.ip().is_loopback() => Ok(ApiSpec {
+                health_listen: Some(addr),
+            }),
+            Ok(_) => Err(self.error_at(
+                listen.span().start,
+                "api.health_listen",
+                InventoryErrorKind::Invalid,
+                "api.health_listen must be a loopback address (127.0.0.1:PORT or [::1]:PORT): it is unauthenticated",
+            )),
+            Err(e) => Err(self.error_at(
+                listen.span().start,
+                "api.health_listen",
+                InventoryErrorKind::Invalid,
+                format!("api.health_listen: not an address and port ({e}); e.g. 127.0.0.1:9999"),
+            )),
+        }
+    }
+
     pub(super) fn telemetry(
         &self,
         raw: &Spanned<RawTelemetry>,
@@ -140,6 +163,28 @@ impl Parser<'_> {
 #[cfg(test)]
 mod tests {
     use crate::Inventory;
+
+    #[test]
+    fn the_health_listener_is_loopback_only() {
+        let ok =
+            Inventory::parse("inv.toml", "[api]\nhealth_listen = \"127.0.0.1:9999\"\n").unwrap();
+        assert_eq!(
+            ok.api.health_listen,
+            Some("127.0.0.1:9999".parse().unwrap())
+        );
+        for (text, says) in [
+            ("[api]\nhealth_listen = \"0.0.0.0:9999\"\n", "loopback"),
+            ("[api]\nhealth_listen = \"localhost\"\n", "not an address"),
+        ] {
+            let e = Inventory::parse("inv.toml", text).unwrap_err().to_string();
+            assert!(e.contains("api.health_listen") && e.contains(says), "{e}");
+            assert!(e.starts_with("inv.toml:2:"), "{e}");
+        }
+        assert_eq!(
+            Inventory::parse("inv.toml", "").unwrap().api.health_listen,
+            None
+        );
+    }
 
     #[test]
     fn tls_files_are_read_and_checked() {

@@ -67,6 +67,7 @@ pub(super) struct RawInventory {
     pub(super) managers: BTreeMap<String, Spanned<ManagerSettings>>,
     pub(super) fleet: Option<Spanned<RawFleet>>,
     pub(super) telemetry: Option<Spanned<RawTelemetry>>,
+    pub(super) api: Option<Spanned<RawApi>>,
 }
 
 #[derive(Deserialize)]
@@ -80,6 +81,12 @@ pub(super) struct RawFleet {
     pub(super) key_file: Option<Spanned<PathBuf>>,
     pub(super) prefix: Option<Spanned<String>>,
     pub(super) heartbeat: Dur,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawApi {
+    pub(super) health_listen: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]

@@ -350,6 +350,8 @@ pub struct Inventory {
     pub fleet: Option<FleetSpec>,
     /// Exporting heal events and health to an OpenTelemetry collector (`[telemetry]`), when set.
     pub telemetry: Option<TelemetrySpec>,
+    /// `[api]`: the local API's optional read-only loopback listener.
+    pub api: ApiSpec,
 }
 
 /// Where this node publishes its heartbeat, status and events (`[fleet]`). Plain data: the
@@ -375,7 +377,15 @@ pub struct FleetSpec {
     pub heartbeat: Option<Duration>,
 }
 
-/// Where heal events and health are exported (`[telemetry]`).
+/// `[api]`: how the local API is reached besides its Unix socket.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ApiSpec {
+    /// A loopback address (`127.0.0.1:9999`) serving `/v1/health` and `/metrics` only, for a
+    /// watchdog or a scraper that cannot reach the Unix socket. Nothing else is served there.
+    pub health_listen: Option<std::net::SocketAddr>,
+}
+
+/// `[telemetry]`: heal events and counters to an OpenTelemetry collector.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TelemetrySpec {
     /// The collector's OTLP/HTTP address (`http://host:4318`).

@@ -9,7 +9,8 @@
 //! - `GET /v1/events?since=SEQ` — the kept events after SEQ; `GET /v1/events/stream` — Server-Sent
 //!   Events as they happen (`id:` is the sequence number);
 //! - `GET /v1/fleet` — every node publishing to Central's Redis (the inventory's `[fleet]`);
-//! - `GET /metrics` — Prometheus text format;
+//! - `GET /metrics` — Prometheus text format (these two also on `[api] health_listen`, a
+//!   loopback TCP address, for a watchdog; nothing else is served there);
 //! - `POST /v1/services/{label}/{start|stop|restart|enable|disable}` — a service verb through
 //!   the loop (serialized with that service's heals; a stop or disable is kept across restarts).
 
@@ -139,8 +140,13 @@ impl Drop for ApiSocket {
 /// The running API: stop it with [`RunningApi::stop`].
 #[derive(Debug)]
 pub struct RunningApi {
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<()>,
+    stop: tokio::sync::watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// Completes when `stop` says so (or its sender is gone).
+async fn stopped(mut stop: tokio::sync::watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
 }
 
 impl RunningApi {
@@ -174,26 +180,44 @@ impl RunningApi {
             control: Some(heal.control()),
             verb_patience: verb_patience(heal.settings()),
         };
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(socket.serve(state, async {
-            let _ = stopped.await;
-        }));
-        Ok(RunningApi {
-            stop: Some(stop),
-            task,
-        })
+        let (stop, stop_rx) = tokio::sync::watch::channel(false);
+        let mut tasks = Vec::new();
+        if let Some(addr) = inventory.api.health_listen {
+            // Health and metrics on loopback for a watchdog or scraper; the socket stays the
+            // only way to read more or act. A port in use costs this listener, not the API.
+            match std::net::TcpListener::bind(addr)
+                .and_then(|l| l.set_nonblocking(true).map(|()| l))
+                .and_then(tokio::net::TcpListener::from_std)
+            {
+                Ok(listener) => {
+                    let app = routes::read_only_router(state.clone());
+                    let stop = stopped(stop_rx.clone());
+                    tasks.push(tokio::spawn(async move {
+                        if let Err(e) = axum::serve(listener, app)
+                            .with_graceful_shutdown(stop)
+                            .await
+                        {
+                            tracing::warn!(error = %e, "the health listener stopped");
+                        }
+                    }));
+                }
+                Err(e) => {
+                    tracing::warn!(%addr, error = %e, "api.health_listen: not listening")
+                }
+            }
+        }
+        tasks.push(tokio::spawn(socket.serve(state, stopped(stop_rx))));
+        Ok(RunningApi { stop, tasks })
     }
 
     /// Stops serving (open streams are closed) and removes the socket, within a second.
-    pub async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if tokio::time::timeout(std::time::Duration::from_secs(1), &mut self.task)
-            .await
-            .is_err()
-        {
-            self.task.abort();
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(1);
+        for mut task in self.tasks {
+            if tokio::time::timeout_at(deadline, &mut task).await.is_err() {
+                task.abort();
+            }
         }
     }
 }

@@ -31,6 +31,25 @@ pub(super) fn router(state: ApiState) -> Router {
         .with_state(state)
 }
 
+/// What the optional loopback TCP listener serves (`[api] health_listen`): health and metrics,
+/// nothing that reads more or acts.
+pub(super) fn read_only_router(state: ApiState) -> Router {
+    Router::new()
+        .route("/v1/health", get(health))
+        .route("/metrics", get(metrics))
+        .fallback(not_found_read_only)
+        .with_state(state)
+}
+
+async fn not_found_read_only() -> Response {
+    failure(
+        StatusCode::NOT_FOUND,
+        "api",
+        ErrorCode::NotFound,
+        "this listener serves /v1/health and /metrics only; the rest of the API is on the agent's Unix socket".into(),
+    )
+}
+
 fn reply(status: StatusCode, command: &str, result: Value, error: Option<ErrorBody>) -> Response {
     let envelope = Envelope {
         schema_version: SCHEMA_VERSION,
