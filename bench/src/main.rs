@@ -235,7 +235,10 @@ pub(crate) fn load_average() -> String {
 
 /// A part's closing line: the load average before and after it.
 fn loaded(before: &str) -> String {
-    format!("\nLoad average (1/5/15 min): {before} before this part, {} after.\n", load_average())
+    format!(
+        "\nLoad average (1/5/15 min): {before} before this part, {} after.\n",
+        load_average()
+    )
 }
 
 fn machine() -> String {

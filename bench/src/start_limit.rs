@@ -16,7 +16,7 @@ use nix::time::{clock_gettime, ClockId};
 use crate::http::Prober;
 use crate::peers::{stop_child, Container, BUSYBOX};
 use crate::procs::{self, find_root, write};
-use crate::{Series, table};
+use crate::{table, Series};
 
 const UNIT: &str = "joelclaw-bench-limit.service";
 const LABEL: &str = "joelclaw-bench-limit";
@@ -112,7 +112,9 @@ pub(crate) fn run(c: &Container, agent: &Path, port: u16, n: usize) -> String {
         let took = prober.wait_answering(port, start, Duration::from_secs(30), move || {
             !procs::alive(killed)
         });
-        let failed_at: u64 = show(c, "InactiveEnterTimestampMonotonic").parse().unwrap_or(0);
+        let failed_at: u64 = show(c, "InactiveEnterTimestampMonotonic")
+            .parse()
+            .unwrap_or(0);
         let sample = took.map(|d| {
             let answered = mono0 + d.as_micros() as u64;
             answered.saturating_sub(failed_at) as f64 / 1000.0

@@ -143,8 +143,12 @@ impl<P: ProcessManagerPort> ProcessManagerPort for WithDeadline<P> {
         &self,
         labels: &[ServiceLabel],
     ) -> Result<Vec<Result<ServiceStatus, ProcessError>>, ProcessError> {
-        self.bound(Operation::Inspect, self.inner().inspect_many(labels), timeout)
-            .await
+        self.bound(
+            Operation::Inspect,
+            self.inner().inspect_many(labels),
+            timeout,
+        )
+        .await
     }
     async fn restart(&self, label: &ServiceLabel) -> Result<RestartOutcome, ProcessError> {
         self.bound(Operation::Restart, self.inner().restart(label), timeout)

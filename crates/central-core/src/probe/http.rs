@@ -31,7 +31,9 @@ impl HttpClient {
     /// `GET url` on a new connection; the answer's status code. The caller puts the deadline on
     /// it; dropping the future closes the connection.
     pub(crate) async fn get_status(&self, url: &str) -> Result<u16, GetError> {
-        let uri: Uri = url.parse().map_err(|e| GetError::Url(format!("{url}: {e}")))?;
+        let uri: Uri = url
+            .parse()
+            .map_err(|e| GetError::Url(format!("{url}: {e}")))?;
         if uri.scheme_str() != Some("http") {
             return Err(GetError::Url(url.to_string()));
         }
@@ -93,7 +95,8 @@ mod tests {
                 }
                 head.extend_from_slice(&buf[..n]);
             }
-            let answer = format!("HTTP/1.1 {status}\r\nLocation: /elsewhere\r\nContent-Length: 0\r\n\r\n");
+            let answer =
+                format!("HTTP/1.1 {status}\r\nLocation: /elsewhere\r\nContent-Length: 0\r\n\r\n");
             s.write_all(answer.as_bytes()).await.unwrap();
             String::from_utf8(head).unwrap()
         });

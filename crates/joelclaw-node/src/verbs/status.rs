@@ -153,47 +153,49 @@ async fn processes(inventory: &Inventory, comp: &crate::compose::Composition) ->
             None => by_manager.push((name, manager, vec![i])),
         }
     }
-    let asks = by_manager.into_iter().map(|(_, manager, members)| async move {
-        let labels: Vec<process_manager::ServiceLabel> = members
-            .iter()
-            .map(|&i| inventory.services[i].label.clone())
-            .collect();
-        let answers = manager.inspect_many(&labels).await;
-        let rows: Vec<(usize, ProcessRow)> = match answers {
-            Ok(answers) => members
+    let asks = by_manager
+        .into_iter()
+        .map(|(_, manager, members)| async move {
+            let labels: Vec<process_manager::ServiceLabel> = members
                 .iter()
-                .zip(answers)
-                .map(|(&i, answer)| {
-                    let service = inventory.services[i].label.to_string();
-                    let row = match answer {
-                        Ok(st) => ProcessRow {
-                            service,
-                            state: Some(st),
-                            error: None,
-                        },
-                        Err(e) => ProcessRow {
-                            service,
+                .map(|&i| inventory.services[i].label.clone())
+                .collect();
+            let answers = manager.inspect_many(&labels).await;
+            let rows: Vec<(usize, ProcessRow)> = match answers {
+                Ok(answers) => members
+                    .iter()
+                    .zip(answers)
+                    .map(|(&i, answer)| {
+                        let service = inventory.services[i].label.to_string();
+                        let row = match answer {
+                            Ok(st) => ProcessRow {
+                                service,
+                                state: Some(st),
+                                error: None,
+                            },
+                            Err(e) => ProcessRow {
+                                service,
+                                state: None,
+                                error: Some(e.to_string()),
+                            },
+                        };
+                        (i, row)
+                    })
+                    .collect(),
+                Err(e) => members
+                    .iter()
+                    .map(|&i| {
+                        let row = ProcessRow {
+                            service: inventory.services[i].label.to_string(),
                             state: None,
                             error: Some(e.to_string()),
-                        },
-                    };
-                    (i, row)
-                })
-                .collect(),
-            Err(e) => members
-                .iter()
-                .map(|&i| {
-                    let row = ProcessRow {
-                        service: inventory.services[i].label.to_string(),
-                        state: None,
-                        error: Some(e.to_string()),
-                    };
-                    (i, row)
-                })
-                .collect(),
-        };
-        rows
-    });
+                        };
+                        (i, row)
+                    })
+                    .collect(),
+            };
+            rows
+        });
     let mut rows: Vec<(usize, ProcessRow)> = futures::future::join_all(asks)
         .await
         .into_iter()
