@@ -23,8 +23,8 @@ pub(crate) enum GetError {
 }
 
 /// What the HTTP probes share: nothing kept between probes (every probe connects afresh), so a
-/// copy is free.
-#[derive(Debug, Clone, Copy, Default)]
+/// clone is free.
+#[derive(Debug, Clone, Default)]
 pub struct HttpClient;
 
 impl HttpClient {
