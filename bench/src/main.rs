@@ -316,10 +316,10 @@ fn main() {
         ));
         peers.push(peers::agent_embedded(
             &agent,
-            &s.work.join("agent-embedded-1s"),
+            &s.work.join("agent-embedded-2f"),
             18086,
-            Some("1s"),
-            "agent embedded (1 s rounds)",
+            Some("[heal]\nfailures_to_down = 2\n"),
+            "agent embedded (failures_to_down = 2)",
         ));
         peers.push(peers::agent_systemd(&c, &agent, 18085, None));
         if s.parts.contains('a') {

@@ -27,19 +27,39 @@ fn monotonic_us() -> u64 {
     t.tv_sec() as u64 * 1_000_000 + t.tv_nsec() as u64 / 1000
 }
 
-fn show(c: &Container, property: &str) -> String {
-    c.run_ok(&["systemctl", "show", "-p", property, "--value", UNIT])
-        .trim()
-        .to_string()
+/// `ActiveState` and `InactiveEnterTimestampMonotonic` (µs) in one `systemctl show`: the
+/// timestamp is read while the unit is still `failed` (a reset unit is unloaded and forgets it).
+fn state_and_failed_at(c: &Container) -> (String, u64) {
+    let out = c.run_ok(&[
+        "systemctl",
+        "show",
+        "-p",
+        "ActiveState",
+        "-p",
+        "InactiveEnterTimestampMonotonic",
+        UNIT,
+    ]);
+    let value = |key: &str| {
+        out.lines()
+            .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
+            .unwrap_or("")
+            .to_string()
+    };
+    (
+        value("ActiveState"),
+        value("InactiveEnterTimestampMonotonic").parse().unwrap_or(0),
+    )
 }
 
-/// Kills the unit's server until systemd refuses to start it again; the pid killed last.
-fn drive_into_failed(c: &Container, marker: &str) -> Option<i32> {
+/// Kills the unit's server until systemd refuses to start it again: the pid killed last and
+/// when the unit entered `failed` (µs, `CLOCK_MONOTONIC`).
+fn drive_into_failed(c: &Container, marker: &str) -> Option<(i32, u64)> {
     let deadline = Instant::now() + Duration::from_secs(20);
     let mut last = None;
     while Instant::now() < deadline {
-        if show(c, "ActiveState") == "failed" {
-            return last;
+        let (state, failed_at) = state_and_failed_at(c);
+        if state == "failed" {
+            return last.map(|pid| (pid, failed_at));
         }
         match find_root(marker) {
             Some(pid) if Some(pid) != last => {
@@ -102,8 +122,9 @@ pub(crate) fn run(c: &Container, agent: &Path, port: u16, n: usize) -> String {
         while !prober.answers(port) && settle.elapsed() < Duration::from_secs(60) {
             std::thread::sleep(Duration::from_millis(50));
         }
-        std::thread::sleep(Duration::from_secs(3));
-        let Some(killed) = drive_into_failed(c, &marker) else {
+        // Healthy longer than the agent's `stable_after` (10 s): each sample is a new episode.
+        std::thread::sleep(Duration::from_secs(12));
+        let Some((killed, failed_at)) = drive_into_failed(c, &marker) else {
             eprintln!("start limit round {round}: the unit never reached failed");
             samples.push(None);
             continue;
@@ -112,10 +133,7 @@ pub(crate) fn run(c: &Container, agent: &Path, port: u16, n: usize) -> String {
         let took = prober.wait_answering(port, start, Duration::from_secs(30), move || {
             !procs::alive(killed)
         });
-        let failed_at: u64 = show(c, "InactiveEnterTimestampMonotonic")
-            .parse()
-            .unwrap_or(0);
-        let sample = took.map(|d| {
+        let sample = took.filter(|_| failed_at > 0).map(|d| {
             let answered = mono0 + d.as_micros() as u64;
             answered.saturating_sub(failed_at) as f64 / 1000.0
         });
