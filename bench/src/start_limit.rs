@@ -47,7 +47,9 @@ fn state_and_failed_at(c: &Container) -> (String, u64) {
     };
     (
         value("ActiveState"),
-        value("InactiveEnterTimestampMonotonic").parse().unwrap_or(0),
+        value("InactiveEnterTimestampMonotonic")
+            .parse()
+            .unwrap_or(0),
     )
 }
 
