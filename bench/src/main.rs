@@ -1,6 +1,8 @@
 //! The heal loop side by side with systemd, Docker and monit, on this machine, in one run:
 //! (a) kill -9 → answering again, (b) hang (SIGSTOP) → answering again, (c) CPU per HTTP probe
-//! and RSS at 50/200/1000 services, (d) `status` of 200 systemd units. Run it with `bench/run`
+//! and RSS at 50/200/1000 services, (d) `status` of 200 systemd units (with and without an
+//! agent running), (e) a systemd unit left `failed` by its start limit → answering again. Run
+//! it with `bench/run`
 //! (which builds it and the agent); it prints the table and writes it to `--out`.
 //!
 //! Needs root, the harness's systemd container (`JOELCLAW_TEST_SYSTEMD_PID`), optionally its
@@ -11,6 +13,7 @@ mod http;
 mod load;
 mod peers;
 mod procs;
+mod start_limit;
 mod status;
 
 use std::path::PathBuf;
@@ -28,8 +31,9 @@ struct Settings {
     parts: String,
     /// Longest wait for a heal before a sample is "never".
     cap: Duration,
-    /// Least time between two kills of one peer (Docker's restart back-off resets after 10 s
-    /// of running; systemd's start limit is off for its peer).
+    /// Least time between two kills of one peer: Docker's restart back-off resets after 10 s
+    /// of running, the agent's after 10 s healthy (`stable_after`, counted from its second
+    /// passing probe); systemd's start limit is off for its peer.
     spacing: Duration,
     work: PathBuf,
 }
@@ -40,9 +44,9 @@ fn settings() -> Settings {
         agent: PathBuf::from("target/release/joelclaw-node"),
         out: None,
         samples: 10,
-        parts: "abcd".into(),
+        parts: "abcde".into(),
         cap: Duration::from_secs(60),
-        spacing: Duration::from_secs(11),
+        spacing: Duration::from_secs(15),
         work: std::env::temp_dir().join("joelclaw-bench"),
     };
     while let Some(a) = args.next() {
@@ -221,6 +225,22 @@ fn faults(peers: &[Peer], s: &Settings, sig: Signal, label: &str) -> Vec<Series>
     out
 }
 
+/// The load average (1, 5, 15 min) now: the machine is shared, and every row says what else ran.
+pub(crate) fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .map(|t| t.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
+/// A part's closing line: the load average before and after it.
+fn loaded(before: &str) -> String {
+    format!(
+        "\nLoad average (1/5/15 min): {before} before this part, {} after.\n",
+        load_average()
+    )
+}
+
 fn machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
@@ -296,33 +316,46 @@ fn main() {
         ));
         peers.push(peers::agent_embedded(
             &agent,
-            &s.work.join("agent-embedded-1s"),
+            &s.work.join("agent-embedded-2f"),
             18086,
-            Some("1s"),
-            "agent embedded (1 s rounds)",
+            Some("[heal]\nfailures_to_down = 2\n"),
+            "agent embedded (failures_to_down = 2)",
         ));
         peers.push(peers::agent_systemd(&c, &agent, 18085, None));
         if s.parts.contains('a') {
+            let before = load_average();
             let series = faults(&peers, &s, Signal::SIGKILL, "kill");
             report.push_str(&table("(a) kill -9 → answering again", "ms", &series));
+            report.push_str(&loaded(&before));
         }
         if s.parts.contains('b') {
+            let before = load_average();
             let series = faults(&peers, &s, Signal::SIGSTOP, "hang");
             report.push_str(&table(
                 "(b) hang (SIGSTOP) → answering again (systemd and Docker: one sample, 15 s cap)",
                 "ms",
                 &series,
             ));
+            report.push_str(&loaded(&before));
         }
         for p in &mut peers {
             p.teardown();
         }
     }
     if s.parts.contains('c') {
+        let before = load_average();
         report.push_str(&load::run(&agent, &s.work.join("load"), &s));
+        report.push_str(&loaded(&before));
     }
     if s.parts.contains('d') {
+        let before = load_average();
         report.push_str(&status::run(&c, &agent, s.samples));
+        report.push_str(&loaded(&before));
+    }
+    if s.parts.contains('e') {
+        let before = load_average();
+        report.push_str(&start_limit::run(&c, &agent, 18087, s.samples));
+        report.push_str(&loaded(&before));
     }
     if !missing.is_empty() {
         report.push_str(&format!("\nLeft out: {}.\n", missing.join("; ")));

@@ -209,17 +209,18 @@ pub(crate) fn monit(dir: &Path, port: u16) -> Option<Peer> {
     })
 }
 
-/// The agent with its embedded supervisor, at its defaults or with `[loop] interval` set.
+/// The agent with its embedded supervisor, at its defaults or with `settings` (inventory TOML
+/// sections, e.g. `[heal]` values) added.
 pub(crate) fn agent_embedded(
     agent: &Path,
     dir: &Path,
     port: u16,
-    interval: Option<&str>,
+    settings: Option<&str>,
     name: &'static str,
 ) -> Peer {
     let www = dir.join("www");
     write(&www.join("index.html"), "ok\n");
-    let loop_part = interval.map_or(String::new(), |i| format!("[loop]\ninterval = \"{i}\"\n\n"));
+    let loop_part = settings.map_or(String::new(), |t| format!("{t}\n"));
     let inventory = dir.join("inventory.toml");
     let args: Vec<String> = httpd_args(port, &www.display().to_string())
         .into_iter()

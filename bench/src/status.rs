@@ -1,5 +1,5 @@
 //! (d) `status` of 200 systemd units: the agent's `status` command (inside the container, on
-//! its own system bus), the systemd adapter alone (200 `inspect`s at once over the bus), one
+//! its own system bus; without and with an agent running there), the systemd adapter alone (200 `inspect`s at once over the bus), one
 //! batched `systemctl show` of the same properties, and a `systemctl show` per unit in a loop.
 
 use std::path::Path;
@@ -96,6 +96,34 @@ pub(crate) fn run(c: &Container, agent: &Path, n: usize) -> String {
         &format!("{inside}/joelclaw-node status --inventory {inside}/inventory.toml --state-dir {inside}/state"),
         n,
     );
+    // The same with an agent running on that inventory: `status` reads its snapshot over the
+    // agent's socket, then the units' states (the agent's own rounds load the bus meanwhile).
+    let agent_run = c.nsenter().into_iter().chain([
+        format!("{inside}/joelclaw-node"),
+        "run".into(),
+        "--inventory".into(),
+        format!("{inside}/inventory.toml"),
+        "--state-dir".into(),
+        format!("{inside}/state"),
+    ]);
+    let argv: Vec<String> = agent_run.collect();
+    let running = std::process::Command::new(&argv[0])
+        .args(&argv[1..])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("nsenter joelclaw-node run");
+    std::thread::sleep(Duration::from_secs(5));
+    let status_with_agent = timed_inside(
+        c,
+        &format!("{inside}/joelclaw-node status --inventory {inside}/inventory.toml --state-dir {inside}/state"),
+        n,
+    );
+    if let Some(p) = crate::procs::find_root(&format!("{inside}/inventory.toml --state-dir")) {
+        crate::procs::signal(p, nix::sys::signal::Signal::SIGTERM);
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    crate::peers::stop_child(running);
     let batched = timed_inside(
         c,
         &format!("systemctl show -p {PROPERTIES} {}", units.join(" ")),
@@ -140,8 +168,12 @@ pub(crate) fn run(c: &Container, agent: &Path, n: usize) -> String {
         "ms",
         &[
             Series {
-                what: "agent: joelclaw-node status (whole command)".into(),
+                what: "agent: joelclaw-node status (whole command, no agent running)".into(),
                 samples: status,
+            },
+            Series {
+                what: "agent: joelclaw-node status (whole command, agent running)".into(),
+                samples: status_with_agent,
             },
             Series {
                 what: "agent: systemd adapter, 200 inspects over the bus".into(),

@@ -46,6 +46,12 @@ impl ProcessManagerPort for NoDefinitions {
     async fn inspect(&self, label: &ServiceLabel) -> Result<ServiceStatus, ProcessError> {
         self.inner.inspect(label).await
     }
+    async fn inspect_many(
+        &self,
+        labels: &[ServiceLabel],
+    ) -> Result<Vec<Result<ServiceStatus, ProcessError>>, ProcessError> {
+        self.inner.inspect_many(labels).await
+    }
     async fn restart(&self, label: &ServiceLabel) -> Result<RestartOutcome, ProcessError> {
         self.inner.restart(label).await
     }

@@ -261,6 +261,30 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn inspect_many_answers_each_as_inspect_in_the_order_asked() {
+        let pm = MemoryProcessManager::new();
+        let (a, b, gone) = (label("a"), label("b"), label("gone"));
+        for l in [&a, &b] {
+            pm.enable(&ServiceConfig::new(l.clone(), "/bin/true"))
+                .await
+                .unwrap();
+        }
+        pm.set_state(&b, RunState::Failed);
+        let all = pm
+            .inspect_many(&[b.clone(), gone.clone(), a.clone()])
+            .await
+            .unwrap();
+        assert_eq!(all.len(), 3);
+        assert_eq!(all[0].as_ref().unwrap().state, RunState::Failed);
+        assert!(matches!(all[1], Err(ProcessError::NotFound { .. })));
+        assert_eq!(
+            all[2].as_ref().unwrap(),
+            &pm.inspect(&a).await.unwrap(),
+            "the same answer as inspect"
+        );
+    }
+
+    #[tokio::test]
     async fn crash_and_failed_states() {
         let pm = MemoryProcessManager::new();
         let a = label("a");

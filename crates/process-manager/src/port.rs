@@ -31,6 +31,16 @@ pub trait ProcessManagerPort: Send + Sync + Debug + 'static {
     /// One service's state.
     async fn inspect(&self, label: &ServiceLabel) -> Result<ServiceStatus, ProcessError>;
 
+    /// Many services' states, in the order asked, each as [`Self::inspect`] would give it. The
+    /// outer error is the manager failing the whole batch (no answer, unreachable). A manager
+    /// that reads many states in one call overrides this; by default each is asked at once.
+    async fn inspect_many(
+        &self,
+        labels: &[ServiceLabel],
+    ) -> Result<Vec<Result<ServiceStatus, ProcessError>>, ProcessError> {
+        Ok(futures::future::join_all(labels.iter().map(|l| self.inspect(l))).await)
+    }
+
     /// Restarts a service (starts it if stopped; clears a start-limit failure first).
     async fn restart(&self, label: &ServiceLabel) -> Result<RestartOutcome, ProcessError>;
 
@@ -78,6 +88,12 @@ macro_rules! forward_through {
             async fn inspect(&self, label: &ServiceLabel) -> Result<ServiceStatus, ProcessError> {
                 (**self).inspect(label).await
             }
+            async fn inspect_many(
+                &self,
+                labels: &[ServiceLabel],
+            ) -> Result<Vec<Result<ServiceStatus, ProcessError>>, ProcessError> {
+                (**self).inspect_many(labels).await
+            }
             async fn restart(&self, label: &ServiceLabel) -> Result<RestartOutcome, ProcessError> {
                 (**self).restart(label).await
             }
@@ -122,6 +138,17 @@ impl<P: ProcessManagerPort> ProcessManagerPort for WithDeadline<P> {
     async fn inspect(&self, label: &ServiceLabel) -> Result<ServiceStatus, ProcessError> {
         self.bound(Operation::Inspect, self.inner().inspect(label), timeout)
             .await
+    }
+    async fn inspect_many(
+        &self,
+        labels: &[ServiceLabel],
+    ) -> Result<Vec<Result<ServiceStatus, ProcessError>>, ProcessError> {
+        self.bound(
+            Operation::Inspect,
+            self.inner().inspect_many(labels),
+            timeout,
+        )
+        .await
     }
     async fn restart(&self, label: &ServiceLabel) -> Result<RestartOutcome, ProcessError> {
         self.bound(Operation::Restart, self.inner().restart(label), timeout)

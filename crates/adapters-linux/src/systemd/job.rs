@@ -168,9 +168,40 @@ impl SystemdProcessManager {
         operation: Operation,
         label: &ServiceLabel,
     ) -> Result<(UnitState, Vec<(String, UnitState)>), ProcessError> {
-        let mut names = vec![unit_name(label)];
-        names.extend(trigger_names(label));
-        let mut states = self.show(operation, &names).await?.into_iter();
+        let names = job_unit_names(label);
+        let states = self.show(operation, &names).await?;
+        self.job_of(label, &names, states)
+    }
+
+    /// Many services' statuses from one `show` of all their units (each service with its
+    /// triggers), in the order asked.
+    pub(super) async fn job_statuses(
+        &self,
+        labels: &[ServiceLabel],
+    ) -> Result<Vec<Result<ServiceStatus, ProcessError>>, ProcessError> {
+        let per_label: Vec<Vec<String>> = labels.iter().map(job_unit_names).collect();
+        let all: Vec<String> = per_label.iter().flatten().cloned().collect();
+        let mut states = self.show(Operation::Inspect, &all).await?.into_iter();
+        Ok(labels
+            .iter()
+            .zip(&per_label)
+            .map(|(label, names)| {
+                let mine: Vec<UnitState> = states.by_ref().take(names.len()).collect();
+                let (service, triggers) = self.job_of(label, names, mine)?;
+                Ok(job_status(&service, &triggers, label.clone(), self.scope))
+            })
+            .collect())
+    }
+
+    /// A service's state and its loaded triggers' from the states of `names` (the service's
+    /// unit first); `NotFound` when systemd knows none of them.
+    fn job_of(
+        &self,
+        label: &ServiceLabel,
+        names: &[String],
+        states: Vec<UnitState>,
+    ) -> Result<(UnitState, Vec<(String, UnitState)>), ProcessError> {
+        let mut states = states.into_iter();
         let service = states.next().ok_or_else(|| {
             ProcessError::backend(ADAPTER, "systemctl show gave no block for the service")
         })?;
@@ -188,6 +219,13 @@ impl SystemdProcessManager {
         }
         Ok((service, triggers))
     }
+}
+
+/// A service's unit and its possible triggers' units, the service's first.
+fn job_unit_names(label: &ServiceLabel) -> Vec<String> {
+    let mut names = vec![unit_name(label)];
+    names.extend(trigger_names(label));
+    names
 }
 
 /// A job's status: the service's, except that it counts as enabled when a trigger is, and an

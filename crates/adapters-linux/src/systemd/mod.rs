@@ -527,6 +527,15 @@ impl ProcessManagerPort for SystemdProcessManager {
         ))
     }
 
+    /// All states from one read: over the bus, one `ListUnitsByNames` of every unit and its
+    /// triggers, then the few properties each found unit needs, pipelined on one connection.
+    async fn inspect_many(
+        &self,
+        labels: &[ServiceLabel],
+    ) -> Result<Vec<Result<ServiceStatus, ProcessError>>, ProcessError> {
+        self.job_statuses(labels).await
+    }
+
     #[tracing::instrument(skip_all, fields(adapter = ADAPTER, label = %label))]
     async fn restart(&self, label: &ServiceLabel) -> Result<RestartOutcome, ProcessError> {
         let op = Operation::Restart;

@@ -184,9 +184,9 @@ impl Default for HealPolicy {
     /// Values chosen to heal fast: a pushed exit is restarted at once; a hang is noticed in
     /// three failed 1 s rounds (`loop.interval`, `loop.probe_timeout`) and restarted, its
     /// process getting 2 s between SIGTERM and SIGKILL; repeated exits or failures back off
-    /// 1 s, 2 s, 4 s... up to 5 min, until the service has been healthy for 30 s (the episode
-    /// is over: the next exit is restarted at once again); five failed heals in 30 min stop the
-    /// loop acting and call a person.
+    /// 1 s, 2 s, 4 s... up to 5 min, until the service has been healthy for 10 s (the episode
+    /// is over: the next exit is restarted at once again; Docker resets its restart back-off
+    /// after 10 s up too); five failed heals in 30 min stop the loop acting and call a person.
     fn default() -> Self {
         HealPolicy {
             hysteresis: Hysteresis::new(3, 2).expect("valid default"),
@@ -201,7 +201,7 @@ impl Default for HealPolicy {
             grace: Duration::from_secs(5),
             start_grace: Duration::from_secs(2),
             stop_grace: Duration::from_secs(2),
-            stable_after: Duration::from_secs(30),
+            stable_after: Duration::from_secs(10),
             repair_after: 2,
             observe_max: Duration::from_secs(60),
         }

@@ -18,8 +18,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::inventory::{Endpoint, EndpointClass};
 
+mod http;
 mod port_holder;
 mod scripted;
+pub use http::HttpClient;
 pub use port_holder::PortOwner;
 pub use scripted::ScriptedProbe;
 
@@ -423,16 +425,16 @@ impl Probe for SubstrateProbe {
 /// HTTP GET with an accepted status range, over endpoints in order.
 #[derive(Debug)]
 pub struct HttpProbe {
-    client: reqwest::Client,
+    client: HttpClient,
     endpoints: Endpoints,
     status: (u16, u16),
     owner: Option<PortOwner>,
 }
 
 impl HttpProbe {
-    /// A probe sharing `client` (one per loop, so connections are pooled).
+    /// A probe using `client` (a fresh connection per probe).
     pub fn new(
-        client: reqwest::Client,
+        client: HttpClient,
         endpoints: Vec<Endpoint>,
         status: (u16, u16),
         timeout: Duration,
@@ -460,14 +462,9 @@ impl HttpProbe {
     }
 
     /// A client suited to probes: no proxy (a probe of localhost must not go through one), no
-    /// redirects (a redirect status is the answer).
-    pub fn client() -> reqwest::Client {
-        reqwest::Client::builder()
-            .no_proxy()
-            .redirect(reqwest::redirect::Policy::none())
-            .pool_idle_timeout(Duration::from_secs(60))
-            .build()
-            .unwrap_or_default()
+    /// redirects (a redirect status is the answer), a fresh connection per probe.
+    pub fn client() -> HttpClient {
+        HttpClient
     }
 }
 
@@ -486,16 +483,14 @@ impl Probe for HttpProbe {
         let result = self
             .endpoints
             .first_answer(|ep, url| async move {
-                let request = self.client.get(&url).timeout(timeout).send();
+                let request = self.client.get_status(&url);
                 match tokio::time::timeout(timeout, request).await {
                     Err(_) => timed_out(ep, timeout),
-                    Ok(Err(e)) if e.is_timeout() => timed_out(ep, timeout),
                     Ok(Err(e)) => ProbeResult::fail(
                         ProbeFailure::Unreachable,
                         format!("{} ({}): {e}", ep.target, ep.class),
                     ),
-                    Ok(Ok(resp)) => {
-                        let code = resp.status().as_u16();
+                    Ok(Ok(code)) => {
                         if (self.status.0..=self.status.1).contains(&code) {
                             return ProbeResult::pass(
                                 ep.class,

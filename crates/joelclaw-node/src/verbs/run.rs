@@ -16,7 +16,7 @@ use crate::api::RunningApi;
 use crate::compose::{self, compose, Mode};
 use crate::output::{Failure, Report};
 use crate::publish::Publishers;
-use crate::setup::{load, node_identity, runtime, state_dir};
+use crate::setup::{load, node_identity, state_dir};
 use crate::sink::QueuedJsonLines;
 
 /// `run`.
@@ -160,7 +160,13 @@ pub fn exec(args: RunArgs, state_flag: Option<PathBuf>) -> Result<Report, Failur
         ),
     };
     init_tracing();
-    let rt = runtime(CMD)?;
+    // One thread runs the loop, its probes and the API (blocking work goes to tokio's blocking
+    // pool as before): a probe is a few syscalls, and worker threads made each one cost
+    // wake-ups, futexes and context switches (BENCHMARKS.md, CPU per probe).
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::failed(CMD, format!("cannot start the async runtime: {e}")))?;
     rt.block_on(async {
         let comp = compose(&inventory, &state, Mode::Own).map_err(|e| Failure::input(CMD, e))?;
         let tags = NodeTags::from_identity(&identity, &inventory);

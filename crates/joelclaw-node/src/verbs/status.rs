@@ -138,26 +138,71 @@ struct ProcessRow {
     error: Option<String>,
 }
 
-/// Every process service's manager, asked at once (each call under the adapter's deadline).
+/// Every process service's manager, asked at once: one batched read per manager (systemd reads
+/// all its units' states in one bus round), each under the adapter's deadline. Rows keep the
+/// inventory's order.
 async fn processes(inventory: &Inventory, comp: &crate::compose::Composition) -> Vec<ProcessRow> {
-    let asks = inventory.services.iter().filter_map(|spec| {
-        let manager = comp.manager_of(inventory, spec.label.as_str())?;
-        Some(async move {
-            match manager.inspect(&spec.label).await {
-                Ok(st) => ProcessRow {
-                    service: spec.label.to_string(),
-                    state: Some(st),
-                    error: None,
-                },
-                Err(e) => ProcessRow {
-                    service: spec.label.to_string(),
-                    state: None,
-                    error: Some(e.to_string()),
-                },
-            }
-        })
-    });
-    futures::future::join_all(asks).await
+    let mut by_manager: Vec<(&str, process_manager::SharedProcessManager, Vec<usize>)> = Vec::new();
+    for (i, spec) in inventory.services.iter().enumerate() {
+        let Some(manager) = comp.manager_of(inventory, spec.label.as_str()) else {
+            continue;
+        };
+        let name = spec.manager.as_str();
+        match by_manager.iter_mut().find(|(n, _, _)| *n == name) {
+            Some((_, _, members)) => members.push(i),
+            None => by_manager.push((name, manager, vec![i])),
+        }
+    }
+    let asks = by_manager
+        .into_iter()
+        .map(|(_, manager, members)| async move {
+            let labels: Vec<process_manager::ServiceLabel> = members
+                .iter()
+                .map(|&i| inventory.services[i].label.clone())
+                .collect();
+            let answers = manager.inspect_many(&labels).await;
+            let rows: Vec<(usize, ProcessRow)> = match answers {
+                Ok(answers) => members
+                    .iter()
+                    .zip(answers)
+                    .map(|(&i, answer)| {
+                        let service = inventory.services[i].label.to_string();
+                        let row = match answer {
+                            Ok(st) => ProcessRow {
+                                service,
+                                state: Some(st),
+                                error: None,
+                            },
+                            Err(e) => ProcessRow {
+                                service,
+                                state: None,
+                                error: Some(e.to_string()),
+                            },
+                        };
+                        (i, row)
+                    })
+                    .collect(),
+                Err(e) => members
+                    .iter()
+                    .map(|&i| {
+                        let row = ProcessRow {
+                            service: inventory.services[i].label.to_string(),
+                            state: None,
+                            error: Some(e.to_string()),
+                        };
+                        (i, row)
+                    })
+                    .collect(),
+            };
+            rows
+        });
+    let mut rows: Vec<(usize, ProcessRow)> = futures::future::join_all(asks)
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
+    rows.sort_by_key(|(i, _)| *i);
+    rows.into_iter().map(|(_, row)| row).collect()
 }
 
 /// `--watch`: how often the table is refreshed.
