@@ -182,14 +182,16 @@ pub struct HealPolicy {
 
 impl Default for HealPolicy {
     /// Values chosen to heal fast: a pushed exit is restarted at once; a hang is noticed in
-    /// three failed 1 s rounds (`loop.interval`, `loop.probe_timeout`) and restarted, its
+    /// two failed 1 s rounds (`loop.interval`, `loop.probe_timeout`: healed in ≈ 2.5 s, measured
+    /// in BENCHMARKS.md; the cost is that a service silent for ≈ 2 s, e.g. a long pause, is
+    /// restarted: raise `failures_to_down` for one that may pause longer) and restarted, its
     /// process getting 2 s between SIGTERM and SIGKILL; repeated exits or failures back off
     /// 1 s, 2 s, 4 s... up to 5 min, until the service has been healthy for 10 s (the episode
     /// is over: the next exit is restarted at once again; Docker resets its restart back-off
     /// after 10 s up too); five failed heals in 30 min stop the loop acting and call a person.
     fn default() -> Self {
         HealPolicy {
-            hysteresis: Hysteresis::new(3, 2).expect("valid default"),
+            hysteresis: Hysteresis::new(2, 2).expect("valid default"),
             backoff: Backoff::new(Duration::from_secs(1), Duration::from_secs(300), 2.0, 0.2)
                 .expect("valid default"),
             breaker: Breaker::new(

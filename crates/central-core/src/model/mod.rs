@@ -307,7 +307,7 @@ pub struct LoopSettings {
 
 impl Default for LoopSettings {
     fn default() -> Self {
-        // A hang is healed within about 3.5 s: three failed 1 s rounds, then the restart.
+        // A hang is healed within about 3.5 s: two failed 1 s rounds, then the restart.
         LoopSettings {
             interval: Duration::from_secs(1),
             max_concurrency: 64,
