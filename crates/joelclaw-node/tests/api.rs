@@ -381,18 +381,7 @@ fn verb(agent: &Agent, args: &[&str]) -> (i32, Value) {
             String::from_utf8_lossy(&out.stderr)
         )
     });
-    let schema: Value = serde_json::from_str(
-        &std::fs::read_to_string(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../schemas/envelope.schema.json"
-        ))
-        .unwrap(),
-    )
-    .unwrap();
-    assert!(
-        jsonschema::validator_for(&schema).unwrap().is_valid(&v),
-        "{args:?}: not a valid envelope: {v}"
-    );
+    assert_schema("envelope", &v);
     (out.status.code().unwrap_or(-1), v)
 }
 
