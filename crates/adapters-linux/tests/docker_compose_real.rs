@@ -292,14 +292,22 @@ services:
     };
     let rt = p.engine();
     let crashy = ContainerRef::Compose(p.service("crashy"));
+    // Docker flips between `restarting` and a brief `running` on every crash, so the assertion
+    // is on the very reading that said `restarting`, not on a second read a moment later.
+    let mut seen = None;
     until("docker restarting the crashing container", async || {
-        rt.inspect_ref(&crashy)
-            .await
-            .is_ok_and(|c| c.is_restarting() && c.restart_count > 0)
+        match rt.inspect_ref(&crashy).await {
+            Ok(c) if c.is_restarting() && c.restart_count > 0 => {
+                seen = Some(c);
+                true
+            }
+            _ => false,
+        }
     })
     .await;
-    let c = rt.inspect_ref(&crashy).await.unwrap();
+    let c = seen.expect("a restarting reading");
     assert!(!c.is_up(), "a crash loop is a failure: {c:?}");
+    assert_eq!(c.exit_code, Some(3), "the crash's exit code is kept: {c:?}");
 }
 
 #[tokio::test]

@@ -351,6 +351,7 @@ fn check_container_name(name: &str) -> Result<(), RuntimeError> {
 fn status_of(c: ContainerInspectResponse) -> ContainerStatus {
     let state = c.state.unwrap_or_default();
     let running = state.running.unwrap_or(false);
+    let restarting = state.restarting.unwrap_or(false);
     let health = match state.health.and_then(|h| h.status) {
         Some(HealthStatusEnum::HEALTHY) => ContainerHealth::Healthy,
         Some(HealthStatusEnum::UNHEALTHY) => ContainerHealth::Unhealthy,
@@ -377,8 +378,13 @@ fn status_of(c: ContainerInspectResponse) -> ContainerStatus {
         image: config.image.unwrap_or_default(),
         running,
         // Docker reports 0 for a running container; an exit code is only meaningful once it
-        // has exited.
-        exit_code: if running { None } else { state.exit_code },
+        // has exited, or while Docker restarts it after a crash (`Running` and `Restarting`
+        // both true, the crash's code kept): the code a person needs to see the loop's cause.
+        exit_code: if running && !restarting {
+            None
+        } else {
+            state.exit_code
+        },
         status,
         health,
         restart_count: c.restart_count.unwrap_or(0).max(0) as u64,
