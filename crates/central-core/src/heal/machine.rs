@@ -13,6 +13,8 @@
 //! - An attempt found starting (e.g. after an agent restart) is watched, not failed.
 //! - A pushed exit that the next round confirms is acted on without hysteresis; a just-started service's
 //!   failing health probes do not count during its start grace.
+//! - A pushed exit after which the manager already runs a new process is the manager's own
+//!   restart: no fact, the new process graced (no restart on top of systemd's `Restart=`).
 
 use std::time::Duration;
 
@@ -179,6 +181,16 @@ pub(crate) fn observe(
         // The manager did not answer: nothing is known about the service this round.
         return (s, out);
     }
+    // The manager pushed an exit and already has it running again, a new process (systemd's
+    // `Restart=`, which passes through `failed` on its way): its own restart, not a fact for
+    // this loop to act on. The new process gets the start grace, as one this loop started.
+    let respawned = exit_pushed
+        && !probed.manager_silent
+        && probed.run_state == Some(RunState::Running)
+        && probed.pid != s.pid;
+    if respawned {
+        s.start_grace_until = now + policy.start_grace.as_millis() as u64;
+    }
     if !probed.manager_silent {
         s.run_state = probed.run_state;
         s.pid = probed.pid;
@@ -192,7 +204,7 @@ pub(crate) fn observe(
     }
     // The manager said it exited and the round, just after, fails: no hysteresis for a fact
     // (whichever probe saw it: a service may have only an HTTP probe).
-    let exit_fact = exit_pushed && !summary.passed;
+    let exit_fact = exit_pushed && !respawned && !summary.passed;
     let process_fact = matches!(
         summary.failure,
         Some(ProbeFailure::NotRunning | ProbeFailure::NotInstalled)

@@ -156,6 +156,31 @@ fn hysteresis_exit_facts_and_start_grace() {
     let (s, got, heal) = round(pushed, probed(None, false), 0, &p);
     assert_eq!((got, heal, s.hyst.failures), (vec![], false, 0));
 
+    // systemd's own `Restart=` ran first: the round finds a new process that does not answer
+    // yet. Not a fact, and its failing health probe is graced; the same round with the old
+    // pid (a stale push) or no new process is still judged.
+    let mut respawned = probed(Some(Unreachable), false);
+    respawned.run_state = Some(RunState::Running);
+    respawned.pid = Some(43);
+    let before = ServiceState {
+        exit_pushed: true,
+        pid: Some(42),
+        ..ServiceState::default()
+    };
+    let (s, got, heal) = round(before.clone(), respawned.clone(), 0, &p);
+    assert_eq!((got, heal, s.hyst.failures), (vec![], false, 0));
+    assert_eq!(s.start_grace_until, 2_000, "the new process gets its start grace");
+    let (s, got, heal) = round(s, respawned.clone(), 2_000, &p);
+    assert_eq!(
+        (got, heal, s.hyst.failures),
+        (vec![ProbeFailed], false, 1),
+        "after its grace, counted as any health probe"
+    );
+    let mut stale = respawned;
+    stale.pid = Some(42);
+    let (_, got, heal) = round(before, stale, 0, &p);
+    assert_eq!((got, heal), (vec![ProbeFailed, HealStarted], true));
+
     let starting = ServiceState {
         start_grace_until: 2_000,
         ..ServiceState::default()
