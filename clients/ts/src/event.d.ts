@@ -34,7 +34,8 @@ export type FailureKind =
   | "parse"
   | "backend"
   | "still-down"
-  | "notify-failed";
+  | "notify-failed"
+  | "hook-failed";
 /**
  * What an escalation step did: the adapter's own typed answer for calls, or why nothing was
  * called.
@@ -167,7 +168,9 @@ export interface HealEvent {
     | "service.stopped"
     | "service.restarted"
     | "service.enabled"
-    | "service.disabled";
+    | "service.disabled"
+    | "hook.succeeded"
+    | "hook.failed";
   /**
    * The node.
    */

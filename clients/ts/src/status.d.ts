@@ -86,7 +86,9 @@ export type EventKind =
   | "service.stopped"
   | "service.restarted"
   | "service.enabled"
-  | "service.disabled";
+  | "service.disabled"
+  | "hook.succeeded"
+  | "hook.failed";
 /**
  * Why a probe failed.
  */

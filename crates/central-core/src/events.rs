@@ -61,6 +61,9 @@ pub enum FailureKind {
     StillDown,
     /// The notify command failed.
     NotifyFailed,
+    /// A heal hook failed (its command exited non-zero, its request got no 2xx, its port stayed
+    /// held).
+    HookFailed,
 }
 
 impl FailureKind {
@@ -88,6 +91,7 @@ impl FailureKind {
             FailureKind::Backend => "backend",
             FailureKind::StillDown => "still-down",
             FailureKind::NotifyFailed => "notify-failed",
+            FailureKind::HookFailed => "hook-failed",
         }
     }
 }
@@ -212,6 +216,12 @@ pub enum EventKind {
     /// Disabled (stopped, not started at boot) by request: not healed until enabled.
     #[serde(rename = "service.disabled")]
     ServiceDisabled,
+    /// A `before_restart` or `after_heal` hook did what it should (`cause` names which hook).
+    #[serde(rename = "hook.succeeded")]
+    HookSucceeded,
+    /// A hook failed or ran out of time; the heal's own outcome is unchanged.
+    #[serde(rename = "hook.failed")]
+    HookFailed,
 }
 
 impl EventKind {
@@ -236,6 +246,8 @@ impl EventKind {
             EventKind::ServiceRestarted => "service.restarted",
             EventKind::ServiceEnabled => "service.enabled",
             EventKind::ServiceDisabled => "service.disabled",
+            EventKind::HookSucceeded => "hook.succeeded",
+            EventKind::HookFailed => "hook.failed",
         }
     }
 
@@ -250,6 +262,7 @@ impl EventKind {
                 | EventKind::HealEscalated
                 | EventKind::ManagerUnreachable
                 | EventKind::DefinitionDrifted
+                | EventKind::HookFailed
         )
     }
 }

@@ -1123,6 +1123,45 @@ async fn a_pushed_exit_event_wakes_the_loop_before_the_next_round() {
     task.await.unwrap();
 }
 
+/// A start limit: the manager restarted it itself (an early round used its gap), then gave
+/// up (`failed`). The `failed` is probed at once, not a gap after the early round before it.
+#[tokio::test(start_paused = true)]
+async fn a_pushed_failed_is_acted_on_at_once_after_a_burst_of_pushed_events() {
+    let pm = manager(&["worker"]).await;
+    let worker = label("worker");
+    let mut inv = inventory(&format!(
+        "{FAST}\n[[service]]\nlabel = \"worker\"\nmanager = \"null\"\n"
+    ));
+    inv.settings.interval = Duration::from_secs(60);
+    let mut heal = HealLoop::new(
+        &inv,
+        Ports::new().with_manager("null", pm.clone()),
+        options(Clock::starting_at(EPOCH_MS)),
+    )
+    .unwrap();
+    let mut feed = heal.subscribe();
+    let (stop, mut stopped) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(async move {
+        heal.run(async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        })
+        .await;
+    });
+    let start = Instant::now();
+    sleep(Duration::from_secs(5)).await;
+    pm.set_state(&worker, RunState::SupervisorRestarting);
+    assert_eq!(feed.recv().await.unwrap().event, ProbeFailed);
+    assert_eq!(feed.recv().await.unwrap().event, HealSuppressed);
+    sleep(Duration::from_millis(100)).await;
+    pm.set_state(&worker, RunState::Failed);
+    assert_eq!(feed.recv().await.unwrap().event, ProbeFailed);
+    assert_eq!(feed.recv().await.unwrap().event, HealStarted);
+    assert_eq!(start.elapsed(), Duration::from_millis(5100));
+    assert_eq!(pm.count_for(Operation::Restart, &worker), 1);
+    stop.send(true).unwrap();
+    task.await.unwrap();
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_corrupt_state_file_is_moved_aside_and_the_loop_heals_anyway() {
     let dir = tempfile::tempdir().unwrap();

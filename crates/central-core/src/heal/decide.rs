@@ -2,6 +2,7 @@
 //! [`super::machine`] with what they need (its policy, target, a dependency that blocks it),
 //! takes the new state back, and turns what they ask for into events and calls.
 
+use super::hooks::HookPoint;
 use super::machine::{self, Context, Observation, Out, Say, ServiceState, TargetKind};
 use super::{Action, HealCall, HealLoop, Probed, Target, Tracked};
 use crate::events::{CallFailure, HealEvent, Step, StepOutcome};
@@ -56,10 +57,26 @@ impl HealLoop {
                     index: i,
                     event: Box::new(self.to_event(i, say, now)),
                 }),
-                Out::Heal(step) => actions.push(Action::Heal {
-                    index: i,
-                    call: heal_call(&self.services[i], step),
-                }),
+                Out::Heal(step) => {
+                    let t = &self.services[i];
+                    let attempt = t.state.record.in_flight.as_ref().map_or(0, |a| a.attempt);
+                    // Before what (re)starts the service's process; not before the substrate.
+                    let before = (step != Step::HealSubstrate)
+                        .then(|| t.hook_job(HookPoint::BeforeRestart, step, attempt))
+                        .flatten();
+                    actions.push(Action::Heal {
+                        index: i,
+                        call: heal_call(t, step),
+                        before,
+                    });
+                }
+                Out::AfterHeal { step, attempt } => {
+                    if let Some(job) =
+                        self.services[i].hook_job(HookPoint::AfterHeal, step, attempt)
+                    {
+                        actions.push(Action::Hooks { index: i, job });
+                    }
+                }
             }
         }
         actions
@@ -76,39 +93,38 @@ impl HealLoop {
         e
     }
 
-    /// Folds service `i`'s probe round into its state (and its manager's health).
+    /// Folds service `i`'s probe round into its state (and its manager's health); a verified
+    /// heal may ask for its `after_heal` hooks.
     pub(super) fn observe_round(
         &mut self,
         i: usize,
         probed: &Probed,
         now: u64,
         events: &mut Vec<HealEvent>,
-    ) {
+    ) -> Vec<Action> {
         self.track_manager(i, probed, now, events);
-        let actions = self.with_state(i, now, events, |s, ctx, _| {
+        self.with_state(i, now, events, |s, ctx, _| {
             machine::observe(s, probed, now, ctx.policy)
-        });
-        debug_assert!(actions.is_empty(), "observing asks for no call");
+        })
     }
 
-    /// One service's whole round on its own (the supervised loop): observe, then decide.
+    /// One service's whole round on its own (the supervised loop): observe, then decide. At
+    /// most one heal or notify, and a verified heal's hooks.
     pub(super) fn round(
         &mut self,
         i: usize,
         probed: &Probed,
         now: u64,
         events: &mut Vec<HealEvent>,
-    ) -> Option<Action> {
+    ) -> Vec<Action> {
         self.track_manager(i, probed, now, events);
         let observation = Observation {
             probed: probed.clone(),
             blocked_by: self.blocked_by(i),
         };
-        let mut actions = self.with_state(i, now, events, |s, ctx, rng| {
+        self.with_state(i, now, events, |s, ctx, rng| {
             machine::decide(s, &observation, now, ctx, rng)
-        });
-        debug_assert!(actions.len() <= 1, "one action per round");
-        actions.pop()
+        })
     }
 
     /// Bulkhead: the first down infra-critical dependency of `i` (for a container, any down

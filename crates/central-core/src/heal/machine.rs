@@ -163,6 +163,9 @@ pub(crate) enum Out {
     Heal(Step),
     /// Run the notify command with this escalation.
     Notify(Say),
+    /// The heal taking `step` in attempt `attempt` is verified: its `after_heal` hooks run.
+    /// Asked for only in the state change that ends the attempt, so at most once per heal.
+    AfterHeal { step: Step, attempt: u32 },
 }
 
 /// Folds one probe round into the state.
@@ -254,6 +257,10 @@ pub(crate) fn observe(
             e.attempt = Some(attempt.attempt);
             e.outcome = attempt.outcome.clone();
             out.push(Out::Say(e));
+            out.push(Out::AfterHeal {
+                step: attempt.step,
+                attempt: attempt.attempt,
+            });
         }
         if recovered || verified {
             s.hold = None;

@@ -169,7 +169,10 @@ fn hysteresis_exit_facts_and_start_grace() {
     };
     let (s, got, heal) = round(before.clone(), respawned.clone(), 0, &p);
     assert_eq!((got, heal, s.hyst.failures), (vec![], false, 0));
-    assert_eq!(s.start_grace_until, 2_000, "the new process gets its start grace");
+    assert_eq!(
+        s.start_grace_until, 2_000,
+        "the new process gets its start grace"
+    );
     let (s, got, heal) = round(s, respawned.clone(), 2_000, &p);
     assert_eq!(
         (got, heal, s.hyst.failures),

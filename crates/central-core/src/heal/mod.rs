@@ -22,7 +22,7 @@ use process_manager::ServiceLabel;
 use tokio::sync::broadcast;
 
 use crate::drift::DefinitionCheck;
-use crate::events::{CallFailure, EventKind, EventSink, HealEvent, Step, StepOutcome};
+use crate::events::{EventKind, EventSink, HealEvent};
 use crate::graph::Graph;
 use crate::model::{
     EndpointClass, Inventory, LoopSettings, ManagerKind, NotifySpec, ProbeCheck, Role, ServiceClass,
@@ -38,6 +38,7 @@ mod container;
 mod control;
 mod decide;
 mod execute;
+mod hooks;
 mod machine;
 mod managers;
 mod setup;
@@ -240,6 +241,7 @@ impl HealLoop {
             ));
             if let Some(t) = services.last_mut() {
                 t.monitor_only = spec.monitor_only;
+                t.hooks = (&spec.hooks).into();
             }
         }
 
@@ -400,10 +402,10 @@ impl HealLoop {
         let results = self.probe_all().await;
         let now = self.clock.now_ms();
         let mut events = Vec::new();
-        for i in self.order.clone() {
-            self.observe_round(i, &results[i], now, &mut events);
-        }
         let mut actions = Vec::new();
+        for i in self.order.clone() {
+            actions.extend(self.observe_round(i, &results[i], now, &mut events));
+        }
         for i in self.order.clone() {
             if let Some(action) = self.decide(i, now, &mut events) {
                 actions.push(action);
@@ -426,11 +428,14 @@ impl HealLoop {
         let mut outcomes = self.execute(heals).await;
         // Calls finish in any order; events are reported in service order, so a tick's events
         // do not depend on which adapter answered first.
-        outcomes.sort_by_key(|(index, _)| *index);
+        outcomes.sort_by_key(|done| done.index);
         let now = self.clock.now_ms();
         let mut after = Vec::new();
-        for (index, result) in outcomes {
-            if let Some(notify) = self.settle(index, result, now, &mut after) {
+        for done in outcomes {
+            for run in done.hooks {
+                after.push(self.hook_event(done.index, run, now));
+            }
+            if let Some(notify) = self.settle(done.index, done.result, now, &mut after) {
                 notifies.push(notify);
             }
         }
@@ -439,17 +444,11 @@ impl HealLoop {
         report.events.extend(after);
 
         let mut notified = self.execute(notifies).await;
-        notified.sort_by_key(|(index, _)| *index);
+        notified.sort_by_key(|done| done.index);
         let now = self.clock.now_ms();
         let mut last = Vec::new();
-        for (index, result) in notified {
-            if let Err(CallFailure { kind, detail }) = result {
-                let mut e = self.event(index, EventKind::HealFailed, now, detail);
-                e.step = Some(Step::Escalate);
-                e.error_kind = Some(kind);
-                e.outcome = Some(StepOutcome::Failed);
-                last.push(e);
-            }
+        for done in notified {
+            self.unheld_done(done, now, &mut last);
         }
         self.publish(&last);
         report.events.extend(last);

@@ -10,7 +10,9 @@
 //! A service is *busy* while its probe or heal call is in flight: it is never probed or healed
 //! twice at once. Its next probe is due one interval after the previous one was due (no
 //! catch-up burst after a slow call). A pushed service event probes it at once, at most once
-//! per [`MIN_EARLY_TICK_GAP`] (or interval, if shorter) counted from its previous early round.
+//! per [`MIN_EARLY_TICK_GAP`] (or interval, if shorter) counted from its previous early round;
+//! one that comes while it is busy probes it when it is free again; a pushed `failed` (the
+//! manager gave up, e.g. its start limit) skips the gap: nothing else will change it.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
@@ -23,18 +25,16 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use super::control::{Through, Verb, VerbError, VerbOutcome, VerbRequest};
+use super::execute::Done;
 use super::{probe_service, Action, HealLoop, Probed, Target, MIN_EARLY_TICK_GAP};
 use crate::drift::DefinitionCheck;
-use crate::events::{CallFailure, EventKind, FailureKind, Step, StepOutcome};
+use crate::events::{CallFailure, FailureKind};
 
 /// What a service's task reports back.
 enum Finished {
     Probed(usize, Probed),
-    Acted(
-        usize,
-        Vec<(usize, Result<Option<StepOutcome>, CallFailure>)>,
-        bool,
-    ),
+    /// Its actions came back; `true` when they were its heal (which held it busy).
+    Acted(usize, Vec<Done>, bool),
     /// A person's verb came back from the manager, with where its answer goes.
     Verb(usize, Verb, Result<String, CallFailure>, VerbReply),
 }
@@ -58,12 +58,31 @@ struct Schedule {
     queue: BinaryHeap<Reverse<(Instant, usize)>>,
     /// Verbs waiting for the service's probe or heal in flight, oldest first.
     waiting: Vec<VecDeque<VerbRequest>>,
+    /// A pushed event came while its probe or heal was in flight: probed early once it ends
+    /// (`true`: the manager gave up, probed at once).
+    pending_early: Vec<Option<bool>>,
+    /// The least time between two early rounds of one service.
+    early_gap: std::time::Duration,
 }
 
 impl Schedule {
     fn at(&mut self, i: usize, when: Instant) {
         self.due[i] = when;
         self.queue.push(Reverse((when, i)));
+    }
+
+    /// Probes service `i` early for a pushed event: at once when the manager gave up, else
+    /// no sooner than `early_gap` after its previous early round; never later than it is due.
+    fn early(&mut self, i: usize, gave_up: bool) {
+        let now = Instant::now();
+        let when = match self.last_early[i] {
+            Some(last) if !gave_up => (last + self.early_gap).max(now),
+            _ => now,
+        };
+        if when < self.due[i] {
+            self.last_early[i] = Some(when);
+            self.at(i, when);
+        }
     }
 
     /// The earliest entry that is still current (stale ones are dropped).
@@ -111,6 +130,8 @@ impl HealLoop {
             rounds: vec![0; n],
             queue: BinaryHeap::with_capacity(n),
             waiting: (0..n).map(|_| VecDeque::new()).collect(),
+            pending_early: vec![None; n],
+            early_gap,
         };
         let mut verbs = self.verbs.take();
         // Dependencies first, so their state is known early.
@@ -171,21 +192,24 @@ impl HealLoop {
                             matches!(state, RunState::Stopped | RunState::Failed)
                         }
                     };
+                    // The manager gave up (a start limit): nothing else will change it, so it
+                    // is probed at once, whatever the gap after the burst of exits before it.
+                    let gave_up = matches!(
+                        event,
+                        ServiceEvent::StateChanged { state: RunState::Failed, .. }
+                    );
                     let t = &mut self.services[i];
                     if !matches!(t.target, Target::Process(_)) {
                         continue;
                     }
                     t.state.exit_pushed |= exited;
                     if plan.busy[i] {
-                        // Its heal or probe is in flight; the flag is read by its next probe.
+                        // Its heal or probe is in flight: probed early when it ends.
+                        let pending = plan.pending_early[i].unwrap_or(false);
+                        plan.pending_early[i] = Some(pending || gave_up);
                         continue;
                     }
-                    let now = Instant::now();
-                    let when = plan.last_early[i].map_or(now, |last| (last + early_gap).max(now));
-                    if when < plan.due[i] {
-                        plan.last_early[i] = Some(when);
-                        plan.at(i, when);
-                    }
+                    plan.early(i, gave_up);
                 }
                 _ = sleep_until_due(next) => {
                     let Some((_, i)) = next else { continue };
@@ -233,40 +257,56 @@ impl HealLoop {
     ) {
         let now = self.clock.now_ms();
         let mut events = Vec::new();
-        let action = self.round(i, &probed, now, &mut events);
-        // The attempt is on disk before the call: a crash from here on does not repeat it.
+        let actions = self.round(i, &probed, now, &mut events);
+        // The attempt (or its end) is on disk before any call: a crash from here on repeats
+        // neither the call nor its hooks.
         self.persist();
         self.publish(&events);
         self.refresh_status(!events.is_empty());
-        match action {
-            Some(action) => {
-                let heal = matches!(action, Action::Heal { .. });
-                if !heal {
-                    // A notify does not hold the service.
-                    self.reschedule(i, plan);
-                }
-                let calls = self.execute(vec![action]);
-                let budget = heal.then(|| budget.clone());
-                let tx = done.clone();
-                tasks.spawn(async move {
-                    // The node-wide heal budget: at most `max_heals` calls at once.
-                    let _permit = match &budget {
-                        Some(b) => b.clone().acquire_owned().await.ok(),
-                        None => None,
-                    };
-                    let outcomes = calls.await;
-                    let _ = tx.send(Finished::Acted(i, outcomes, heal));
-                });
-            }
-            None => self.reschedule(i, plan),
+        let (heals, unheld): (Vec<_>, Vec<_>) = actions
+            .into_iter()
+            .partition(|a| matches!(a, Action::Heal { .. }));
+        if heals.is_empty() {
+            // A notify or `after_heal` hooks do not hold the service.
+            self.reschedule(i, plan);
+        } else {
+            let calls = self.execute(heals);
+            let budget = budget.clone();
+            let tx = done.clone();
+            tasks.spawn(async move {
+                // The node-wide heal budget: at most `max_heals` calls at once.
+                let _permit = budget.acquire_owned().await.ok();
+                let outcomes = calls.await;
+                let _ = tx.send(Finished::Acted(i, outcomes, true));
+            });
         }
+        self.spawn_unheld(i, unheld, tasks, done);
+    }
+
+    /// Runs actions that do not hold service `i` (notifies, `after_heal` hooks) in a task.
+    fn spawn_unheld(
+        &self,
+        i: usize,
+        actions: Vec<Action>,
+        tasks: &mut JoinSet<()>,
+        done: &mpsc::UnboundedSender<Finished>,
+    ) {
+        if actions.is_empty() {
+            return;
+        }
+        let calls = self.execute(actions);
+        let tx = done.clone();
+        tasks.spawn(async move {
+            let outcomes = calls.await;
+            let _ = tx.send(Finished::Acted(i, outcomes, false));
+        });
     }
 
     /// A heal or notify call came back: settle it, and notify a person if it says so.
     fn acted(
         &mut self,
         i: usize,
-        outcomes: Vec<(usize, Result<Option<StepOutcome>, CallFailure>)>,
+        outcomes: Vec<Done>,
         heal: bool,
         plan: &mut Schedule,
         tasks: &mut JoinSet<()>,
@@ -275,15 +315,14 @@ impl HealLoop {
         let now = self.clock.now_ms();
         let mut events = Vec::new();
         let mut notifies = Vec::new();
-        for (index, result) in outcomes {
+        for done in outcomes {
             if heal {
-                notifies.extend(self.settle(index, result, now, &mut events));
-            } else if let Err(CallFailure { kind, detail }) = result {
-                let mut e = self.event(index, EventKind::HealFailed, now, detail);
-                e.step = Some(Step::Escalate);
-                e.error_kind = Some(kind);
-                e.outcome = Some(StepOutcome::Failed);
-                events.push(e);
+                for run in done.hooks {
+                    events.push(self.hook_event(done.index, run, now));
+                }
+                notifies.extend(self.settle(done.index, done.result, now, &mut events));
+            } else {
+                self.unheld_done(done, now, &mut events);
             }
         }
         self.persist();
@@ -292,14 +331,7 @@ impl HealLoop {
         if heal {
             self.reschedule(i, plan);
         }
-        if !notifies.is_empty() {
-            let calls = self.execute(notifies);
-            let tx = done.clone();
-            tasks.spawn(async move {
-                let outcomes = calls.await;
-                let _ = tx.send(Finished::Acted(i, outcomes, false));
-            });
-        }
+        self.spawn_unheld(i, notifies, tasks, done);
     }
 
     /// Starts a person's verb on service `i` (not busy): its desired state is saved before
@@ -364,6 +396,9 @@ impl HealLoop {
             when = now;
         }
         plan.at(i, when);
+        if let Some(gave_up) = plan.pending_early[i].take() {
+            plan.early(i, gave_up);
+        }
     }
 
     /// One forwarding task per distinct manager that pushes events.

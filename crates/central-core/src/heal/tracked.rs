@@ -7,10 +7,11 @@ use std::time::Duration;
 use container_runtime::{ContainerRef, SharedContainerRuntime};
 use process_manager::{RunState, ServiceConfig, ServiceLabel, SharedProcessManager};
 
+use super::hooks::{HookJob, HookPoint};
 use super::machine::ServiceState;
 use super::{Health, ProbeSummary, ServiceSnapshot};
-use crate::events::{EventKind, HealEvent};
-use crate::model::{HealPolicy, ServiceClass};
+use crate::events::{EventKind, HealEvent, Step};
+use crate::model::{HealPolicy, Hook, Hooks, ServiceClass};
 use crate::probe::{Probe, ProbeFailure};
 use crate::state::Desired;
 
@@ -56,6 +57,8 @@ pub(super) struct Tracked {
     pub(super) throttle: Option<Duration>,
     /// Watched and escalated, never acted on.
     pub(super) monitor_only: bool,
+    /// What runs around its heals.
+    pub(super) hooks: TrackedHooks,
     /// What the decision reads and writes.
     pub(super) state: ServiceState,
     pub(super) last_event: Option<EventKind>,
@@ -75,11 +78,69 @@ pub(super) enum HealCall {
 
 #[derive(Debug)]
 pub(super) enum Action {
-    Heal { index: usize, call: HealCall },
-    Notify { index: usize, event: Box<HealEvent> },
+    /// A heal call, its `before_restart` hooks first.
+    Heal {
+        index: usize,
+        call: HealCall,
+        before: Option<HookJob>,
+    },
+    Notify {
+        index: usize,
+        event: Box<HealEvent>,
+    },
+    /// `after_heal` hooks (they do not hold the service).
+    Hooks {
+        index: usize,
+        job: HookJob,
+    },
+}
+
+/// A service's hooks, shared with the tasks that run them.
+#[derive(Debug, Clone)]
+pub(super) struct TrackedHooks {
+    pub(super) before_restart: Arc<[Hook]>,
+    pub(super) after_heal: Arc<[Hook]>,
+}
+
+impl Default for TrackedHooks {
+    fn default() -> Self {
+        TrackedHooks::from(&Hooks::default())
+    }
+}
+
+impl From<&Hooks> for TrackedHooks {
+    fn from(h: &Hooks) -> Self {
+        TrackedHooks {
+            before_restart: h.before_restart.clone().into(),
+            after_heal: h.after_heal.clone().into(),
+        }
+    }
 }
 
 impl Tracked {
+    /// The job running this service's hooks at `point` of attempt `attempt` (taking `step`),
+    /// if it has any there.
+    pub(super) fn hook_job(&self, point: HookPoint, step: Step, attempt: u32) -> Option<HookJob> {
+        let hooks = match point {
+            HookPoint::BeforeRestart => &self.hooks.before_restart,
+            HookPoint::AfterHeal => &self.hooks.after_heal,
+        };
+        if hooks.is_empty() {
+            return None;
+        }
+        Some(HookJob {
+            point,
+            hooks: hooks.clone(),
+            label: self.label.clone(),
+            step,
+            attempt,
+            manager: match &self.target {
+                Target::Process(m) => Some(m.clone()),
+                _ => None,
+            },
+        })
+    }
+
     #[allow(clippy::too_many_arguments)]
     pub(super) fn new(
         label: ServiceLabel,
@@ -103,6 +164,7 @@ impl Tracked {
             config,
             throttle,
             monitor_only: false,
+            hooks: TrackedHooks::default(),
             state: ServiceState::default(),
             last_event: None,
         }

@@ -571,6 +571,7 @@ impl Parser<'_> {
             None => None,
             Some(table) => Some(self.config(table, &label)?),
         };
+        let hooks = self.hooks(svc, label.as_str())?;
         Ok(ServiceSpec {
             label,
             manager: svc.manager,
@@ -582,6 +583,7 @@ impl Parser<'_> {
             heal,
             config,
             monitor_only: svc.monitor_only,
+            hooks,
         })
     }
 

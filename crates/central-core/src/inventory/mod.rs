@@ -14,6 +14,7 @@
 
 mod config;
 mod container;
+mod hooks;
 mod lower;
 mod probe;
 mod publish;

@@ -177,6 +177,30 @@ pub(super) struct RawService {
     pub(super) config: Option<Spanned<RawConfig>>,
     #[serde(default)]
     pub(super) monitor_only: bool,
+    #[serde(default)]
+    pub(super) before_restart: Vec<Spanned<RawHook>>,
+    #[serde(default)]
+    pub(super) after_heal: Vec<Spanned<RawHook>>,
+}
+
+#[derive(Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub(super) enum HookKind {
+    Command,
+    Http,
+    FreePort,
+}
+
+/// `[[service.before_restart]]` / `[[service.after_heal]]`: one hook.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawHook {
+    pub(super) kind: HookKind,
+    pub(super) argv: Option<Spanned<Vec<String>>>,
+    pub(super) method: Option<Spanned<String>>,
+    pub(super) url: Option<Spanned<String>>,
+    pub(super) port: Option<Spanned<i64>>,
+    pub(super) timeout: Dur,
 }
 
 /// `compose = { project, file, service }`; the service defaults to the label.

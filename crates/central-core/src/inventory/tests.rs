@@ -763,3 +763,127 @@ fn bad_compose_keys_are_refused_at_their_line() {
         assert!(e.line > 0, "{e}");
     }
 }
+
+#[test]
+fn heal_hooks_are_read_with_their_defaults() {
+    let inv = parse(
+        "[[service]]\nlabel = \"worker\"\nmanager = \"systemd\"\n\n\
+         [[service.before_restart]]\nkind = \"free-port\"\nport = 3111\ntimeout = \"3s\"\n\n\
+         [[service.before_restart]]\nkind = \"command\"\nargv = [\"/usr/bin/logger\", \"restarting\"]\n\n\
+         [[service.after_heal]]\nkind = \"http\"\nmethod = \"put\"\nurl = \"http://127.0.0.1:3111/api/inngest\"\n\n\
+         [[service.after_heal]]\nkind = \"http\"\nurl = \"http://127.0.0.1:8288/sync\"\n",
+    )
+    .unwrap();
+    let hooks = &inv.services[0].hooks;
+    assert_eq!(
+        hooks.before_restart,
+        vec![
+            Hook {
+                action: HookAction::FreePort { port: 3111 },
+                timeout: Duration::from_secs(3),
+            },
+            Hook {
+                action: HookAction::Command {
+                    argv: vec!["/usr/bin/logger".into(), "restarting".into()],
+                },
+                timeout: Duration::from_secs(10),
+            },
+        ]
+    );
+    assert_eq!(
+        hooks.after_heal[0].action,
+        HookAction::Http {
+            method: "PUT".into(),
+            url: "http://127.0.0.1:3111/api/inngest".into(),
+        }
+    );
+    assert_eq!(
+        hooks.after_heal[1].action,
+        HookAction::Http {
+            method: "POST".into(),
+            url: "http://127.0.0.1:8288/sync".into(),
+        },
+        "a webhook's method by default"
+    );
+    assert!(parse("[[service]]\nlabel = \"a\"\nmanager = \"null\"\n")
+        .unwrap()
+        .services[0]
+        .hooks
+        .is_empty());
+}
+
+#[test]
+fn bad_hooks_are_refused_at_their_line_and_key() {
+    let svc = "[[service]]\nlabel = \"worker\"\nmanager = \"systemd\"\n\n";
+    let cases: &[(&str, InventoryErrorKind, &str, &str)] = &[
+        (
+            "[[service.after_heal]]\nkind = \"command\"\nurl = \"http://x/\"\n",
+            InventoryErrorKind::Invalid,
+            "url =",
+            "service.after_heal.url",
+        ),
+        (
+            "[[service.after_heal]]\nkind = \"command\"\n",
+            InventoryErrorKind::MissingKey,
+            "[[service.after_heal]]",
+            "service.after_heal.argv",
+        ),
+        (
+            "[[service.before_restart]]\nkind = \"command\"\nargv = []\n",
+            InventoryErrorKind::Invalid,
+            "argv = []",
+            "service.before_restart.argv",
+        ),
+        (
+            "[[service.after_heal]]\nkind = \"http\"\nmethod = \"FETCH\"\nurl = \"http://127.0.0.1/x\"\n",
+            InventoryErrorKind::Invalid,
+            "FETCH",
+            "service.after_heal.method",
+        ),
+        (
+            "[[service.after_heal]]\nkind = \"http\"\nurl = \"https://example.com/x\"\n",
+            InventoryErrorKind::Invalid,
+            "https://",
+            "service.after_heal.url",
+        ),
+        (
+            "[[service.before_restart]]\nkind = \"free-port\"\nport = 70000\n",
+            InventoryErrorKind::Invalid,
+            "70000",
+            "service.before_restart.port",
+        ),
+        (
+            "[[service.before_restart]]\nkind = \"free-port\"\nport = 80\ntimeout = \"0s\"\n",
+            InventoryErrorKind::Invalid,
+            "timeout",
+            "service.before_restart.timeout",
+        ),
+        (
+            "[[service.before_restart]]\nkind = \"reboot\"\n",
+            InventoryErrorKind::Invalid,
+            "reboot",
+            "service.before_restart.kind",
+        ),
+    ];
+    for (hook, kind, needle, key) in cases {
+        assert_error(&format!("{svc}{hook}"), *kind, needle, key);
+    }
+    // Never run, so never written: hooks on a monitor-only service.
+    let text = "[[service]]\nlabel = \"w\"\nmanager = \"null\"\nmonitor_only = true\n\n\
+                [[service.after_heal]]\nkind = \"command\"\nargv = [\"/bin/true\"]\n";
+    assert_error(
+        text,
+        InventoryErrorKind::Invalid,
+        "[[service.after_heal]]",
+        "service.monitor_only",
+    );
+    // A container's own process is not known: no port to free on its behalf.
+    let text = "[substrate]\nname = \"colima\"\n\n[[service]]\nlabel = \"redis\"\nmanager = \"container\"\n\n\
+                [[service.before_restart]]\nkind = \"free-port\"\nport = 6379\n";
+    assert_error(
+        text,
+        InventoryErrorKind::Invalid,
+        "[[service.before_restart]]",
+        "service.before_restart.kind",
+    );
+}

@@ -4,6 +4,7 @@
 //! knows TOML.
 
 mod heal_policy;
+mod hooks;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -15,6 +16,7 @@ use process_manager::{ServiceConfig, ServiceLabel};
 use serde::{Deserialize, Serialize};
 
 pub use heal_policy::{Backoff, Breaker, HealPolicy, Hysteresis, PolicyError};
+pub use hooks::{Hook, HookAction, Hooks};
 
 /// The node's job in the fleet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
@@ -187,6 +189,8 @@ pub struct ServiceSpec {
     /// Watched, reported and escalated, never acted on by this node (`monitor_only = true`):
     /// a service on another host, one another supervisor owns, a remote engine.
     pub monitor_only: bool,
+    /// What runs around its heals (`[[service.before_restart]]`, `[[service.after_heal]]`).
+    pub hooks: Hooks,
 }
 
 impl ServiceSpec {

@@ -31,6 +31,12 @@ impl HttpClient {
     /// `GET url` on a new connection; the answer's status code. The caller puts the deadline on
     /// it; dropping the future closes the connection.
     pub(crate) async fn get_status(&self, url: &str) -> Result<u16, GetError> {
+        self.request_status("GET", url).await
+    }
+
+    /// `method url` with an empty body on a new connection (a heal hook's request); the
+    /// answer's status code. The caller puts the deadline on it.
+    pub(crate) async fn request_status(&self, method: &str, url: &str) -> Result<u16, GetError> {
         let uri: Uri = url
             .parse()
             .map_err(|e| GetError::Url(format!("{url}: {e}")))?;
@@ -45,7 +51,9 @@ impl HttpClient {
         let bare = host.trim_start_matches('[').trim_end_matches(']');
         let stream = tokio::net::TcpStream::connect((bare, port)).await?;
         let (mut sender, connection) = http1::handshake(TokioIo::new(stream)).await?;
-        let request = Request::get(uri.path_and_query().map_or("/", |p| p.as_str()))
+        let request = Request::builder()
+            .method(method)
+            .uri(uri.path_and_query().map_or("/", |p| p.as_str()))
             .header(
                 HOST,
                 match uri.port() {
