@@ -15,6 +15,7 @@ pub fn plist_xml(config: &process_manager::ServiceConfig) -> Result<Vec<u8>, Str
         account: None,
         default_path: None,
         log_dir: None,
+        env_exec: None,
     };
     let plist = crate::launchd::plist_gen::build_plist(config, &defaults)?;
     crate::launchd::plist_gen::to_xml(&plist)

@@ -9,13 +9,13 @@ use clap::{Parser, Subcommand};
 use crate::output::{exit, Failure};
 use crate::verbs::service::{ListArgs, ServiceArgs};
 use crate::verbs::{
-    apply, audit, bootstrap, demo_service, fleet, gate, identity, inspect, install_self, logs, run,
-    service, status,
+    apply, audit, bootstrap, demo_service, env_exec, fleet, gate, identity, inspect, install_self,
+    logs, run, service, status,
 };
 use crate::verbs::{
     apply::ApplyArgs, audit::AuditArgs, bootstrap::BootstrapArgs, demo_service::DemoServiceArgs,
-    gate::GateArgs, inspect::InspectArgs, install_self::InstallSelfArgs, run::RunArgs,
-    status::StatusArgs,
+    env_exec::EnvExecArgs, gate::GateArgs, inspect::InspectArgs, install_self::InstallSelfArgs,
+    run::RunArgs, status::StatusArgs,
 };
 use central_core::Verb;
 
@@ -79,6 +79,9 @@ pub enum Command {
     /// A tiny HTTP service for the demo inventory (not for production).
     #[command(hide = true)]
     DemoService(DemoServiceArgs),
+    /// Run a program with env files' values (the wrapper of launchd services with env files).
+    #[command(hide = true)]
+    EnvExec(EnvExecArgs),
     /// Print the JSON Schema of a document of the contract (published in schemas/): the
     /// envelope (default), the status snapshot, an event, a verb's outcome.
     Schema {
@@ -155,6 +158,7 @@ pub fn main() -> ExitCode {
         Command::InstallSelf(args) => install_self::exec(args, state_dir),
         Command::Bootstrap(args) => bootstrap::exec(args, state_dir),
         Command::DemoService(args) => demo_service::exec(args),
+        Command::EnvExec(args) => env_exec::exec(args),
         Command::Completions { shell } => {
             use clap::CommandFactory;
             clap_complete::generate(

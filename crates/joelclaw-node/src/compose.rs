@@ -132,6 +132,12 @@ fn launchd_with_users(
         );
     }
     let mut cfg = LaunchdConfig::default();
+    // Services with env files run through this binary's `env-exec` (launchd has no
+    // EnvironmentFile=): the path the agent itself runs from, which install-self put in its own
+    // definition.
+    if let Ok(me) = std::env::current_exe().and_then(|p| p.canonicalize()) {
+        cfg = cfg.with_env_exec(me);
+    }
     let dir = s
         .definition_dir
         .unwrap_or_else(|| cfg.system_plist_dir.clone());

@@ -388,3 +388,63 @@ args = ["demo-service", "--port", "{port}", "--hang-after", "1s"]
         "{all:?}"
     );
 }
+
+/// launchd's wrapper (`env-exec`): the files' values reach the program (a later file wins, a
+/// `-`-prefixed file may be missing); a missing file fails naming the file, never a value.
+#[test]
+fn env_exec_gives_the_files_values_to_the_program_it_becomes() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = dir.path().join("w.env");
+    let second = dir.path().join("w.local.env");
+    write_private(&first, &format!("API_TOKEN={ENV_SECRET}\nMODE=base\n"));
+    write_private(&second, "MODE=local\n");
+    let out = Command::new(BIN)
+        .arg("env-exec")
+        .arg(format!("--env-file={}", first.display()))
+        .arg(format!("--env-file={}", second.display()))
+        .arg(format!(
+            "--env-file=-{}",
+            dir.path().join("absent.env").display()
+        ))
+        .args([
+            "--",
+            "/bin/sh",
+            "-c",
+            "echo \"$MODE $API_TOKEN $$\"; echo \"$1\"",
+            "sh",
+            "-x",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8(out.stdout).unwrap();
+    let mut lines = text.lines();
+    assert_eq!(
+        lines.next().unwrap().rsplit_once(' ').unwrap().0,
+        format!("local {ENV_SECRET}")
+    );
+    assert_eq!(
+        lines.next(),
+        Some("-x"),
+        "arguments pass through as written"
+    );
+
+    let missing = dir.path().join("missing.env");
+    let out = Command::new(BIN)
+        .arg("env-exec")
+        .arg(format!("--env-file={}", first.display()))
+        .arg(format!("--env-file={}", missing.display()))
+        .args(["--", "/bin/true"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let shown = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        shown.contains(&missing.display().to_string()) && !shown.contains(ENV_SECRET),
+        "{shown}"
+    );
+}

@@ -16,6 +16,58 @@
 
 use std::path::{Path, PathBuf};
 
+/// A manager with no `EnvironmentFile=` (launchd) runs a service with env files through a
+/// wrapper that reads them at each start and then becomes the program:
+/// `WRAPPER env-exec --env-file=F ... -- PROGRAM ARGS...` (the node agent's hidden verb; one
+/// token per file, so a `-`-prefixed optional file is never read as a flag). The
+/// values stay in their files; the definition names only the files.
+pub const ENV_EXEC_VERB: &str = "env-exec";
+
+/// The wrapper's argv for `program args` with `files`: what a definition says to run.
+pub fn wrapped_argv(
+    wrapper: &Path,
+    files: &[PathBuf],
+    program: &Path,
+    args: &[String],
+) -> Vec<String> {
+    let mut argv = vec![
+        wrapper.to_string_lossy().into_owned(),
+        ENV_EXEC_VERB.to_string(),
+    ];
+    for f in files {
+        argv.push(format!("--env-file={}", f.to_string_lossy()));
+    }
+    argv.push("--".into());
+    argv.push(program.to_string_lossy().into_owned());
+    argv.extend(args.iter().cloned());
+    argv
+}
+
+/// The inverse of [`wrapped_argv`]: `(wrapper, files, program, args)` when `argv` is exactly
+/// that shape, else `None` (an argv that merely looks alike is taken as written).
+pub fn unwrap_argv(argv: &[String]) -> Option<(PathBuf, Vec<PathBuf>, PathBuf, Vec<String>)> {
+    let [wrapper, verb, rest @ ..] = argv else {
+        return None;
+    };
+    if verb != ENV_EXEC_VERB {
+        return None;
+    }
+    let mut files = Vec::new();
+    let mut rest = rest;
+    loop {
+        match rest {
+            [flag, more @ ..] if flag.starts_with("--env-file=") => {
+                files.push(PathBuf::from(&flag["--env-file=".len()..]));
+                rest = more;
+            }
+            [dashes, program, args @ ..] if dashes == "--" && !files.is_empty() => {
+                return Some((wrapper.into(), files, program.into(), args.to_vec()));
+            }
+            _ => return None,
+        }
+    }
+}
+
 /// A configured env file path: the path itself and whether it may be missing (a leading `-`).
 pub fn spec(configured: &Path) -> (&Path, bool) {
     match configured.to_str().and_then(|s| s.strip_prefix('-')) {
@@ -280,5 +332,54 @@ mod tests {
         ));
         std::fs::create_dir_all(&dir).unwrap();
         dir
+    }
+}
+
+#[cfg(test)]
+mod wrapper_tests {
+    use super::*;
+
+    #[test]
+    fn a_wrapped_argv_reads_back_and_anything_else_is_left_alone() {
+        let files = vec![
+            PathBuf::from("/etc/w.env"),
+            PathBuf::from("-/etc/w.local.env"),
+        ];
+        let args = vec!["--port".to_string(), "--".to_string(), "3111".to_string()];
+        let argv = wrapped_argv(
+            Path::new("/usr/local/bin/joelclaw-node"),
+            &files,
+            Path::new("/opt/w"),
+            &args,
+        );
+        assert_eq!(
+            argv[..5],
+            [
+                "/usr/local/bin/joelclaw-node",
+                "env-exec",
+                "--env-file=/etc/w.env",
+                "--env-file=-/etc/w.local.env",
+                "--"
+            ]
+        );
+        assert_eq!(
+            unwrap_argv(&argv),
+            Some((
+                "/usr/local/bin/joelclaw-node".into(),
+                files,
+                "/opt/w".into(),
+                args
+            ))
+        );
+        let plain: Vec<String> = ["/opt/w", "env-exec", "--", "x"].map(String::from).to_vec();
+        assert_eq!(
+            unwrap_argv(&plain),
+            None,
+            "no file: not the wrapper's shape"
+        );
+        let odd: Vec<String> = ["/opt/w", "env-exec", "--env-file=/e"]
+            .map(String::from)
+            .to_vec();
+        assert_eq!(unwrap_argv(&odd), None);
     }
 }

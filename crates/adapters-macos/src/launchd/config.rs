@@ -41,6 +41,10 @@ pub struct LaunchdConfig {
     /// default of `/dev/null`). launchd creates the files, not the folder: the caller makes it,
     /// writable by the accounts its services run as.
     pub log_dir: Option<PathBuf>,
+    /// The wrapper that runs a service with env files (launchd has no `EnvironmentFile=`):
+    /// the node agent's binary, run as `env-exec` (see `process_manager::env_file`). `None`
+    /// refuses such services.
+    pub env_exec: Option<PathBuf>,
     /// The deadline of every `launchctl` call.
     pub deadline: Duration,
     /// launchd's own daemon folders, which it loads into `system` at boot. A job booted out of
@@ -68,6 +72,7 @@ impl Default for LaunchdConfig {
             service_account: None,
             default_path: Some(DEFAULT_SERVICE_PATH.to_string()),
             log_dir: None,
+            env_exec: None,
             deadline: Duration::from_secs(10),
             launchd_daemon_dirs: vec![
                 PathBuf::from("/Library/LaunchDaemons"),
@@ -134,6 +139,12 @@ impl LaunchdConfig {
         self
     }
 
+    /// Runs services with env files through `wrapper env-exec --env-file F … -- PROGRAM …`.
+    pub fn with_env_exec(mut self, wrapper: impl Into<PathBuf>) -> Self {
+        self.env_exec = Some(wrapper.into());
+        self
+    }
+
     /// Gives plists whose config names no log files `<dir>/<label>.out.log`/`.err.log`.
     pub fn with_log_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.log_dir = Some(dir.into());
@@ -164,6 +175,7 @@ impl LaunchdConfig {
             account: self.service_account.as_ref(),
             default_path: self.default_path.as_deref(),
             log_dir: self.log_dir.as_deref(),
+            env_exec: self.env_exec.as_deref(),
         }
     }
 }

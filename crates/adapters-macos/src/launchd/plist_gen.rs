@@ -40,6 +40,8 @@ pub(crate) struct PlistDefaults<'a> {
     pub(crate) default_path: Option<&'a str>,
     /// The folder of `<label>.out.log`/`.err.log` when the config names no log files.
     pub(crate) log_dir: Option<&'a Path>,
+    /// The wrapper that reads a service's env files at each start (`env-exec`).
+    pub(crate) env_exec: Option<&'a Path>,
 }
 
 /// The config as the plist will say it: every default the plist makes explicit filled in
@@ -51,13 +53,13 @@ pub(crate) fn resolve(
     config: &ServiceConfig,
     defaults: &PlistDefaults<'_>,
 ) -> Result<ServiceConfig, String> {
-    if !config.env_files.is_empty() {
+    if !config.env_files.is_empty() && defaults.env_exec.is_none() {
         // launchd has no EnvironmentFile. Copying the values into the plist would put secrets
         // in a file others can often read (LaunchAgents are typically 0644), so the values stay
-        // in their file: a wrapper that reads it at each start is the way, and until it exists
-        // such a service is refused rather than started without its settings.
+        // in their file and a wrapper reads it at each start; without one, refused rather than
+        // started without its settings.
         return Err(format!(
-            "{}: env_files are not supported under launchd yet (its values would have to be copied into the plist, which others can read); run it under systemd or the embedded supervisor, or have the program read the file",
+            "{}: env_files under launchd need the env-exec wrapper (the node agent's binary), which this adapter was not given; its values are never copied into the plist, which others can read",
             config.label
         ));
     }
@@ -122,16 +124,26 @@ pub(crate) fn build_plist(
     config: &ServiceConfig,
     defaults: &PlistDefaults<'_>,
 ) -> Result<Value, String> {
-    Ok(emit(&resolve(config, defaults)?))
+    Ok(emit(&resolve(config, defaults)?, defaults.env_exec))
 }
 
 /// The plist of a resolved config, key by key.
-fn emit(c: &ServiceConfig) -> Value {
+fn emit(c: &ServiceConfig, env_exec: Option<&Path>) -> Value {
     let mut d = Dictionary::new();
     let path_string = |p: &Path| Value::String(p.to_string_lossy().into_owned());
     d.insert("Label".into(), Value::String(c.label.to_string()));
-    let mut argv = vec![path_string(&c.program)];
-    argv.extend(c.args.iter().cloned().map(Value::String));
+    let argv: Vec<Value> = match env_exec.filter(|_| !c.env_files.is_empty()) {
+        // The wrapper reads the files at each start, then becomes the program.
+        Some(wrapper) => {
+            process_manager::env_file::wrapped_argv(wrapper, &c.env_files, &c.program, &c.args)
+                .into_iter()
+                .map(Value::String)
+                .collect()
+        }
+        None => std::iter::once(path_string(&c.program))
+            .chain(c.args.iter().cloned().map(Value::String))
+            .collect(),
+    };
     d.insert("ProgramArguments".into(), Value::Array(argv));
     d.insert("RunAtLoad".into(), Value::Boolean(c.run_at_load));
     match c.restart {
@@ -289,6 +301,7 @@ mod tests {
             account,
             default_path,
             log_dir: None,
+            env_exec: None,
         }
     }
 
@@ -352,11 +365,52 @@ mod tests {
     }
 
     #[test]
-    fn env_files_are_refused_never_copied_into_the_plist() {
-        let mut c = ServiceConfig::new(label("com.example.w"), "/bin/w").with_user("w", None);
-        c.env_files = vec!["/etc/w.env".into()];
+    fn env_files_run_through_the_wrapper_never_copied_into_the_plist() {
+        let mut c = ServiceConfig::new(label("com.example.w"), "/bin/w")
+            .with_user("w", None)
+            .with_args(["--port", "3111"]);
+        c.env_files = vec!["/etc/w.env".into(), "-/etc/w.local.env".into()];
         let e = resolve(&c, &PlistDefaults::default()).unwrap_err();
-        assert!(e.contains("env_files") && e.contains("launchd"), "{e}");
+        assert!(e.contains("env_files") && e.contains("env-exec"), "{e}");
+        let wrapper = Path::new("/usr/local/bin/joelclaw-node");
+        let defaults = PlistDefaults {
+            env_exec: Some(wrapper),
+            ..PlistDefaults::default()
+        };
+        let xml = to_xml(&build_plist(&c, &defaults).unwrap()).unwrap();
+        let d = parse_back(&xml);
+        let argv: Vec<&str> = d
+            .get("ProgramArguments")
+            .and_then(Value::as_array)
+            .unwrap()
+            .iter()
+            .filter_map(Value::as_string)
+            .collect();
+        assert_eq!(
+            argv,
+            [
+                "/usr/local/bin/joelclaw-node",
+                "env-exec",
+                "--env-file=/etc/w.env",
+                "--env-file=-/etc/w.local.env",
+                "--",
+                "/bin/w",
+                "--port",
+                "3111"
+            ]
+        );
+        assert!(d
+            .get("EnvironmentVariables")
+            .and_then(Value::as_dictionary)
+            .is_none_or(|e| e.get("PATH").is_some() || e.is_empty()));
+        // Read back, it is the config: the files, the program and its arguments.
+        let read = crate::launchd::plist_read::parse_plist(&xml)
+            .unwrap()
+            .to_config(ServiceScope::System)
+            .unwrap();
+        assert_eq!(read.env_files, c.env_files);
+        assert_eq!(read.program, c.program);
+        assert_eq!(read.args, c.args);
     }
 
     #[test]
@@ -476,6 +530,7 @@ mod tests {
             }),
             default_path: Some(crate::launchd::DEFAULT_SERVICE_PATH),
             log_dir: Some(logs),
+            env_exec: None,
         };
         // The account named outright still gets the account's group; launchd's throttle and
         // the log files are written out.

@@ -217,15 +217,25 @@ impl PlistDefinition {
     /// from the sandbox keys and `triggers` from `StartInterval`, `StartCalendarInterval` and
     /// `WatchPaths`. What launchd has no key for (`start_limit`, `after`, `write_paths`) stays
     /// empty; `SessionCreate`, which a config cannot ask for, is only in the definition. A
-    /// calendar entry out of range is an error.
+    /// calendar entry out of range is an error. A program run through the `env-exec` wrapper
+    /// reads as the program itself with its `env_files`.
     pub fn to_config(&self, scope: ServiceScope) -> Result<ServiceConfig, String> {
         let label = ServiceLabel::new(self.label.as_str()).map_err(|e| e.to_string())?;
         let program = self
             .executable()
             .ok_or_else(|| format!("{}: neither Program nor ProgramArguments", self.label))?;
-        let mut c = ServiceConfig::new(label, program)
-            .with_args(self.program_arguments.iter().skip(1).cloned())
-            .with_scope(scope);
+        let wrapped = process_manager::env_file::unwrap_argv(&self.program_arguments)
+            .filter(|(wrapper, ..)| *wrapper == Path::new(&program));
+        let mut c = match wrapped {
+            Some((_, files, program, args)) => {
+                let mut c = ServiceConfig::new(label, program).with_args(args);
+                c.env_files = files;
+                c
+            }
+            None => ServiceConfig::new(label, program)
+                .with_args(self.program_arguments.iter().skip(1).cloned()),
+        }
+        .with_scope(scope);
         c.env = self.env.clone();
         c.user = self.user.clone();
         c.group = self.group.clone();
@@ -373,6 +383,7 @@ mod tests {
                 account: self.account.as_ref(),
                 default_path: self.default_path.as_deref(),
                 log_dir: self.log_dir.as_deref(),
+                env_exec: None,
             }
         }
     }
@@ -486,6 +497,7 @@ mod tests {
             account: Some(&account),
             default_path: Some("/usr/bin:/bin"),
             log_dir: None,
+            env_exec: None,
         };
         let bytes = to_xml(&build_plist(&c, &defaults).unwrap()).unwrap();
         let read = parse_plist(&bytes).unwrap();

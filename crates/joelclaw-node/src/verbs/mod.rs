@@ -10,6 +10,7 @@ pub mod apply;
 pub mod audit;
 pub mod bootstrap;
 pub mod demo_service;
+pub mod env_exec;
 pub mod fleet;
 pub mod gate;
 pub mod identity;
