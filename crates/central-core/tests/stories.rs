@@ -1089,20 +1089,13 @@ async fn after_repeated_restarts_the_definition_is_repaired() {
     );
 }
 
-#[tokio::test(start_paused = true)]
-async fn a_pushed_exit_event_wakes_the_loop_before_the_next_round() {
-    let pm = manager(&["worker"]).await;
-    let mut inv = inventory(&format!(
-        "{FAST}\n[[service]]\nlabel = \"worker\"\nmanager = \"null\"\n"
-    ));
-    inv.settings.interval = Duration::from_secs(60);
-    let mut heal = HealLoop::new(
-        &inv,
-        Ports::new().with_manager("null", pm.clone()),
-        options(Clock::starting_at(EPOCH_MS)),
-    )
-    .unwrap();
-    let mut feed = heal.subscribe();
+/// Runs `heal` in a task until `true` is sent on the returned channel.
+fn running(
+    mut heal: HealLoop,
+) -> (
+    tokio::sync::watch::Sender<bool>,
+    tokio::task::JoinHandle<()>,
+) {
     let (stop, mut stopped) = tokio::sync::watch::channel(false);
     let task = tokio::spawn(async move {
         heal.run(async move {
@@ -1110,6 +1103,24 @@ async fn a_pushed_exit_event_wakes_the_loop_before_the_next_round() {
         })
         .await;
     });
+    (stop, task)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_pushed_exit_event_wakes_the_loop_before_the_next_round() {
+    let pm = manager(&["worker"]).await;
+    let mut inv = inventory(&format!(
+        "{FAST}\n[[service]]\nlabel = \"worker\"\nmanager = \"null\"\n"
+    ));
+    inv.settings.interval = Duration::from_secs(60);
+    let heal = HealLoop::new(
+        &inv,
+        Ports::new().with_manager("null", pm.clone()),
+        options(Clock::starting_at(EPOCH_MS)),
+    )
+    .unwrap();
+    let mut feed = heal.subscribe();
+    let (stop, task) = running(heal);
     let start = Instant::now();
     sleep(Duration::from_secs(5)).await;
     // The in-memory manager pushes `Exited`; the loop does not wait for its 60 s round.
@@ -1133,20 +1144,14 @@ async fn a_pushed_failed_is_acted_on_at_once_after_a_burst_of_pushed_events() {
         "{FAST}\n[[service]]\nlabel = \"worker\"\nmanager = \"null\"\n"
     ));
     inv.settings.interval = Duration::from_secs(60);
-    let mut heal = HealLoop::new(
+    let heal = HealLoop::new(
         &inv,
         Ports::new().with_manager("null", pm.clone()),
         options(Clock::starting_at(EPOCH_MS)),
     )
     .unwrap();
     let mut feed = heal.subscribe();
-    let (stop, mut stopped) = tokio::sync::watch::channel(false);
-    let task = tokio::spawn(async move {
-        heal.run(async move {
-            let _ = stopped.wait_for(|s| *s).await;
-        })
-        .await;
-    });
+    let (stop, task) = running(heal);
     let start = Instant::now();
     sleep(Duration::from_secs(5)).await;
     pm.set_state(&worker, RunState::SupervisorRestarting);

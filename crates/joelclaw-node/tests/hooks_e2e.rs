@@ -126,6 +126,43 @@ timeout = "5s"
     )
 }
 
+/// The inventory's loop, heal policy and the service (`demo-service` on `port`, process and
+/// HTTP probes, the hooks), ending inside its `[service.config]`.
+fn worker(
+    label: &str,
+    manager: &str,
+    program: &str,
+    port: u16,
+    marks: &Path,
+    server: &CountingServer,
+) -> String {
+    format!(
+        r#"[loop]
+interval = "1s"
+
+[heal]
+failures_to_down = 1
+passes_to_up = 1
+grace = "2s"
+
+[[service]]
+label = "{label}"
+manager = "{manager}"
+
+[[service.probe]]
+kind = "process"
+
+[[service.probe]]
+kind = "http"
+endpoints = [{{ class = "localhost", url = "http://127.0.0.1:{port}/" }}]
+{}
+[service.config]
+program = "{program}"
+args = ["demo-service", "--port", "{port}"]"#,
+        hooks(port, marks, "3", server.port)
+    )
+}
+
 /// Waits until `marks` has `lines` lines.
 fn wait_for_marks(marks: &Path, lines: usize) {
     sysutil::poll::until_blocking(
@@ -200,33 +237,15 @@ fn embedded_a_stale_port_holder_is_freed_and_after_heal_runs_once_across_an_agen
     std::fs::write(
         &inventory,
         format!(
-            r#"[node]
-id = "hooks-node"
-
-[loop]
-interval = "1s"
-
-[heal]
-failures_to_down = 1
-passes_to_up = 1
-grace = "2s"
-
-[[service]]
-label = "worker"
-manager = "embedded"
-
-[[service.probe]]
-kind = "process"
-
-[[service.probe]]
-kind = "http"
-endpoints = [{{ class = "localhost", url = "http://127.0.0.1:{port}/" }}]
-
-[service.config]
-program = "${{JOELCLAW_NODE_BIN}}"
-args = ["demo-service", "--port", "{port}"]
-{}"#,
-            hooks(port, &marks, "3", server.port)
+            "[node]\nid = \"hooks-node\"\n\n{}",
+            worker(
+                "worker",
+                "embedded",
+                "${JOELCLAW_NODE_BIN}",
+                port,
+                &marks,
+                &server
+            )
         ),
     )
     .unwrap();
@@ -386,38 +405,16 @@ fn systemd_a_stale_port_holder_is_freed_and_after_heal_runs_once_across_an_agent
     std::fs::write(
         inside(&pid, &format!("{home}/node.toml")),
         format!(
-            r#"[node]
-id = "hooks-systemd"
-log_dir = "{home}/logs"
-
-[managers.systemd]
-service_account = "joelclaw"
-
-[loop]
-interval = "1s"
-
-[heal]
-failures_to_down = 1
-passes_to_up = 1
-grace = "2s"
-
-[[service]]
-label = "{LABEL}"
-manager = "systemd"
-
-[[service.probe]]
-kind = "process"
-
-[[service.probe]]
-kind = "http"
-endpoints = [{{ class = "localhost", url = "http://127.0.0.1:{port}/" }}]
-
-[service.config]
-program = "{agent_bin}"
-args = ["demo-service", "--port", "{port}"]
-restart = "never"
-{}"#,
-            hooks(port, Path::new(&marks), "3", server.port)
+            "[node]\nid = \"hooks-systemd\"\nlog_dir = \"{home}/logs\"\n\n\
+             [managers.systemd]\nservice_account = \"joelclaw\"\n\n{}\nrestart = \"never\"\n",
+            worker(
+                LABEL,
+                "systemd",
+                &agent_bin,
+                port,
+                Path::new(&marks),
+                &server
+            )
         ),
     )
     .unwrap();
