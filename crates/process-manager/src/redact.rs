@@ -214,8 +214,52 @@ fn value_end(bytes: &[u8], start: usize) -> usize {
     end
 }
 
-/// `text` with every secret-named assignment's value replaced by [`REDACTED`].
+/// `text` with every secret-named assignment's value, and every URL's password
+/// (`scheme://user:password@host`), replaced by [`REDACTED`].
 pub fn redact_text(text: &str) -> Cow<'_, str> {
+    match redact_assignments(text) {
+        Cow::Borrowed(t) => redact_userinfo(t),
+        Cow::Owned(t) => Cow::Owned(redact_userinfo(&t).into_owned()),
+    }
+}
+
+/// `text` with the password of every `scheme://user:password@` replaced by [`REDACTED`].
+fn redact_userinfo(text: &str) -> Cow<'_, str> {
+    let mut out: Option<String> = None;
+    let mut copied = 0;
+    let mut from = 0;
+    while let Some(at) = text[from..].find("://") {
+        let start = from + at + 3;
+        let authority_end = text[start..]
+            .find(|c: char| {
+                matches!(c, '/' | '?' | '#' | '"' | '\'' | '<' | '>') || c.is_whitespace()
+            })
+            .map_or(text.len(), |e| start + e);
+        let authority = &text[start..authority_end];
+        if let Some(userinfo_end) = authority.rfind('@') {
+            if let Some(colon) = authority[..userinfo_end].find(':') {
+                let (pw_start, pw_end) = (start + colon + 1, start + userinfo_end);
+                if pw_end > pw_start && &text[pw_start..pw_end] != REDACTED {
+                    let buf = out.get_or_insert_with(|| String::with_capacity(text.len()));
+                    buf.push_str(&text[copied..pw_start]);
+                    buf.push_str(REDACTED);
+                    copied = pw_end;
+                }
+            }
+        }
+        from = authority_end.max(start);
+    }
+    match out {
+        None => Cow::Borrowed(text),
+        Some(mut buf) => {
+            buf.push_str(&text[copied..]);
+            Cow::Owned(buf)
+        }
+    }
+}
+
+/// `text` with every secret-named assignment's value replaced by [`REDACTED`].
+fn redact_assignments(text: &str) -> Cow<'_, str> {
     let bytes = text.as_bytes();
     let mut out: Option<String> = None;
     let mut copied = 0;
@@ -268,6 +312,22 @@ pub fn redact_text(text: &str) -> Cow<'_, str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_urls_password_is_redacted_and_the_rest_kept() {
+        assert_eq!(
+            redact_text("GET http://u:pw1@h:80/x?a=1 then redis://:pw2@r:6379/0 and mailto:a@b"),
+            format!("GET http://u:{REDACTED}@h:80/x?a=1 then redis://:{REDACTED}@r:6379/0 and mailto:a@b")
+        );
+        assert_eq!(redact_text("http://user@host/p"), "http://user@host/p");
+        assert_eq!(redact_text("http://h/p?x=a:b@c"), "http://h/p?x=a:b@c");
+        let json = r#"{"url":"https://u:pw3@h/"}"#;
+        let shown = redact_text(json);
+        assert!(
+            !shown.contains("pw3") && serde_json::from_str::<serde_json::Value>(&shown).is_ok(),
+            "{shown}"
+        );
+    }
 
     /// A secret word counts as a part of a name, not inside another word: a label like
     /// `tokenweb` or `CARGO_PKG_AUTHORS` is not a secret's name.

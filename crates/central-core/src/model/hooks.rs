@@ -70,9 +70,47 @@ impl HookAction {
 impl std::fmt::Display for HookAction {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            HookAction::Command { argv } => write!(f, "command {}", argv.join(" ")),
-            HookAction::Http { method, url } => write!(f, "http {method} {url}"),
+            // As shown in events: an argument or URL part named like a secret is redacted.
+            HookAction::Command { argv } => write!(
+                f,
+                "command {}",
+                process_manager::redact::redact_args(argv).join(" ")
+            ),
+            HookAction::Http { method, url } => write!(
+                f,
+                "http {method} {}",
+                process_manager::redact::redact_text(url)
+            ),
             HookAction::FreePort { port } => write!(f, "free-port {port}"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_hook_is_shown_without_its_secrets() {
+        let command = HookAction::Command {
+            argv: [
+                "/usr/bin/notify",
+                "--api-token",
+                "s3cr3t-a",
+                "API_KEY=s3cr3t-b",
+            ]
+            .map(String::from)
+            .to_vec(),
+        };
+        let http = HookAction::Http {
+            method: "PUT".into(),
+            url: "http://u:s3cr3t-c@127.0.0.1:3111/sync?token=s3cr3t-d".into(),
+        };
+        for shown in [command.to_string(), http.to_string()] {
+            assert!(!shown.contains("s3cr3t"), "{shown}");
+        }
+        assert!(command
+            .to_string()
+            .starts_with("command /usr/bin/notify --api-token "));
     }
 }
