@@ -226,7 +226,17 @@ fn a_second_agent_on_one_state_folder_is_refused_naming_the_first() {
 #[test]
 fn run_on_a_terminal_prints_no_json_lines() {
     let state = tempfile::tempdir().unwrap();
-    let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/demo.toml");
+    // Its own ports: the first test counts every demo service on the demo's ports as its own.
+    let demo = state.path().join("demo.toml");
+    std::fs::write(
+        &demo,
+        std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/demo.toml"),
+        )
+        .unwrap()
+        .replace("1860", "1890"),
+    )
+    .unwrap();
     let typescript = state.path().join("terminal.txt");
     let line = format!(
         "RUST_LOG=info {} run --inventory {} --state-dir {}",
