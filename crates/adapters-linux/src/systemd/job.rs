@@ -2,6 +2,8 @@
 //! `.service`, same name) starts it. The trigger units are what is enabled and kept active; the
 //! service is a `oneshot` that is inactive between runs.
 
+use std::collections::HashSet;
+
 use process_manager::{
     EnableOutcome, Operation, ProcessError, RunState, ServiceConfig, ServiceLabel, ServiceScope,
     ServiceStatus,
@@ -179,7 +181,14 @@ impl SystemdProcessManager {
         &self,
         labels: &[ServiceLabel],
     ) -> Result<Vec<Result<ServiceStatus, ProcessError>>, ProcessError> {
-        let per_label: Vec<Vec<String>> = labels.iter().map(job_unit_names).collect();
+        let loaded = self.loaded_triggers().await;
+        let per_label: Vec<Vec<String>> = labels
+            .iter()
+            .map(|label| match &loaded {
+                Some(loaded) => self.batch_unit_names(label, loaded),
+                None => job_unit_names(label),
+            })
+            .collect();
         let all: Vec<String> = per_label.iter().flatten().cloned().collect();
         let mut states = self.show(Operation::Inspect, &all).await?.into_iter();
         Ok(labels
@@ -191,6 +200,41 @@ impl SystemdProcessManager {
                 Ok(job_status(&service, &triggers, label.clone(), self.scope))
             })
             .collect())
+    }
+
+    /// The `.timer` and `.path` units systemd has loaded, from one call over the bus (it reads
+    /// no disk); `None` without a bus, or when it did not answer (then every trigger name is
+    /// asked for, as `inspect` does).
+    async fn loaded_triggers(&self) -> Option<HashSet<String>> {
+        let (bus, _) = self.bus.as_ref()?;
+        let patterns = ["*.timer".to_string(), "*.path".to_string()];
+        match bus.list_units(&patterns).await {
+            Ok(units) => Some(
+                units
+                    .into_iter()
+                    .filter(|(_, load)| load != "not-found")
+                    .map(|(name, _)| name)
+                    .collect(),
+            ),
+            Err(e) => {
+                tracing::debug!(error = %e, "could not list the loaded triggers");
+                None
+            }
+        }
+    }
+
+    /// A service's unit and those of its triggers worth asking about in a batch: the ones
+    /// systemd has loaded (an armed or enabled trigger always is) and the ones whose file is
+    /// beside the service, where `enable` writes them. A name systemd does not know costs it
+    /// a search of every unit folder, for each of hundreds of services that are no jobs.
+    fn batch_unit_names(&self, label: &ServiceLabel, loaded: &HashSet<String>) -> Vec<String> {
+        let mut names = vec![unit_name(label)];
+        names.extend(
+            trigger_names(label)
+                .into_iter()
+                .filter(|t| loaded.contains(t) || self.unit_dir.join(t).exists()),
+        );
+        names
     }
 
     /// A service's state and its loaded triggers' from the states of `names` (the service's
