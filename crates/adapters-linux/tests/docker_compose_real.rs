@@ -295,15 +295,16 @@ services:
     // Docker flips between `restarting` and a brief `running` on every crash, so the assertion
     // is on the very reading that said `restarting`, not on a second read a moment later.
     let mut seen = None;
-    until("docker restarting the crashing container", async || {
-        match rt.inspect_ref(&crashy).await {
+    until(
+        "docker restarting the crashing container",
+        async || match rt.inspect_ref(&crashy).await {
             Ok(c) if c.is_restarting() && c.restart_count > 0 => {
                 seen = Some(c);
                 true
             }
             _ => false,
-        }
-    })
+        },
+    )
     .await;
     let c = seen.expect("a restarting reading");
     assert!(!c.is_up(), "a crash loop is a failure: {c:?}");

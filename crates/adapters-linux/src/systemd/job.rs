@@ -310,6 +310,43 @@ mod tests {
         UnitState::from_block(&parse_show_blocks(text)[0]).unwrap()
     }
 
+    /// A batch asks for a service's `.timer`/`.path` only when systemd has it loaded or its
+    /// file is beside the service: no name systemd must search every unit folder for.
+    #[test]
+    fn a_batch_asks_only_for_triggers_that_exist() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("b.path"), "").unwrap();
+        let pm = SystemdProcessManager::system().with_unit_dir(dir.path());
+        let loaded: HashSet<String> = ["a.timer".to_string(), "other.timer".to_string()].into();
+        let names = |l: &str| pm.batch_unit_names(&ServiceLabel::new(l).unwrap(), &loaded);
+        assert_eq!(names("a"), ["a.service", "a.timer"]);
+        assert_eq!(names("b"), ["b.service", "b.path"]);
+        assert_eq!(names("c"), ["c.service"]);
+        // `inspect` of one service still asks for both (one call either way).
+        assert_eq!(
+            job_unit_names(&ServiceLabel::new("c").unwrap()),
+            ["c.service", "c.timer", "c.path"]
+        );
+    }
+
+    /// Reading states never starts the event watch (a second connection and `Subscribe`);
+    /// taking the events does.
+    #[tokio::test]
+    async fn reads_start_no_watch_until_someone_listens() {
+        let pm = SystemdProcessManager::system()
+            .with_systemctl("/nonexistent/systemctl")
+            .with_bus(crate::BusAddress::Address(
+                "unix:path=/nonexistent/bus".into(),
+            ));
+        let watch = pm.bus.as_ref().unwrap().1.clone();
+        let label = ServiceLabel::new("x").unwrap();
+        let _ = process_manager::ProcessManagerPort::inspect_many(&pm, &[label.clone()]).await;
+        let _ = process_manager::ProcessManagerPort::inspect(&pm, &label).await;
+        assert!(!watch.started());
+        let _events = process_manager::ProcessManagerPort::events(&pm);
+        assert!(watch.started());
+    }
+
     #[test]
     fn an_idle_job_with_an_armed_trigger_is_left_to_systemd() {
         let service = state("Id=j.service\nLoadState=loaded\nActiveState=inactive\nSubState=dead\nUnitFileState=static\n");

@@ -7,9 +7,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use central_core::{HealLoop, Inventory, LoopOptions, NodeStatus, NodeTags, Ports};
-use process_manager::{ProcessError, ProcessManagerPort, ServiceLabel, ServiceStatus};
 use clap::Args;
 use container_runtime::{ContainerStatus, SharedContainerRuntime};
+use process_manager::{ProcessError, ProcessManagerPort, ServiceLabel, ServiceStatus};
 use serde::Serialize;
 
 use crate::compose::{compose, Mode};
@@ -276,7 +276,10 @@ impl ProcessManagerPort for AlreadyRead {
     ) -> Result<process_manager::RestartOutcome, ProcessError> {
         self.inner.restart(label).await
     }
-    async fn stop(&self, label: &ServiceLabel) -> Result<process_manager::StopOutcome, ProcessError> {
+    async fn stop(
+        &self,
+        label: &ServiceLabel,
+    ) -> Result<process_manager::StopOutcome, ProcessError> {
         self.inner.stop(label).await
     }
     async fn disable(
@@ -549,4 +552,140 @@ async fn once(
             NextAction::node(argv, format!("{l} from its manager"))
         }))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use process_manager::{
+        Capabilities, DisableOutcome, EnableOutcome, LabelPattern, MemoryProcessManager,
+        RestartOutcome, ServiceConfig, StopOutcome,
+    };
+
+    use super::*;
+
+    /// The in-memory manager, counting the reads it is asked for.
+    #[derive(Debug, Default)]
+    struct Counting {
+        inner: MemoryProcessManager,
+        inspects: AtomicUsize,
+        batches: AtomicUsize,
+    }
+
+    #[async_trait::async_trait]
+    impl ProcessManagerPort for Counting {
+        fn capabilities(&self) -> Capabilities {
+            self.inner.capabilities()
+        }
+        async fn list(&self, pattern: &LabelPattern) -> Result<Vec<ServiceStatus>, ProcessError> {
+            self.inner.list(pattern).await
+        }
+        async fn inspect(&self, label: &ServiceLabel) -> Result<ServiceStatus, ProcessError> {
+            self.inspects.fetch_add(1, Ordering::SeqCst);
+            self.inner.inspect(label).await
+        }
+        async fn inspect_many(
+            &self,
+            labels: &[ServiceLabel],
+        ) -> Result<Vec<Result<ServiceStatus, ProcessError>>, ProcessError> {
+            self.batches.fetch_add(1, Ordering::SeqCst);
+            self.inner.inspect_many(labels).await
+        }
+        async fn restart(&self, label: &ServiceLabel) -> Result<RestartOutcome, ProcessError> {
+            self.inner.restart(label).await
+        }
+        async fn stop(&self, label: &ServiceLabel) -> Result<StopOutcome, ProcessError> {
+            self.inner.stop(label).await
+        }
+        async fn disable(&self, label: &ServiceLabel) -> Result<DisableOutcome, ProcessError> {
+            self.inner.disable(label).await
+        }
+        async fn enable(&self, config: &ServiceConfig) -> Result<EnableOutcome, ProcessError> {
+            self.inner.enable(config).await
+        }
+    }
+
+    fn inventory(labels: &[&str]) -> Inventory {
+        let mut text = "[node]\nid = \"t\"\nrole = \"fleet\"\n".to_string();
+        for l in labels {
+            text.push_str(&format!(
+                "\n[[service]]\nlabel = \"{l}\"\nmanager = \"null\"\nclass = \"app-level\"\n\n[[service.probe]]\nkind = \"process\"\n"
+            ));
+        }
+        Inventory::parse(Path::new("t.toml"), &text).unwrap()
+    }
+
+    /// Without an agent, one batched read per manager serves both the probe round and the
+    /// table: the probe round asks the manager nothing more, and every row is that read's.
+    #[tokio::test]
+    async fn one_batched_read_serves_the_probe_round_and_the_table() {
+        let labels = ["a", "b", "gone"];
+        let inventory = inventory(&labels);
+        let counting = Arc::new(Counting::default());
+        for l in ["a", "b"] {
+            let label = ServiceLabel::new(l).unwrap();
+            counting
+                .inner
+                .enable(&ServiceConfig::new(label, "/bin/true"))
+                .await
+                .unwrap();
+        }
+        let mut comp = crate::compose::Composition::default();
+        comp.managers.insert("null", counting.clone());
+        let answers = read_processes(&inventory, &comp, 0..labels.len()).await;
+        assert_eq!(counting.batches.load(Ordering::SeqCst), 1);
+        let ports = ports_answering_from(&inventory, &comp, &answers);
+        let options = LoopOptions::new(NodeTags::new("t", "linux"));
+        let mut heal = HealLoop::new(&inventory, ports, options).unwrap();
+        let status = heal.probe_round().await;
+        assert_eq!(
+            (
+                counting.batches.load(Ordering::SeqCst),
+                counting.inspects.load(Ordering::SeqCst)
+            ),
+            (1, 0),
+            "the probe round asked the manager again"
+        );
+        // The probes saw the batch's answers: two running, one the manager does not know.
+        let running: Vec<&str> = status
+            .services
+            .iter()
+            .filter(|s| s.process.as_ref().is_some_and(|p| p.is_running()))
+            .map(|s| s.label.as_str())
+            .collect();
+        assert_eq!(running, ["a", "b"]);
+        let gone = status.services.iter().find(|s| s.label == "gone").unwrap();
+        assert_eq!(
+            gone.last_probe.as_ref().and_then(|p| p.failure),
+            Some(central_core::ProbeFailure::NotInstalled)
+        );
+        // A second inspect of one label is the manager's again, not a stale copy.
+        let again = AlreadyRead {
+            inner: counting.clone(),
+            answers: Mutex::new(HashMap::new()),
+        };
+        again
+            .inspect(&ServiceLabel::new("a").unwrap())
+            .await
+            .unwrap();
+        assert_eq!(counting.inspects.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn a_copied_error_keeps_its_kind() {
+        let timeout = ProcessError::Timeout {
+            operation: process_manager::Operation::Inspect,
+            after: std::time::Duration::from_secs(3),
+        };
+        assert!(matches!(
+            copy_error(&timeout),
+            ProcessError::Timeout { after, .. } if after == std::time::Duration::from_secs(3)
+        ));
+        let gone = ProcessError::NotFound {
+            label: "x".into(),
+            scope: None,
+        };
+        assert_eq!(copy_error(&gone).to_string(), gone.to_string());
+    }
 }
