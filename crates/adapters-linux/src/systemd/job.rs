@@ -340,7 +340,9 @@ mod tests {
             ));
         let watch = pm.bus.as_ref().unwrap().1.clone();
         let label = ServiceLabel::new("x").unwrap();
-        let _ = process_manager::ProcessManagerPort::inspect_many(&pm, &[label.clone()]).await;
+        let _ =
+            process_manager::ProcessManagerPort::inspect_many(&pm, std::slice::from_ref(&label))
+                .await;
         let _ = process_manager::ProcessManagerPort::inspect(&pm, &label).await;
         assert!(!watch.started());
         let _events = process_manager::ProcessManagerPort::events(&pm);

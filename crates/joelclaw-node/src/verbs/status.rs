@@ -159,8 +159,11 @@ impl ProcessRow {
     }
 }
 
+/// The manager's answer about one service.
+type Answer = (ServiceLabel, Result<ServiceStatus, ProcessError>);
+
 /// The manager's answers about some services, in the inventory's order.
-type Answers = Vec<(ServiceLabel, Result<ServiceStatus, ProcessError>)>;
+type Answers = Vec<Answer>;
 
 /// The process services among `wanted` (inventory indexes), each manager asked once for all
 /// its services (systemd reads all its units' states in one bus round), each under the
@@ -201,12 +204,11 @@ async fn read_processes(
                 .map(|((i, label), answer)| (i, (label, answer)))
                 .collect::<Vec<_>>()
         });
-    let mut answers: Vec<(usize, (ServiceLabel, Result<ServiceStatus, ProcessError>))> =
-        futures::future::join_all(asks)
-            .await
-            .into_iter()
-            .flatten()
-            .collect();
+    let mut answers: Vec<(usize, Answer)> = futures::future::join_all(asks)
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
     answers.sort_by_key(|(i, _)| *i);
     answers.into_iter().map(|(_, a)| a).collect()
 }
