@@ -18,6 +18,7 @@ use crate::triggers::Triggers;
 /// launchd: `system`, `gui/<uid>`, `user/<uid>`. systemd: the system manager, or `--user`
 /// (`gui` and `user` both map to the user's manager there).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(tag = "domain", rename_all = "lowercase")]
 pub enum ServiceScope {
     /// Machine-wide: a LaunchDaemon or a system unit. Runs with no one logged in.

@@ -15,6 +15,7 @@ pub const MAX_LABEL_LEN: usize = 128;
 /// Alphabet: ASCII letters, digits, `.`, `-`, `_`, `@`; 1 to [`MAX_LABEL_LEN`] bytes; it must not
 /// start with `-` (would read as a flag) or `.` (hidden file, `.`/`..`).
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(try_from = "String", into = "String")]
 pub struct ServiceLabel(String);
 

@@ -50,6 +50,7 @@ impl fmt::Display for RunState {
 
 /// How the last process ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum ExitStatus {
     /// Exited with this code.
@@ -76,6 +77,7 @@ impl fmt::Display for ExitStatus {
 
 /// A service's state.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct ServiceStatus {
     /// Which service.
     pub label: ServiceLabel,

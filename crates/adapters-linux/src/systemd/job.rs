@@ -2,6 +2,8 @@
 //! `.service`, same name) starts it. The trigger units are what is enabled and kept active; the
 //! service is a `oneshot` that is inactive between runs.
 
+use std::collections::HashSet;
+
 use process_manager::{
     EnableOutcome, Operation, ProcessError, RunState, ServiceConfig, ServiceLabel, ServiceScope,
     ServiceStatus,
@@ -179,7 +181,14 @@ impl SystemdProcessManager {
         &self,
         labels: &[ServiceLabel],
     ) -> Result<Vec<Result<ServiceStatus, ProcessError>>, ProcessError> {
-        let per_label: Vec<Vec<String>> = labels.iter().map(job_unit_names).collect();
+        let loaded = self.loaded_triggers().await;
+        let per_label: Vec<Vec<String>> = labels
+            .iter()
+            .map(|label| match &loaded {
+                Some(loaded) => self.batch_unit_names(label, loaded),
+                None => job_unit_names(label),
+            })
+            .collect();
         let all: Vec<String> = per_label.iter().flatten().cloned().collect();
         let mut states = self.show(Operation::Inspect, &all).await?.into_iter();
         Ok(labels
@@ -191,6 +200,41 @@ impl SystemdProcessManager {
                 Ok(job_status(&service, &triggers, label.clone(), self.scope))
             })
             .collect())
+    }
+
+    /// The `.timer` and `.path` units systemd has loaded, from one call over the bus (it reads
+    /// no disk); `None` without a bus, or when it did not answer (then every trigger name is
+    /// asked for, as `inspect` does).
+    async fn loaded_triggers(&self) -> Option<HashSet<String>> {
+        let (bus, _) = self.bus.as_ref()?;
+        let patterns = ["*.timer".to_string(), "*.path".to_string()];
+        match bus.list_units(&patterns).await {
+            Ok(units) => Some(
+                units
+                    .into_iter()
+                    .filter(|(_, load)| load != "not-found")
+                    .map(|(name, _)| name)
+                    .collect(),
+            ),
+            Err(e) => {
+                tracing::debug!(error = %e, "could not list the loaded triggers");
+                None
+            }
+        }
+    }
+
+    /// A service's unit and those of its triggers worth asking about in a batch: the ones
+    /// systemd has loaded (an armed or enabled trigger always is) and the ones whose file is
+    /// beside the service, where `enable` writes them. A name systemd does not know costs it
+    /// a search of every unit folder, for each of hundreds of services that are no jobs.
+    fn batch_unit_names(&self, label: &ServiceLabel, loaded: &HashSet<String>) -> Vec<String> {
+        let mut names = vec![unit_name(label)];
+        names.extend(
+            trigger_names(label)
+                .into_iter()
+                .filter(|t| loaded.contains(t) || self.unit_dir.join(t).exists()),
+        );
+        names
     }
 
     /// A service's state and its loaded triggers' from the states of `names` (the service's
@@ -264,6 +308,45 @@ mod tests {
 
     fn state(text: &str) -> UnitState {
         UnitState::from_block(&parse_show_blocks(text)[0]).unwrap()
+    }
+
+    /// A batch asks for a service's `.timer`/`.path` only when systemd has it loaded or its
+    /// file is beside the service: no name systemd must search every unit folder for.
+    #[test]
+    fn a_batch_asks_only_for_triggers_that_exist() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("b.path"), "").unwrap();
+        let pm = SystemdProcessManager::system().with_unit_dir(dir.path());
+        let loaded: HashSet<String> = ["a.timer".to_string(), "other.timer".to_string()].into();
+        let names = |l: &str| pm.batch_unit_names(&ServiceLabel::new(l).unwrap(), &loaded);
+        assert_eq!(names("a"), ["a.service", "a.timer"]);
+        assert_eq!(names("b"), ["b.service", "b.path"]);
+        assert_eq!(names("c"), ["c.service"]);
+        // `inspect` of one service still asks for both (one call either way).
+        assert_eq!(
+            job_unit_names(&ServiceLabel::new("c").unwrap()),
+            ["c.service", "c.timer", "c.path"]
+        );
+    }
+
+    /// Reading states never starts the event watch (a second connection and `Subscribe`);
+    /// taking the events does.
+    #[tokio::test]
+    async fn reads_start_no_watch_until_someone_listens() {
+        let pm = SystemdProcessManager::system()
+            .with_systemctl("/nonexistent/systemctl")
+            .with_bus(crate::BusAddress::Address(
+                "unix:path=/nonexistent/bus".into(),
+            ));
+        let watch = pm.bus.as_ref().unwrap().1.clone();
+        let label = ServiceLabel::new("x").unwrap();
+        let _ =
+            process_manager::ProcessManagerPort::inspect_many(&pm, std::slice::from_ref(&label))
+                .await;
+        let _ = process_manager::ProcessManagerPort::inspect(&pm, &label).await;
+        assert!(!watch.started());
+        let _events = process_manager::ProcessManagerPort::events(&pm);
+        assert!(watch.started());
     }
 
     #[test]

@@ -231,7 +231,7 @@ impl SystemdProcessManager {
         units: &[String],
     ) -> Result<Vec<UnitState>, ProcessError> {
         if let Some((bus, watch)) = &self.bus {
-            watch.ensure_started();
+            watch.ensure_started_if_subscribed();
             let detail = match operation {
                 Operation::Enable => Detail::Definition,
                 _ => Detail::Status,
@@ -331,7 +331,7 @@ impl SystemdProcessManager {
         glob: Option<&str>,
     ) -> Result<Vec<(String, String)>, ProcessError> {
         if let Some((bus, watch)) = &self.bus {
-            watch.ensure_started();
+            watch.ensure_started_if_subscribed();
             let patterns = vec![glob.unwrap_or("*.service").to_string()];
             match bus.list_units(&patterns).await {
                 Ok(units) => {

@@ -59,6 +59,20 @@ impl Watch {
         receiver
     }
 
+    /// Starts the watch when someone listens (a receiver taken outside a runtime): a caller
+    /// that only reads states (`status`) never pays for a second connection and `Subscribe`.
+    pub(crate) fn ensure_started_if_subscribed(&self) {
+        if self.events.receiver_count() > 0 {
+            self.ensure_started();
+        }
+    }
+
+    /// Whether the watch task was started.
+    #[cfg(test)]
+    pub(crate) fn started(&self) -> bool {
+        *self.started.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Starts the watch task once, when there is a runtime to run it.
     pub(crate) fn ensure_started(&self) {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {

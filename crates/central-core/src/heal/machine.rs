@@ -40,6 +40,7 @@ pub(crate) struct ServiceState {
     pub(crate) last_probe: Option<ProbeSummary>,
     pub(crate) run_state: Option<RunState>,
     pub(crate) pid: Option<u32>,
+    pub(crate) process: Option<process_manager::ServiceStatus>,
     pub(crate) endpoint_class: Option<EndpointClass>,
     pub(crate) hold: Option<Hold>,
     pub(crate) step: Option<Step>,
@@ -197,6 +198,7 @@ pub(crate) fn observe(
     if !probed.manager_silent {
         s.run_state = probed.run_state;
         s.pid = probed.pid;
+        s.process = probed.process.clone();
     }
     if !s.record.desired.is_running() {
         // Stopped or disabled by request: what is seen is reported, nothing is counted.

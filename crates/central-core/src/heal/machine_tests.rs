@@ -45,6 +45,7 @@ fn probed(failure: Option<ProbeFailure>, manager_silent: bool) -> Probed {
         },
         run_state: None,
         pid: None,
+        process: None,
         manager_silent,
         drift: None,
     }

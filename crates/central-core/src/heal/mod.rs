@@ -564,11 +564,13 @@ async fn probe_service(probes: &[Arc<dyn Probe>], now: u64) -> Probed {
     let mut pass: Option<ProbeResult> = None;
     let mut silent: Option<ProbeResult> = None;
     let mut seen_state = (None, None);
+    let mut process = None;
     let mut verdict = None;
     for p in probes {
-        let r = run_probe(p.as_ref()).await;
+        let mut r = run_probe(p.as_ref()).await;
         if r.run_state.is_some() {
             seen_state = (r.run_state, r.pid);
+            process = r.process.take();
         }
         if r.failure == Some(ProbeFailure::ManagerUnavailable) {
             silent.get_or_insert(r);
@@ -597,6 +599,7 @@ async fn probe_service(probes: &[Arc<dyn Probe>], now: u64) -> Probed {
         },
         run_state: seen_state.0,
         pid: seen_state.1,
+        process,
         manager_silent,
         drift: None,
     }

@@ -63,6 +63,10 @@ pub struct ServiceSnapshot {
     pub run_state: Option<RunState>,
     /// The pid, where a process probe saw one.
     pub pid: Option<u32>,
+    /// The manager's last answer about it (state, pid, restarts, last exit, enablement),
+    /// where a process probe asked: `status` shows it without asking the manager again.
+    #[serde(default)]
+    pub process: Option<process_manager::ServiceStatus>,
     /// The last probe round.
     pub last_probe: Option<ProbeSummary>,
     /// The endpoint class of the last pass.

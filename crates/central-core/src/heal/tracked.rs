@@ -21,6 +21,8 @@ pub(super) struct Probed {
     pub(super) summary: ProbeSummary,
     pub(super) run_state: Option<RunState>,
     pub(super) pid: Option<u32>,
+    /// The manager's whole answer where a process probe asked.
+    pub(super) process: Option<process_manager::ServiceStatus>,
     /// A probe asked the manager (or runtime) and it did not answer.
     pub(super) manager_silent: bool,
     /// The installed definition differs from the desired one (how), where it was compared.
@@ -198,6 +200,7 @@ impl Tracked {
             health,
             run_state: s.run_state,
             pid: s.pid,
+            process: s.process.clone(),
             last_probe: s.last_probe.clone(),
             endpoint_class: s.endpoint_class,
             step: s.step,

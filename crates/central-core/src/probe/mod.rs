@@ -13,7 +13,7 @@ use async_trait::async_trait;
 use container_runtime::{
     ContainerHealth, ContainerRef, ContainerStatus, RuntimeError, SharedContainerRuntime,
 };
-use process_manager::{ProcessError, RunState, ServiceLabel, SharedProcessManager};
+use process_manager::{ProcessError, RunState, ServiceLabel, ServiceStatus, SharedProcessManager};
 use serde::{Deserialize, Serialize};
 
 use crate::inventory::{Endpoint, EndpointClass};
@@ -103,6 +103,9 @@ pub struct ProbeResult {
     pub run_state: Option<RunState>,
     /// The pid, for a process probe of a running service.
     pub pid: Option<u32>,
+    /// The manager's whole answer, for a process probe (restarts, last exit, enablement).
+    #[serde(default)]
+    pub process: Option<ServiceStatus>,
 }
 
 impl ProbeResult {
@@ -114,6 +117,7 @@ impl ProbeResult {
             detail: detail.into(),
             run_state: None,
             pid: None,
+            process: None,
         }
     }
 
@@ -125,6 +129,7 @@ impl ProbeResult {
             detail: detail.into(),
             run_state: None,
             pid: None,
+            process: None,
         }
     }
 
@@ -253,6 +258,7 @@ impl Probe for ProcessProbe {
                 };
                 r.run_state = Some(status.state);
                 r.pid = status.pid;
+                r.process = Some(status);
                 r
             }
             Err(ProcessError::NotFound { .. }) => ProbeResult::fail(

@@ -3,14 +3,18 @@
 
 use std::path::{Path, PathBuf};
 
-use central_core::{HealLoop, Inventory, LoopOptions, NodeStatus, NodeTags};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use central_core::{HealLoop, Inventory, LoopOptions, NodeStatus, NodeTags, Ports};
 use clap::Args;
 use container_runtime::{ContainerStatus, SharedContainerRuntime};
+use process_manager::{ProcessError, ProcessManagerPort, ServiceLabel, ServiceStatus};
 use serde::Serialize;
 
 use crate::compose::{compose, Mode};
 use crate::output::{json_name, opt, table, Failure, NextAction, Report};
-use crate::setup::{load, node_identity, runtime, state_dir};
+use crate::setup::{load, node_identity, state_dir};
 
 /// `--inventory FILE [--fleet]`.
 #[derive(Debug, Args)]
@@ -138,12 +142,40 @@ struct ProcessRow {
     error: Option<String>,
 }
 
-/// Every process service's manager, asked at once: one batched read per manager (systemd reads
-/// all its units' states in one bus round), each under the adapter's deadline. Rows keep the
-/// inventory's order.
-async fn processes(inventory: &Inventory, comp: &crate::compose::Composition) -> Vec<ProcessRow> {
+impl ProcessRow {
+    fn new(service: String, answer: &Result<ServiceStatus, ProcessError>) -> Self {
+        match answer {
+            Ok(st) => ProcessRow {
+                service,
+                state: Some(st.clone()),
+                error: None,
+            },
+            Err(e) => ProcessRow {
+                service,
+                state: None,
+                error: Some(e.to_string()),
+            },
+        }
+    }
+}
+
+/// The manager's answer about one service.
+type Answer = (ServiceLabel, Result<ServiceStatus, ProcessError>);
+
+/// The manager's answers about some services, in the inventory's order.
+type Answers = Vec<Answer>;
+
+/// The process services among `wanted` (inventory indexes), each manager asked once for all
+/// its services (systemd reads all its units' states in one bus round), each under the
+/// adapter's deadline. Answers keep the inventory's order.
+async fn read_processes(
+    inventory: &Inventory,
+    comp: &crate::compose::Composition,
+    wanted: impl Iterator<Item = usize>,
+) -> Answers {
     let mut by_manager: Vec<(&str, process_manager::SharedProcessManager, Vec<usize>)> = Vec::new();
-    for (i, spec) in inventory.services.iter().enumerate() {
+    for i in wanted {
+        let spec = &inventory.services[i];
         let Some(manager) = comp.manager_of(inventory, spec.label.as_str()) else {
             continue;
         };
@@ -156,53 +188,150 @@ async fn processes(inventory: &Inventory, comp: &crate::compose::Composition) ->
     let asks = by_manager
         .into_iter()
         .map(|(_, manager, members)| async move {
-            let labels: Vec<process_manager::ServiceLabel> = members
+            let labels: Vec<ServiceLabel> = members
                 .iter()
                 .map(|&i| inventory.services[i].label.clone())
                 .collect();
-            let answers = manager.inspect_many(&labels).await;
-            let rows: Vec<(usize, ProcessRow)> = match answers {
-                Ok(answers) => members
-                    .iter()
-                    .zip(answers)
-                    .map(|(&i, answer)| {
-                        let service = inventory.services[i].label.to_string();
-                        let row = match answer {
-                            Ok(st) => ProcessRow {
-                                service,
-                                state: Some(st),
-                                error: None,
-                            },
-                            Err(e) => ProcessRow {
-                                service,
-                                state: None,
-                                error: Some(e.to_string()),
-                            },
-                        };
-                        (i, row)
-                    })
-                    .collect(),
-                Err(e) => members
-                    .iter()
-                    .map(|&i| {
-                        let row = ProcessRow {
-                            service: inventory.services[i].label.to_string(),
-                            state: None,
-                            error: Some(e.to_string()),
-                        };
-                        (i, row)
-                    })
-                    .collect(),
+            let answers = match manager.inspect_many(&labels).await {
+                Ok(answers) => answers,
+                // The whole batch failed: each service says why.
+                Err(e) => labels.iter().map(|_| Err(copy_error(&e))).collect(),
             };
-            rows
+            members
+                .into_iter()
+                .zip(labels)
+                .zip(answers)
+                .map(|((i, label), answer)| (i, (label, answer)))
+                .collect::<Vec<_>>()
         });
-    let mut rows: Vec<(usize, ProcessRow)> = futures::future::join_all(asks)
+    let mut answers: Vec<(usize, Answer)> = futures::future::join_all(asks)
         .await
         .into_iter()
         .flatten()
         .collect();
-    rows.sort_by_key(|(i, _)| *i);
-    rows.into_iter().map(|(_, row)| row).collect()
+    answers.sort_by_key(|(i, _)| *i);
+    answers.into_iter().map(|(_, a)| a).collect()
+}
+
+/// The same error again, for a second reader of one answer: its kind (what a probe decides
+/// on) and its words.
+fn copy_error(e: &ProcessError) -> ProcessError {
+    match e {
+        ProcessError::NotFound { label, scope } => ProcessError::NotFound {
+            label: label.clone(),
+            scope: scope.clone(),
+        },
+        ProcessError::Timeout { operation, after } => ProcessError::Timeout {
+            operation: *operation,
+            after: *after,
+        },
+        ProcessError::Unavailable { adapter, detail } => ProcessError::Unavailable {
+            adapter: adapter.clone(),
+            detail: detail.clone(),
+        },
+        ProcessError::PermissionDenied {
+            operation,
+            target,
+            detail,
+        } => ProcessError::PermissionDenied {
+            operation: *operation,
+            target: target.clone(),
+            detail: detail.clone(),
+        },
+        other => ProcessError::backend("status", other.to_string()),
+    }
+}
+
+/// A manager whose services' states were just read in one batch: the probe round's `inspect`s
+/// take those answers (one read serves the probes and the table), anything else goes through.
+#[derive(Debug)]
+struct AlreadyRead {
+    inner: process_manager::SharedProcessManager,
+    answers: Mutex<HashMap<ServiceLabel, Result<ServiceStatus, ProcessError>>>,
+}
+
+#[async_trait::async_trait]
+impl ProcessManagerPort for AlreadyRead {
+    fn capabilities(&self) -> process_manager::Capabilities {
+        self.inner.capabilities()
+    }
+    async fn list(
+        &self,
+        pattern: &process_manager::LabelPattern,
+    ) -> Result<Vec<ServiceStatus>, ProcessError> {
+        self.inner.list(pattern).await
+    }
+    async fn inspect(&self, label: &ServiceLabel) -> Result<ServiceStatus, ProcessError> {
+        let known = self
+            .answers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(label);
+        match known {
+            Some(answer) => answer,
+            None => self.inner.inspect(label).await,
+        }
+    }
+    async fn restart(
+        &self,
+        label: &ServiceLabel,
+    ) -> Result<process_manager::RestartOutcome, ProcessError> {
+        self.inner.restart(label).await
+    }
+    async fn stop(
+        &self,
+        label: &ServiceLabel,
+    ) -> Result<process_manager::StopOutcome, ProcessError> {
+        self.inner.stop(label).await
+    }
+    async fn disable(
+        &self,
+        label: &ServiceLabel,
+    ) -> Result<process_manager::DisableOutcome, ProcessError> {
+        self.inner.disable(label).await
+    }
+    async fn enable(
+        &self,
+        config: &process_manager::ServiceConfig,
+    ) -> Result<process_manager::EnableOutcome, ProcessError> {
+        self.inner.enable(config).await
+    }
+}
+
+/// The heal loop's ports, each manager answering `inspect` from `answers` first.
+fn ports_answering_from(
+    inventory: &Inventory,
+    comp: &crate::compose::Composition,
+    answers: &Answers,
+) -> Ports {
+    let mut by_manager: HashMap<&str, HashMap<ServiceLabel, _>> = HashMap::new();
+    for (label, answer) in answers {
+        if let Some(spec) = inventory.service(label.as_str()) {
+            let copy = match answer {
+                Ok(st) => Ok(st.clone()),
+                Err(e) => Err(copy_error(e)),
+            };
+            by_manager
+                .entry(spec.manager.as_str())
+                .or_default()
+                .insert(label.clone(), copy);
+        }
+    }
+    let mut ports = Ports::new();
+    for (name, manager) in &comp.managers {
+        let answers = by_manager.remove(name).unwrap_or_default();
+        ports = ports.with_manager(
+            *name,
+            Arc::new(AlreadyRead {
+                inner: manager.clone(),
+                answers: Mutex::new(answers),
+            }),
+        );
+    }
+    if let Some(rt) = &comp.runtime {
+        ports = ports.with_runtime(rt.clone());
+    }
+    ports
 }
 
 /// `--watch`: how often the table is refreshed.
@@ -224,7 +353,11 @@ pub fn exec(
     let identity = node_identity(CMD, Some(&inventory))?;
     let state_arg = state_flag.clone();
     let state = state_dir(CMD, state_flag, &inventory)?;
-    let rt = runtime(CMD)?;
+    // One thread: the command's work is a few batched reads and one probe round.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::failed(CMD, format!("cannot start the async runtime: {e}")))?;
     loop {
         let report = rt.block_on(once(
             &args,
@@ -267,9 +400,46 @@ async fn once(
         Err(e) => return Err(Failure::failed(CMD, e)),
     };
     let source = if live.is_some() { "agent" } else { "probe" };
-    let status = match live {
-        Some(status) => status,
+    let (status, processes, containers) = match live {
+        Some(status) => {
+            // The agent's process probes already hold each manager's answer: the manager is
+            // asked only about the services no process probe read.
+            let unread = inventory.services.iter().enumerate().filter(|(_, spec)| {
+                !status
+                    .services
+                    .iter()
+                    .any(|s| s.label == spec.label.as_str() && s.process.is_some())
+            });
+            let (unread, containers) = tokio::join!(
+                read_processes(inventory, &comp, unread.map(|(i, _)| i)),
+                containers(inventory, comp.runtime.as_ref())
+            );
+            let mut unread: HashMap<ServiceLabel, _> = unread.into_iter().collect();
+            let processes = inventory
+                .services
+                .iter()
+                .filter_map(|spec| {
+                    let service = spec.label.to_string();
+                    if let Some(answer) = unread.remove(&spec.label) {
+                        return Some(ProcessRow::new(service, &answer));
+                    }
+                    let seen = status.services.iter().find(|s| s.label == service)?;
+                    Some(ProcessRow {
+                        service,
+                        state: Some(seen.process.clone()?),
+                        error: None,
+                    })
+                })
+                .collect::<Vec<_>>();
+            (status, processes, containers)
+        }
         None => {
+            // One batched read per manager serves both the probe round (its process probes
+            // take these answers) and the table.
+            let (answers, containers) = tokio::join!(
+                read_processes(inventory, &comp, 0..inventory.services.len()),
+                containers(inventory, comp.runtime.as_ref())
+            );
             // The running agent's persisted breakers, in-flight heals and requests, for the
             // table. Read from a copy: loading moves a corrupt file aside, and `status` changes
             // nothing of the agent's.
@@ -279,23 +449,26 @@ async fn once(
             if copy_dir_files(&state.join("heal"), copy.path()) {
                 options = options.with_state_dir(copy.path());
             }
-            let mut heal = HealLoop::new(inventory, comp.ports(), options)
-                .map_err(|e| Failure::input(CMD, e))?;
-            heal.probe_round().await
+            let ports = ports_answering_from(inventory, &comp, &answers);
+            let mut heal =
+                HealLoop::new(inventory, ports, options).map_err(|e| Failure::input(CMD, e))?;
+            let status = heal.probe_round().await;
+            let processes = answers
+                .iter()
+                .map(|(label, answer)| ProcessRow::new(label.to_string(), answer))
+                .collect();
+            (status, processes, containers)
         }
     };
-    let (processes, containers) = tokio::join!(
-        processes(inventory, &comp),
-        containers(inventory, comp.runtime.as_ref())
-    );
     let colour = crate::output::colour_on_stdout();
+    let by_service: HashMap<&str, &ProcessRow> =
+        processes.iter().map(|p| (p.service.as_str(), p)).collect();
     let rows: Vec<Vec<String>> = status
         .services
         .iter()
         .map(|s| {
-            let managed = processes
-                .iter()
-                .find(|p| p.service == s.label)
+            let managed = by_service
+                .get(s.label.as_str())
                 .and_then(|p| p.state.as_ref());
             let state = managed
                 .map(|m| m.state.to_string())
@@ -381,4 +554,140 @@ async fn once(
             NextAction::node(argv, format!("{l} from its manager"))
         }))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use process_manager::{
+        Capabilities, DisableOutcome, EnableOutcome, LabelPattern, MemoryProcessManager,
+        RestartOutcome, ServiceConfig, StopOutcome,
+    };
+
+    use super::*;
+
+    /// The in-memory manager, counting the reads it is asked for.
+    #[derive(Debug, Default)]
+    struct Counting {
+        inner: MemoryProcessManager,
+        inspects: AtomicUsize,
+        batches: AtomicUsize,
+    }
+
+    #[async_trait::async_trait]
+    impl ProcessManagerPort for Counting {
+        fn capabilities(&self) -> Capabilities {
+            self.inner.capabilities()
+        }
+        async fn list(&self, pattern: &LabelPattern) -> Result<Vec<ServiceStatus>, ProcessError> {
+            self.inner.list(pattern).await
+        }
+        async fn inspect(&self, label: &ServiceLabel) -> Result<ServiceStatus, ProcessError> {
+            self.inspects.fetch_add(1, Ordering::SeqCst);
+            self.inner.inspect(label).await
+        }
+        async fn inspect_many(
+            &self,
+            labels: &[ServiceLabel],
+        ) -> Result<Vec<Result<ServiceStatus, ProcessError>>, ProcessError> {
+            self.batches.fetch_add(1, Ordering::SeqCst);
+            self.inner.inspect_many(labels).await
+        }
+        async fn restart(&self, label: &ServiceLabel) -> Result<RestartOutcome, ProcessError> {
+            self.inner.restart(label).await
+        }
+        async fn stop(&self, label: &ServiceLabel) -> Result<StopOutcome, ProcessError> {
+            self.inner.stop(label).await
+        }
+        async fn disable(&self, label: &ServiceLabel) -> Result<DisableOutcome, ProcessError> {
+            self.inner.disable(label).await
+        }
+        async fn enable(&self, config: &ServiceConfig) -> Result<EnableOutcome, ProcessError> {
+            self.inner.enable(config).await
+        }
+    }
+
+    fn inventory(labels: &[&str]) -> Inventory {
+        let mut text = "[node]\nid = \"t\"\nrole = \"fleet\"\n".to_string();
+        for l in labels {
+            text.push_str(&format!(
+                "\n[[service]]\nlabel = \"{l}\"\nmanager = \"null\"\nclass = \"app-level\"\n\n[[service.probe]]\nkind = \"process\"\n"
+            ));
+        }
+        Inventory::parse(Path::new("t.toml"), &text).unwrap()
+    }
+
+    /// Without an agent, one batched read per manager serves both the probe round and the
+    /// table: the probe round asks the manager nothing more, and every row is that read's.
+    #[tokio::test]
+    async fn one_batched_read_serves_the_probe_round_and_the_table() {
+        let labels = ["a", "b", "gone"];
+        let inventory = inventory(&labels);
+        let counting = Arc::new(Counting::default());
+        for l in ["a", "b"] {
+            let label = ServiceLabel::new(l).unwrap();
+            counting
+                .inner
+                .enable(&ServiceConfig::new(label, "/bin/true"))
+                .await
+                .unwrap();
+        }
+        let mut comp = crate::compose::Composition::default();
+        comp.managers.insert("null", counting.clone());
+        let answers = read_processes(&inventory, &comp, 0..labels.len()).await;
+        assert_eq!(counting.batches.load(Ordering::SeqCst), 1);
+        let ports = ports_answering_from(&inventory, &comp, &answers);
+        let options = LoopOptions::new(NodeTags::new("t", "linux"));
+        let mut heal = HealLoop::new(&inventory, ports, options).unwrap();
+        let status = heal.probe_round().await;
+        assert_eq!(
+            (
+                counting.batches.load(Ordering::SeqCst),
+                counting.inspects.load(Ordering::SeqCst)
+            ),
+            (1, 0),
+            "the probe round asked the manager again"
+        );
+        // The probes saw the batch's answers: two running, one the manager does not know.
+        let running: Vec<&str> = status
+            .services
+            .iter()
+            .filter(|s| s.process.as_ref().is_some_and(|p| p.is_running()))
+            .map(|s| s.label.as_str())
+            .collect();
+        assert_eq!(running, ["a", "b"]);
+        let gone = status.services.iter().find(|s| s.label == "gone").unwrap();
+        assert_eq!(
+            gone.last_probe.as_ref().and_then(|p| p.failure),
+            Some(central_core::ProbeFailure::NotInstalled)
+        );
+        // A second inspect of one label is the manager's again, not a stale copy.
+        let again = AlreadyRead {
+            inner: counting.clone(),
+            answers: Mutex::new(HashMap::new()),
+        };
+        again
+            .inspect(&ServiceLabel::new("a").unwrap())
+            .await
+            .unwrap();
+        assert_eq!(counting.inspects.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn a_copied_error_keeps_its_kind() {
+        let timeout = ProcessError::Timeout {
+            operation: process_manager::Operation::Inspect,
+            after: std::time::Duration::from_secs(3),
+        };
+        assert!(matches!(
+            copy_error(&timeout),
+            ProcessError::Timeout { after, .. } if after == std::time::Duration::from_secs(3)
+        ));
+        let gone = ProcessError::NotFound {
+            label: "x".into(),
+            scope: None,
+        };
+        assert_eq!(copy_error(&gone).to_string(), gone.to_string());
+    }
 }
