@@ -105,6 +105,40 @@ export type ProbeFailure =
   | "error"
   | "port-held";
 /**
+ * How the last process ended.
+ */
+export type ExitStatus =
+  | {
+      code: number;
+    }
+  | {
+      signal: number;
+    };
+/**
+ * Where a service runs: the machine-wide domain or one user's.
+ *
+ * launchd: `system`, `gui/<uid>`, `user/<uid>`. systemd: the system manager, or `--user`
+ * (`gui` and `user` both map to the user's manager there).
+ */
+export type ServiceScope =
+  | {
+      domain: "system";
+    }
+  | {
+      domain: "gui";
+      /**
+       * The user's numeric id.
+       */
+      uid: number;
+    }
+  | {
+      domain: "user";
+      /**
+       * The user's numeric id.
+       */
+      uid: number;
+    };
+/**
  * The run state of a service as its manager sees it.
  */
 export type RunState = "running" | "starting" | "supervisor-restarting" | "stopped" | "failed" | "unknown";
@@ -199,6 +233,11 @@ export interface ServiceSnapshot {
    */
   pid?: number | null;
   /**
+   * The manager's last answer about it (state, pid, restarts, last exit, enablement),
+   * where a process probe asked: `status` shows it without asking the manager again.
+   */
+  process?: ServiceStatus | null;
+  /**
    * The run state, where a process probe saw one.
    */
   run_state?: RunState | null;
@@ -256,4 +295,41 @@ export interface ProbeSummary {
    * Whether every probe passed.
    */
   passed: boolean;
+}
+/**
+ * A service's state.
+ */
+export interface ServiceStatus {
+  /**
+   * Whether it is allowed to start (not disabled). `None` where the manager does not say.
+   */
+  enabled?: boolean | null;
+  /**
+   * Which service.
+   */
+  label: string;
+  /**
+   * How the last process ended, when the manager remembers.
+   */
+  last_exit?: ExitStatus | null;
+  /**
+   * The manager knows the definition (launchd: bootstrapped; systemd: `LoadState=loaded`).
+   */
+  loaded: boolean;
+  /**
+   * The main process id, when running.
+   */
+  pid?: number | null;
+  /**
+   * Restarts counted by the manager (systemd `NRestarts`, launchd `runs - 1`), where it counts.
+   */
+  restart_count?: number | null;
+  /**
+   * The domain it was found in, where the manager has domains.
+   */
+  scope?: ServiceScope | null;
+  /**
+   * The run state.
+   */
+  state: "running" | "starting" | "supervisor-restarting" | "stopped" | "failed" | "unknown";
 }
