@@ -440,4 +440,3 @@ async fn next_verb(verbs: &mut Option<mpsc::Receiver<VerbRequest>>) -> Option<Ve
         None => std::future::pending().await,
     }
 }
-

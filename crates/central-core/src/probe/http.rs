@@ -69,7 +69,10 @@ impl Get {
         // An IPv6 literal keeps its brackets in the URI; the socket address does not.
         let bare = host.trim_start_matches('[').trim_end_matches(']');
         Ok(Get {
-            addr: bare.parse::<IpAddr>().ok().map(|ip| SocketAddr::new(ip, port)),
+            addr: bare
+                .parse::<IpAddr>()
+                .ok()
+                .map(|ip| SocketAddr::new(ip, port)),
             host: bare.into(),
             port,
             request: request.into_bytes().into_boxed_slice(),
@@ -210,7 +213,12 @@ mod tests {
             (b"HTTP/2 200", None),
             (b"", None),
         ] {
-            assert_eq!(status_code(line), code, "{:?}", String::from_utf8_lossy(line));
+            assert_eq!(
+                status_code(line),
+                code,
+                "{:?}",
+                String::from_utf8_lossy(line)
+            );
         }
     }
 
@@ -226,7 +234,10 @@ mod tests {
             .get_status(&format!("http://{addr}/"))
             .await
             .unwrap_err();
-        assert!(matches!(err, GetError::Answer(_) | GetError::Io(_)), "{err}");
+        assert!(
+            matches!(err, GetError::Answer(_) | GetError::Io(_)),
+            "{err}"
+        );
         assert!(matches!(
             HttpClient.get_status("https://127.0.0.1/").await,
             Err(GetError::Url(_))
