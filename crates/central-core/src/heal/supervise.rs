@@ -139,12 +139,23 @@ impl HealLoop {
             plan.queue.push(Reverse((start, i)));
         }
 
+        // One timer for the loop, moved only when the earliest due probe changes (not one made
+        // and dropped at every turn of the loop).
+        let wake = tokio::time::sleep_until(start);
+        tokio::pin!(wake);
+        let mut armed = start;
         loop {
             let next = if probes_in_flight < self.settings.max_concurrency {
                 plan.next()
             } else {
                 None
             };
+            if let Some((when, _)) = next {
+                if when != armed {
+                    wake.as_mut().reset(when);
+                    armed = when;
+                }
+            }
             tokio::select! {
                 biased;
                 _ = &mut shutdown => break,
@@ -211,28 +222,19 @@ impl HealLoop {
                     }
                     plan.early(i, gave_up);
                 }
-                _ = sleep_until_due(next) => {
-                    let Some((_, i)) = next else { continue };
-                    plan.queue.pop();
-                    plan.busy[i] = true;
-                    probes_in_flight += 1;
-                    let probes = self.services[i].probes.clone();
-                    let drift = self.drift_due(i, &mut plan);
-                    let deadline = self.settings.heal_timeout;
-                    let now_ms = self.clock.now_ms();
-                    let tx = done_tx.clone();
-                    tasks.spawn(async move {
-                        let mut probed = probe_service(&probes, now_ms).await;
-                        if let Some((check, desired)) = drift {
-                            // A file read, off the runtime's threads and under a deadline.
-                            let read = tokio::task::spawn_blocking(move || check.drifted(&desired));
-                            probed.drift = match tokio::time::timeout(deadline, read).await {
-                                Ok(Ok(drift)) => drift,
-                                _ => None,
-                            };
+                _ = &mut wake, if next.is_some() => {
+                    // Every probe due by now starts in this turn (services start due together
+                    // and stay in step), each in its own task as before.
+                    let now = Instant::now().max(armed);
+                    while probes_in_flight < self.settings.max_concurrency {
+                        let Some((when, i)) = plan.next() else { break };
+                        if when > now {
+                            break;
                         }
-                        let _ = tx.send(Finished::Probed(i, probed));
-                    });
+                        plan.queue.pop();
+                        probes_in_flight += 1;
+                        self.start_probe(i, &mut plan, &mut tasks, &done_tx);
+                    }
                 }
             }
             // Reap finished tasks without waiting (their results came through the channel).
@@ -369,6 +371,34 @@ impl HealLoop {
         });
     }
 
+    /// Starts service `i`'s probe round in a task of its own; it reports back on `done`.
+    fn start_probe(
+        &mut self,
+        i: usize,
+        plan: &mut Schedule,
+        tasks: &mut JoinSet<()>,
+        done: &mpsc::UnboundedSender<Finished>,
+    ) {
+        plan.busy[i] = true;
+        let probes = self.services[i].probes.clone();
+        let drift = self.drift_due(i, plan);
+        let deadline = self.settings.heal_timeout;
+        let now_ms = self.clock.now_ms();
+        let tx = done.clone();
+        tasks.spawn(async move {
+            let mut probed = probe_service(&probes, now_ms).await;
+            if let Some((check, desired)) = drift {
+                // A file read, off the runtime's threads and under a deadline.
+                let read = tokio::task::spawn_blocking(move || check.drifted(&desired));
+                probed.drift = match tokio::time::timeout(deadline, read).await {
+                    Ok(Ok(drift)) => drift,
+                    _ => None,
+                };
+            }
+            let _ = tx.send(Finished::Probed(i, probed));
+        });
+    }
+
     /// The check and desired definition of service `i` when its round is one that compares.
     fn drift_due(
         &self,
@@ -442,13 +472,6 @@ impl HealLoop {
 async fn next_verb(verbs: &mut Option<mpsc::Receiver<VerbRequest>>) -> Option<VerbRequest> {
     match verbs {
         Some(rx) => rx.recv().await,
-        None => std::future::pending().await,
-    }
-}
-
-async fn sleep_until_due(next: Option<(Instant, usize)>) {
-    match next {
-        Some((when, _)) => tokio::time::sleep_until(when).await,
         None => std::future::pending().await,
     }
 }

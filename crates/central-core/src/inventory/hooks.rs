@@ -111,7 +111,7 @@ impl Parser<'_> {
                 let plain = text
                     .strip_prefix("http://")
                     .is_some_and(|rest| !rest.is_empty() && !rest.starts_with('/'));
-                if !plain || text.parse::<hyper::Uri>().is_err() {
+                if !plain || text.parse::<http::Uri>().is_err() {
                     return Err(bad(
                         url.span().start,
                         "url",

@@ -6,6 +6,7 @@
 //! reporting that endpoint's class. Every endpoint has a deadline; the loop puts an outer one on
 //! the whole probe ([`Probe::deadline`]).
 
+use std::borrow::Cow;
 use std::fmt;
 use std::time::Duration;
 
@@ -21,6 +22,7 @@ use crate::inventory::{Endpoint, EndpointClass};
 mod http;
 mod port_holder;
 mod scripted;
+use http::Get;
 pub use http::HttpClient;
 pub use port_holder::PortOwner;
 pub use scripted::ScriptedProbe;
@@ -433,6 +435,9 @@ impl Probe for SubstrateProbe {
 pub struct HttpProbe {
     client: HttpClient,
     endpoints: Endpoints,
+    /// Each endpoint's request, made once (`None`: its target names `{vm_ip}`, or its URL is
+    /// not one, which each check then reports).
+    gets: Vec<Option<Get>>,
     status: (u16, u16),
     owner: Option<PortOwner>,
 }
@@ -445,9 +450,18 @@ impl HttpProbe {
         status: (u16, u16),
         timeout: Duration,
     ) -> Self {
+        let gets = endpoints
+            .iter()
+            .map(|ep| {
+                (!ep.target.contains(VM_IP_PLACEHOLDER))
+                    .then(|| Get::new(&ep.target).ok())
+                    .flatten()
+            })
+            .collect();
         HttpProbe {
             client,
             endpoints: Endpoints::new(endpoints, timeout),
+            gets,
             status,
             owner: None,
         }
@@ -488,8 +502,13 @@ impl Probe for HttpProbe {
         let timeout = self.endpoints.timeout;
         let result = self
             .endpoints
-            .first_answer(|ep, url| async move {
-                let request = self.client.get_status(&url);
+            .first_answer(|index, ep, url| async move {
+                let request = async {
+                    match &self.gets[index] {
+                        Some(get) => get.status().await,
+                        None => self.client.get_status(&url).await,
+                    }
+                };
                 match tokio::time::timeout(timeout, request).await {
                     Err(_) => timed_out(ep, timeout),
                     Ok(Err(e)) => ProbeResult::fail(
@@ -586,16 +605,17 @@ impl Endpoints {
         port_holder::explain(result, &self.list, owner, self.timeout).await
     }
 
-    /// Runs `attempt` on each endpoint (with its resolved target) until one passes.
+    /// Runs `attempt` on each endpoint (its index, itself, its resolved target) until one
+    /// passes.
     async fn first_answer<'a, F, Fut>(&'a self, attempt: F) -> ProbeResult
     where
-        F: Fn(&'a Endpoint, String) -> Fut,
+        F: Fn(usize, &'a Endpoint, Cow<'a, str>) -> Fut,
         Fut: std::future::Future<Output = ProbeResult>,
     {
         let mut last = ProbeResult::fail(ProbeFailure::Unreachable, "no endpoint");
-        for ep in &self.list {
+        for (index, ep) in self.list.iter().enumerate() {
             last = match resolve_target(&ep.target, self.vm.as_ref(), self.timeout).await {
-                Ok(target) => attempt(ep, target).await,
+                Ok(target) => attempt(index, ep, target).await,
                 Err(why) => why,
             };
             if last.passed() {
@@ -617,13 +637,13 @@ fn timed_out(ep: &Endpoint, timeout: Duration) -> ProbeResult {
 pub const VM_IP_PLACEHOLDER: &str = "{vm_ip}";
 
 /// Fills `{vm_ip}` in `target` from the runtime; the error says why the endpoint is unusable.
-async fn resolve_target(
-    target: &str,
+async fn resolve_target<'a>(
+    target: &'a str,
     vm: Option<&SharedContainerRuntime>,
     timeout: Duration,
-) -> Result<String, ProbeResult> {
+) -> Result<Cow<'a, str>, ProbeResult> {
     if !target.contains(VM_IP_PLACEHOLDER) {
-        return Ok(target.to_string());
+        return Ok(Cow::Borrowed(target));
     }
     let Some(runtime) = vm else {
         return Err(ProbeResult::fail(
@@ -632,7 +652,9 @@ async fn resolve_target(
         ));
     };
     match tokio::time::timeout(timeout, runtime.vm_ip()).await {
-        Ok(Ok(Some(ip))) => Ok(target.replace(VM_IP_PLACEHOLDER, &ip.to_string())),
+        Ok(Ok(Some(ip))) => Ok(Cow::Owned(
+            target.replace(VM_IP_PLACEHOLDER, &ip.to_string()),
+        )),
         Ok(Ok(None)) => Err(ProbeResult::fail(
             ProbeFailure::Unreachable,
             format!("{target}: the runtime has no VM address"),
@@ -662,8 +684,8 @@ impl Probe for TcpProbe {
         let timeout = self.endpoints.timeout;
         let result = self
             .endpoints
-            .first_answer(|ep, address| async move {
-                let connect = tokio::net::TcpStream::connect(address);
+            .first_answer(|_, ep, address| async move {
+                let connect = tokio::net::TcpStream::connect(&*address);
                 match tokio::time::timeout(timeout, connect).await {
                     Ok(Ok(_stream)) => {
                         ProbeResult::pass(ep.class, format!("{} accepted", ep.target))
