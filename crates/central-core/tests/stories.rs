@@ -1089,6 +1089,30 @@ async fn after_repeated_restarts_the_definition_is_repaired() {
     );
 }
 
+/// The worker on 60 s rounds, its loop running in a task (stopped by sending `true`), and its
+/// event feed: any earlier round is the pushed events' doing.
+fn worker_on_60s_rounds(
+    pm: &Arc<TestManager>,
+) -> (
+    tokio::sync::broadcast::Receiver<central_core::HealEvent>,
+    tokio::sync::watch::Sender<bool>,
+    tokio::task::JoinHandle<()>,
+) {
+    let mut inv = inventory(&format!(
+        "{FAST}\n[[service]]\nlabel = \"worker\"\nmanager = \"null\"\n"
+    ));
+    inv.settings.interval = Duration::from_secs(60);
+    let heal = HealLoop::new(
+        &inv,
+        Ports::new().with_manager("null", pm.clone()),
+        options(Clock::starting_at(EPOCH_MS)),
+    )
+    .unwrap();
+    let feed = heal.subscribe();
+    let (stop, task) = running(heal);
+    (feed, stop, task)
+}
+
 /// Runs `heal` in a task until `true` is sent on the returned channel.
 fn running(
     mut heal: HealLoop,
@@ -1109,18 +1133,7 @@ fn running(
 #[tokio::test(start_paused = true)]
 async fn a_pushed_exit_event_wakes_the_loop_before_the_next_round() {
     let pm = manager(&["worker"]).await;
-    let mut inv = inventory(&format!(
-        "{FAST}\n[[service]]\nlabel = \"worker\"\nmanager = \"null\"\n"
-    ));
-    inv.settings.interval = Duration::from_secs(60);
-    let heal = HealLoop::new(
-        &inv,
-        Ports::new().with_manager("null", pm.clone()),
-        options(Clock::starting_at(EPOCH_MS)),
-    )
-    .unwrap();
-    let mut feed = heal.subscribe();
-    let (stop, task) = running(heal);
+    let (mut feed, stop, task) = worker_on_60s_rounds(&pm);
     let start = Instant::now();
     sleep(Duration::from_secs(5)).await;
     // The in-memory manager pushes `Exited`; the loop does not wait for its 60 s round.
@@ -1140,18 +1153,7 @@ async fn a_pushed_exit_event_wakes_the_loop_before_the_next_round() {
 async fn a_pushed_failed_is_acted_on_at_once_after_a_burst_of_pushed_events() {
     let pm = manager(&["worker"]).await;
     let worker = label("worker");
-    let mut inv = inventory(&format!(
-        "{FAST}\n[[service]]\nlabel = \"worker\"\nmanager = \"null\"\n"
-    ));
-    inv.settings.interval = Duration::from_secs(60);
-    let heal = HealLoop::new(
-        &inv,
-        Ports::new().with_manager("null", pm.clone()),
-        options(Clock::starting_at(EPOCH_MS)),
-    )
-    .unwrap();
-    let mut feed = heal.subscribe();
-    let (stop, task) = running(heal);
+    let (mut feed, stop, task) = worker_on_60s_rounds(&pm);
     let start = Instant::now();
     sleep(Duration::from_secs(5)).await;
     pm.set_state(&worker, RunState::SupervisorRestarting);

@@ -163,6 +163,16 @@ args = ["demo-service", "--port", "{port}"]"#,
     )
 }
 
+/// The first `before_restart` hook event in `file` succeeded, saying `what`.
+fn assert_freed(file: &Path, what: &str) {
+    let all = events(file);
+    let freed = all
+        .iter()
+        .find(|e| e["event"] == "hook.succeeded" && e["cause"] == "before_restart")
+        .unwrap_or_else(|| panic!("{all:#?}"));
+    assert!(freed["detail"].as_str().unwrap().contains(what), "{freed}");
+}
+
 /// Waits until `marks` has `lines` lines.
 fn wait_for_marks(marks: &Path, lines: usize) {
     sysutil::poll::until_blocking(
@@ -272,17 +282,9 @@ fn embedded_a_stale_port_holder_is_freed_and_after_heal_runs_once_across_an_agen
         !common::alive(stranger_pid),
         "the free-port hook stopped the stranger"
     );
-    let first_events = events(&files[0]);
-    let freed = first_events
-        .iter()
-        .find(|e| e["event"] == "hook.succeeded" && e["cause"] == "before_restart")
-        .unwrap_or_else(|| panic!("{first_events:#?}"));
-    assert!(
-        freed["detail"]
-            .as_str()
-            .unwrap()
-            .contains(&format!("port {port} freed: stopped pid {stranger_pid}")),
-        "{freed}"
+    assert_freed(
+        &files[0],
+        &format!("port {port} freed: stopped pid {stranger_pid} ("),
     );
 
     // The worker is killed; the agent is killed while the next attempt's before_restart hook
@@ -445,18 +447,7 @@ fn systemd_a_stale_port_holder_is_freed_and_after_heal_runs_once_across_an_agent
             stranger.0.try_wait().ok().flatten()
         });
     assert!(!status.success(), "stopped by a signal: {status:?}");
-    let first_events = events(&files[0]);
-    let freed = first_events
-        .iter()
-        .find(|e| e["event"] == "hook.succeeded" && e["cause"] == "before_restart")
-        .unwrap_or_else(|| panic!("{first_events:#?}"));
-    assert!(
-        freed["detail"]
-            .as_str()
-            .unwrap()
-            .contains(&format!("port {port} freed: stopped pid")),
-        "{freed}"
-    );
+    assert_freed(&files[0], &format!("port {port} freed: stopped pid"));
 
     // The unit's process is killed (Restart=no: the agent's to heal); the agent is killed while
     // the next attempt's before_restart hook runs.
