@@ -18,6 +18,7 @@ use super::execute::{command_outcome, Done};
 use super::HealLoop;
 use crate::events::{CallFailure, EventKind, FailureKind, HealEvent, Step, StepOutcome};
 use crate::model::{Hook, HookAction};
+use crate::probe::port_holder::{is_own, own_pid};
 use crate::probe::{run_command, HttpClient};
 
 /// Where in a heal a hook runs.
@@ -114,8 +115,8 @@ impl HookJob {
         let started = Instant::now();
         let own = match &self.manager {
             None => None,
-            Some(m) => match m.inspect(&self.label).await {
-                Ok(status) => status.pid.filter(|_| status.is_running()),
+            Some(m) => match own_pid(m, &self.label).await {
+                Ok(pid) => pid,
                 // Not installed (yet: the repair installs it): it has no process.
                 Err(process_manager::ProcessError::NotFound { .. }) => None,
                 // Not known: the service's own process cannot be told from a stranger, so
@@ -134,7 +135,7 @@ impl HookJob {
         let strangers = |holders: Vec<sysutil::ports::PortHolder>| -> Vec<_> {
             holders
                 .into_iter()
-                .filter(|h| !own.is_some_and(|o| sysutil::ports::descends_from(h.pid, o)))
+                .filter(|h| !is_own(h.pid, own))
                 .collect()
         };
         let lookup = |left: Duration| async move {

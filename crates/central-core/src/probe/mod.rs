@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use crate::inventory::{Endpoint, EndpointClass};
 
 mod http;
-mod port_holder;
+pub(crate) mod port_holder;
 mod scripted;
 use http::Get;
 pub use http::HttpClient;

@@ -71,6 +71,20 @@ fn host_port(authority: &str, default: Option<u16>) -> Option<u16> {
     }
 }
 
+/// The service's own current process: its main pid while it runs, as its manager says.
+pub(crate) async fn own_pid(
+    manager: &SharedProcessManager,
+    label: &ServiceLabel,
+) -> Result<Option<u32>, process_manager::ProcessError> {
+    let status = manager.inspect(label).await?;
+    Ok(status.pid.filter(|_| status.is_running()))
+}
+
+/// Whether `pid` is the service's own process `own` or one it started (so never a stranger).
+pub(crate) fn is_own(pid: u32, own: Option<u32>) -> bool {
+    own.is_some_and(|o| sysutil::ports::descends_from(pid, o))
+}
+
 /// `failed` itself, or a [`ProbeFailure::PortHeld`] naming the stranger that listens on one of
 /// the endpoints' local ports while the service's own process does not.
 pub(crate) async fn explain(
@@ -93,8 +107,8 @@ pub(crate) async fn explain(
     if ports.is_empty() {
         return failed;
     }
-    let own_pid = match tokio::time::timeout(timeout, owner.manager.inspect(&owner.label)).await {
-        Ok(Ok(status)) => status.pid.filter(|_| status.is_running()),
+    let own_pid = match tokio::time::timeout(timeout, own_pid(&owner.manager, &owner.label)).await {
+        Ok(Ok(pid)) => pid,
         // Unknown: a holder cannot be told from the service's own process.
         _ => return failed,
     };
@@ -102,8 +116,7 @@ pub(crate) async fn explain(
         let Ok(holders) = sysutil::ports::holders(port, timeout).await else {
             continue;
         };
-        let own = |pid: u32| own_pid.is_some_and(|o| sysutil::ports::descends_from(pid, o));
-        if holders.iter().any(|h| own(h.pid)) {
+        if holders.iter().any(|h| is_own(h.pid, own_pid)) {
             continue;
         }
         if let Some(stranger) = holders.first() {
