@@ -31,6 +31,26 @@ impl Container {
         ]
     }
 
+    /// Starts `joelclaw-node run` inside the container from the folder `inside` (its binary,
+    /// `inventory.toml` and `state` there), its output to `stdout` and `stderr`.
+    pub(crate) fn run_agent(&self, inside: &str, stdout: Stdio, stderr: Stdio) -> Child {
+        let mut argv = self.nsenter();
+        argv.extend([
+            format!("{inside}/joelclaw-node"),
+            "run".into(),
+            "--inventory".into(),
+            format!("{inside}/inventory.toml"),
+            "--state-dir".into(),
+            format!("{inside}/state"),
+        ]);
+        Command::new(&argv[0])
+            .args(&argv[1..])
+            .stdout(stdout)
+            .stderr(stderr)
+            .spawn()
+            .expect("nsenter joelclaw-node run")
+    }
+
     /// Runs `argv` inside the container.
     pub(crate) fn run(&self, argv: &[&str]) -> std::process::Output {
         let mut all: Vec<String> = self.nsenter();
@@ -295,21 +315,15 @@ pub(crate) fn agent_systemd(
              [[service.probe]]\nkind = \"http\"\nendpoints = [{{ class = \"localhost\", url = \"http://127.0.0.1:{port}/\" }}]\n",
         ),
     );
-    let mut argv = c.nsenter();
-    argv.extend([
-        format!("{inside}/joelclaw-node"),
-        "run".into(),
-        "--inventory".into(),
-        format!("{inside}/inventory.toml"),
-        "--state-dir".into(),
-        format!("{inside}/state"),
-    ]);
-    let child = Command::new(&argv[0])
-        .args(&argv[1..])
-        .stdout(std::fs::File::create(c.path(&format!("{inside}/agent.out"))).unwrap())
-        .stderr(std::fs::File::create(c.path(&format!("{inside}/agent.err"))).unwrap())
-        .spawn()
-        .expect("nsenter joelclaw-node run");
+    let child = c.run_agent(
+        inside,
+        std::fs::File::create(c.path(&format!("{inside}/agent.out")))
+            .unwrap()
+            .into(),
+        std::fs::File::create(c.path(&format!("{inside}/agent.err")))
+            .unwrap()
+            .into(),
+    );
     let pid = c.pid;
     let agent_mark = format!("{inside}/inventory.toml");
     Peer {

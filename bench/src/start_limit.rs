@@ -7,7 +7,7 @@
 //! the clock `CLOCK_MONOTONIC` shared with the host) to the first answer from a new server.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
@@ -100,21 +100,13 @@ pub(crate) fn run(c: &Container, agent: &Path, port: u16, n: usize) -> String {
              [[service.probe]]\nkind = \"http\"\nendpoints = [{{ class = \"localhost\", url = \"http://127.0.0.1:{port}/\" }}]\n",
         ),
     );
-    let mut argv = c.nsenter();
-    argv.extend([
-        format!("{INSIDE}/joelclaw-node"),
-        "run".into(),
-        "--inventory".into(),
-        format!("{INSIDE}/inventory.toml"),
-        "--state-dir".into(),
-        format!("{INSIDE}/state"),
-    ]);
-    let child = Command::new(&argv[0])
-        .args(&argv[1..])
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(c.path(&format!("{INSIDE}/agent.err"))).unwrap())
-        .spawn()
-        .expect("nsenter joelclaw-node run");
+    let child = c.run_agent(
+        INSIDE,
+        Stdio::null(),
+        std::fs::File::create(c.path(&format!("{INSIDE}/agent.err")))
+            .unwrap()
+            .into(),
+    );
     let prober = Prober::in_netns_of(c.pid);
     let marker = format!("-p 127.0.0.1:{port}");
     let mut samples = Vec::new();

@@ -98,21 +98,11 @@ pub(crate) fn run(c: &Container, agent: &Path, n: usize) -> String {
     );
     // The same with an agent running on that inventory: `status` reads its snapshot over the
     // agent's socket, then the units' states (the agent's own rounds load the bus meanwhile).
-    let agent_run = c.nsenter().into_iter().chain([
-        format!("{inside}/joelclaw-node"),
-        "run".into(),
-        "--inventory".into(),
-        format!("{inside}/inventory.toml"),
-        "--state-dir".into(),
-        format!("{inside}/state"),
-    ]);
-    let argv: Vec<String> = agent_run.collect();
-    let running = std::process::Command::new(&argv[0])
-        .args(&argv[1..])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("nsenter joelclaw-node run");
+    let running = c.run_agent(
+        inside,
+        std::process::Stdio::null(),
+        std::process::Stdio::null(),
+    );
     std::thread::sleep(Duration::from_secs(5));
     let status_with_agent = timed_inside(
         c,
