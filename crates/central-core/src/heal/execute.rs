@@ -8,7 +8,7 @@ use futures::StreamExt;
 
 use super::hooks::HookRun;
 use super::{Action, HealCall, HealLoop};
-use crate::events::{CallFailure, FailureKind, StepOutcome};
+use crate::events::{CallFailure, EventKind, FailureKind, HealEvent, Step, StepOutcome};
 use crate::probe::{run_command, CommandEnd};
 
 /// What one action did: the call's result (`Ok(None)` for an action with no outcome of its
@@ -21,6 +21,21 @@ pub(super) struct Done {
 }
 
 impl HealLoop {
+    /// The events of an action that does not hold its service (a notify, `after_heal` hooks):
+    /// what its hooks did, and a failed notify as the escalation's `heal.failed`.
+    pub(super) fn unheld_done(&self, done: Done, now: u64, events: &mut Vec<HealEvent>) {
+        for run in done.hooks {
+            events.push(self.hook_event(done.index, run, now));
+        }
+        if let Err(CallFailure { kind, detail }) = done.result {
+            let mut e = self.event(done.index, EventKind::HealFailed, now, detail);
+            e.step = Some(Step::Escalate);
+            e.error_kind = Some(kind);
+            e.outcome = Some(StepOutcome::Failed);
+            events.push(e);
+        }
+    }
+
     /// The calls of `actions`, as a future owning all it needs (so it can run in its own task).
     pub(super) fn execute(
         &self,

@@ -14,9 +14,9 @@ use nix::unistd::Pid;
 use process_manager::{ServiceLabel, SharedProcessManager};
 use tokio::time::Instant;
 
-use super::execute::{command_outcome, Done};
+use super::execute::command_outcome;
 use super::HealLoop;
-use crate::events::{CallFailure, EventKind, FailureKind, HealEvent, Step, StepOutcome};
+use crate::events::{CallFailure, EventKind, FailureKind, HealEvent, Step};
 use crate::model::{Hook, HookAction};
 use crate::probe::port_holder::{is_own, own_pid};
 use crate::probe::{run_command, HttpClient};
@@ -190,21 +190,6 @@ fn signal(pid: u32, sig: Signal) -> Result<(), CallFailure> {
 }
 
 impl HealLoop {
-    /// The events of an action that does not hold its service (a notify, `after_heal` hooks):
-    /// what its hooks did, and a failed notify as the escalation's `heal.failed`.
-    pub(super) fn unheld_done(&self, done: Done, now: u64, events: &mut Vec<HealEvent>) {
-        for run in done.hooks {
-            events.push(self.hook_event(done.index, run, now));
-        }
-        if let Err(CallFailure { kind, detail }) = done.result {
-            let mut e = self.event(done.index, EventKind::HealFailed, now, detail);
-            e.step = Some(Step::Escalate);
-            e.error_kind = Some(kind);
-            e.outcome = Some(StepOutcome::Failed);
-            events.push(e);
-        }
-    }
-
     /// The event saying what a hook of service `i` did.
     pub(super) fn hook_event(&self, i: usize, run: HookRun, now: u64) -> HealEvent {
         let (kind, detail, error_kind) = match run.result {

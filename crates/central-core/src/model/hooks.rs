@@ -56,17 +56,6 @@ pub enum HookAction {
     },
 }
 
-impl HookAction {
-    /// Its kind as written in the inventory (`command`, `http`, `free-port`).
-    pub fn kind(&self) -> &'static str {
-        match self {
-            HookAction::Command { .. } => "command",
-            HookAction::Http { .. } => "http",
-            HookAction::FreePort { .. } => "free-port",
-        }
-    }
-}
-
 impl std::fmt::Display for HookAction {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
