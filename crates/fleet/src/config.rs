@@ -122,6 +122,12 @@ impl FleetConfig {
         if let Some(prefix) = &spec.prefix {
             config.prefix = prefix.clone();
         }
+        if let Some(queue) = spec.queue {
+            config.queue = queue;
+        }
+        if let Some(maxlen) = spec.stream_maxlen {
+            config.stream_maxlen = maxlen;
+        }
         if let Some(every) = spec.heartbeat {
             config.heartbeat_every = every;
             config.heartbeat_ttl = every * 3;

@@ -24,5 +24,5 @@ mod tls;
 
 pub use config::{FleetConfig, FleetError};
 pub use publisher::{FleetPublisher, PublisherStats};
-pub use reader::{fleet_status, read_events, FleetEvent, FleetNode};
+pub use reader::{fleet_status, latest_events, read_events, EventReader, FleetEvent, FleetNode};
 pub use record::{NodeHeartbeat, NodeRecord, NodeSummary};

@@ -73,6 +73,8 @@ impl FleetPublisher {
             counters: counters.clone(),
             conn: None,
             backoff: MIN_BACKOFF,
+            retry_at: None,
+            warned: false,
         };
         let task = tokio::spawn(worker.run(events_rx, summary_rx, stop_rx));
         Ok(FleetPublisher {
@@ -137,7 +139,14 @@ struct Worker {
     node: NodeRecord,
     counters: Arc<Counters>,
     conn: Option<MultiplexedConnection>,
+    /// The wait before the next connection after a failure; back to the minimum only once a
+    /// command succeeds, so a Redis that accepts connections but refuses commands (NOPERM,
+    /// LOADING, OOM) is retried with back-off, not in a hot loop.
     backoff: Duration,
+    /// When a failure happened, the next connection waits until then.
+    retry_at: Option<tokio::time::Instant>,
+    /// Whether this outage was already logged (one warning per outage).
+    warned: bool,
 }
 
 impl Worker {
@@ -155,21 +164,21 @@ impl Worker {
                 break;
             }
             if self.conn.is_none() {
+                if let Some(at) = self.retry_at.take() {
+                    // The queue fills meanwhile; `emit` drops and counts past its bound.
+                    tokio::select! {
+                        _ = tokio::time::sleep_until(at) => {}
+                        _ = stop.changed() => {}
+                    }
+                    continue;
+                }
                 match connect(&self.config, &self.client).await {
                     Ok(conn) => {
                         self.conn = Some(conn);
-                        self.backoff = MIN_BACKOFF;
                         heartbeat.reset_immediately();
                     }
                     Err(e) => {
                         self.failed(&e);
-                        let wait = self.backoff;
-                        self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
-                        // The queue fills meanwhile; `emit` drops and counts past its bound.
-                        tokio::select! {
-                            _ = tokio::time::sleep(wait) => {}
-                            _ = stop.changed() => {}
-                        }
                         continue;
                     }
                 }
@@ -188,16 +197,16 @@ impl Worker {
                 _ = stop.changed() => {}
             }
         }
-        // One last chance for what is queued, within the deadline of one call.
-        if self.conn.is_some() {
-            while let Ok(e) = events.try_recv() {
-                batch.push(e);
-                if batch.len() == BATCH {
-                    self.write_events(&mut batch).await;
-                }
+        // One last chance for what is queued, within the deadline of one call; with no
+        // connection, what is left is counted as dropped.
+        events.close();
+        while let Ok(e) = events.try_recv() {
+            batch.push(e);
+            if batch.len() == BATCH {
+                self.write_events(&mut batch).await;
             }
-            self.write_events(&mut batch).await;
         }
+        self.write_events(&mut batch).await;
     }
 
     fn heartbeat(&self, summary: &NodeSummary) -> NodeHeartbeat {
@@ -216,10 +225,12 @@ impl Worker {
         };
         let prefix = &self.config.prefix;
         let json = serde_json::to_string(&beat).unwrap_or_default();
-        // One transaction: the record and the liveness key never disagree.
+        // One round trip, the record before the liveness key: a node seen alive has a record at
+        // least one heartbeat old. Not MULTI/EXEC: a per-node ACL user then needs two commands
+        // fewer, and redis 1.8's multiplexed connection panics on a refused MULTI (an
+        // arithmetic underflow in its transaction bookkeeping).
         let mut pipe = redis::pipe();
-        pipe.atomic()
-            .hset(keys::nodes(prefix), &beat.node.node_id, json)
+        pipe.hset(keys::nodes(prefix), &beat.node.node_id, json)
             .ignore()
             .cmd("SET")
             .arg(keys::alive(prefix, &beat.node.node_id))
@@ -236,7 +247,7 @@ impl Worker {
         {
             Ok(()) => {
                 self.counters.heartbeats.fetch_add(1, Ordering::Relaxed);
-                self.counters.connected.store(true, Ordering::Relaxed);
+                self.succeeded();
             }
             Err(e) => self.failed(&e),
         }
@@ -270,7 +281,7 @@ impl Worker {
         match call(&self.config, "append events", pipe.query_async::<()>(conn)).await {
             Ok(()) => {
                 self.counters.published.fetch_add(n, Ordering::Relaxed);
-                self.counters.connected.store(true, Ordering::Relaxed);
+                self.succeeded();
             }
             Err(e) => {
                 self.counters.dropped.fetch_add(n, Ordering::Relaxed);
@@ -279,13 +290,28 @@ impl Worker {
         }
     }
 
-    /// A failed call: count it, log it once per outage, and reconnect before the next one.
+    /// A call reached Redis: the outage, if any, is over.
+    fn succeeded(&mut self) {
+        self.counters.connected.store(true, Ordering::Relaxed);
+        self.backoff = MIN_BACKOFF;
+        if self.warned {
+            tracing::info!("fleet publishing resumed");
+            self.warned = false;
+        }
+    }
+
+    /// A failed call (connecting included): count it, log it once per outage, drop the
+    /// connection and wait the back-off before the next one.
     fn failed(&mut self, error: &FleetError) {
         self.counters.failed.fetch_add(1, Ordering::Relaxed);
-        if self.counters.connected.swap(false, Ordering::Relaxed) || self.conn.is_some() {
+        self.counters.connected.store(false, Ordering::Relaxed);
+        if !self.warned {
             tracing::warn!(%error, "fleet publishing paused; healing goes on, events are queued then dropped and counted");
+            self.warned = true;
         }
         self.conn = None;
+        self.retry_at = Some(tokio::time::Instant::now() + self.backoff);
+        self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
     }
 }
 

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use redis::streams::{StreamReadOptions, StreamReadReply};
+use redis::streams::{StreamId, StreamRangeReply, StreamReadOptions, StreamReadReply};
 use serde::Serialize;
 
 use crate::config::{call, connect, FleetConfig, FleetError};
@@ -81,51 +81,123 @@ pub async fn read_events(
     count: usize,
     block: Option<Duration>,
 ) -> Result<Vec<FleetEvent>, FleetError> {
-    let client = config.client()?;
-    let mut conn = connect(config, &client).await?;
-    let key = keys::events(&config.prefix);
-    let mut opts = StreamReadOptions::default().count(count);
-    if let Some(block) = block {
-        opts = opts.block(usize::try_from(block.as_millis()).unwrap_or(usize::MAX));
+    EventReader::connect(config)
+        .await?
+        .after(after, count, block)
+        .await
+}
+
+/// The newest `count` events, oldest first (what `events --fleet --lines N` shows, as `tail`
+/// would).
+pub async fn latest_events(
+    config: &FleetConfig,
+    count: usize,
+) -> Result<Vec<FleetEvent>, FleetError> {
+    EventReader::connect(config).await?.latest(count).await
+}
+
+/// One connection to the event stream, for reading it repeatedly (`--follow`).
+pub struct EventReader {
+    config: FleetConfig,
+    conn: redis::aio::MultiplexedConnection,
+    key: String,
+}
+
+impl EventReader {
+    /// Connects (within the call deadline).
+    pub async fn connect(config: &FleetConfig) -> Result<Self, FleetError> {
+        let client = config.client()?;
+        let conn = connect(config, &client).await?;
+        Ok(EventReader {
+            key: keys::events(&config.prefix),
+            config: config.clone(),
+            conn,
+        })
     }
-    // The deadline covers the wait Redis was asked for, plus the call's own.
-    let deadline = FleetConfig {
-        call_timeout: config.call_timeout + block.unwrap_or_default(),
-        ..config.clone()
-    };
-    let reply: Option<StreamReadReply> = call(
-        &deadline,
-        "read events",
-        redis::cmd("XREAD")
-            .arg(&opts)
-            .arg("STREAMS")
-            .arg(&key)
-            .arg(after)
-            .query_async(&mut conn),
-    )
-    .await?;
-    let mut out = Vec::new();
-    for stream in reply.map(|r| r.keys).unwrap_or_default() {
-        for entry in stream.ids {
-            let field = |name: &str| -> Option<String> {
-                entry
-                    .map
-                    .get(name)
-                    .and_then(|v| redis::from_redis_value::<String>(v.clone()).ok())
-            };
-            let bad = |what: &str| FleetError::Record {
-                key: format!("{key} {}", entry.id),
-                detail: what.to_string(),
-            };
-            let node_id = field("node_id").ok_or_else(|| bad("no node_id field"))?;
-            let event = field("event").ok_or_else(|| bad("no event field"))?;
-            let event = serde_json::from_str(&event).map_err(|e| bad(&e.to_string()))?;
-            out.push(FleetEvent {
-                id: entry.id.clone(),
-                node_id,
-                event,
-            });
+
+    /// The id of the newest entry (`0-0` when the stream is empty): what a follow starts after,
+    /// so nothing appended between two of its reads is missed (`$` would be re-resolved at each).
+    pub async fn last_id(&mut self) -> Result<String, FleetError> {
+        let newest = self.latest(1).await?;
+        Ok(newest.last().map_or_else(|| "0-0".to_string(), |e| e.id.clone()))
+    }
+
+    /// The newest `count` events, oldest first.
+    pub async fn latest(&mut self, count: usize) -> Result<Vec<FleetEvent>, FleetError> {
+        let reply: StreamRangeReply = call(
+            &self.config,
+            "read the newest events",
+            redis::cmd("XREVRANGE")
+                .arg(&self.key)
+                .arg("+")
+                .arg("-")
+                .arg("COUNT")
+                .arg(count)
+                .query_async(&mut self.conn),
+        )
+        .await?;
+        let mut out = entries(&self.key, reply.ids)?;
+        out.reverse();
+        Ok(out)
+    }
+
+    /// Up to `count` events after `after`; with `block`, waits up to that long for the first.
+    pub async fn after(
+        &mut self,
+        after: &str,
+        count: usize,
+        block: Option<Duration>,
+    ) -> Result<Vec<FleetEvent>, FleetError> {
+        let mut opts = StreamReadOptions::default().count(count);
+        if let Some(block) = block {
+            opts = opts.block(usize::try_from(block.as_millis()).unwrap_or(usize::MAX));
         }
+        // The deadline covers the wait Redis was asked for, plus the call's own.
+        let deadline = FleetConfig {
+            call_timeout: self.config.call_timeout + block.unwrap_or_default(),
+            ..self.config.clone()
+        };
+        let reply: Option<StreamReadReply> = call(
+            &deadline,
+            "read events",
+            redis::cmd("XREAD")
+                .arg(&opts)
+                .arg("STREAMS")
+                .arg(&self.key)
+                .arg(after)
+                .query_async(&mut self.conn),
+        )
+        .await?;
+        let mut out = Vec::new();
+        for stream in reply.map(|r| r.keys).unwrap_or_default() {
+            out.extend(entries(&self.key, stream.ids)?);
+        }
+        Ok(out)
+    }
+}
+
+/// Stream entries as events; an entry without its fields is an error naming it.
+fn entries(key: &str, ids: Vec<StreamId>) -> Result<Vec<FleetEvent>, FleetError> {
+    let mut out = Vec::with_capacity(ids.len());
+    for entry in ids {
+        let field = |name: &str| -> Option<String> {
+            entry
+                .map
+                .get(name)
+                .and_then(|v| redis::from_redis_value::<String>(v.clone()).ok())
+        };
+        let bad = |what: &str| FleetError::Record {
+            key: format!("{key} {}", entry.id),
+            detail: what.to_string(),
+        };
+        let node_id = field("node_id").ok_or_else(|| bad("no node_id field"))?;
+        let event = field("event").ok_or_else(|| bad("no event field"))?;
+        let event = serde_json::from_str(&event).map_err(|e| bad(&e.to_string()))?;
+        out.push(FleetEvent {
+            id: entry.id.clone(),
+            node_id,
+            event,
+        });
     }
     Ok(out)
 }

@@ -96,7 +96,20 @@ impl Parser<'_> {
                 std::time::Duration::from_secs(5),
             )?),
         };
+        let at_least_one = |value: &Option<Spanned<usize>>, key: &str| match value {
+            Some(n) if *n.get_ref() == 0 => Err(self.error_at(
+                n.span().start,
+                key,
+                InventoryErrorKind::Invalid,
+                format!("{key} must be at least 1"),
+            )),
+            other => Ok(other.as_ref().map(|n| *n.get_ref())),
+        };
+        let queue = at_least_one(&fleet.queue, "fleet.queue")?;
+        let stream_maxlen = at_least_one(&fleet.stream_maxlen, "fleet.stream_maxlen")?;
         Ok(FleetSpec {
+            queue,
+            stream_maxlen,
             redis: redis.clone(),
             username: fleet.username.as_ref().map(|u| u.get_ref().clone()),
             password_file: fleet.password_file.as_ref().map(|p| p.get_ref().clone()),

@@ -81,6 +81,8 @@ pub(super) struct RawFleet {
     pub(super) key_file: Option<Spanned<PathBuf>>,
     pub(super) prefix: Option<Spanned<String>>,
     pub(super) heartbeat: Dur,
+    pub(super) queue: Option<Spanned<usize>>,
+    pub(super) stream_maxlen: Option<Spanned<usize>>,
 }
 
 #[derive(Deserialize)]

@@ -635,12 +635,13 @@ program = "/bin/local"
 
 #[test]
 fn fleet_and_telemetry_sections_are_read_and_checked() {
-    let text = "[fleet]\nredis = \"redis://central:6379/0\"\nusername = \"node-a\"\npassword_file = \"/etc/joelclaw/redis.pass\"\nheartbeat = \"2s\"\n\n[telemetry]\notlp = \"http://127.0.0.1:4318\"\n";
+    let text = "[fleet]\nredis = \"redis://central:6379/0\"\nusername = \"node-a\"\npassword_file = \"/etc/joelclaw/redis.pass\"\nheartbeat = \"2s\"\nqueue = 64\nstream_maxlen = 500\n\n[telemetry]\notlp = \"http://127.0.0.1:4318\"\n";
     let inv = parse(text).unwrap();
     let fleet = inv.fleet.unwrap();
     assert_eq!(fleet.redis, "redis://central:6379/0");
     assert_eq!(fleet.username.as_deref(), Some("node-a"));
     assert_eq!(fleet.heartbeat, Some(std::time::Duration::from_secs(2)));
+    assert_eq!((fleet.queue, fleet.stream_maxlen), (Some(64), Some(500)));
     assert_eq!(inv.telemetry.unwrap().otlp, "http://127.0.0.1:4318");
     assert!(parse("[[service]]\nlabel = \"a\"\nmanager = \"null\"\n")
         .unwrap()
@@ -663,6 +664,11 @@ fn fleet_and_telemetry_sections_are_read_and_checked() {
             "[fleet]\nredis = \"redis://central\"\nheartbeat = \"0s\"\n",
             "fleet.heartbeat",
             3,
+        ),
+        (
+            "[fleet]\nredis = \"redis://central\"\n\nqueue = 0\n",
+            "fleet.queue",
+            4,
         ),
         (
             "[telemetry]\notlp = \"grpc://collector:4317\"\n",

@@ -379,6 +379,11 @@ pub struct FleetSpec {
     pub prefix: Option<String>,
     /// How often the heartbeat is written (default 5 s; the node is stale after 3 of them).
     pub heartbeat: Option<Duration>,
+    /// Events held while Redis is away or slow (default 1,024); past it they are dropped and
+    /// counted, so memory stays bounded.
+    pub queue: Option<usize>,
+    /// The stream's approximate cap, shared by every node (`MAXLEN ~`, default 10,000).
+    pub stream_maxlen: Option<usize>,
 }
 
 /// `[api]`: how the local API is reached besides its Unix socket.

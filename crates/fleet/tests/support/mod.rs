@@ -34,16 +34,28 @@ pub(crate) struct TestRedis {
     binary: String,
     dir: tempfile::TempDir,
     child: Option<Child>,
+    /// More arguments, given again at each start.
+    extra: Vec<String>,
 }
 
 impl TestRedis {
     /// Starts it (returns `None` when the test is skipped).
     pub(crate) fn start() -> Option<TestRedis> {
+        TestRedis::start_with(&[])
+    }
+
+    /// Starts it with more configuration (`--user node-a on >pw …`), each inner slice one
+    /// directive.
+    pub(crate) fn start_with(directives: &[&[&str]]) -> Option<TestRedis> {
         let binary = redis_server_binary()?;
         let mut redis = TestRedis {
             binary,
             dir: tempfile::tempdir().expect("a temp dir"),
             child: None,
+            extra: directives
+                .iter()
+                .flat_map(|d| d.iter().map(|a| a.to_string()))
+                .collect(),
         };
         redis.resume();
         Some(redis)
@@ -77,6 +89,7 @@ impl TestRedis {
             .args(["--unixsocketperm", "700"])
             .arg("--dir")
             .arg(self.dir.path())
+            .args(&self.extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use central_core::Inventory;
 use clap::Args;
-use fleet::{fleet_status, read_events, FleetConfig, FleetEvent};
+use fleet::{fleet_status, latest_events, read_events, EventReader, FleetConfig, FleetEvent};
 
 use crate::output::{table, Failure, Report};
 use crate::setup::{load, runtime};
@@ -101,11 +101,12 @@ pub struct EventsArgs {
     /// `--json`), until interrupted.
     #[arg(long, short = 'f')]
     pub follow: bool,
-    /// Start after this stream id (from a previous read); default: the oldest kept.
-    #[arg(long, value_name = "ID", default_value = "0")]
-    pub since: String,
-    /// At most this many events (without --follow).
-    #[arg(long, value_name = "N", default_value_t = 100)]
+    /// Start after this stream id (a previous read's `last_id`; `0` for the oldest kept).
+    /// Default: the newest `--lines` events, or with `--follow` only those yet to come.
+    #[arg(long, value_name = "ID")]
+    pub since: Option<String>,
+    /// At most this many events (without --follow): the newest, unless `--since` is given.
+    #[arg(long, short = 'n', value_name = "N", default_value_t = 100)]
     pub lines: usize,
 }
 
@@ -134,32 +135,15 @@ pub fn events(args: EventsArgs, as_json: bool) -> Result<Report, Failure> {
     let config = config(CMD, &inventory)?;
     let rt = runtime(CMD)?;
     if args.follow {
-        let mut after = if args.since == "0" {
-            "$".to_string()
-        } else {
-            args.since.clone()
-        };
-        loop {
-            let batch = rt
-                .block_on(read_events(
-                    &config,
-                    &after,
-                    256,
-                    Some(Duration::from_secs(5)),
-                ))
-                .map_err(|e| Failure::failed(CMD, e))?;
-            for e in &batch {
-                if as_json {
-                    println!("{}", serde_json::to_string(e).unwrap_or_default());
-                } else {
-                    println!("{}", line(e));
-                }
-                after.clone_from(&e.id);
-            }
-        }
+        return rt.block_on(follow(&config, args.since, as_json));
     }
     let events = rt
-        .block_on(read_events(&config, &args.since, args.lines, None))
+        .block_on(async {
+            match &args.since {
+                Some(after) => read_events(&config, after, args.lines, None).await,
+                None => latest_events(&config, args.lines).await,
+            }
+        })
         .map_err(|e| Failure::failed(CMD, e))?;
     let human: String = events.iter().map(|e| line(e) + "\n").collect();
     let last = events.last().map(|e| e.id.clone());
@@ -172,4 +156,49 @@ pub fn events(args: EventsArgs, as_json: bool) -> Result<Report, Failure> {
             human
         },
     ))
+}
+
+/// `events --fleet --follow`: prints each new event as it arrives, until interrupted. One
+/// connection; a lost one is retried with back-off (said once on stderr), going on after the
+/// last event printed, so nothing is skipped or printed twice.
+async fn follow(
+    config: &FleetConfig,
+    since: Option<String>,
+    as_json: bool,
+) -> Result<Report, Failure> {
+    const CMD: &str = "events";
+    let mut reader = EventReader::connect(config)
+        .await
+        .map_err(|e| Failure::failed(CMD, e))?;
+    let mut after = match since {
+        Some(id) => id,
+        None => reader
+            .last_id()
+            .await
+            .map_err(|e| Failure::failed(CMD, e))?,
+    };
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        match reader.after(&after, 256, Some(Duration::from_secs(5))).await {
+            Ok(batch) => {
+                backoff = Duration::from_millis(200);
+                for e in &batch {
+                    if as_json {
+                        println!("{}", serde_json::to_string(e).unwrap_or_default());
+                    } else {
+                        println!("{}", line(e));
+                    }
+                    after.clone_from(&e.id);
+                }
+            }
+            Err(e) => {
+                eprintln!("events: {e}; retrying in {} ms", backoff.as_millis());
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+                if let Ok(fresh) = EventReader::connect(config).await {
+                    reader = fresh;
+                }
+            }
+        }
+    }
 }
