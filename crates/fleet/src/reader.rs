@@ -119,7 +119,9 @@ impl EventReader {
     /// so nothing appended between two of its reads is missed (`$` would be re-resolved at each).
     pub async fn last_id(&mut self) -> Result<String, FleetError> {
         let newest = self.latest(1).await?;
-        Ok(newest.last().map_or_else(|| "0-0".to_string(), |e| e.id.clone()))
+        Ok(newest
+            .last()
+            .map_or_else(|| "0-0".to_string(), |e| e.id.clone()))
     }
 
     /// The newest `count` events, oldest first.

@@ -71,11 +71,13 @@ fn healed(service: &str) -> HealEvent {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_readme_acl_user_publishes_and_reads_with_its_password_file() {
     let mut directive = vec!["--user".to_string(), "node-a".into()];
-    directive.extend(
-        readme_acl_rule()
-            .into_iter()
-            .map(|w| if w == ">PASSWORD" { ">s3cret".into() } else { w }),
-    );
+    directive.extend(readme_acl_rule().into_iter().map(|w| {
+        if w == ">PASSWORD" {
+            ">s3cret".into()
+        } else {
+            w
+        }
+    }));
     let directive: Vec<&str> = directive.iter().map(String::as_str).collect();
     let Some(redis) = TestRedis::start_with(&[&directive, &["--user", "default", "off"]]) else {
         return;

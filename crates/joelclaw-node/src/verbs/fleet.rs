@@ -177,9 +177,14 @@ async fn follow(
             .await
             .map_err(|e| Failure::failed(CMD, e))?,
     };
+    // On stderr, so a JSON-lines stdout stays one stream: where the follow starts.
+    eprintln!("events: following the fleet's stream after {after}");
     let mut backoff = Duration::from_millis(200);
     loop {
-        match reader.after(&after, 256, Some(Duration::from_secs(5))).await {
+        match reader
+            .after(&after, 256, Some(Duration::from_secs(5)))
+            .await
+        {
             Ok(batch) => {
                 backoff = Duration::from_millis(200);
                 for e in &batch {
