@@ -9,7 +9,7 @@ use std::time::Duration;
 use central_core::heal::Health;
 use central_core::{BreakerState, EventSink, Inventory, NodeStatus, NodeTags};
 use fleet::{FleetConfig, FleetPublisher, NodeRecord, NodeSummary};
-use telemetry::{NodeAttributes, OtlpExport, TelemetryConfig};
+use telemetry::{HealthCounts, NodeAttributes, OtlpExport, TelemetryConfig};
 
 /// The publishers an inventory asks for (none, one or both).
 #[derive(Debug, Default)]
@@ -87,12 +87,13 @@ impl Publishers {
     pub fn publish_status(&self, status: &NodeStatus) {
         let s = summary(status);
         if let Some(o) = &self.otlp {
-            o.set_health(
-                u64::from(s.healthy),
-                u64::from(s.unhealthy),
-                u64::from(s.unknown),
-                u64::from(s.open_breakers),
-            );
+            o.set_health(HealthCounts {
+                healthy: u64::from(s.healthy),
+                unhealthy: u64::from(s.unhealthy),
+                unknown: u64::from(s.unknown),
+                stopped: u64::from(s.stopped),
+                open_breakers: u64::from(s.open_breakers),
+            });
         }
         if let Some(f) = &self.fleet {
             f.publish_summary(s);

@@ -32,37 +32,9 @@ fn attr(r: &LogRecord, key: &str) -> Option<String> {
         })
 }
 
-#[test]
-fn a_kill_and_heal_reaches_the_collector_with_every_attribute() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    let records = Records::default();
-    let url = rt.block_on(async {
-        let app = axum::Router::new()
-            .route(
-                "/v1/logs",
-                post(|State(r): State<Records>, body: Bytes| async move {
-                    let req = ExportLogsServiceRequest::decode(body).expect("protobuf logs");
-                    let mut all = r.lock().unwrap();
-                    for rl in req.resource_logs {
-                        for sl in rl.scope_logs {
-                            all.extend(sl.log_records);
-                        }
-                    }
-                    ""
-                }),
-            )
-            .route("/v1/metrics", post(|| async { "" }))
-            .with_state(records.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(listener, app).await });
-        format!("http://{addr}")
-    });
-
+/// An agent with one embedded service, exporting to the collector at `url`: its folder (with
+/// `events.jsonl`, its own event output), its process and the service's port.
+fn agent_exporting_to(url: &str) -> (tempfile::TempDir, std::process::Child, u16) {
     let dir = tempfile::tempdir().unwrap();
     let port = common::free_port();
     std::fs::write(
@@ -98,7 +70,7 @@ args = ["demo-service", "--port", "{port}"]
         ),
     )
     .unwrap();
-    let mut agent = Command::new(env!("CARGO_BIN_EXE_joelclaw-node"))
+    let agent = Command::new(env!("CARGO_BIN_EXE_joelclaw-node"))
         .arg("run")
         .arg("--inventory")
         .arg(dir.path().join("node.toml"))
@@ -111,10 +83,45 @@ args = ["demo-service", "--port", "{port}"]
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
+    (dir, agent, port)
+}
+
+#[test]
+fn a_kill_and_heal_reaches_the_collector_with_every_attribute() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let records = Records::default();
+    let url = rt.block_on(async {
+        let app = axum::Router::new()
+            .route(
+                "/v1/logs",
+                post(|State(r): State<Records>, body: Bytes| async move {
+                    let req = ExportLogsServiceRequest::decode(body).expect("protobuf logs");
+                    let mut all = r.lock().unwrap();
+                    for rl in req.resource_logs {
+                        for sl in rl.scope_logs {
+                            all.extend(sl.log_records);
+                        }
+                    }
+                    ""
+                }),
+            )
+            .route("/v1/metrics", post(|| async { "" }))
+            .with_state(records.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        format!("http://{addr}")
+    });
+
+    let (dir, mut agent, port) = agent_exporting_to(&url);
     let state = dir.path().join("state");
     let service_pid = || common::published_pid(&state, "web");
     let victim = sysutil::poll::until_blocking("web running", Duration::from_secs(30), service_pid);
-    // Healthy first (a passing round), so the kill is a heal and not a slow start.
+    // Answering first, so the kill is a heal and not a slow start.
     sysutil::poll::until_blocking("web answering", Duration::from_secs(30), || {
         std::net::TcpStream::connect(("127.0.0.1", port)).ok()
     });
@@ -156,4 +163,49 @@ args = ["demo-service", "--port", "{port}"]
         all.iter().any(|r| attr(r, "outcome").is_some()),
         "some record carries an outcome"
     );
+}
+
+#[test]
+fn a_collector_that_never_answers_costs_the_loop_nothing() {
+    // Accepts connections, never answers.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", silent.local_addr().unwrap());
+    let (dir, mut agent, port) = agent_exporting_to(&url);
+    let state = dir.path().join("state");
+    let service_pid = || common::published_pid(&state, "web");
+    let heals = || {
+        std::fs::read_to_string(dir.path().join("events.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains("\"heal.succeeded\""))
+            .count()
+    };
+    // Three kills in a row, each healed as usual while every export hangs until its deadline.
+    let mut last = 0;
+    for kill_no in 1..=3 {
+        let victim =
+            sysutil::poll::until_blocking("web running again", Duration::from_secs(30), || {
+                service_pid().filter(|p| *p != last)
+            });
+        sysutil::poll::until_blocking("web answering", Duration::from_secs(30), || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).ok()
+        });
+        kill(Pid::from_raw(victim as i32), Signal::SIGKILL).unwrap();
+        last = victim;
+        sysutil::poll::until_blocking("the kill healed", Duration::from_secs(30), || {
+            (heals() >= kill_no).then_some(())
+        });
+    }
+    // And it stops on SIGTERM, its export's flush bounded, not waiting on the collector.
+    kill(Pid::from_raw(agent.id() as i32), Signal::SIGTERM).unwrap();
+    let status = sysutil::poll::until_blocking(
+        "the agent gone after SIGTERM",
+        Duration::from_secs(30),
+        || agent.try_wait().unwrap(),
+    );
+    assert!(status.success(), "{status}");
+    if let Some(pid) = service_pid() {
+        let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
+    }
+    drop(silent);
 }

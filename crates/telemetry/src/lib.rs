@@ -5,7 +5,9 @@
 //! - Each heal event becomes an OTLP log record (event name = the event kind, body = its
 //!   sentence) carrying `node_id`, `platform`, `adapter_type`, `endpoint_class`, `service`,
 //!   `step`, `outcome` as attributes, and is counted in the `joelclaw.heal.events` counter.
-//! - The node's services by health are the `joelclaw.services` gauge.
+//! - The node's services by health are the `joelclaw.services` gauge (`health` = healthy,
+//!   unhealthy, unknown, stopped), and its open breakers the `joelclaw.breakers.open` gauge, as
+//!   the local API's `/metrics` has them.
 //!
 //! Transport: the `opentelemetry` SDK with the OTLP exporter over HTTP/protobuf. The SDK's batch
 //! processor and periodic reader run on their own threads with a bounded queue and an export
@@ -106,12 +108,28 @@ pub struct NodeAttributes {
     pub version: String,
 }
 
-/// Services by health, for the `joelclaw.services` gauge.
+/// The node's services at its last probe round, in counts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HealthCounts {
+    /// Passing their probes.
+    pub healthy: u64,
+    /// Failing or down.
+    pub unhealthy: u64,
+    /// Not yet known (not probed, or their manager did not answer).
+    pub unknown: u64,
+    /// Stopped or disabled by request.
+    pub stopped: u64,
+    /// Whose breaker is open.
+    pub open_breakers: u64,
+}
+
+/// Services by health, for the `joelclaw.services` and `joelclaw.breakers.open` gauges.
 #[derive(Debug, Default)]
 struct HealthGauge {
     healthy: AtomicU64,
     unhealthy: AtomicU64,
     unknown: AtomicU64,
+    stopped: AtomicU64,
     open_breakers: AtomicU64,
 }
 
@@ -197,13 +215,21 @@ impl OtlpExport {
                     ("healthy", &gauge.healthy),
                     ("unhealthy", &gauge.unhealthy),
                     ("unknown", &gauge.unknown),
-                    ("breaker-open", &gauge.open_breakers),
+                    ("stopped", &gauge.stopped),
                 ] {
                     observer.observe(
                         value.load(Ordering::Relaxed),
                         &[KeyValue::new("health", health)],
                     );
                 }
+            })
+            .build();
+        let gauge = health.clone();
+        let _breakers = meter
+            .u64_observable_gauge("joelclaw.breakers.open")
+            .with_description("Services whose breaker is open (a person was called)")
+            .with_callback(move |observer| {
+                observer.observe(gauge.open_breakers.load(Ordering::Relaxed), &[]);
             })
             .build();
         let logger = logs.logger("joelclaw-node");
@@ -217,13 +243,14 @@ impl OtlpExport {
     }
 
     /// The node's services by health (after each probe round).
-    pub fn set_health(&self, healthy: u64, unhealthy: u64, unknown: u64, open_breakers: u64) {
-        self.health.healthy.store(healthy, Ordering::Relaxed);
-        self.health.unhealthy.store(unhealthy, Ordering::Relaxed);
-        self.health.unknown.store(unknown, Ordering::Relaxed);
-        self.health
-            .open_breakers
-            .store(open_breakers, Ordering::Relaxed);
+    pub fn set_health(&self, counts: HealthCounts) {
+        let g = &self.health;
+        g.healthy.store(counts.healthy, Ordering::Relaxed);
+        g.unhealthy.store(counts.unhealthy, Ordering::Relaxed);
+        g.unknown.store(counts.unknown, Ordering::Relaxed);
+        g.stopped.store(counts.stopped, Ordering::Relaxed);
+        g.open_breakers
+            .store(counts.open_breakers, Ordering::Relaxed);
     }
 
     /// Sends what is pending and stops the exporters, each within its export deadline. Call it

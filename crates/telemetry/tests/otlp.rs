@@ -14,8 +14,9 @@ use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::common::v1::any_value::Value as ProtoValue;
 use opentelemetry_proto::tonic::common::v1::KeyValue as ProtoKeyValue;
+use opentelemetry_proto::tonic::metrics::v1::{metric::Data, number_data_point, NumberDataPoint};
 use prost::Message;
-use telemetry::{NodeAttributes, OtlpExport, TelemetryConfig};
+use telemetry::{HealthCounts, NodeAttributes, OtlpExport, TelemetryConfig};
 
 #[derive(Default)]
 struct Received {
@@ -119,7 +120,13 @@ async fn heal_events_arrive_as_log_records_with_every_attribute_and_are_counted(
         EventKind::HealSucceeded,
         Some(StepOutcome::Observed),
     ));
-    export.set_health(4, 1, 0, 0);
+    export.set_health(HealthCounts {
+        healthy: 4,
+        unhealthy: 1,
+        stopped: 2,
+        open_breakers: 1,
+        ..HealthCounts::default()
+    });
 
     let records = eventually("both log records", || {
         let r = received.lock().unwrap();
@@ -158,45 +165,116 @@ async fn heal_events_arrive_as_log_records_with_every_attribute_and_are_counted(
         Some("node-a")
     );
 
-    // The counter and the gauge arrive as OTLP metrics.
-    eventually("the heal counter and the services gauge", || {
+    // The counter and the gauges arrive as OTLP metrics, with their values and attributes.
+    let points = |name: &str| -> Vec<NumberDataPoint> {
         let r = received.lock().unwrap();
-        let names: Vec<String> = r
-            .metrics
+        // The newest export of `name` (the SDK sends cumulative values each interval).
+        r.metrics
             .iter()
             .flat_map(|req| &req.resource_metrics)
             .flat_map(|rm| &rm.scope_metrics)
-            .flat_map(|sm| sm.metrics.iter().map(|m| m.name.clone()))
-            .collect();
-        (names.iter().any(|n| n == "joelclaw.heal.events")
-            && names.iter().any(|n| n == "joelclaw.services"))
-        .then_some(())
+            .flat_map(|sm| &sm.metrics)
+            .filter(|m| m.name == name)
+            .filter_map(|m| match &m.data {
+                Some(Data::Sum(sum)) => Some(sum.data_points.clone()),
+                Some(Data::Gauge(g)) => Some(g.data_points.clone()),
+                _ => None,
+            })
+            .next_back()
+            .unwrap_or_default()
+    };
+    let value = |p: &NumberDataPoint| match p.value {
+        Some(number_data_point::Value::AsInt(i)) => i,
+        Some(number_data_point::Value::AsDouble(d)) => d as i64,
+        None => -1,
+    };
+    let heals = eventually("the heal counter", || {
+        let p = points("joelclaw.heal.events");
+        (p.len() == 2).then_some(p)
     })
     .await;
+    let succeeded = heals
+        .iter()
+        .find(|p| text(&p.attributes, "event").as_deref() == Some("heal.succeeded"))
+        .expect("a heal.succeeded point");
+    assert_eq!(value(succeeded), 1);
+    for (key, want) in [
+        ("node_id", "node-a"),
+        ("platform", "linux"),
+        ("adapter_type", "systemd"),
+        ("endpoint_class", "localhost"),
+        ("service", "web"),
+        ("step", "restart"),
+        ("outcome", "observed"),
+    ] {
+        assert_eq!(
+            text(&succeeded.attributes, key).as_deref(),
+            Some(want),
+            "{key}"
+        );
+    }
+    let services = eventually("the services gauge", || {
+        let p = points("joelclaw.services");
+        (p.len() == 4).then_some(p)
+    })
+    .await;
+    let by_health: std::collections::BTreeMap<String, i64> = services
+        .iter()
+        .map(|p| (text(&p.attributes, "health").unwrap(), value(p)))
+        .collect();
+    assert_eq!(
+        by_health,
+        [
+            ("healthy", 4),
+            ("stopped", 2),
+            ("unhealthy", 1),
+            ("unknown", 0)
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
+    );
+    let breakers = eventually("the breakers gauge", || {
+        let p = points("joelclaw.breakers.open");
+        (p.len() == 1).then_some(p)
+    })
+    .await;
+    assert_eq!(value(&breakers[0]), 1);
     export.shutdown();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_collector_that_never_answers_only_costs_dropped_records() {
-    // Accepts connections and never answers: the worst collector there is.
+async fn a_collector_that_never_answers_or_is_gone_only_costs_dropped_records() {
+    // Accepts connections and never answers: the worst collector there is. And a port nobody
+    // listens on: a collector that is down.
     let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}", silent.local_addr().unwrap());
-    let export = OtlpExport::start(
-        &TelemetryConfig {
-            queue: 64,
-            ..config(&url)
-        },
-        &node(),
-    )
-    .unwrap();
-    // Far more than the queue holds: each emit only enqueues (or drops), never waits.
-    for _ in 0..20_000 {
-        export.emit(&heal_event(EventKind::ProbeFailed, None));
-    }
-    // Shutting down is bounded by the export deadline, not by the silent collector.
-    tokio::task::spawn_blocking(move || export.shutdown())
-        .await
+    let gone = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let gone_url = format!("http://{}", gone.local_addr().unwrap());
+    drop(gone);
+    for url in [format!("http://{}", silent.local_addr().unwrap()), gone_url] {
+        let export = OtlpExport::start(
+            &TelemetryConfig {
+                queue: 64,
+                ..config(&url)
+            },
+            &node(),
+        )
         .unwrap();
+        // Far more than the queue holds: each emit only enqueues (or drops), never waits, so
+        // this loop ends; a blocking emit would hang it on the silent collector.
+        for _ in 0..20_000 {
+            export.emit(&heal_event(EventKind::ProbeFailed, None));
+        }
+        // Shutting down is bounded by the export deadline (500 ms a request here), not by the
+        // collector: 30 s is a hang detector, not a speed claim.
+        tokio::time::timeout(
+            Duration::from_secs(30),
+            tokio::task::spawn_blocking(move || export.shutdown()),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("shutdown waited on the collector at {url}"))
+        .unwrap();
+    }
     drop(silent);
 }
 
