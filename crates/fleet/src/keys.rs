@@ -5,6 +5,12 @@ pub fn nodes(prefix: &str) -> String {
     format!("{prefix}:nodes")
 }
 
+/// The hash of every node's latest status snapshot (node id → the `NodeStatus` JSON, as the
+/// local API's `/v1/status` has it), written with each heartbeat.
+pub fn status(prefix: &str) -> String {
+    format!("{prefix}:status")
+}
+
 /// The key whose presence (it expires after the heartbeat TTL) says the node is alive.
 pub fn alive(prefix: &str, node_id: &str) -> String {
     format!("{prefix}:alive:{node_id}")

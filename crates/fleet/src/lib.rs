@@ -11,6 +11,8 @@
 //! Keys (under a prefix, `joelclaw` by default), see [`keys`]:
 //! - `{prefix}:nodes` — a hash, node id → the node's last [`NodeHeartbeat`] (kept after the node
 //!   stops, so a node that went away is listed as stale rather than forgotten);
+//! - `{prefix}:status` — a hash, node id → the node's latest status snapshot (every service's
+//!   health, state, breaker, last event), written with each heartbeat;
 //! - `{prefix}:alive:{node_id}` — set with a TTL on each heartbeat; its absence marks the node stale;
 //! - `{prefix}:events` — the stream of heal events (`node_id`, `event` fields), capped with
 //!   `MAXLEN ~`.
@@ -24,5 +26,7 @@ mod tls;
 
 pub use config::{FleetConfig, FleetError};
 pub use publisher::{FleetPublisher, PublisherStats};
-pub use reader::{fleet_status, latest_events, read_events, EventReader, FleetEvent, FleetNode};
+pub use reader::{
+    fleet_status, latest_events, node_snapshot, read_events, EventReader, FleetEvent, FleetNode,
+};
 pub use record::{NodeHeartbeat, NodeRecord, NodeSummary};

@@ -51,6 +51,7 @@ struct Counters {
 pub struct FleetPublisher {
     events: mpsc::Sender<String>,
     summary: watch::Sender<NodeSummary>,
+    snapshot: watch::Sender<Option<Arc<String>>>,
     counters: Arc<Counters>,
     stop: watch::Sender<bool>,
     task: Mutex<Option<JoinHandle<()>>>,
@@ -64,6 +65,7 @@ impl FleetPublisher {
         let client = config.client()?;
         let (events_tx, events_rx) = mpsc::channel(config.queue);
         let (summary_tx, summary_rx) = watch::channel(NodeSummary::default());
+        let (snapshot_tx, snapshot_rx) = watch::channel(None);
         let (stop_tx, stop_rx) = watch::channel(false);
         let counters = Arc::new(Counters::default());
         let worker = Worker {
@@ -76,10 +78,11 @@ impl FleetPublisher {
             retry_at: None,
             warned: false,
         };
-        let task = tokio::spawn(worker.run(events_rx, summary_rx, stop_rx));
+        let task = tokio::spawn(worker.run(events_rx, summary_rx, snapshot_rx, stop_rx));
         Ok(FleetPublisher {
             events: events_tx,
             summary: summary_tx,
+            snapshot: snapshot_tx,
             counters,
             stop: stop_tx,
             task: Mutex::new(Some(task)),
@@ -89,6 +92,14 @@ impl FleetPublisher {
     /// Replaces the summary the next heartbeat carries (only the latest one matters).
     pub fn publish_summary(&self, summary: NodeSummary) {
         self.summary.send_replace(summary);
+    }
+
+    /// Replaces the status snapshot the next heartbeat writes beside it (only the latest one
+    /// matters; serialized here, off the worker, once per call).
+    pub fn publish_snapshot(&self, status: &central_core::NodeStatus) {
+        if let Ok(json) = serde_json::to_string(status) {
+            self.snapshot.send_replace(Some(Arc::new(json)));
+        }
     }
 
     /// The counts so far.
@@ -154,6 +165,7 @@ impl Worker {
         mut self,
         mut events: mpsc::Receiver<String>,
         summary: watch::Receiver<NodeSummary>,
+        snapshot: watch::Receiver<Option<Arc<String>>>,
         mut stop: watch::Receiver<bool>,
     ) {
         let mut heartbeat = tokio::time::interval(self.config.heartbeat_every);
@@ -186,7 +198,8 @@ impl Worker {
             tokio::select! {
                 _ = heartbeat.tick() => {
                     let beat = self.heartbeat(&summary.borrow().clone());
-                    self.write_heartbeat(beat).await;
+                    let snapshot = snapshot.borrow().clone();
+                    self.write_heartbeat(beat, snapshot).await;
                 }
                 n = events.recv_many(&mut batch, BATCH) => {
                     if n == 0 {
@@ -219,7 +232,7 @@ impl Worker {
         }
     }
 
-    async fn write_heartbeat(&mut self, beat: NodeHeartbeat) {
+    async fn write_heartbeat(&mut self, beat: NodeHeartbeat, snapshot: Option<Arc<String>>) {
         let Some(conn) = self.conn.as_mut() else {
             return;
         };
@@ -230,6 +243,10 @@ impl Worker {
         // fewer, and redis 1.8's multiplexed connection panics on a refused MULTI (an
         // arithmetic underflow in its transaction bookkeeping).
         let mut pipe = redis::pipe();
+        if let Some(snapshot) = snapshot {
+            pipe.hset(keys::status(prefix), &beat.node.node_id, snapshot.as_str())
+                .ignore();
+        }
         pipe.hset(keys::nodes(prefix), &beat.node.node_id, json)
             .ignore()
             .cmd("SET")

@@ -73,6 +73,33 @@ pub async fn fleet_status(config: &FleetConfig) -> Result<Vec<FleetNode>, FleetE
     Ok(nodes)
 }
 
+/// A node's latest status snapshot, as its last heartbeat wrote it (`None`: the node never
+/// published one).
+pub async fn node_snapshot(
+    config: &FleetConfig,
+    node_id: &str,
+) -> Result<Option<central_core::NodeStatus>, FleetError> {
+    let client = config.client()?;
+    let mut conn = connect(config, &client).await?;
+    let key = keys::status(&config.prefix);
+    let json: Option<String> = call(
+        config,
+        "read a node's status",
+        redis::cmd("HGET")
+            .arg(&key)
+            .arg(node_id)
+            .query_async(&mut conn),
+    )
+    .await?;
+    json.map(|j| {
+        serde_json::from_str(&j).map_err(|e| FleetError::Record {
+            key: format!("{key} {node_id}"),
+            detail: e.to_string(),
+        })
+    })
+    .transpose()
+}
+
 /// Up to `count` events after the entry `after` (`0` for the oldest kept, an id from a previous
 /// read to go on). With `block`, waits up to that long for the first one (Redis's `BLOCK`).
 pub async fn read_events(

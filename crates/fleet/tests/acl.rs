@@ -8,7 +8,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
 use central_core::{EventKind, EventSink, HealEvent};
-use fleet::{fleet_status, latest_events, FleetConfig, FleetPublisher, NodeRecord};
+use fleet::{fleet_status, latest_events, node_snapshot, FleetConfig, FleetPublisher, NodeRecord};
 use support::{eventually, TestRedis};
 
 /// The ACL rule the README gives for a node, with `>PASSWORD` as written there.
@@ -86,6 +86,14 @@ async fn the_readme_acl_user_publishes_and_reads_with_its_password_file() {
     let cfg = config(&redis.url(), "node-a", password_file(&dir, "s3cret"));
     let p = FleetPublisher::start(cfg.clone(), node("node-a")).unwrap();
     p.emit(&healed("web"));
+    let mut status = central_core::NodeStatus {
+        node_id: "node-a".into(),
+        platform: "linux".into(),
+        at_ms: 7,
+        ..Default::default()
+    };
+    status.warnings.push("a state file moved aside".into());
+    p.publish_snapshot(&status);
     let nodes = eventually("node-a listed, read as node-a", || {
         let cfg = cfg.clone();
         async move { fleet_status(&cfg).await.ok().filter(|n| n.len() == 1) }
@@ -98,6 +106,14 @@ async fn the_readme_acl_user_publishes_and_reads_with_its_password_file() {
     })
     .await;
     assert_eq!(events[0].event["service"], "web");
+    // Its status snapshot, written with the heartbeat, read back whole (HGET is in the rule).
+    let snapshot = eventually("its status snapshot", || {
+        let cfg = cfg.clone();
+        async move { node_snapshot(&cfg, "node-a").await.ok().flatten() }
+    })
+    .await;
+    assert_eq!(snapshot, status);
+    assert_eq!(node_snapshot(&cfg, "node-z").await.unwrap(), None);
     let stats = p.stats();
     assert_eq!(stats.failed_calls, 0, "{stats:?}");
 

@@ -212,6 +212,14 @@ impl Failure {
         }
     }
 
+    /// What was asked for does not exist: exit 2 (bad input, named).
+    pub fn not_found(command: &'static str, message: impl std::fmt::Display) -> Self {
+        Failure {
+            kind: ErrorCode::NotFound,
+            ..Failure::input(command, message)
+        }
+    }
+
     /// A bad command line: exit 2.
     pub fn usage(command: &'static str, message: impl std::fmt::Display) -> Self {
         Failure {

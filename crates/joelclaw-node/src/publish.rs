@@ -97,6 +97,7 @@ impl Publishers {
         }
         if let Some(f) = &self.fleet {
             f.publish_summary(s);
+            f.publish_snapshot(status);
         }
     }
 

@@ -54,6 +54,8 @@ struct Agent {
     dir: tempfile::TempDir,
     child: Child,
     events: mpsc::Receiver<Value>,
+    /// Its service's port.
+    port: u16,
 }
 
 impl Agent {
@@ -125,6 +127,7 @@ args = ["demo-service", "--port", "{port}"]
             dir,
             child,
             events: rx,
+            port,
         }
     }
 
@@ -209,6 +212,24 @@ fn three_agents_are_listed_one_killed_goes_stale_and_heals_carry_their_node() {
         .collect();
     assert_eq!(ids, ["node-a", "node-b", "node-c"]);
     assert!(nodes.iter().all(|n| n["node"]["role"] == "fleet"));
+    // Each node's latest status snapshot is kept beside its heartbeat: node-b's, read from
+    // Central, is the live status of node-b's agent (its own service's probe), not node-a's.
+    let snapshot = json(&["status", "--fleet", "--node", "node-b"], &inv);
+    assert_eq!(snapshot["ok"], true, "{snapshot}");
+    assert_eq!(snapshot["result"]["stale"], false, "{snapshot}");
+    let status = &snapshot["result"]["status"];
+    assert_eq!(status["node_id"], "node-b", "{snapshot}");
+    assert_eq!(status["services"][0]["label"], "web");
+    assert_eq!(status["services"][0]["health"], "healthy");
+    let probed = status["services"][0]["last_probe"]["detail"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        probed.contains(&format!("127.0.0.1:{}/", agents[1].port)),
+        "node-b's own service: {snapshot}"
+    );
+    let unknown = json(&["status", "--fleet", "--node", "node-z"], &inv);
+    assert_eq!(unknown["error"]["kind"], "not-found", "{unknown}");
     // The same from a running agent's local API.
     let out = Command::new("curl")
         .args(["-sS", "--max-time", "10", "--unix-socket"])

@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use central_core::Inventory;
 use clap::Args;
-use fleet::{fleet_status, latest_events, read_events, EventReader, FleetConfig, FleetEvent};
+use fleet::{
+    fleet_status, latest_events, node_snapshot, read_events, EventReader, FleetConfig, FleetEvent,
+};
 
 use crate::output::{table, Failure, Report};
 use crate::setup::{load, runtime};
@@ -81,6 +83,84 @@ pub fn status(inventory: &Inventory) -> Result<Report, Failure> {
         .iter()
         .any(|n| n.stale || n.heartbeat.summary.unhealthy > 0);
     let result = serde_json::json!({ "redis": config.redacted_url(), "nodes": nodes });
+    Ok(if troubled {
+        Report::findings(CMD, result, human)
+    } else {
+        Report::ok(CMD, result, human)
+    })
+}
+
+/// `status --fleet --node ID`: that node's latest snapshot, as its last heartbeat wrote it,
+/// and whether the node is stale (its snapshot is then as old as its last heartbeat). Exit 1
+/// when the node is stale or a service is not healthy; `not-found` when it never published.
+pub fn node_status(inventory: &Inventory, node_id: &str) -> Result<Report, Failure> {
+    const CMD: &str = "status";
+    let config = config(CMD, inventory)?;
+    let rt = runtime(CMD)?;
+    let (nodes, snapshot) = rt
+        .block_on(async {
+            let nodes = fleet_status(&config).await?;
+            let snapshot = node_snapshot(&config, node_id).await?;
+            Ok::<_, fleet::FleetError>((nodes, snapshot))
+        })
+        .map_err(|e| Failure::failed(CMD, e))?;
+    let node = nodes.iter().find(|n| n.heartbeat.node.node_id == node_id);
+    let (Some(node), Some(status)) = (node, snapshot) else {
+        return Err(Failure::not_found(
+            CMD,
+            format!(
+                "node {node_id:?} has published no status to {}",
+                config.redacted_url()
+            ),
+        ));
+    };
+    use crate::output::json_name as name;
+    let rows: Vec<Vec<String>> = status
+        .services
+        .iter()
+        .map(|s| {
+            vec![
+                s.label.clone(),
+                s.manager.clone(),
+                name(&s.health),
+                name(&s.desired),
+                crate::output::opt(&s.pid),
+                name(&s.breaker),
+                s.last_event.map_or("-".into(), |e| e.as_str().to_string()),
+            ]
+        })
+        .collect();
+    let human = format!(
+        "{node_id}: {}, snapshot of {}\n",
+        if node.stale { "unreachable" } else { "up" },
+        age(node.age_ms)
+    ) + &table(
+        &[
+            "SERVICE",
+            "MANAGER",
+            "HEALTH",
+            "DESIRED",
+            "PID",
+            "BREAKER",
+            "LAST EVENT",
+        ],
+        &rows,
+    );
+    let troubled = node.stale
+        || status.services.iter().any(|s| {
+            !matches!(
+                s.health,
+                central_core::Health::Healthy
+                    | central_core::Health::Stopped
+                    | central_core::Health::Disabled
+            )
+        });
+    let result = serde_json::json!({
+        "redis": config.redacted_url(),
+        "stale": node.stale,
+        "age_ms": node.age_ms,
+        "status": status,
+    });
     Ok(if troubled {
         Report::findings(CMD, result, human)
     } else {

@@ -50,9 +50,8 @@ struct LogTail {
 pub fn exec(args: LogsArgs, state_flag: Option<PathBuf>, as_json: bool) -> Result<Report, Failure> {
     const CMD: &str = "logs";
     let inventory = load(CMD, &args.inventory)?;
-    let spec = inventory.service(&args.label).ok_or_else(|| Failure {
-        kind: ErrorCode::NotFound,
-        ..Failure::input(
+    let spec = inventory.service(&args.label).ok_or_else(|| {
+        Failure::not_found(
             CMD,
             format!(
                 "unknown label {:?}: not in {}",

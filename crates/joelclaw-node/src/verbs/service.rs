@@ -53,17 +53,14 @@ pub fn exec(verb: Verb, args: ServiceArgs, state_flag: Option<PathBuf>) -> Resul
     if inventory.service(&args.label).is_none()
         && inventory.substrate.as_ref().map(|s| s.name.as_str()) != Some(args.label.as_str())
     {
-        return Err(Failure {
-            kind: ErrorCode::NotFound,
-            ..Failure::input(
-                cmd,
-                format!(
-                    "unknown label {:?}: not in {}",
-                    args.label,
-                    args.inventory.display()
-                ),
-            )
-        });
+        return Err(Failure::not_found(
+            cmd,
+            format!(
+                "unknown label {:?}: not in {}",
+                args.label,
+                args.inventory.display()
+            ),
+        ));
     }
     let state = state_dir(cmd, state_flag, &inventory)?;
     let rt = runtime(cmd)?;
@@ -170,10 +167,7 @@ async fn directly(
     )
     .map_err(|e| Failure::input(cmd, e))?;
     heal.request(label, verb).await.map_err(|e| match e {
-        VerbError::NotFound(_) => Failure {
-            kind: ErrorCode::NotFound,
-            ..Failure::input(cmd, e)
-        },
+        VerbError::NotFound(_) => Failure::not_found(cmd, e),
         VerbError::NotSupported(_) => Failure {
             kind: ErrorCode::NotSupported,
             ..Failure::input(cmd, e)

@@ -25,6 +25,10 @@ pub struct StatusArgs {
     /// Every node of the fleet instead, from Central's Redis (the inventory's `[fleet]`).
     #[arg(long)]
     pub fleet: bool,
+    /// With `--fleet`: one node's latest status snapshot (every service's health, state,
+    /// breaker and last event), as its last heartbeat published it.
+    #[arg(long, value_name = "NODE_ID", requires = "fleet")]
+    pub node: Option<String>,
     /// Refresh every 2 s until interrupted (with `--json`: one envelope per line).
     #[arg(long, conflicts_with = "fleet")]
     pub watch: bool,
@@ -348,7 +352,10 @@ pub fn exec(
     const CMD: &str = "status";
     let inventory = load(CMD, &args.inventory)?;
     if args.fleet {
-        return super::fleet::status(&inventory);
+        return match &args.node {
+            Some(node) => super::fleet::node_status(&inventory, node),
+            None => super::fleet::status(&inventory),
+        };
     }
     let identity = node_identity(CMD, Some(&inventory))?;
     let state_arg = state_flag.clone();
