@@ -313,9 +313,12 @@ pub(crate) async fn connect(
     config: &FleetConfig,
     client: &redis::Client,
 ) -> Result<redis::aio::MultiplexedConnection, FleetError> {
+    // No response timeout of the client's own: every command has its deadline from `call`,
+    // and a blocking XREAD's is its wait plus the call's; the client's would cut that wait
+    // short and report a quiet stream as Redis not answering.
     let settings = redis::AsyncConnectionConfig::new()
         .set_connection_timeout(Some(config.call_timeout))
-        .set_response_timeout(Some(config.call_timeout));
+        .set_response_timeout(None);
     call(
         config,
         "connect",

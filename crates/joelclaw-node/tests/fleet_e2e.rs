@@ -174,6 +174,27 @@ fn json(args: &[&str], inventory: &Path) -> Value {
     serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
 }
 
+/// `status --json` of the agent's own node (its state folder: the running agent's view).
+fn local_status(agent: &Agent) -> Value {
+    let out = Command::new(BIN)
+        .args(["status", "--json", "--inventory"])
+        .arg(agent.inventory())
+        .arg("--state-dir")
+        .arg(agent.dir.path().join("state"))
+        .output()
+        .unwrap();
+    serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
+}
+
+/// The uptime `status` gives the agent's service, in seconds.
+fn service_uptime(agent: &Agent) -> u64 {
+    let v = local_status(agent);
+    assert_eq!(v["result"]["source"], "agent", "{v}");
+    v["result"]["processes"][0]["uptime_s"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no uptime for a running service: {v}"))
+}
+
 fn fleet_nodes(inventory: &Path) -> Vec<Value> {
     json(&["status", "--fleet"], inventory)["result"]["nodes"]
         .as_array()
@@ -191,6 +212,7 @@ fn three_agents_are_listed_one_killed_goes_stale_and_heals_carry_their_node() {
         return;
     };
     let prefix = unique_prefix("three");
+    let started = Instant::now();
     let agents: Vec<Agent> = ["node-a", "node-b", "node-c"]
         .iter()
         .map(|n| Agent::start(n, &redis, &prefix))
@@ -263,10 +285,18 @@ fn three_agents_are_listed_one_killed_goes_stale_and_heals_carry_their_node() {
         .spawn()
         .unwrap();
     // It says where it starts once it has found the stream's end: only then is the kill made.
-    let mut said = String::new();
-    BufReader::new(follower.stderr.take().unwrap())
-        .read_line(&mut said)
-        .unwrap();
+    // Its stderr is read to the end (a closed pipe would kill it at its next line).
+    let (said_tx, said_rx) = mpsc::channel::<String>();
+    let follower_err = follower.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(follower_err).lines() {
+            let Ok(line) = line else { break };
+            let _ = said_tx.send(line);
+        }
+    });
+    let said = said_rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the follower says where it starts");
     assert!(said.starts_with("events: following"), "{said}");
     let (follow_tx, followed) = mpsc::channel::<Value>();
     let follower_out = follower.stdout.take().unwrap();
@@ -280,7 +310,12 @@ fn three_agents_are_listed_one_killed_goes_stale_and_heals_carry_their_node() {
     let victim = sysutil::poll::until_blocking("node-b's web", Duration::from_secs(30), || {
         agents[1].service_pid()
     });
+    // Its uptime so far (the service started with its agent), then the kill.
+    let up = service_uptime(&agents[1]);
+    assert!(up <= started.elapsed().as_secs() + 1, "uptime {up} s");
+    std::thread::sleep(Duration::from_secs(2));
     kill(Pid::from_raw(victim as i32), Signal::SIGKILL).unwrap();
+    let killed_b = Instant::now();
     let is_b_healed =
         |e: &Value| e["node_id"] == "node-b" && e["event"]["event"] == "heal.succeeded";
     let healed = sysutil::poll::until_blocking(
@@ -296,16 +331,33 @@ fn three_agents_are_listed_one_killed_goes_stale_and_heals_carry_their_node() {
         },
     );
     assert_eq!(healed["event"]["service"], "web");
+    // `status` gives the new process's uptime, not the killed one's.
+    let since_kill = killed_b.elapsed().as_secs();
+    let up = service_uptime(&agents[1]);
+    assert!(
+        up <= since_kill + 1,
+        "uptime {up} s, killed {since_kill} s ago"
+    );
     let deadline = Instant::now() + Duration::from_secs(30);
     let live = loop {
         let left = deadline.saturating_duration_since(Instant::now());
         match followed.recv_timeout(left) {
             Ok(e) if is_b_healed(&e) => break e,
             Ok(e) => assert!(e["id"].as_str().is_some(), "a followed line: {e}"),
-            Err(_) => panic!("events --fleet --follow did not print node-b's heal"),
+            Err(_) => panic!(
+                "events --fleet --follow did not print node-b's heal; it said: {:?}",
+                said_rx.try_iter().collect::<Vec<_>>()
+            ),
         }
     };
     assert_eq!(live["id"], healed["id"], "the same stream entry, seen live");
+    // Waiting on a quiet stream is not an error: the follower said nothing more (it used to
+    // retry every 2 s, its blocking read cut short by the client's response timeout).
+    let said_more: Vec<String> = said_rx.try_iter().collect();
+    assert!(
+        said_more.is_empty(),
+        "the follower complained: {said_more:?}"
+    );
 
     // node-c's agent killed (no goodbye): stale once its liveness key expires, whose TTL is
     // 3 heartbeats (3 s here), still listed.
@@ -407,7 +459,7 @@ fn redis_gone_for_30_s_costs_the_agents_nothing() {
     // agent's own event output shows each heal), killed again. Every event of the outage is
     // counted, and each heal's time from the kill is kept.
     let mut during = vec![0u64; agents.len()];
-    let mut last_victim = vec![victim, 0];
+    let mut last_victim = [victim, 0];
     let mut heal_ms: Vec<u128> = Vec::new();
     let mut rounds = 0;
     while outage.elapsed() < Duration::from_secs(30) {
