@@ -13,6 +13,8 @@ ensure_packages() {
     command -v dockerd >/dev/null || missing+=(docker.io)
     [ -x /bin/busybox ] && file_is_static /bin/busybox || missing+=(busybox-static)
     command -v nsenter >/dev/null || missing+=(util-linux)
+    # The uptime test checks the `ps` path (macOS's) against Linux's own ps.
+    command -v ps >/dev/null || missing+=(procps)
     command -v redis-server >/dev/null || missing+=(redis-server)
     # The non-root agent's test: its polkit rule is read by polkitd inside the container.
     [ -x /usr/lib/polkit-1/polkitd ] || missing+=(polkitd)

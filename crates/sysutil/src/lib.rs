@@ -7,6 +7,7 @@
 //!   deadline or a cancelled call kills everything it started;
 //! - [`program`]: find a program on `PATH`;
 //! - [`ports`]: who listens on a local TCP port (pid and name), for a probe that failed;
+//! - [`uptime`]: how long processes have been running, by pid (`/proc`, else one `ps`);
 //! - [`poll`]: wait, within a bound, until a condition holds (for tests).
 //!
 //! It knows nothing of services or probes, nor of the port crates: the port crates stay free of I/O and do not
@@ -17,3 +18,4 @@ pub mod fs;
 pub mod poll;
 pub mod ports;
 pub mod program;
+pub mod uptime;

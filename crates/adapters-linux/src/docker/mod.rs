@@ -408,33 +408,6 @@ fn seconds_since(rfc3339: &str) -> Option<u64> {
     )
 }
 
-/// Seconds since the process `pid` started, from `/proc` (its start in clock ticks after boot,
-/// and the time since boot).
-fn process_uptime(proc_root: &Path, pid: u32) -> std::io::Result<u64> {
-    let bad = |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_string());
-    let stat = std::fs::read_to_string(proc_root.join(pid.to_string()).join("stat"))?;
-    // Field 2 (comm) is in parentheses and may hold spaces; count fields after its last `)`.
-    let after = stat.rsplit_once(')').ok_or_else(|| bad("no ) in stat"))?.1;
-    // After `)`, field 3 (state) is first, so field 22 (starttime) is the 20th.
-    let start_ticks: u64 = after
-        .split_whitespace()
-        .nth(19)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| bad("no starttime in stat"))?;
-    let uptime = std::fs::read_to_string(proc_root.join("uptime"))?;
-    let since_boot: f64 = uptime
-        .split_whitespace()
-        .next()
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| bad("no uptime"))?;
-    let ticks = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
-        .ok()
-        .flatten()
-        .filter(|t| *t > 0)
-        .unwrap_or(100) as f64;
-    Ok((since_boot - start_ticks as f64 / ticks).max(0.0) as u64)
-}
-
 /// The pid of the process serving a unix socket, as the kernel tells it (`SO_PEERCRED`).
 fn socket_server_pid(socket: &Path) -> std::io::Result<u32> {
     let stream = std::os::unix::net::UnixStream::connect(socket)?;
@@ -508,7 +481,7 @@ impl SubstratePort for DockerRuntime {
         let target = socket.display().to_string();
         let work = tokio::task::spawn_blocking(move || {
             let pid = socket_server_pid(&socket)?;
-            process_uptime(Path::new("/proc"), pid)
+            sysutil::uptime::from_proc(Path::new("/proc"), pid)
         });
         match tokio::time::timeout(self.deadline, work).await {
             Err(_) => Err(RuntimeError::Timeout {
@@ -819,27 +792,5 @@ mod tests {
             convert(op, "c", denied),
             RuntimeError::PermissionDenied { .. }
         ));
-    }
-
-    #[test]
-    fn uptime_from_proc_files() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir(dir.path().join("42")).unwrap();
-        // comm with a space and a `)`, as the kernel allows; starttime (field 22) = 1000 ticks.
-        let mut fields = vec!["S"];
-        fields.extend(std::iter::repeat_n("0", 18));
-        fields.push("1000");
-        fields.extend(["0", "0"]);
-        std::fs::write(
-            dir.path().join("42/stat"),
-            format!("42 (my ) daemon) {}\n", fields.join(" ")),
-        )
-        .unwrap();
-        std::fs::write(dir.path().join("uptime"), "250.50 900.00\n").unwrap();
-        let ticks = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
-            .unwrap()
-            .unwrap() as f64;
-        let want = (250.5 - 1000.0 / ticks) as u64;
-        assert_eq!(process_uptime(dir.path(), 42).unwrap(), want);
     }
 }

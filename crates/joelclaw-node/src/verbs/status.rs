@@ -97,6 +97,13 @@ async fn containers(
     futures::future::join_all(asks).await
 }
 
+/// Seconds as a person reads them (`2h 5m 3s`), `-` when unknown.
+fn uptime_cell(seconds: Option<u64>) -> String {
+    seconds.map_or("-".into(), |s| {
+        humantime::format_duration(std::time::Duration::from_secs(s)).to_string()
+    })
+}
+
 fn container_table(rows: &[ContainerRow]) -> String {
     let cells: Vec<Vec<String>> = rows
         .iter()
@@ -114,9 +121,7 @@ fn container_table(rows: &[ContainerRow]) -> String {
                 state,
                 c.map_or("-".into(), |c| json_name(&c.health)),
                 c.map_or("-".into(), |c| c.restart_count.to_string()),
-                c.and_then(|c| c.uptime_seconds).map_or("-".into(), |s| {
-                    humantime::format_duration(std::time::Duration::from_secs(s)).to_string()
-                }),
+                uptime_cell(c.and_then(|c| c.uptime_seconds)),
                 r.compose_service.clone().unwrap_or_else(|| "-".into()),
             ]
         })
@@ -142,6 +147,8 @@ fn container_table(rows: &[ContainerRow]) -> String {
 struct ProcessRow {
     service: String,
     state: Option<process_manager::ServiceStatus>,
+    /// Seconds since its main process started, where its pid could be read.
+    uptime_s: Option<u64>,
     /// Why the manager could not say.
     error: Option<String>,
 }
@@ -152,11 +159,13 @@ impl ProcessRow {
             Ok(st) => ProcessRow {
                 service,
                 state: Some(st.clone()),
+                uptime_s: None,
                 error: None,
             },
             Err(e) => ProcessRow {
                 service,
                 state: None,
+                uptime_s: None,
                 error: Some(e.to_string()),
             },
         }
@@ -338,6 +347,9 @@ fn ports_answering_from(
     ports
 }
 
+/// How long asking for the processes' ages may take (one `ps` on macOS).
+const UPTIME_DEADLINE: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// `--watch`: how often the table is refreshed.
 const WATCH_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
 
@@ -407,7 +419,7 @@ async fn once(
         Err(e) => return Err(Failure::failed(CMD, e)),
     };
     let source = if live.is_some() { "agent" } else { "probe" };
-    let (status, processes, containers) = match live {
+    let (status, mut processes, containers) = match live {
         Some(status) => {
             // The agent's process probes already hold each manager's answer: the manager is
             // asked only about the services no process probe read.
@@ -434,6 +446,7 @@ async fn once(
                     Some(ProcessRow {
                         service,
                         state: Some(seen.process.clone()?),
+                        uptime_s: None,
                         error: None,
                     })
                 })
@@ -467,6 +480,19 @@ async fn once(
             (status, processes, containers)
         }
     };
+    // Every running process's age in one pass (`/proc`, or one `ps` on macOS).
+    let pids: Vec<u32> = processes
+        .iter()
+        .filter_map(|p| p.state.as_ref()?.pid)
+        .collect();
+    let uptimes = sysutil::uptime::uptimes(&pids, UPTIME_DEADLINE).await;
+    for p in &mut processes {
+        p.uptime_s = p
+            .state
+            .as_ref()
+            .and_then(|s| s.pid)
+            .and_then(|pid| uptimes.get(&pid).copied());
+    }
     let colour = crate::output::colour_on_stdout();
     let by_service: HashMap<&str, &ProcessRow> =
         processes.iter().map(|p| (p.service.as_str(), p)).collect();
@@ -490,6 +516,12 @@ async fn once(
                 managed
                     .and_then(|m| m.restart_count)
                     .map_or("-".into(), |n| n.to_string()),
+                uptime_cell(
+                    by_service
+                        .get(s.label.as_str())
+                        .and_then(|p| p.uptime_s)
+                        .filter(|_| pid.is_some()),
+                ),
                 crate::output::paint(&health_cell(s), colour),
                 s.desired.to_string(),
                 json_name(&s.breaker),
@@ -519,6 +551,7 @@ async fn once(
             "STATE",
             "PID",
             "RESTARTS",
+            "UPTIME",
             "HEALTH",
             "DESIRED",
             "BREAKER",
