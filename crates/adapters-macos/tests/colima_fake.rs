@@ -47,7 +47,16 @@ impl Colima {
 
 container_runtime::substrate_conformance_tests!(conformance_over_the_fake, |_| async {
     let Colima { fake, rt } = Colima::running(|c| c);
-    Some((rt, Fixture::new(true).keeping(fake)))
+    let fake = std::sync::Arc::new(fake);
+    let down = fake.clone();
+    // The VM stopped behind the agent's back (`colima stop`, a crash): its state file gone.
+    let fx = Fixture::new(true)
+        .with_take_down(move || {
+            down.unset("running");
+            async {}
+        })
+        .keeping(fake);
+    Some((rt, fx))
 });
 
 #[tokio::test]

@@ -150,7 +150,14 @@ pub struct Fixture {
     pub compose: Option<ComposeService>,
     /// What must live as long as the scenario (a test container, a fake's folder).
     pub keep: Vec<Arc<dyn Any + Send + Sync>>,
+    /// Takes the substrate down (stops the VM, kills the daemon), for
+    /// [`a_down_substrate_is_brought_up`]. `None`: that scenario has nothing to check.
+    pub take_down: Option<TakeDown>,
 }
+
+/// Takes a substrate down, the way it fails for real (see [`Fixture::take_down`]).
+pub type TakeDown =
+    Arc<dyn Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> + Send + Sync>;
 
 impl Fixture {
     /// A fixture for a substrate with (`has_vm`) or without a VM, and no container.
@@ -170,6 +177,16 @@ impl Fixture {
     /// With a running Compose service the scenarios may find and recreate.
     pub fn with_compose(mut self, service: ComposeService) -> Self {
         self.compose = Some(service);
+        self
+    }
+
+    /// With a way to take the substrate down (a VM stopped, a daemon killed).
+    pub fn with_take_down<F, Fut>(mut self, take_down: F) -> Self
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
+        self.take_down = Some(Arc::new(move || Box::pin(take_down())));
         self
     }
 
@@ -225,6 +242,48 @@ pub async fn ensure_running_is_idempotent(rt: &dyn SubstratePort, _fx: &Fixture)
         Ok(EnsureRunningOutcome::AlreadyRunning) => {}
         Err(RuntimeError::NotSupported { .. }) => {}
         other => panic!("ensure_running on a healthy runtime: {other:?}"),
+    }
+}
+
+/// A substrate taken down says it is not healthy (an answer, not an error); `ensure_running`
+/// brings it up (`Started`), it is healthy with an uptime counted from then, and a second
+/// `ensure_running` does nothing.
+pub async fn a_down_substrate_is_brought_up(rt: &dyn SubstratePort, fx: &Fixture) {
+    let Some(take_down) = &fx.take_down else {
+        return;
+    };
+    let before = rt.uptime_seconds().await.expect("uptime_seconds");
+    take_down().await;
+    // A daemon killed may take a moment to be seen gone.
+    let mut down = false;
+    for _ in 0..300 {
+        if !rt
+            .is_healthy()
+            .await
+            .expect("is_healthy on a down substrate")
+        {
+            down = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(down, "still healthy 30 s after being taken down");
+    match rt.ensure_running().await {
+        Ok(EnsureRunningOutcome::Started) => {}
+        other => panic!("ensure_running on a down substrate: {other:?}"),
+    }
+    assert!(
+        rt.is_healthy().await.expect("is_healthy after start"),
+        "ensure_running said Started, yet not healthy"
+    );
+    let up = rt.uptime_seconds().await.expect("uptime after start");
+    assert!(
+        up < 120,
+        "uptime {up}s after a fresh start (it was {before}s)"
+    );
+    match rt.ensure_running().await {
+        Ok(EnsureRunningOutcome::AlreadyRunning) => {}
+        other => panic!("ensure_running right after a start: {other:?}"),
     }
 }
 
@@ -397,6 +456,7 @@ macro_rules! substrate_conformance_tests {
             substrate_is_named,
             healthy_runtime_describes_itself,
             ensure_running_is_idempotent,
+            a_down_substrate_is_brought_up,
         );
     };
     // After the arm above: an attribute would otherwise be parsed as the start of `$setup`.
@@ -441,6 +501,7 @@ macro_rules! conformance_tests {
             substrate_is_named,
             healthy_runtime_describes_itself,
             ensure_running_is_idempotent,
+            a_down_substrate_is_brought_up,
             engine_is_named,
             unknown_container_is_not_found,
             containers_are_found_listed_and_restarted,

@@ -34,8 +34,20 @@ fn runtime() -> MemoryRuntime {
     rt
 }
 
+/// A fixture that takes `rt` down the way the in-memory runtime fails: no longer healthy.
+fn taking_down(fx: Fixture, rt: &Arc<MemoryRuntime>) -> Fixture {
+    let rt = rt.clone();
+    fx.with_take_down(move || {
+        let rt = rt.clone();
+        async move { rt.set_healthy(false) }
+    })
+}
+
 container_runtime::substrate_conformance_tests!(substrate_half, |_| async {
-    Some((runtime(), Fixture::new(false)))
+    let rt = Arc::new(runtime());
+    let fx = taking_down(Fixture::new(false), &rt);
+    let rt: Arc<dyn ContainerRuntimePort> = rt;
+    Some((rt, fx))
 });
 
 container_runtime::engine_conformance_tests!(engine_half, |_| async {
@@ -45,14 +57,17 @@ container_runtime::engine_conformance_tests!(engine_half, |_| async {
 container_runtime::conformance_tests!(split_into_two_halves, |_| async {
     let substrate = Arc::new(MemoryRuntime::new());
     let engine = Arc::new(runtime());
-    Some((SplitRuntime::new(substrate, engine), fixture()))
+    let fx = taking_down(fixture(), &substrate);
+    Some((SplitRuntime::new(substrate, engine), fx))
 });
 
 container_runtime::conformance_tests!(direct, |_| async { Some((runtime(), fixture())) });
 
 container_runtime::conformance_tests!(through_arc_dyn, |_| async {
-    let rt: Arc<dyn ContainerRuntimePort> = Arc::new(runtime());
-    Some((rt, fixture()))
+    let rt = Arc::new(runtime());
+    let fx = taking_down(fixture(), &rt);
+    let rt: Arc<dyn ContainerRuntimePort> = rt;
+    Some((rt, fx))
 });
 
 container_runtime::conformance_tests!(through_the_deadline_wrapper, |_| async {

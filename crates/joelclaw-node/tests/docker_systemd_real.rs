@@ -57,7 +57,12 @@ impl DockerUnit {
     }
 
     async fn install(pid: &str, scratch: &str) -> Self {
-        let name = format!("jc-dockerd-{}", std::process::id());
+        Self::install_as(pid, scratch, &format!("jc-dockerd-{}", std::process::id())).await
+    }
+
+    /// Under its own `name` (tests running at once each have theirs).
+    async fn install_as(pid: &str, scratch: &str, name: &str) -> Self {
+        let name = name.to_string();
         let socket_dir = std::path::Path::new(scratch).join(&name);
         std::fs::create_dir_all(&socket_dir).unwrap();
         let unit = format!(
@@ -113,6 +118,58 @@ impl Drop for DockerUnit {
         let _ = std::fs::remove_dir_all(&self.socket_dir);
     }
 }
+
+/// Until the unit's engine answers (a daemon just started takes a moment), within 60 s.
+async fn engine_answers(socket: &str) {
+    let limit = Instant::now() + Duration::from_secs(60);
+    while !Command::new("docker")
+        .args(["-H", socket, "version"])
+        .output()
+        .is_ok_and(|o| o.status.success())
+    {
+        assert!(Instant::now() < limit, "the unit's dockerd never answered");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+// The substrate half's conformance suite on a dockerd that the real systemd runs, each scenario
+// with its own unit; taken down as it fails for real: its daemon killed, the unit left `failed`
+// (the substrate must reset it before starting it).
+container_runtime::substrate_conformance_tests!(
+    substrate_conformance_on_real_systemd,
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)],
+    |scenario: &'static str| async move {
+        let pid = daemon_env("JOELCLAW_TEST_SYSTEMD_PID")?;
+        let scratch = daemon_env("JOELCLAW_TEST_SCRATCH")?;
+        let name = format!("jc-dockerd-{}-{}", std::process::id(), scenario.replace('_', "-"));
+        let unit = DockerUnit::install_as(&pid, &scratch, &name).await;
+        engine_answers(&unit.socket()).await;
+        let engine = adapters_linux::DockerRuntime::connect(&unit.socket())
+            .unwrap()
+            .with_deadline(Duration::from_secs(2));
+        let substrate = adapters_linux::SystemdDockerSubstrate::new(
+            std::sync::Arc::new(unit.systemd.clone()),
+            unit.label(),
+            std::sync::Arc::new(engine),
+        )
+        .with_start_wait(Duration::from_secs(60));
+        let (systemd, label, ns) = (unit.systemd.clone(), unit.label(), unit.pid.clone());
+        let fx = container_runtime::testkit::Fixture::new(false)
+            .with_take_down(move || {
+                let (systemd, label, ns) = (systemd.clone(), label.clone(), ns.clone());
+                async move {
+                    let pid = systemd.inspect(&label).await.unwrap().pid.expect("a daemon pid");
+                    let out = Command::new("nsenter")
+                        .args(["-t", &ns, "-a", "kill", "-KILL", &pid.to_string()])
+                        .output()
+                        .unwrap();
+                    assert!(out.status.success(), "{out:?}");
+                }
+            })
+            .keeping(unit);
+        Some((substrate, fx))
+    }
+);
 
 async fn tick_until(
     heal: &mut HealLoop,
@@ -182,15 +239,7 @@ start_timeout = "60s"
     )
     .unwrap();
     // The daemon has just been started: wait for its engine, then one quiet round.
-    let limit = Instant::now() + Duration::from_secs(60);
-    while !Command::new("docker")
-        .args(["-H", &unit.socket(), "version"])
-        .output()
-        .is_ok_and(|o| o.status.success())
-    {
-        assert!(Instant::now() < limit, "the unit's dockerd never answered");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    engine_answers(&unit.socket()).await;
     let quiet = heal.tick().await;
     assert!(quiet.events.is_empty(), "{:#?}", quiet.events);
 
