@@ -6,7 +6,7 @@
 
 mod compose_support;
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use central_core::EventKind::*;
 use central_core::Step;
@@ -109,17 +109,41 @@ services:
         had(&events, "db", HealSuppressed, Some(Step::Observe)),
         "observed first"
     );
-    // Every rung once, then the substrate until the breaker (the policy) calls a person.
+    // Every rung once, each failing (the container crashes again), and at the third failed
+    // heal (`breaker_threshold`) the breaker opens: escalated, per policy.
     let climbed = steps(&events, "db");
     assert_eq!(
-        climbed[..3],
+        climbed,
         [Step::Restart, Step::Repair, Step::HealSubstrate],
-        "{climbed:?}"
+        "{events:#?}"
     );
+    let failed = events
+        .iter()
+        .filter(|e| e.service == "db" && e.event == HealFailed)
+        .count();
+    assert_eq!(failed, 3, "{events:#?}");
     assert!(
-        climbed[3..].iter().all(|s| *s == Step::HealSubstrate),
-        "{climbed:?}"
+        had(&events, "db", BreakerOpened, None),
+        "the breaker opened: {events:#?}"
     );
+    // Then nothing more is tried (a person was called) while the crash loop goes on.
+    let mut after = Vec::new();
+    for _ in 0..5 {
+        after.extend(heal.tick().await.events);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    assert!(
+        !had(&after, "db", HealStarted, None),
+        "healed again after escalating: {after:#?}"
+    );
+    let db = heal
+        .status()
+        .services
+        .into_iter()
+        .find(|s| s.label == "db")
+        .unwrap();
+    assert_ne!(db.health, central_core::Health::Healthy, "{db:?}");
+    assert_eq!(db.breaker, central_core::BreakerState::Open, "{db:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
