@@ -218,7 +218,15 @@ services:
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dependent_is_held_until_its_dependency_is_healthy() {
     let Some(image) = image() else { return };
-    let Some(p) = Project::up("gate", &two_services(&image, "no")) else {
+    // db is healthy only 3 s after each start (its health check waits for /ready): an agent
+    // that started app when db merely ran, not when it was healthy, is caught by the engine's
+    // own clocks below.
+    let yaml = two_services(&image, "no").replace(
+        "touch /ready; while",
+        "rm -f /ready; sleep 3; touch /ready; while",
+    );
+    assert!(yaml.contains("sleep 3"), "{yaml}");
+    let Some(p) = Project::up("gate", &yaml) else {
         return;
     };
     let inv = p.inventory(&docker_substrate(&p), "");
@@ -249,6 +257,25 @@ async fn a_dependent_is_held_until_its_dependency_is_healthy() {
     assert!(
         at("db", HealSucceeded) < at("app", HealStarted),
         "app started only after db was healthy: {events:#?}"
+    );
+    // The engine agrees: db cannot pass its health check before /ready exists, 3 s after its
+    // process started, so app's process must have started after that.
+    let started_at = |service: &str| {
+        let out = p.docker(&[
+            "inspect",
+            "--format",
+            "{{.State.StartedAt}}",
+            &p.container_of(service),
+        ]);
+        let t = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        humantime::parse_rfc3339_weak(t.trim_end_matches('Z'))
+            .unwrap_or_else(|e| panic!("{service} StartedAt {t}: {e}"))
+    };
+    let (db_started, app_started) = (started_at("db"), started_at("app"));
+    let gap = app_started.duration_since(db_started).unwrap_or_default();
+    assert!(
+        gap >= Duration::from_secs(3),
+        "app started {gap:?} after db, before db could be healthy"
     );
 }
 
