@@ -7,7 +7,6 @@ mod compose_support;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::Command;
 use std::time::Instant;
 
 use central_core::EventKind::*;
@@ -72,47 +71,12 @@ async fn colima_status_lists_containers_and_heals_go_through_the_vms_engine() {
         link.display()
     );
     let inv = p.inventory(&substrate, "");
-    let inv_file = p.dir.path().join("central.toml");
 
     // `status`: the containers with their state and health, through the VM's engine.
-    let agent_state = tempfile::tempdir().unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_joelclaw-node"))
-        .args(["status", "--json", "-i"])
-        .arg(&inv_file)
-        .arg("--state-dir")
-        .arg(agent_state.path())
-        .env("PATH", &path)
-        .output()
-        .unwrap();
-    let json: serde_json::Value = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
-    let rows = json["result"]["containers"]
-        .as_array()
-        .expect("containers")
-        .clone();
-    assert_eq!(rows.len(), 2, "{json:#}");
-    for (row, service) in rows.iter().zip(["db", "app"]) {
-        assert_eq!(row["service"], service);
-        assert_eq!(row["compose_service"], service);
-        assert_eq!(row["container"]["status"], "running", "{row:#}");
-        assert_eq!(row["container"]["image"], image.as_str());
-    }
-    assert_eq!(rows[0]["container"]["health"], "healthy", "{:#}", rows[0]);
-    let human = Command::new(env!("CARGO_BIN_EXE_joelclaw-node"))
-        .args(["status", "-i"])
-        .arg(&inv_file)
-        .arg("--state-dir")
-        .arg(agent_state.path())
-        .env("PATH", &path)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&human.stdout);
-    assert!(
-        text.contains("RESTARTS") && text.contains("healthy"),
-        "{text}"
-    );
+    status_lists_both_containers(&p, &image, Some(std::ffi::OsStr::new(&path)));
 
     // A container heal goes through the VM's engine.
+    let agent_state = tempfile::tempdir().unwrap();
     let mut heal = heal_loop(&inv, agent_state.path());
     run_until(&mut heal, "all healthy", |_| true).await;
     p.docker(&["kill", "-s", "KILL", &p.container_of("app")]);

@@ -33,6 +33,8 @@ async fn a_killed_container_is_restarted_and_a_removed_one_recreated() {
     let state = tempfile::tempdir().unwrap();
     let mut heal = heal_loop(&inv, state.path());
     run_until(&mut heal, "all healthy", |_| true).await;
+    // `status` on native Docker: the same columns as through Colima's VM.
+    status_lists_both_containers(&p, &image, None);
 
     // Killed: the engine restarts the same container.
     let db = p.container_of("db");

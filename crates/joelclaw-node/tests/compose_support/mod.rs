@@ -191,6 +191,69 @@ impl Drop for Project {
     }
 }
 
+/// `joelclaw-node status` on the project's inventory (`central.toml`, written by
+/// [`Project::inventory`]), as a person runs it (`path`: the PATH it sees, a fake `colima` first,
+/// if any): both containers listed with their state, image, health, restarts, uptime and Compose
+/// service, in the JSON and in the table. Returns the JSON rows.
+pub(crate) fn status_lists_both_containers(
+    p: &Project,
+    image: &str,
+    path: Option<&std::ffi::OsStr>,
+) -> Vec<serde_json::Value> {
+    let agent_state = tempfile::tempdir().unwrap();
+    let status = |json: bool| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_joelclaw-node"));
+        cmd.arg("status")
+            .arg("-i")
+            .arg(p.dir.path().join("central.toml"));
+        cmd.arg("--state-dir").arg(agent_state.path());
+        if json {
+            cmd.arg("--json");
+        }
+        if let Some(path) = path {
+            cmd.env("PATH", path);
+        }
+        cmd.output().unwrap()
+    };
+    let out = status(true);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    let rows = json["result"]["containers"]
+        .as_array()
+        .expect("containers")
+        .clone();
+    assert_eq!(rows.len(), 2, "{json:#}");
+    for (row, service) in rows.iter().zip(["db", "app"]) {
+        let c = &row["container"];
+        assert_eq!(row["service"], service);
+        assert_eq!(row["compose_service"], service);
+        assert_eq!(c["status"], "running", "{row:#}");
+        assert_eq!(c["image"], image, "{row:#}");
+        assert!(c["restart_count"].is_u64(), "{row:#}");
+        assert!(
+            c["uptime_seconds"].as_u64().is_some_and(|s| s < 3600),
+            "{row:#}"
+        );
+    }
+    // db has a health check, app none.
+    assert_eq!(rows[0]["container"]["health"], "healthy", "{:#}", rows[0]);
+    assert_eq!(rows[1]["container"]["health"], "none", "{:#}", rows[1]);
+    let text = String::from_utf8_lossy(&status(false).stdout).to_string();
+    let header = text
+        .lines()
+        .find(|l| l.starts_with("SERVICE") && l.contains("CONTAINER"))
+        .unwrap_or_else(|| panic!("no container table: {text}"));
+    for column in ["IMAGE", "STATE", "HEALTH", "RESTARTS", "UPTIME", "COMPOSE"] {
+        assert!(header.contains(column), "{column} missing: {header}");
+    }
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("db ") && l.contains(image) && l.contains("healthy")),
+        "{text}"
+    );
+    rows
+}
+
 /// The heal loop over the agent's own composition for `inventory`, state under `state`.
 pub(crate) fn heal_loop(inventory: &Inventory, state: &Path) -> HealLoop {
     let comp = compose(inventory, state, Mode::Own).unwrap_or_else(|e| panic!("{e}"));
