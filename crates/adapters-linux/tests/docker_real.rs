@@ -256,8 +256,33 @@ async fn unreachable_and_unsupported_remote_engines_say_so_promptly() {
         }
         other => panic!("{other:?}"),
     }
-    let ssh = DockerRuntime::connect("ssh://joel@central").unwrap();
-    match ssh.inspect_container("redis").await {
+    // SSH to a host with no sshd (or none that lets `nobody` in): the ssh client's refusal,
+    // named, within the deadline (never a wait); without the feature, SSH is refused by name.
+    let ssh = DockerRuntime::connect("ssh://nobody@127.0.0.1")
+        .unwrap()
+        .with_deadline(Duration::from_secs(10));
+    let asked = std::time::Instant::now();
+    let answer = ssh.inspect_container("redis").await;
+    assert!(
+        asked.elapsed() < Duration::from_secs(11),
+        "{:?}",
+        asked.elapsed()
+    );
+    match answer {
+        #[cfg(feature = "docker-ssh")]
+        Err(e @ RuntimeError::Unavailable { .. }) => {
+            let text = e.to_string();
+            assert!(
+                text.contains("over SSH") && text.contains("remote host"),
+                "{text}"
+            );
+            assert!(
+                asked.elapsed() < Duration::from_secs(11),
+                "{:?}",
+                asked.elapsed()
+            );
+        }
+        #[cfg(not(feature = "docker-ssh"))]
         Err(e @ RuntimeError::NotSupported { .. }) => {
             assert!(e.to_string().contains("SSH"), "{e}")
         }

@@ -33,6 +33,22 @@ fn io_error_in<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a std::
     None
 }
 
+/// The error and each of its causes not already in its text: hyper's "client error (Connect)"
+/// alone does not say that ssh could not reach the host, or why.
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let more = c.to_string();
+        if !more.is_empty() && !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(more.trim());
+        }
+        cause = c.source();
+    }
+    text
+}
+
 pub(super) fn convert(operation: RuntimeOperation, what: &str, e: BollardError) -> RuntimeError {
     match e {
         BollardError::DockerResponseServerError {
@@ -95,13 +111,13 @@ pub(super) fn convert(operation: RuntimeOperation, what: &str, e: BollardError) 
             },
             Some(_) => RuntimeError::Unavailable {
                 adapter: ADAPTER.into(),
-                detail: format!("{what}: {other}"),
+                detail: format!("{what}: {}", with_causes(&other)),
             },
             None => match other {
                 BollardError::HyperLegacyError { .. } | BollardError::HyperResponseError { .. } => {
                     RuntimeError::Unavailable {
                         adapter: ADAPTER.into(),
-                        detail: format!("{what}: {other}"),
+                        detail: format!("{what}: {}", with_causes(&other)),
                     }
                 }
                 other => RuntimeError::Backend {

@@ -5,8 +5,9 @@
 //!
 //! A local engine is reached on its unix socket, a remote one on `tcp://host:port`: plain HTTP,
 //! or TLS with a client certificate, key and CA ([`DockerTls`], with the `docker-tls` feature;
-//! without it TLS is refused by name). An `ssh://` endpoint is read and refused with a clear
-//! error: no SSH client is linked (bollard's would shell out to `ssh` through another crate).
+//! without it TLS is refused by name). An `ssh://` endpoint goes through the system's `ssh`
+//! client and `docker system dial-stdio` on the engine's host (bollard's `ssh`, the `docker-ssh`
+//! feature; without it SSH is refused by name).
 //! There is no VM, so `vm_ip` and `ssh_config` are `None`.
 
 mod compose;
@@ -100,7 +101,18 @@ impl DockerEndpoint {
         if let Some(rest) = url.strip_prefix("ssh://") {
             if rest.is_empty() || rest.starts_with('-') || rest.chars().any(char::is_whitespace) {
                 return Err(RuntimeError::invalid_input(format!(
-                    "docker endpoint {url:?}: expected ssh://[user@]host[:port]"
+                    "docker endpoint {url:?}: expected ssh://[user@]host"
+                )));
+            }
+            // bollard hands `user@host:port` to ssh as a host name; a port is set where ssh
+            // reads it.
+            if rest
+                .rsplit('@')
+                .next()
+                .is_some_and(|host| host.contains(':'))
+            {
+                return Err(RuntimeError::invalid_input(format!(
+                    "docker endpoint {url:?}: no port in an ssh:// endpoint (the SSH client takes it as part of the host name); give the host a Port in ~/.ssh/config and use ssh://user@host"
                 )));
             }
             return Ok(DockerEndpoint::Ssh(url.to_string()));
@@ -232,14 +244,16 @@ impl DockerRuntime {
                         backstop,
                         bollard::API_DEFAULT_VERSION,
                     ),
-                    DockerEndpoint::Ssh(_) => {
-                        return Err(self.unsupported_transport(operation, "SSH"))
-                    }
+                    DockerEndpoint::Ssh(url) => Ok(self.connect_ssh(operation, url, backstop)?),
                 }
                 .map_err(|e| convert(operation, "engine", e))?;
                 self.call(
                     operation,
-                    "engine version",
+                    if matches!(self.endpoint, DockerEndpoint::Ssh(_)) {
+                        "engine version (over SSH)"
+                    } else {
+                        "engine version"
+                    },
                     self.deadline,
                     docker.negotiate_version(),
                 )
@@ -290,6 +304,32 @@ impl DockerRuntime {
         _backstop: u64,
     ) -> Result<Docker, RuntimeError> {
         Err(self.unsupported_transport(operation, "TLS"))
+    }
+
+    /// A client reaching the engine over SSH: the system's `ssh` (a control master per
+    /// connection, the user's keys, agent and known hosts) running `docker system dial-stdio`
+    /// on the engine's host. Each call keeps its deadline, so an unreachable host is a
+    /// timeout or a named connection error, never a wait.
+    #[cfg(feature = "docker-ssh")]
+    fn connect_ssh(
+        &self,
+        operation: RuntimeOperation,
+        url: &str,
+        backstop: u64,
+    ) -> Result<Docker, RuntimeError> {
+        Docker::connect_with_ssh(url, backstop, bollard::API_DEFAULT_VERSION)
+            .map_err(|e| convert(operation, "engine (SSH)", e))
+    }
+
+    /// Without the `docker-ssh` feature there is no SSH client: said by name.
+    #[cfg(not(feature = "docker-ssh"))]
+    fn connect_ssh(
+        &self,
+        operation: RuntimeOperation,
+        _url: &str,
+        _backstop: u64,
+    ) -> Result<Docker, RuntimeError> {
+        Err(self.unsupported_transport(operation, "SSH"))
     }
 
     /// A transport this build does not link (bollard's `ssh` feature, and `ssl` without the
@@ -642,7 +682,8 @@ impl EnginePort for DockerRuntime {
         &self,
         service: &ComposeService,
     ) -> Result<ContainerRestartOutcome, RuntimeError> {
-        if matches!(self.endpoint, DockerEndpoint::Ssh(_)) {
+        // Compose reaches an ssh:// engine itself (DOCKER_HOST), with the same ssh client.
+        if matches!(self.endpoint, DockerEndpoint::Ssh(_)) && !cfg!(feature = "docker-ssh") {
             return Err(self.unsupported_transport(RuntimeOperation::Recreate, "SSH"));
         }
         self.compose
@@ -722,7 +763,7 @@ mod tests {
             DockerEndpoint::parse("http://node:2375/").unwrap(),
             DockerEndpoint::Tcp("node:2375".into())
         );
-        // An SSH endpoint is read (and refused by name when used: no SSH client is linked).
+        // An SSH endpoint is read as given (used through the system's ssh client).
         assert_eq!(
             DockerEndpoint::parse("ssh://joel@central").unwrap(),
             DockerEndpoint::Ssh("ssh://joel@central".into())
@@ -733,6 +774,7 @@ mod tests {
             "tcp://nohost",
             "ssh://",
             "ssh://-oProxyCommand=x",
+            "ssh://joel@central:2222",
             "",
         ] {
             assert!(
