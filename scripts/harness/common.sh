@@ -15,6 +15,8 @@ ensure_packages() {
     command -v nsenter >/dev/null || missing+=(util-linux)
     # The uptime test checks the `ps` path (macOS's) against Linux's own ps.
     command -v ps >/dev/null || missing+=(procps)
+    # The remote-engine-over-SSH test runs a private sshd (and the ssh client with it).
+    [ -x /usr/sbin/sshd ] || missing+=(openssh-server)
     command -v redis-server >/dev/null || missing+=(redis-server)
     # The non-root agent's test: its polkit rule is read by polkitd inside the container.
     [ -x /usr/lib/polkit-1/polkitd ] || missing+=(polkitd)
