@@ -34,6 +34,11 @@ impl Drop for Agent {
 
 impl Agent {
     fn start() -> Agent {
+        Agent::start_with("")
+    }
+
+    /// An agent whose inventory has `extra` (sections) after its `[heal]`.
+    fn start_with(extra: &str) -> Agent {
         let dir = tempfile::tempdir().unwrap();
         // Anyone may pass through the test's folder; the state folder inside decides.
         use std::os::unix::fs::PermissionsExt;
@@ -57,6 +62,8 @@ interval = "1s"
 failures_to_down = 1
 passes_to_up = 1
 grace = "1s"
+
+{extra}
 
 [[service]]
 label = "web"
@@ -162,6 +169,30 @@ fn json_of(socket: &Path, extra: &[&str], path: &str) -> (u16, Value) {
     let validator = jsonschema::validator_for(&schema).unwrap();
     assert!(validator.is_valid(&v), "{path}: not a valid envelope: {v}");
     (code, v)
+}
+
+/// `GET /metrics`, parsed as the Prometheus text format.
+fn scrape(socket: &Path) -> (prometheus_parse::Scrape, String) {
+    let (code, text) = curl(socket, &[], "/metrics");
+    assert_eq!(code, 200, "{text}");
+    let lines = text.lines().map(|l| Ok(l.to_string()));
+    let scrape = prometheus_parse::Scrape::parse(lines).expect("Prometheus text format");
+    (scrape, text)
+}
+
+/// The value of the sample `metric` whose label `key` is `value` (none when absent).
+fn sample(scrape: &prometheus_parse::Scrape, metric: &str, key: &str, value: &str) -> Option<f64> {
+    scrape
+        .samples
+        .iter()
+        .find(|s| s.metric == metric && s.labels.get(key) == Some(value))
+        .map(|s| match &s.value {
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => *v,
+            prometheus_parse::Value::Histogram(b) => b.last().map_or(f64::NAN, |b| b.count),
+            prometheus_parse::Value::Summary(_) => f64::NAN,
+        })
 }
 
 #[test]
@@ -305,10 +336,7 @@ fn the_local_api_serves_status_events_and_metrics_to_the_socket_group_only() {
     assert_eq!(after["result"]["events"].as_array().unwrap().len(), 0);
 
     // Metrics parse as Prometheus text and count the heal.
-    let (code, text) = curl(&sock, &[], "/metrics");
-    assert_eq!(code, 200);
-    let lines = text.lines().map(|l| Ok(l.to_string()));
-    let scrape = prometheus_parse::Scrape::parse(lines).expect("Prometheus text format");
+    let (scrape, text) = scrape(&sock);
     let heals: f64 = scrape
         .samples
         .iter()
@@ -329,6 +357,45 @@ fn the_local_api_serves_status_events_and_metrics_to_the_socket_group_only() {
             .any(|s| s.metric == "joelclaw_services"),
         "{text}"
     );
+    // Every health value has its gauge, and web is counted once, as healthy.
+    for health in [
+        "unknown",
+        "healthy",
+        "failing",
+        "unhealthy",
+        "stopped",
+        "disabled",
+    ] {
+        let n = sample(&scrape, "joelclaw_services", "health", health);
+        let want = if health == "healthy" { 1.0 } else { 0.0 };
+        assert_eq!(n, Some(want), "{health}: {text}");
+    }
+    // Each probe round of web is in the histogram: counted, and counted again several rounds
+    // (1 s apart) later, the +Inf bucket agreeing with the count.
+    let rounds = |scrape: &prometheus_parse::Scrape| {
+        sample(
+            scrape,
+            "joelclaw_probe_duration_seconds_count",
+            "service",
+            "web",
+        )
+    };
+    let first = rounds(&scrape).unwrap_or_else(|| panic!("no probe histogram for web: {text}"));
+    assert!(first > 0.0, "{text}");
+    assert_eq!(
+        sample(&scrape, "joelclaw_probe_duration_seconds", "service", "web"),
+        Some(first),
+        "{text}"
+    );
+    let later = sysutil::poll::until_blocking(
+        "three more probe rounds of web in /metrics",
+        Duration::from_secs(30),
+        || {
+            let (s, _) = self::scrape(&sock);
+            rounds(&s).filter(|n| *n >= first + 3.0)
+        },
+    );
+    assert!(later > first);
 
     // The loopback TCP listener serves health and metrics, and nothing else.
     let health_port = std::fs::read_to_string(agent.dir.path().join("health.port")).unwrap();
@@ -421,6 +488,10 @@ fn a_service_stopped_through_the_agent_stays_stopped_until_started() {
     assert!(!common::alive(pid));
     assert_eq!(agent.service_pid(), None);
     assert_eq!(health_of(&sock).as_deref(), Some("stopped"));
+    let (metrics, text) = scrape(&sock);
+    let services = |health| sample(&metrics, "joelclaw_services", "health", health);
+    assert_eq!(services("stopped"), Some(1.0), "{text}");
+    assert_eq!(services("healthy"), Some(0.0), "{text}");
     let (_, all) = json_of(&sock, &[], "/v1/events?since=0");
     let events = all["result"]["events"].as_array().unwrap();
     let stopped_at = events
@@ -515,3 +586,4 @@ fn a_service_stopped_through_the_agent_stays_stopped_until_started() {
     assert_eq!(v["result"]["source"], "agent");
     assert_eq!(v["result"]["services"][0]["desired"], "running");
 }
+

@@ -206,6 +206,20 @@ impl RunningApi {
                 }
             }
         }
+        // Each probe round into the histogram as the loop's status updates arrive, not at
+        // scrape time only: rounds between two scrapes count too.
+        let mut rounds = state.status.clone();
+        let observer = state.metrics.clone();
+        let mut observer_stop = stop_rx.clone();
+        tasks.push(tokio::spawn(async move {
+            loop {
+                observer.observe_rounds(&rounds.borrow_and_update());
+                tokio::select! {
+                    changed = rounds.changed() => if changed.is_err() { return },
+                    _ = observer_stop.wait_for(|s| *s) => return,
+                }
+            }
+        }));
         tasks.push(tokio::spawn(socket.serve(state, stopped(stop_rx))));
         Ok(RunningApi { stop, tasks })
     }
