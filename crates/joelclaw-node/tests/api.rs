@@ -422,6 +422,22 @@ fn the_local_api_serves_status_events_and_metrics_to_the_socket_group_only() {
     assert_eq!(tcp(&["-X", "POST"], "/v1/services/web/stop"), "404");
     assert!(agent.service_pid().is_some());
 
+    // No [fleet] section: the fleet route is not found here, said as such.
+    let (code, v) = json_of(&sock, &[], "/v1/fleet");
+    assert_eq!(
+        (code, &v["error"]["kind"]),
+        (404, &Value::from("not-found")),
+        "{v}"
+    );
+    assert!(v["error"]["message"].to_string().contains("[fleet]"), "{v}");
+    // An unknown route names the routes there are, the fleet's among them.
+    let (code, v) = json_of(&sock, &[], "/v2/nothing");
+    assert_eq!(code, 404, "{v}");
+    assert!(
+        v["error"]["message"].to_string().contains("/v1/fleet"),
+        "{v}"
+    );
+
     // An unknown action is a 404 naming the verbs.
     let (code, v) = json_of(&sock, &["-X", "POST"], "/v1/services/web/pause");
     assert_eq!(
@@ -587,3 +603,33 @@ fn a_service_stopped_through_the_agent_stays_stopped_until_started() {
     assert_eq!(v["result"]["services"][0]["desired"], "running");
 }
 
+/// `/v1/fleet` on an agent whose `[fleet]` Redis cannot be reached (no socket there, then a
+/// socket that takes the connection and never answers): a 503 naming Redis within the fleet's
+/// call deadline (2 s), not a hang, while the agent itself keeps healing.
+#[test]
+fn the_fleet_route_answers_503_when_its_redis_is_unreachable() {
+    let silent_dir = tempfile::tempdir().unwrap();
+    let silent = silent_dir.path().join("silent.sock");
+    // Bound and listening, never accepting: the kernel completes the connection, nobody reads.
+    let _listener = std::os::unix::net::UnixListener::bind(&silent).unwrap();
+    for redis in [
+        "redis+unix:///nonexistent/joelclaw-test.sock".to_string(),
+        format!("redis+unix://{}", silent.display()),
+    ] {
+        let agent = Agent::start_with(&format!(
+            "[fleet]\nredis = \"{redis}\"\nheartbeat = \"1s\"\n"
+        ));
+        let sock = agent.socket();
+        wait_health(&sock, "healthy");
+        let asked = std::time::Instant::now();
+        let (code, v) = json_of(&sock, &[], "/v1/fleet");
+        let took = asked.elapsed();
+        let message = v["error"]["message"].as_str().unwrap_or_default();
+        eprintln!("/v1/fleet, {redis}: {code} after {took:?}: {message}");
+        assert_eq!(code, 503, "{redis}: {v}");
+        assert_eq!(v["error"]["kind"], "failed", "{v}");
+        assert!(message.to_lowercase().contains("redis"), "{v}");
+        // curl gives up at 10 s: an answer well before that is the agent's own deadline.
+        assert!(took < Duration::from_secs(8), "{redis}: {took:?}: {v}");
+    }
+}

@@ -240,7 +240,8 @@ async fn not_found() -> Response {
         StatusCode::NOT_FOUND,
         "api",
         ErrorCode::NotFound,
-        "no such route: see /v1/health, /v1/status, /v1/services/{label}, /v1/events, /metrics"
+        "no such route: see /v1/health, /v1/status, /v1/services/{label}, /v1/events, \
+         /v1/events/stream, /v1/fleet, /metrics"
             .into(),
     )
 }
