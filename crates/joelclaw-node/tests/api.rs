@@ -135,39 +135,11 @@ fn curl(socket: &Path, extra: &[&str], path: &str) -> (u16, String) {
     (code.trim().parse().unwrap_or(0), body.to_string())
 }
 
-/// Whether `doc` validates against the published `schemas/NAME.schema.json` (panics naming the
-/// errors when it does not).
-fn assert_schema(name: &str, doc: &Value) {
-    let schema: Value = serde_json::from_str(
-        &std::fs::read_to_string(format!(
-            "{}/../../schemas/{name}.schema.json",
-            env!("CARGO_MANIFEST_DIR")
-        ))
-        .unwrap(),
-    )
-    .unwrap();
-    let validator = jsonschema::validator_for(&schema).unwrap();
-    let errors: Vec<String> = validator
-        .iter_errors(doc)
-        .map(|e| format!("{e} at {}", e.instance_path()))
-        .collect();
-    assert!(errors.is_empty(), "not a valid {name}: {errors:?}\n{doc}");
-}
-
 fn json_of(socket: &Path, extra: &[&str], path: &str) -> (u16, Value) {
     let (code, body) = curl(socket, extra, path);
     let v: Value =
         serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path}: not JSON ({e}): {body}"));
-    let schema: Value = serde_json::from_str(
-        &std::fs::read_to_string(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../schemas/envelope.schema.json"
-        ))
-        .unwrap(),
-    )
-    .unwrap();
-    let validator = jsonschema::validator_for(&schema).unwrap();
-    assert!(validator.is_valid(&v), "{path}: not a valid envelope: {v}");
+    common::assert_schema("envelope", &v, path);
     (code, v)
 }
 
@@ -212,7 +184,7 @@ fn the_local_api_serves_status_events_and_metrics_to_the_socket_group_only() {
         },
     );
     assert_eq!(healthy["result"]["node_id"], "api-node");
-    assert_schema("status", &healthy["result"]);
+    common::assert_schema("status", &healthy["result"], "/v1/status");
     let (code, h) = json_of(&sock, &[], "/v1/health");
     assert_eq!((code, &h["ok"]), (200, &Value::Bool(true)));
     assert_eq!(h["result"]["node_id"], "api-node");
@@ -318,7 +290,7 @@ fn the_local_api_serves_status_events_and_metrics_to_the_socket_group_only() {
     let events = all["result"]["events"].as_array().unwrap();
     let seqs: Vec<u64> = events.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
     for e in events {
-        assert_schema("event", e);
+        common::assert_schema("event", e, "a kept event");
     }
     let streamed = lines
         .iter()
@@ -327,7 +299,7 @@ fn the_local_api_serves_status_events_and_metrics_to_the_socket_group_only() {
         .collect::<Vec<_>>();
     assert!(!streamed.is_empty());
     for e in &streamed {
-        assert_schema("event", e);
+        common::assert_schema("event", e, "a streamed event");
     }
     assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
     assert!(events.iter().any(|e| e["event"]["event"] == "heal.started"));
@@ -446,7 +418,8 @@ fn the_local_api_serves_status_events_and_metrics_to_the_socket_group_only() {
     );
 }
 
-/// `joelclaw-node VERB LABEL --json`, validated against the published envelope schema.
+/// `joelclaw-node VERB LABEL --json`, validated against the published envelope schema and its
+/// result against the verb's result schema.
 fn verb(agent: &Agent, args: &[&str]) -> (i32, Value) {
     let out = Command::new(BIN)
         .args(args)
@@ -464,7 +437,7 @@ fn verb(agent: &Agent, args: &[&str]) -> (i32, Value) {
             String::from_utf8_lossy(&out.stderr)
         )
     });
-    assert_schema("envelope", &v);
+    common::assert_output(args, &v);
     (out.status.code().unwrap_or(-1), v)
 }
 
@@ -497,7 +470,7 @@ fn a_service_stopped_through_the_agent_stays_stopped_until_started() {
     assert_eq!(v["result"]["did"], "stopped");
     assert_eq!(v["result"]["desired"], "stopped");
     assert_eq!(v["result"]["through"], "agent");
-    assert_schema("verb-outcome", &v["result"]);
+    common::assert_schema("verb-outcome", &v["result"], "stop web");
     assert!(v["next_actions"].to_string().contains("\"start\""), "{v}");
     // Several 1 s intervals later: still stopped, never healed.
     std::thread::sleep(Duration::from_secs(4));
@@ -544,7 +517,7 @@ fn a_service_stopped_through_the_agent_stays_stopped_until_started() {
     let (code, v) = verb(&agent, &["status"]);
     assert_eq!(code, 0, "{v}");
     assert_eq!(v["result"]["source"], "agent");
-    assert_schema("status", &v["result"]["status"]);
+    common::assert_schema("status", &v["result"]["status"], "status");
     assert_eq!(
         v["result"]["processes"][0]["state"]["pid"].as_u64(),
         agent.service_pid().map(u64::from),
@@ -601,6 +574,35 @@ fn a_service_stopped_through_the_agent_stays_stopped_until_started() {
     assert_eq!(code, 0);
     assert_eq!(v["result"]["source"], "agent");
     assert_eq!(v["result"]["services"][0]["desired"], "running");
+
+    // The read verbs on a live service, each result checked against its schema by `verb`:
+    // the manager's view (the agent's published state), its logs.
+    let (code, v) = verb(&agent, &["inspect", "web"]);
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(
+        v["result"]["pid"].as_u64(),
+        agent.service_pid().map(u64::from),
+        "{v}"
+    );
+    let (code, v) = verb(&agent, &["logs", "web"]);
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(v["result"]["label"], "web", "{v}");
+    // disable, then enable, through the agent.
+    let (code, v) = verb(&agent, &["disable", "web"]);
+    assert_eq!(
+        (code, &v["result"]["desired"]),
+        (0, &Value::from("disabled")),
+        "{v}"
+    );
+    wait_health(&sock, "disabled");
+    assert_eq!(agent.service_pid(), None);
+    let (code, v) = verb(&agent, &["enable", "web"]);
+    assert_eq!(
+        (code, &v["result"]["desired"]),
+        (0, &Value::from("running")),
+        "{v}"
+    );
+    wait_health(&sock, "healthy");
 }
 
 /// `/v1/fleet` on an agent whose `[fleet]` Redis cannot be reached (no socket there, then a

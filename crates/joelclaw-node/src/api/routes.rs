@@ -209,7 +209,10 @@ async fn fleet_nodes(State(s): State<ApiState>) -> Response {
         Ok(nodes) => reply(
             StatusCode::OK,
             command,
-            json!({ "redis": config.redacted_url(), "nodes": nodes }),
+            json!(crate::verbs::fleet::FleetStatusResult {
+                redis: config.redacted_url(),
+                nodes,
+            }),
             None,
         ),
         // Redis away is the fleet's problem, not this agent's: a 503 naming it.

@@ -38,12 +38,22 @@ const FOLLOW_EVERY: Duration = Duration::from_millis(250);
 /// The most read back from the end of a log file for its last lines.
 const TAIL_WINDOW: u64 = 4 << 20;
 
+/// `logs`' result (without `-f`).
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct LogsResult {
+    /// The service label.
+    pub label: String,
+    /// Each of its logs (a service writing stdout and stderr to two files has two).
+    pub logs: Vec<LogTail>,
+}
+
 /// One log's last lines.
-#[derive(Debug, Serialize)]
-struct LogTail {
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct LogTail {
     /// The file, or the program that printed it.
-    source: String,
-    lines: Vec<String>,
+    pub source: String,
+    /// Its last lines, oldest first.
+    pub lines: Vec<String>,
 }
 
 /// Prints a service's last lines (and follows them with `-f`).
@@ -131,12 +141,11 @@ fn files_log(
             human.push('\n');
         }
     }
-    Ok(Report::ok(
-        cmd,
-        serde_json::json!({ "label": args.label, "logs": tails }),
-        human,
-    )
-    .with_next([NextAction::node(
+    let result = LogsResult {
+        label: args.label.clone(),
+        logs: tails,
+    };
+    Ok(Report::ok(cmd, result, human).with_next([NextAction::node(
         [
             "logs",
             &args.label,
@@ -276,11 +285,11 @@ fn command_log(
         lines,
     };
     let human = tail.lines.join("\n");
-    Ok(Report::ok(
-        cmd,
-        serde_json::json!({ "label": args.label, "logs": [tail] }),
-        human,
-    ))
+    let result = LogsResult {
+        label: args.label.clone(),
+        logs: vec![tail],
+    };
+    Ok(Report::ok(cmd, result, human))
 }
 
 /// A container's last lines, from its engine.
@@ -320,9 +329,9 @@ fn container_log(
         lines,
     };
     let human = tail.lines.join("\n");
-    Ok(Report::ok(
-        cmd,
-        serde_json::json!({ "label": args.label, "logs": [tail] }),
-        human,
-    ))
+    let result = LogsResult {
+        label: args.label.clone(),
+        logs: vec![tail],
+    };
+    Ok(Report::ok(cmd, result, human))
 }
