@@ -457,7 +457,8 @@ fn wait_health(sock: &Path, want: &str) {
 /// The acceptance of the service verbs: `stop` through the running agent → stopped and not
 /// restarted by the loop several intervals later, with a `service.stopped` event; `start` →
 /// healthy; the same through `curl --unix-socket`; the stop is kept across an agent restart;
-/// with no agent running the verb records the request and says it acted without one.
+/// inspect, logs, disable and enable through the agent; with no agent running the verb records
+/// the request and says it acted without one.
 #[test]
 fn a_service_stopped_through_the_agent_stays_stopped_until_started() {
     let mut agent = Agent::start();
@@ -541,16 +542,12 @@ fn a_service_stopped_through_the_agent_stays_stopped_until_started() {
     });
     assert_ne!(before, after);
 
-    // Stopped, then the agent goes away: the next agent does not start it.
-    let (code, _) = verb(&agent, &["stop", "web"]);
-    assert_eq!(code, 0);
+    // Stopped through the agent, then the agent goes away: the next agent does not start it
+    // (what it kept is the only record of the stop: no verb runs between the two agents).
+    let (code, v) = verb(&agent, &["stop", "web"]);
+    assert_eq!((code, &v["result"]["through"]), (0, &Value::from("agent")));
     kill(Pid::from_raw(agent.child.id() as i32), Signal::SIGTERM).unwrap();
     let _ = agent.child.wait();
-    // No agent: done through the adapter, and said so.
-    let (code, v) = verb(&agent, &["stop", "web"]);
-    assert_eq!(code, 0, "{v}");
-    assert_eq!(v["result"]["through"], "adapter");
-    assert_eq!(v["result"]["did"], "already-stopped");
     agent.restart();
     let sock = agent.socket();
     sysutil::poll::until_blocking("the API back", Duration::from_secs(60), || {
@@ -603,6 +600,19 @@ fn a_service_stopped_through_the_agent_stays_stopped_until_started() {
         "{v}"
     );
     wait_health(&sock, "healthy");
+
+    // No agent: a verb is done through the adapter, says so, and records the request.
+    kill(Pid::from_raw(agent.child.id() as i32), Signal::SIGTERM).unwrap();
+    let _ = agent.child.wait();
+    assert!(!sock.exists(), "the socket outlived its agent");
+    let (code, v) = verb(&agent, &["stop", "web"]);
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(v["result"]["through"], "adapter", "{v}");
+    assert_eq!(v["result"]["desired"], "stopped", "{v}");
+    let (code, v) = verb(&agent, &["list"]);
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(v["result"]["source"], "probe", "{v}");
+    assert_eq!(v["result"]["services"][0]["desired"], "stopped", "{v}");
 }
 
 /// `/v1/fleet` on an agent whose `[fleet]` Redis cannot be reached (no socket there, then a

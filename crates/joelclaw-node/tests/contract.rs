@@ -302,4 +302,52 @@ fn next_actions_are_runnable_argv_with_every_flag() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(dir.path().join("etc/systemd/system").is_dir());
+
+    // `logs`' next action (follow it) keeps the state folder and line count it was given: the
+    // same logs, not the inventory's default folder's.
+    let inventory = dir.path().join("logs.toml");
+    std::fs::write(
+        &inventory,
+        format!(
+            "[node]\nid = \"contract\"\n\n[loop]\nstate_dir = \"{}\"\n\n[[service]]\nlabel = \"web\"\nmanager = \"embedded\"\n\n[service.config]\nprogram = \"/bin/true\"\n",
+            dir.path().join("default-state").display()
+        ),
+    )
+    .unwrap();
+    let state = dir.path().join("given-state").display().to_string();
+    let inventory = inventory.display().to_string();
+    let (code, doc) = envelope(&[
+        "logs",
+        "web",
+        "-i",
+        &inventory,
+        "--lines",
+        "7",
+        "--state-dir",
+        &state,
+    ]);
+    assert_eq!(code, 0, "{doc}");
+    let argv: Vec<&str> = doc["next_actions"][0]["argv"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no next action: {doc}"))
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    let after = |flag: &str| {
+        let at = argv
+            .iter()
+            .position(|a| *a == flag)
+            .unwrap_or_else(|| panic!("{flag} dropped: {argv:?}"));
+        argv[at + 1]
+    };
+    assert_eq!(after("--state-dir"), state, "{argv:?}");
+    assert_eq!(after("--lines"), "7", "{argv:?}");
+    assert_eq!(after("-i"), inventory, "{argv:?}");
+    assert!(argv.contains(&"-f"), "{argv:?}");
+    // Run without -f (it would follow forever), it reads the given folder's logs.
+    let again: Vec<&str> = argv[1..].iter().copied().filter(|a| *a != "-f").collect();
+    let (code, doc) = envelope(&again);
+    assert_eq!(code, 0, "{doc}");
+    let source = doc["result"]["logs"][0]["source"].as_str().unwrap();
+    assert!(source.starts_with(&state), "{source}");
 }

@@ -95,7 +95,7 @@ pub fn exec(args: LogsArgs, state_flag: Option<PathBuf>, as_json: bool) -> Resul
         )
     })?;
     match source {
-        LogSource::Files(files) => files_log(CMD, &args, &files, as_json),
+        LogSource::Files(files) => files_log(CMD, &args, &state, &files, as_json),
         LogSource::Command {
             argv,
             lines_flag,
@@ -107,6 +107,7 @@ pub fn exec(args: LogsArgs, state_flag: Option<PathBuf>, as_json: bool) -> Resul
 fn files_log(
     cmd: &'static str,
     args: &LogsArgs,
+    state: &Path,
     files: &[PathBuf],
     as_json: bool,
 ) -> Result<Report, Failure> {
@@ -151,6 +152,10 @@ fn files_log(
             &args.label,
             "-i",
             &args.inventory.display().to_string(),
+            "--lines",
+            &args.lines.to_string(),
+            "--state-dir",
+            &state.display().to_string(),
             "-f",
         ],
         "follow it",
