@@ -6,6 +6,13 @@ export const documents = [
   ["status", "src/status.d.ts"],
   ["event", "src/event.d.ts"],
   ["verb-outcome", "src/verb-outcome.d.ts"],
+  ["list", "src/list.d.ts"],
+  ["inspect", "src/inspect.d.ts"],
+  ["identity", "src/identity.d.ts"],
+  ["logs", "src/logs.d.ts"],
+  ["fleet-status", "src/fleet-status.d.ts"],
+  ["fleet-node", "src/fleet-node.d.ts"],
+  ["fleet-events", "src/fleet-events.d.ts"],
 ];
 
 /** @param {string} name */

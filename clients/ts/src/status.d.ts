@@ -284,6 +284,12 @@ export interface ProbeSummary {
    */
   detail: string;
   /**
+   * How long the whole round took (every probe of the service, in order), in ms: what the
+   * agent's `joelclaw_probe_duration_seconds` histogram observes. 0 in a snapshot written
+   * before it was measured.
+   */
+  duration_ms?: number;
+  /**
    * The endpoint class that answered.
    */
   endpoint_class?: EndpointClass | null;

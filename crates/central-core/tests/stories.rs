@@ -196,6 +196,42 @@ async fn hang_is_restarted_after_exactly_n_failed_probes() {
     );
 }
 
+/// A round's `duration_ms` spans all of its probes: a probe that hangs until its deadline (5 s)
+/// after one that answers at once makes a 5000 ms round; two that answer at once make 0 ms.
+#[tokio::test(start_paused = true)]
+async fn a_probe_round_reports_how_long_all_its_probes_took() {
+    let pm = manager(&["gateway"]).await;
+    let inv = inventory(&format!(
+        "{FAST}\n[[service]]\nlabel = \"gateway\"\nmanager = \"null\"\n"
+    ));
+    let mut heal = HealLoop::new(
+        &inv,
+        Ports::new().with_manager("null", pm.clone()),
+        options(Clock::starting_at(EPOCH_MS)),
+    )
+    .unwrap();
+    let first = ScriptedProbe::passing();
+    let second = ScriptedProbe::passing();
+    heal.set_probes(
+        "gateway",
+        vec![Arc::new(first.clone()), Arc::new(second.clone())],
+    );
+    let last_round = |heal: &HealLoop| heal.status().services[0].last_probe.clone().unwrap();
+
+    heal.tick().await;
+    let quick = last_round(&heal);
+    assert!(quick.passed);
+    assert_eq!(quick.duration_ms, 0, "{quick:?}");
+
+    second.set_hang(true);
+    sleep(Duration::from_secs(10)).await;
+    heal.tick().await;
+    let slow = last_round(&heal);
+    assert!(!slow.passed, "{slow:?}");
+    assert_eq!(slow.duration_ms, 5_000, "{slow:?}");
+    assert_eq!(first.calls(), 2, "both rounds ran the first probe too");
+}
+
 #[tokio::test(start_paused = true)]
 async fn crash_loop_backs_off_opens_the_breaker_then_one_trial_then_closes() {
     let pm = manager(&["worker"]).await;

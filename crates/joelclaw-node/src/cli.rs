@@ -83,7 +83,8 @@ pub enum Command {
     #[command(hide = true)]
     EnvExec(EnvExecArgs),
     /// Print the JSON Schema of a document of the contract (published in schemas/): the
-    /// envelope (default), the status snapshot, an event, a verb's outcome.
+    /// envelope (default), the status snapshot, an event, a verb's outcome, and the results of
+    /// list, inspect, identity, logs, status --fleet [--node] and events --fleet.
     Schema {
         /// Which document.
         #[arg(value_enum, default_value = "envelope")]

@@ -265,16 +265,44 @@ pub enum Document {
     Event,
     /// What a service verb did: `POST /v1/services/{label}/{verb}`'s result and the verbs'.
     VerbOutcome,
+    /// `list`'s result.
+    List,
+    /// `inspect`'s result: the manager's answer about one service.
+    Inspect,
+    /// `identity`'s result.
+    Identity,
+    /// `logs`' result (without `-f`).
+    Logs,
+    /// `status --fleet`'s result.
+    FleetStatus,
+    /// `status --fleet --node ID`'s result.
+    FleetNode,
+    /// `events --fleet`'s result (without `--follow`).
+    FleetEvents,
 }
 
 impl Document {
     /// Every document, as published.
-    pub const ALL: [Document; 4] = [
+    pub const ALL: [Document; 11] = [
         Document::Envelope,
         Document::Status,
         Document::Event,
         Document::VerbOutcome,
+        Document::List,
+        Document::Inspect,
+        Document::Identity,
+        Document::Logs,
+        Document::FleetStatus,
+        Document::FleetNode,
+        Document::FleetEvents,
     ];
+
+    /// Its name (`fleet-status`): `schema NAME` and the file's stem.
+    pub fn name(self) -> &'static str {
+        self.file_name()
+            .strip_suffix(".schema.json")
+            .unwrap_or_default()
+    }
 
     /// Its file name in `schemas/`.
     pub fn file_name(self) -> &'static str {
@@ -283,6 +311,13 @@ impl Document {
             Document::Status => "status.schema.json",
             Document::Event => "event.schema.json",
             Document::VerbOutcome => "verb-outcome.schema.json",
+            Document::List => "list.schema.json",
+            Document::Inspect => "inspect.schema.json",
+            Document::Identity => "identity.schema.json",
+            Document::Logs => "logs.schema.json",
+            Document::FleetStatus => "fleet-status.schema.json",
+            Document::FleetNode => "fleet-node.schema.json",
+            Document::FleetEvents => "fleet-events.schema.json",
         }
     }
 
@@ -293,6 +328,13 @@ impl Document {
             Document::Status => schemars::schema_for!(central_core::NodeStatus),
             Document::Event => schemars::schema_for!(crate::api::JournalEntry),
             Document::VerbOutcome => schemars::schema_for!(central_core::VerbOutcome),
+            Document::List => schemars::schema_for!(crate::verbs::service::ListResult),
+            Document::Inspect => schemars::schema_for!(process_manager::ServiceStatus),
+            Document::Identity => schemars::schema_for!(node_identity::NodeIdentity),
+            Document::Logs => schemars::schema_for!(crate::verbs::logs::LogsResult),
+            Document::FleetStatus => schemars::schema_for!(crate::verbs::fleet::FleetStatusResult),
+            Document::FleetNode => schemars::schema_for!(crate::verbs::fleet::FleetNodeResult),
+            Document::FleetEvents => schemars::schema_for!(crate::verbs::fleet::FleetEventsResult),
         };
         serde_json::to_string_pretty(&schema).unwrap_or_default() + "\n"
     }

@@ -34,6 +34,11 @@ impl Drop for Agent {
 
 impl Agent {
     fn start() -> Agent {
+        Agent::start_with("")
+    }
+
+    /// An agent whose inventory has `extra` (sections) after its `[heal]`.
+    fn start_with(extra: &str) -> Agent {
         let dir = tempfile::tempdir().unwrap();
         // Anyone may pass through the test's folder; the state folder inside decides.
         use std::os::unix::fs::PermissionsExt;
@@ -57,6 +62,8 @@ interval = "1s"
 failures_to_down = 1
 passes_to_up = 1
 grace = "1s"
+
+{extra}
 
 [[service]]
 label = "web"
@@ -128,40 +135,36 @@ fn curl(socket: &Path, extra: &[&str], path: &str) -> (u16, String) {
     (code.trim().parse().unwrap_or(0), body.to_string())
 }
 
-/// Whether `doc` validates against the published `schemas/NAME.schema.json` (panics naming the
-/// errors when it does not).
-fn assert_schema(name: &str, doc: &Value) {
-    let schema: Value = serde_json::from_str(
-        &std::fs::read_to_string(format!(
-            "{}/../../schemas/{name}.schema.json",
-            env!("CARGO_MANIFEST_DIR")
-        ))
-        .unwrap(),
-    )
-    .unwrap();
-    let validator = jsonschema::validator_for(&schema).unwrap();
-    let errors: Vec<String> = validator
-        .iter_errors(doc)
-        .map(|e| format!("{e} at {}", e.instance_path()))
-        .collect();
-    assert!(errors.is_empty(), "not a valid {name}: {errors:?}\n{doc}");
-}
-
 fn json_of(socket: &Path, extra: &[&str], path: &str) -> (u16, Value) {
     let (code, body) = curl(socket, extra, path);
     let v: Value =
         serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path}: not JSON ({e}): {body}"));
-    let schema: Value = serde_json::from_str(
-        &std::fs::read_to_string(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../schemas/envelope.schema.json"
-        ))
-        .unwrap(),
-    )
-    .unwrap();
-    let validator = jsonschema::validator_for(&schema).unwrap();
-    assert!(validator.is_valid(&v), "{path}: not a valid envelope: {v}");
+    common::assert_schema("envelope", &v, path);
     (code, v)
+}
+
+/// `GET /metrics`, parsed as the Prometheus text format.
+fn scrape(socket: &Path) -> (prometheus_parse::Scrape, String) {
+    let (code, text) = curl(socket, &[], "/metrics");
+    assert_eq!(code, 200, "{text}");
+    let lines = text.lines().map(|l| Ok(l.to_string()));
+    let scrape = prometheus_parse::Scrape::parse(lines).expect("Prometheus text format");
+    (scrape, text)
+}
+
+/// The value of the sample `metric` whose label `key` is `value` (none when absent).
+fn sample(scrape: &prometheus_parse::Scrape, metric: &str, key: &str, value: &str) -> Option<f64> {
+    scrape
+        .samples
+        .iter()
+        .find(|s| s.metric == metric && s.labels.get(key) == Some(value))
+        .map(|s| match &s.value {
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => *v,
+            prometheus_parse::Value::Histogram(b) => b.last().map_or(f64::NAN, |b| b.count),
+            prometheus_parse::Value::Summary(_) => f64::NAN,
+        })
 }
 
 #[test]
@@ -181,7 +184,7 @@ fn the_local_api_serves_status_events_and_metrics_to_the_socket_group_only() {
         },
     );
     assert_eq!(healthy["result"]["node_id"], "api-node");
-    assert_schema("status", &healthy["result"]);
+    common::assert_schema("status", &healthy["result"], "/v1/status");
     let (code, h) = json_of(&sock, &[], "/v1/health");
     assert_eq!((code, &h["ok"]), (200, &Value::Bool(true)));
     assert_eq!(h["result"]["node_id"], "api-node");
@@ -287,7 +290,7 @@ fn the_local_api_serves_status_events_and_metrics_to_the_socket_group_only() {
     let events = all["result"]["events"].as_array().unwrap();
     let seqs: Vec<u64> = events.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
     for e in events {
-        assert_schema("event", e);
+        common::assert_schema("event", e, "a kept event");
     }
     let streamed = lines
         .iter()
@@ -296,7 +299,7 @@ fn the_local_api_serves_status_events_and_metrics_to_the_socket_group_only() {
         .collect::<Vec<_>>();
     assert!(!streamed.is_empty());
     for e in &streamed {
-        assert_schema("event", e);
+        common::assert_schema("event", e, "a streamed event");
     }
     assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
     assert!(events.iter().any(|e| e["event"]["event"] == "heal.started"));
@@ -305,10 +308,7 @@ fn the_local_api_serves_status_events_and_metrics_to_the_socket_group_only() {
     assert_eq!(after["result"]["events"].as_array().unwrap().len(), 0);
 
     // Metrics parse as Prometheus text and count the heal.
-    let (code, text) = curl(&sock, &[], "/metrics");
-    assert_eq!(code, 200);
-    let lines = text.lines().map(|l| Ok(l.to_string()));
-    let scrape = prometheus_parse::Scrape::parse(lines).expect("Prometheus text format");
+    let (scrape, text) = scrape(&sock);
     let heals: f64 = scrape
         .samples
         .iter()
@@ -329,6 +329,45 @@ fn the_local_api_serves_status_events_and_metrics_to_the_socket_group_only() {
             .any(|s| s.metric == "joelclaw_services"),
         "{text}"
     );
+    // Every health value has its gauge, and web is counted once, as healthy.
+    for health in [
+        "unknown",
+        "healthy",
+        "failing",
+        "unhealthy",
+        "stopped",
+        "disabled",
+    ] {
+        let n = sample(&scrape, "joelclaw_services", "health", health);
+        let want = if health == "healthy" { 1.0 } else { 0.0 };
+        assert_eq!(n, Some(want), "{health}: {text}");
+    }
+    // Each probe round of web is in the histogram: counted, and counted again several rounds
+    // (1 s apart) later, the +Inf bucket agreeing with the count.
+    let rounds = |scrape: &prometheus_parse::Scrape| {
+        sample(
+            scrape,
+            "joelclaw_probe_duration_seconds_count",
+            "service",
+            "web",
+        )
+    };
+    let first = rounds(&scrape).unwrap_or_else(|| panic!("no probe histogram for web: {text}"));
+    assert!(first > 0.0, "{text}");
+    assert_eq!(
+        sample(&scrape, "joelclaw_probe_duration_seconds", "service", "web"),
+        Some(first),
+        "{text}"
+    );
+    let later = sysutil::poll::until_blocking(
+        "three more probe rounds of web in /metrics",
+        Duration::from_secs(30),
+        || {
+            let (s, _) = self::scrape(&sock);
+            rounds(&s).filter(|n| *n >= first + 3.0)
+        },
+    );
+    assert!(later > first);
 
     // The loopback TCP listener serves health and metrics, and nothing else.
     let health_port = std::fs::read_to_string(agent.dir.path().join("health.port")).unwrap();
@@ -355,6 +394,22 @@ fn the_local_api_serves_status_events_and_metrics_to_the_socket_group_only() {
     assert_eq!(tcp(&["-X", "POST"], "/v1/services/web/stop"), "404");
     assert!(agent.service_pid().is_some());
 
+    // No [fleet] section: the fleet route is not found here, said as such.
+    let (code, v) = json_of(&sock, &[], "/v1/fleet");
+    assert_eq!(
+        (code, &v["error"]["kind"]),
+        (404, &Value::from("not-found")),
+        "{v}"
+    );
+    assert!(v["error"]["message"].to_string().contains("[fleet]"), "{v}");
+    // An unknown route names the routes there are, the fleet's among them.
+    let (code, v) = json_of(&sock, &[], "/v2/nothing");
+    assert_eq!(code, 404, "{v}");
+    assert!(
+        v["error"]["message"].to_string().contains("/v1/fleet"),
+        "{v}"
+    );
+
     // An unknown action is a 404 naming the verbs.
     let (code, v) = json_of(&sock, &["-X", "POST"], "/v1/services/web/pause");
     assert_eq!(
@@ -363,7 +418,8 @@ fn the_local_api_serves_status_events_and_metrics_to_the_socket_group_only() {
     );
 }
 
-/// `joelclaw-node VERB LABEL --json`, validated against the published envelope schema.
+/// `joelclaw-node VERB LABEL --json`, validated against the published envelope schema and its
+/// result against the verb's result schema.
 fn verb(agent: &Agent, args: &[&str]) -> (i32, Value) {
     let out = Command::new(BIN)
         .args(args)
@@ -381,7 +437,7 @@ fn verb(agent: &Agent, args: &[&str]) -> (i32, Value) {
             String::from_utf8_lossy(&out.stderr)
         )
     });
-    assert_schema("envelope", &v);
+    common::assert_output(args, &v);
     (out.status.code().unwrap_or(-1), v)
 }
 
@@ -401,7 +457,8 @@ fn wait_health(sock: &Path, want: &str) {
 /// The acceptance of the service verbs: `stop` through the running agent → stopped and not
 /// restarted by the loop several intervals later, with a `service.stopped` event; `start` →
 /// healthy; the same through `curl --unix-socket`; the stop is kept across an agent restart;
-/// with no agent running the verb records the request and says it acted without one.
+/// inspect, logs, disable and enable through the agent; with no agent running the verb records
+/// the request and says it acted without one.
 #[test]
 fn a_service_stopped_through_the_agent_stays_stopped_until_started() {
     let mut agent = Agent::start();
@@ -414,13 +471,17 @@ fn a_service_stopped_through_the_agent_stays_stopped_until_started() {
     assert_eq!(v["result"]["did"], "stopped");
     assert_eq!(v["result"]["desired"], "stopped");
     assert_eq!(v["result"]["through"], "agent");
-    assert_schema("verb-outcome", &v["result"]);
+    common::assert_schema("verb-outcome", &v["result"], "stop web");
     assert!(v["next_actions"].to_string().contains("\"start\""), "{v}");
     // Several 1 s intervals later: still stopped, never healed.
     std::thread::sleep(Duration::from_secs(4));
     assert!(!common::alive(pid));
     assert_eq!(agent.service_pid(), None);
     assert_eq!(health_of(&sock).as_deref(), Some("stopped"));
+    let (metrics, text) = scrape(&sock);
+    let services = |health| sample(&metrics, "joelclaw_services", "health", health);
+    assert_eq!(services("stopped"), Some(1.0), "{text}");
+    assert_eq!(services("healthy"), Some(0.0), "{text}");
     let (_, all) = json_of(&sock, &[], "/v1/events?since=0");
     let events = all["result"]["events"].as_array().unwrap();
     let stopped_at = events
@@ -457,7 +518,7 @@ fn a_service_stopped_through_the_agent_stays_stopped_until_started() {
     let (code, v) = verb(&agent, &["status"]);
     assert_eq!(code, 0, "{v}");
     assert_eq!(v["result"]["source"], "agent");
-    assert_schema("status", &v["result"]["status"]);
+    common::assert_schema("status", &v["result"]["status"], "status");
     assert_eq!(
         v["result"]["processes"][0]["state"]["pid"].as_u64(),
         agent.service_pid().map(u64::from),
@@ -481,16 +542,12 @@ fn a_service_stopped_through_the_agent_stays_stopped_until_started() {
     });
     assert_ne!(before, after);
 
-    // Stopped, then the agent goes away: the next agent does not start it.
-    let (code, _) = verb(&agent, &["stop", "web"]);
-    assert_eq!(code, 0);
+    // Stopped through the agent, then the agent goes away: the next agent does not start it
+    // (what it kept is the only record of the stop: no verb runs between the two agents).
+    let (code, v) = verb(&agent, &["stop", "web"]);
+    assert_eq!((code, &v["result"]["through"]), (0, &Value::from("agent")));
     kill(Pid::from_raw(agent.child.id() as i32), Signal::SIGTERM).unwrap();
     let _ = agent.child.wait();
-    // No agent: done through the adapter, and said so.
-    let (code, v) = verb(&agent, &["stop", "web"]);
-    assert_eq!(code, 0, "{v}");
-    assert_eq!(v["result"]["through"], "adapter");
-    assert_eq!(v["result"]["did"], "already-stopped");
     agent.restart();
     let sock = agent.socket();
     sysutil::poll::until_blocking("the API back", Duration::from_secs(60), || {
@@ -514,4 +571,77 @@ fn a_service_stopped_through_the_agent_stays_stopped_until_started() {
     assert_eq!(code, 0);
     assert_eq!(v["result"]["source"], "agent");
     assert_eq!(v["result"]["services"][0]["desired"], "running");
+
+    // The read verbs on a live service, each result checked against its schema by `verb`:
+    // the manager's view (the agent's published state), its logs.
+    let (code, v) = verb(&agent, &["inspect", "web"]);
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(
+        v["result"]["pid"].as_u64(),
+        agent.service_pid().map(u64::from),
+        "{v}"
+    );
+    let (code, v) = verb(&agent, &["logs", "web"]);
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(v["result"]["label"], "web", "{v}");
+    // disable, then enable, through the agent.
+    let (code, v) = verb(&agent, &["disable", "web"]);
+    assert_eq!(
+        (code, &v["result"]["desired"]),
+        (0, &Value::from("disabled")),
+        "{v}"
+    );
+    wait_health(&sock, "disabled");
+    assert_eq!(agent.service_pid(), None);
+    let (code, v) = verb(&agent, &["enable", "web"]);
+    assert_eq!(
+        (code, &v["result"]["desired"]),
+        (0, &Value::from("running")),
+        "{v}"
+    );
+    wait_health(&sock, "healthy");
+
+    // No agent: a verb is done through the adapter, says so, and records the request.
+    kill(Pid::from_raw(agent.child.id() as i32), Signal::SIGTERM).unwrap();
+    let _ = agent.child.wait();
+    assert!(!sock.exists(), "the socket outlived its agent");
+    let (code, v) = verb(&agent, &["stop", "web"]);
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(v["result"]["through"], "adapter", "{v}");
+    assert_eq!(v["result"]["desired"], "stopped", "{v}");
+    let (code, v) = verb(&agent, &["list"]);
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(v["result"]["source"], "probe", "{v}");
+    assert_eq!(v["result"]["services"][0]["desired"], "stopped", "{v}");
+}
+
+/// `/v1/fleet` on an agent whose `[fleet]` Redis cannot be reached (no socket there, then a
+/// socket that takes the connection and never answers): a 503 naming Redis within the fleet's
+/// call deadline (2 s), not a hang, while the agent itself keeps healing.
+#[test]
+fn the_fleet_route_answers_503_when_its_redis_is_unreachable() {
+    let silent_dir = tempfile::tempdir().unwrap();
+    let silent = silent_dir.path().join("silent.sock");
+    // Bound and listening, never accepting: the kernel completes the connection, nobody reads.
+    let _listener = std::os::unix::net::UnixListener::bind(&silent).unwrap();
+    for redis in [
+        "redis+unix:///nonexistent/joelclaw-test.sock".to_string(),
+        format!("redis+unix://{}", silent.display()),
+    ] {
+        let agent = Agent::start_with(&format!(
+            "[fleet]\nredis = \"{redis}\"\nheartbeat = \"1s\"\n"
+        ));
+        let sock = agent.socket();
+        wait_health(&sock, "healthy");
+        let asked = std::time::Instant::now();
+        let (code, v) = json_of(&sock, &[], "/v1/fleet");
+        let took = asked.elapsed();
+        let message = v["error"]["message"].as_str().unwrap_or_default();
+        eprintln!("/v1/fleet, {redis}: {code} after {took:?}: {message}");
+        assert_eq!(code, 503, "{redis}: {v}");
+        assert_eq!(v["error"]["kind"], "failed", "{v}");
+        assert!(message.to_lowercase().contains("redis"), "{v}");
+        // curl gives up at 10 s: an answer well before that is the agent's own deadline.
+        assert!(took < Duration::from_secs(8), "{redis}: {took:?}: {v}");
+    }
 }

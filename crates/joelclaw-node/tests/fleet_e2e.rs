@@ -171,7 +171,13 @@ fn json(args: &[&str], inventory: &Path) -> Value {
         .arg("--json")
         .output()
         .unwrap();
-    serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
+    let doc = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    // Every answer read here is checked against the published schemas: the envelope, and the
+    // result of `status --fleet`, `status --fleet --node`, `events --fleet`.
+    if !doc.is_null() {
+        common::assert_output(args, &doc);
+    }
+    doc
 }
 
 /// `status --json` of the agent's own node (its state folder: the running agent's view).
@@ -262,6 +268,8 @@ fn three_agents_are_listed_one_killed_goes_stale_and_heals_carry_their_node() {
         .output()
         .unwrap();
     let api: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    common::assert_schema("envelope", &api, "GET /v1/fleet");
+    common::assert_schema("fleet-status", &api["result"], "GET /v1/fleet");
     assert_eq!(
         api["result"]["nodes"].as_array().map(Vec::len),
         Some(3),

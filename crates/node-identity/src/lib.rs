@@ -79,6 +79,7 @@ impl Environment for FakeEnvironment {
 
 /// Where a value came from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(tag = "kind", content = "detail", rename_all = "kebab-case")]
 pub enum Source {
     /// An environment variable.
@@ -107,6 +108,7 @@ impl fmt::Display for Source {
 
 /// A value and where it came from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Sourced<T> {
     /// The value.
     pub value: T,
@@ -122,6 +124,7 @@ impl<T> Sourced<T> {
 
 /// The OS family, for adapter choice and telemetry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Platform {
     /// macOS (launchd, Colima).
@@ -185,6 +188,7 @@ pub enum IdentityError {
 
 /// Who this node is.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct NodeIdentity {
     /// The node's id (telemetry `node_id`, inventory matching).
     pub node_id: Sourced<String>,

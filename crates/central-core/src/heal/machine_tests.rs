@@ -42,6 +42,7 @@ fn probed(failure: Option<ProbeFailure>, manager_silent: bool) -> Probed {
             failure,
             endpoint_class: failure.is_none().then_some(EndpointClass::Localhost),
             detail: String::new(),
+            duration_ms: 0,
         },
         run_state: None,
         pid: None,

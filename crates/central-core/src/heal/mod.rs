@@ -566,6 +566,7 @@ async fn probe_service(probes: &[Arc<dyn Probe>], now: u64) -> Probed {
     let mut seen_state = (None, None);
     let mut process = None;
     let mut verdict = None;
+    let started = tokio::time::Instant::now();
     for p in probes {
         let mut r = run_probe(p.as_ref()).await;
         if r.run_state.is_some() {
@@ -596,6 +597,7 @@ async fn probe_service(probes: &[Arc<dyn Probe>], now: u64) -> Probed {
             failure: r.failure,
             endpoint_class: r.endpoint_class,
             detail: r.detail,
+            duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
         },
         run_state: seen_state.0,
         pid: seen_state.1,

@@ -29,6 +29,30 @@ pub enum Health {
     Disabled,
 }
 
+impl Health {
+    /// Every health value, in the order above.
+    pub const ALL: [Health; 6] = [
+        Health::Unknown,
+        Health::Healthy,
+        Health::Failing,
+        Health::Unhealthy,
+        Health::Stopped,
+        Health::Disabled,
+    ];
+
+    /// Its name, as JSON has it (`unhealthy`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Health::Unknown => "unknown",
+            Health::Healthy => "healthy",
+            Health::Failing => "failing",
+            Health::Unhealthy => "unhealthy",
+            Health::Stopped => "stopped",
+            Health::Disabled => "disabled",
+        }
+    }
+}
+
 /// The last probe round of a service.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
@@ -43,6 +67,11 @@ pub struct ProbeSummary {
     pub endpoint_class: Option<EndpointClass>,
     /// What was seen.
     pub detail: String,
+    /// How long the whole round took (every probe of the service, in order), in ms: what the
+    /// agent's `joelclaw_probe_duration_seconds` histogram observes. 0 in a snapshot written
+    /// before it was measured.
+    #[serde(default)]
+    pub duration_ms: u64,
 }
 
 /// One service in a [`NodeStatus`].

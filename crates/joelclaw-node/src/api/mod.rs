@@ -8,7 +8,8 @@
 //! - `GET /v1/services/{label}` — one service of that snapshot;
 //! - `GET /v1/events?since=SEQ` — the kept events after SEQ; `GET /v1/events/stream` — Server-Sent
 //!   Events as they happen (`id:` is the sequence number);
-//! - `GET /v1/fleet` — every node publishing to Central's Redis (the inventory's `[fleet]`);
+//! - `GET /v1/fleet` — every node publishing to Central's Redis (the inventory's `[fleet]`),
+//!   as `status --fleet` has them (`schemas/fleet-status.schema.json`);
 //! - `GET /metrics` — Prometheus text format (these two also on `[api] health_listen`, a
 //!   loopback TCP address, for a watchdog; nothing else is served there);
 //! - `POST /v1/services/{label}/{start|stop|restart|enable|disable}` — a service verb through
@@ -206,6 +207,20 @@ impl RunningApi {
                 }
             }
         }
+        // Each probe round into the histogram as the loop's status updates arrive, not at
+        // scrape time only: rounds between two scrapes count too.
+        let mut rounds = state.status.clone();
+        let observer = state.metrics.clone();
+        let mut observer_stop = stop_rx.clone();
+        tasks.push(tokio::spawn(async move {
+            loop {
+                observer.observe_rounds(&rounds.borrow_and_update());
+                tokio::select! {
+                    changed = rounds.changed() => if changed.is_err() { return },
+                    _ = observer_stop.wait_for(|s| *s) => return,
+                }
+            }
+        }));
         tasks.push(tokio::spawn(socket.serve(state, stopped(stop_rx))));
         Ok(RunningApi { stop, tasks })
     }

@@ -209,7 +209,10 @@ async fn fleet_nodes(State(s): State<ApiState>) -> Response {
         Ok(nodes) => reply(
             StatusCode::OK,
             command,
-            json!({ "redis": config.redacted_url(), "nodes": nodes }),
+            json!(crate::verbs::fleet::FleetStatusResult {
+                redis: config.redacted_url(),
+                nodes,
+            }),
             None,
         ),
         // Redis away is the fleet's problem, not this agent's: a 503 naming it.
@@ -240,7 +243,8 @@ async fn not_found() -> Response {
         StatusCode::NOT_FOUND,
         "api",
         ErrorCode::NotFound,
-        "no such route: see /v1/health, /v1/status, /v1/services/{label}, /v1/events, /metrics"
+        "no such route: see /v1/health, /v1/status, /v1/services/{label}, /v1/events, \
+         /v1/events/stream, /v1/fleet, /metrics"
             .into(),
     )
 }

@@ -9,7 +9,10 @@ use central_core::Inventory;
 use clap::Args;
 use fleet::{
     fleet_status, latest_events, node_snapshot, read_events, EventReader, FleetConfig, FleetEvent,
+    FleetNode,
 };
+use schemars::JsonSchema;
+use serde::Serialize;
 
 use crate::output::{table, Failure, Report};
 use crate::setup::{load, runtime};
@@ -28,6 +31,105 @@ fn config(command: &'static str, inventory: &Inventory) -> Result<FleetConfig, F
     let config = FleetConfig::from_spec(spec);
     config.validate().map_err(|e| Failure::input(command, e))?;
     Ok(config)
+}
+
+/// `status --fleet`'s result.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct FleetStatusResult {
+    /// Central's Redis (its password hidden).
+    pub redis: String,
+    /// Every node that ever published, sorted by node id.
+    #[schemars(with = "Vec<shape::FleetNode>")]
+    pub nodes: Vec<FleetNode>,
+}
+
+/// `status --fleet --node ID`'s result.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct FleetNodeResult {
+    /// Central's Redis (its password hidden).
+    pub redis: String,
+    /// No heartbeat within its TTL: the snapshot is as old as the last heartbeat.
+    pub stale: bool,
+    /// How old the node's last heartbeat is (ms, by this machine's clock).
+    pub age_ms: u64,
+    /// The node's snapshot, as its last heartbeat wrote it (`GET /v1/status`'s result there).
+    pub status: central_core::NodeStatus,
+}
+
+/// `events --fleet`'s result (without `--follow`; each line of a follow is one of `events`).
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct FleetEventsResult {
+    /// The events read, oldest first.
+    #[schemars(with = "Vec<shape::FleetEvent>")]
+    pub events: Vec<FleetEvent>,
+    /// The last event's stream id (pass it as `--since` to read what follows); null when none.
+    pub last_id: Option<String>,
+}
+
+/// The JSON shapes of the `fleet` crate's records, for their schemas only (the records
+/// themselves are serialized; `shape_tests` checks the two agree, field for field).
+pub mod shape {
+    use schemars::JsonSchema;
+
+    /// `fleet::FleetNode`: a node's last heartbeat (flattened) and whether it is stale.
+    #[derive(JsonSchema)]
+    pub struct FleetNode {
+        /// Who.
+        pub node: NodeRecord,
+        /// Its services at its last round, in counts.
+        pub summary: NodeSummary,
+        /// When the heartbeat was written (ms since the epoch, the node's clock).
+        pub at_ms: u64,
+        /// How long the heartbeat stays valid (ms): the node is stale after it.
+        pub ttl_ms: u64,
+        /// Events the node could not publish since it started.
+        pub dropped_events: u64,
+        /// No heartbeat within its TTL (by Redis's clock): the node or its link is down.
+        pub stale: bool,
+        /// How old the last heartbeat is, by this machine's clock (ms; 0 when in the future).
+        pub age_ms: u64,
+    }
+
+    /// `fleet::NodeRecord`.
+    #[derive(JsonSchema)]
+    pub struct NodeRecord {
+        /// The node id.
+        pub node_id: String,
+        /// Its role (`central`, `relay`, `fleet`...).
+        pub role: String,
+        /// `macos`, `linux`, `other`.
+        pub platform: String,
+        /// The agent's version.
+        pub version: String,
+    }
+
+    /// `fleet::NodeSummary`.
+    #[derive(JsonSchema)]
+    pub struct NodeSummary {
+        /// Services passing their probes.
+        pub healthy: u32,
+        /// Services failing or down.
+        pub unhealthy: u32,
+        /// Services not yet known.
+        pub unknown: u32,
+        /// Services stopped or disabled by request.
+        pub stopped: u32,
+        /// Services whose breaker is open.
+        pub open_breakers: u32,
+        /// The labels of the services that are not healthy.
+        pub unhealthy_services: Vec<String>,
+    }
+
+    /// `fleet::FleetEvent`: one event of the fleet's stream.
+    #[derive(JsonSchema)]
+    pub struct FleetEvent {
+        /// The stream entry id (`ms-seq`).
+        pub id: String,
+        /// The node that published it.
+        pub node_id: String,
+        /// The heal event, as the node wrote it.
+        pub event: central_core::HealEvent,
+    }
 }
 
 fn age(ms: u64) -> String {
@@ -82,7 +184,10 @@ pub fn status(inventory: &Inventory) -> Result<Report, Failure> {
     let troubled = nodes
         .iter()
         .any(|n| n.stale || n.heartbeat.summary.unhealthy > 0);
-    let result = serde_json::json!({ "redis": config.redacted_url(), "nodes": nodes });
+    let result = FleetStatusResult {
+        redis: config.redacted_url(),
+        nodes,
+    };
     Ok(if troubled {
         Report::findings(CMD, result, human)
     } else {
@@ -155,12 +260,12 @@ pub fn node_status(inventory: &Inventory, node_id: &str) -> Result<Report, Failu
                     | central_core::Health::Disabled
             )
         });
-    let result = serde_json::json!({
-        "redis": config.redacted_url(),
-        "stale": node.stale,
-        "age_ms": node.age_ms,
-        "status": status,
-    });
+    let result = FleetNodeResult {
+        redis: config.redacted_url(),
+        stale: node.stale,
+        age_ms: node.age_ms,
+        status,
+    };
     Ok(if troubled {
         Report::findings(CMD, result, human)
     } else {
@@ -229,7 +334,10 @@ pub fn events(args: EventsArgs, as_json: bool) -> Result<Report, Failure> {
     let last = events.last().map(|e| e.id.clone());
     Ok(Report::ok(
         CMD,
-        serde_json::json!({ "events": events, "last_id": last }),
+        FleetEventsResult {
+            events,
+            last_id: last,
+        },
         if human.is_empty() {
             "no events\n".into()
         } else {
@@ -285,5 +393,72 @@ async fn follow(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod shape_tests {
+    use std::collections::BTreeSet;
+
+    use serde_json::Value;
+
+    /// The property names a schema lists (its root, or the definition `def`).
+    fn properties<T: schemars::JsonSchema>(def: Option<&str>) -> BTreeSet<String> {
+        let schema = serde_json::to_value(schemars::schema_for!(T)).unwrap();
+        let object = match def {
+            None => &schema,
+            Some(d) => &schema["$defs"][d],
+        };
+        object["properties"]
+            .as_object()
+            .unwrap_or_else(|| panic!("no properties in {def:?}: {schema}"))
+            .keys()
+            .cloned()
+            .collect()
+    }
+
+    fn keys(v: &Value) -> BTreeSet<String> {
+        v.as_object().unwrap().keys().cloned().collect()
+    }
+
+    /// The schema-only shapes name exactly the fields the `fleet` records serialize, nested
+    /// records too: a field added, renamed or dropped there fails here.
+    #[test]
+    fn the_shapes_are_the_fleet_records_fields() {
+        let node = fleet::FleetNode {
+            heartbeat: fleet::NodeHeartbeat {
+                node: fleet::NodeRecord {
+                    node_id: "n".into(),
+                    role: "fleet".into(),
+                    platform: "linux".into(),
+                    version: "0".into(),
+                },
+                summary: fleet::NodeSummary::default(),
+                at_ms: 1,
+                ttl_ms: 2,
+                dropped_events: 0,
+            },
+            stale: false,
+            age_ms: 3,
+        };
+        let json = serde_json::to_value(&node).unwrap();
+        assert_eq!(keys(&json), properties::<super::shape::FleetNode>(None));
+        assert_eq!(
+            keys(&json["node"]),
+            properties::<super::shape::FleetNode>(Some("NodeRecord"))
+        );
+        assert_eq!(
+            keys(&json["summary"]),
+            properties::<super::shape::FleetNode>(Some("NodeSummary"))
+        );
+        let event = fleet::FleetEvent {
+            id: "1-0".into(),
+            node_id: "n".into(),
+            event: Value::Null,
+        };
+        assert_eq!(
+            keys(&serde_json::to_value(&event).unwrap()),
+            properties::<super::shape::FleetEvent>(None)
+        );
     }
 }

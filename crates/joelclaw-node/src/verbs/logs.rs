@@ -38,12 +38,22 @@ const FOLLOW_EVERY: Duration = Duration::from_millis(250);
 /// The most read back from the end of a log file for its last lines.
 const TAIL_WINDOW: u64 = 4 << 20;
 
+/// `logs`' result (without `-f`).
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct LogsResult {
+    /// The service label.
+    pub label: String,
+    /// Each of its logs (a service writing stdout and stderr to two files has two).
+    pub logs: Vec<LogTail>,
+}
+
 /// One log's last lines.
-#[derive(Debug, Serialize)]
-struct LogTail {
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct LogTail {
     /// The file, or the program that printed it.
-    source: String,
-    lines: Vec<String>,
+    pub source: String,
+    /// Its last lines, oldest first.
+    pub lines: Vec<String>,
 }
 
 /// Prints a service's last lines (and follows them with `-f`).
@@ -85,7 +95,7 @@ pub fn exec(args: LogsArgs, state_flag: Option<PathBuf>, as_json: bool) -> Resul
         )
     })?;
     match source {
-        LogSource::Files(files) => files_log(CMD, &args, &files, as_json),
+        LogSource::Files(files) => files_log(CMD, &args, &state, &files, as_json),
         LogSource::Command {
             argv,
             lines_flag,
@@ -97,6 +107,7 @@ pub fn exec(args: LogsArgs, state_flag: Option<PathBuf>, as_json: bool) -> Resul
 fn files_log(
     cmd: &'static str,
     args: &LogsArgs,
+    state: &Path,
     files: &[PathBuf],
     as_json: bool,
 ) -> Result<Report, Failure> {
@@ -131,17 +142,20 @@ fn files_log(
             human.push('\n');
         }
     }
-    Ok(Report::ok(
-        cmd,
-        serde_json::json!({ "label": args.label, "logs": tails }),
-        human,
-    )
-    .with_next([NextAction::node(
+    let result = LogsResult {
+        label: args.label.clone(),
+        logs: tails,
+    };
+    Ok(Report::ok(cmd, result, human).with_next([NextAction::node(
         [
             "logs",
             &args.label,
             "-i",
             &args.inventory.display().to_string(),
+            "--lines",
+            &args.lines.to_string(),
+            "--state-dir",
+            &state.display().to_string(),
             "-f",
         ],
         "follow it",
@@ -276,11 +290,11 @@ fn command_log(
         lines,
     };
     let human = tail.lines.join("\n");
-    Ok(Report::ok(
-        cmd,
-        serde_json::json!({ "label": args.label, "logs": [tail] }),
-        human,
-    ))
+    let result = LogsResult {
+        label: args.label.clone(),
+        logs: vec![tail],
+    };
+    Ok(Report::ok(cmd, result, human))
 }
 
 /// A container's last lines, from its engine.
@@ -320,9 +334,9 @@ fn container_log(
         lines,
     };
     let human = tail.lines.join("\n");
-    Ok(Report::ok(
-        cmd,
-        serde_json::json!({ "label": args.label, "logs": [tail] }),
-        human,
-    ))
+    let result = LogsResult {
+        label: args.label.clone(),
+        logs: vec![tail],
+    };
+    Ok(Report::ok(cmd, result, human))
 }

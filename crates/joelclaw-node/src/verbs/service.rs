@@ -182,6 +182,46 @@ async fn directly(
     })
 }
 
+/// Where `list` (and `status`) read the services from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Source {
+    /// The running agent's last round.
+    Agent,
+    /// A probe round of the command's own (no agent running).
+    Probe,
+}
+
+/// `list`'s result.
+#[derive(Debug, serde::Serialize, schemars::JsonSchema)]
+pub struct ListResult {
+    /// The node id.
+    pub node_id: String,
+    /// Where the services were read from.
+    pub source: Source,
+    /// Every service, substrate first, then in inventory order.
+    pub services: Vec<ListedService>,
+}
+
+/// One service in `list`.
+#[derive(Debug, serde::Serialize, schemars::JsonSchema)]
+pub struct ListedService {
+    /// Its label.
+    pub label: String,
+    /// The inventory's manager name, or `substrate`.
+    pub manager: String,
+    /// The adapter (`systemd`, `embedded`, ...).
+    pub adapter_type: String,
+    /// What a person asked for.
+    pub desired: central_core::Desired,
+    /// Its health at that round.
+    pub health: central_core::Health,
+    /// The run state, where a process probe saw one.
+    pub run_state: Option<process_manager::RunState>,
+    /// The pid, where a process probe saw one.
+    pub pid: Option<u32>,
+}
+
 /// `list`: every service with its manager, what was asked of it and its health — from the
 /// running agent's last round, else one probe round of this command's own.
 pub fn list(args: ListArgs, state_flag: Option<PathBuf>) -> Result<Report, Failure> {
@@ -194,7 +234,7 @@ pub fn list(args: ListArgs, state_flag: Option<PathBuf>) -> Result<Report, Failu
         Ok((_, envelope)) if envelope["ok"].as_bool() == Some(true) => (
             serde_json::from_value::<central_core::NodeStatus>(envelope["result"].clone())
                 .map_err(|e| Failure::failed(CMD, format!("the agent's answer: {e}")))?,
-            "agent",
+            Source::Agent,
         ),
         Ok((_, envelope)) => return Err(from_envelope(CMD, envelope).unwrap_err()),
         Err(AgentError::NotRunning(_)) => {
@@ -208,7 +248,7 @@ pub fn list(args: ListArgs, state_flag: Option<PathBuf>) -> Result<Report, Failu
                 LoopOptions::new(tags).with_state_dir(state.join("heal")),
             )
             .map_err(|e| Failure::input(CMD, e))?;
-            (rt.block_on(heal.probe_round()), "probe")
+            (rt.block_on(heal.probe_round()), Source::Probe)
         }
         Err(e) => return Err(Failure::failed(CMD, e)),
     };
@@ -226,24 +266,22 @@ pub fn list(args: ListArgs, state_flag: Option<PathBuf>) -> Result<Report, Failu
         })
         .collect();
     let human = table(&["LABEL", "MANAGER", "DESIRED", "HEALTH", "PID"], &rows);
-    let services: Vec<Value> = status
-        .services
-        .iter()
-        .map(|s| {
-            serde_json::json!({
-                "label": s.label,
-                "manager": s.manager,
-                "adapter_type": s.adapter_type,
-                "desired": s.desired,
-                "health": s.health,
-                "run_state": s.run_state,
-                "pid": s.pid,
+    let result = ListResult {
+        services: status
+            .services
+            .iter()
+            .map(|s| ListedService {
+                label: s.label.clone(),
+                manager: s.manager.clone(),
+                adapter_type: s.adapter_type.clone(),
+                desired: s.desired,
+                health: s.health,
+                run_state: s.run_state,
+                pid: s.pid,
             })
-        })
-        .collect();
-    Ok(Report::ok(
-        CMD,
-        serde_json::json!({ "node_id": status.node_id, "source": source, "services": services }),
-        human,
-    ))
+            .collect(),
+        node_id: status.node_id,
+        source,
+    };
+    Ok(Report::ok(CMD, result, human))
 }
