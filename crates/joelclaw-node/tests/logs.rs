@@ -93,10 +93,15 @@ fn a_systemd_units_output_files() {
     let dir = tempfile::tempdir().unwrap();
     let inv = dir.path().join("node.toml");
     let marker = format!("jc-marker-{}", std::process::id());
+    // A log folder that does not exist yet where the unit runs: `enable` must make it, or
+    // systemd fails the start at STDOUT (it opens the files before any LogsDirectory=).
+    let log_dir = format!("/var/log/jc-logs-test-{}", std::process::id());
+    let log_dir_seen = PathBuf::from(format!("/proc/{pid}/root{log_dir}"));
+    let _ = std::fs::remove_dir_all(&log_dir_seen);
     std::fs::write(
         &inv,
         format!(
-            "[node]\nid = \"logs\"\n\n\
+            "[node]\nid = \"logs\"\nlog_dir = \"{log_dir}\"\n\n\
              [managers.systemd]\ndefinition_dir = \"{}\"\ncommand_prefix = [\"nsenter\", \"-t\", \"{pid}\", \"-a\"]\nservice_account = \"joelclaw\"\n\n\
              [loop]\nstate_dir = \"{}\"\n\n\
              [[service]]\nlabel = \"{label}\"\nmanager = \"systemd\"\n\n[service.config]\nprogram = \"/bin/sh\"\nargs = [\"-c\", \"echo {marker}; exec sleep 100000\"]\n",
@@ -131,8 +136,10 @@ fn a_systemd_units_output_files() {
         source.contains("nsenter") && source.contains("tail"),
         "{source}"
     );
+    assert!(source.contains(&log_dir), "{source}");
     let _ = Command::new(BIN)
         .args(["disable", label, "--inventory"])
         .arg(&inv)
         .output();
+    let _ = std::fs::remove_dir_all(&log_dir_seen);
 }

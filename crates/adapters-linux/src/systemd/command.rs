@@ -79,6 +79,57 @@ impl Systemctl {
         argv
     }
 
+    /// Creates the folders of a unit's output files where the manager runs (through the
+    /// prefix, as `systemctl` is), within the job deadline. systemd opens `StandardOutput=
+    /// append:` files before it would create a `LogsDirectory=`, so a missing folder fails the
+    /// start with 209/STDOUT. `None`: a `--machine`/`--host` manager, whose files this cannot
+    /// reach.
+    pub(crate) async fn make_folders(
+        &self,
+        operation: Operation,
+        folders: &[&std::path::Path],
+    ) -> Option<Result<(), ProcessError>> {
+        if folders.is_empty() || self.target.is_some() {
+            return None;
+        }
+        let mut argv: Vec<OsString> = self.prefix.clone();
+        argv.extend(["mkdir".into(), "-p".into(), "--".into()]);
+        argv.extend(folders.iter().map(|f| f.as_os_str().to_os_string()));
+        let (program, args) = argv.split_first().expect("mkdir at least");
+        let program = match resolve(program) {
+            Ok(p) => p,
+            Err(e) => return Some(Err(e)),
+        };
+        let run = sysutil::command::Command::new(&program, self.job_deadline)
+            .args(args.iter().cloned())
+            .env("LC_ALL", "C")
+            .run()
+            .await;
+        let shown = || {
+            folders
+                .iter()
+                .map(|f| f.display().to_string())
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        Some(match run {
+            Ok(out) if out.success() => Ok(()),
+            Ok(out) => Err(ProcessError::Backend {
+                adapter: ADAPTER.into(),
+                source: Box::new(CommandFailed {
+                    argv: format!("mkdir -p {}", shown()),
+                    status: out.status.to_string(),
+                    stderr: out.stderr.trim().to_string(),
+                }),
+            }),
+            Err(RunError::Timeout { after }) => Err(ProcessError::Timeout { operation, after }),
+            Err(e) => Err(ProcessError::Unavailable {
+                adapter: ADAPTER.into(),
+                detail: format!("could not create the log folders {}: {e}", shown()),
+            }),
+        })
+    }
+
     /// The argv to spawn: prefix (if any), then systemctl and its global options, then `args`.
     fn argv(&self, args: &[&str]) -> Result<(PathBuf, Vec<OsString>), ProcessError> {
         let systemctl: OsString = self

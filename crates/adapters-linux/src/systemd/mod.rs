@@ -660,6 +660,20 @@ impl ProcessManagerPort for SystemdProcessManager {
                 ),
             });
         }
+        // Its output files' folders, before anything starts it (a job's trigger included).
+        let mut folders: Vec<&Path> = [&config.stdout_path, &config.stderr_path]
+            .into_iter()
+            .flatten()
+            .filter_map(|p| p.parent())
+            .collect();
+        folders.dedup();
+        if let Some(made) = self
+            .systemctl
+            .make_folders(Operation::Enable, &folders)
+            .await
+        {
+            made?;
+        }
         if config.is_job() {
             return self
                 .enable_job(config, written, &triggers, &state, &states)
