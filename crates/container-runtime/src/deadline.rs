@@ -56,6 +56,9 @@ macro_rules! forward_through {
             async fn container_logs(&self, name: &str, tail: usize) -> Result<Vec<String>, RuntimeError> {
                 (**self).container_logs(name, tail).await
             }
+            async fn follow_container_logs(&self, name: &str, tail: usize, line: &mut (dyn FnMut(String) + Send)) -> Result<(), RuntimeError> {
+                (**self).follow_container_logs(name, tail, line).await
+            }
             async fn list_containers(&self, label: Option<&str>) -> Result<Vec<ContainerStatus>, RuntimeError> {
                 (**self).list_containers(label).await
             }
@@ -137,6 +140,16 @@ impl<R: EnginePort> EnginePort for WithDeadline<R> {
         let op = RuntimeOperation::ContainerLogs;
         self.bound(op, self.inner().container_logs(name, tail), timeout)
             .await
+    }
+    /// Not bounded here: following lasts as long as the output does (the adapter bounds
+    /// reaching the engine; the caller stops it by dropping the call).
+    async fn follow_container_logs(
+        &self,
+        name: &str,
+        tail: usize,
+        line: &mut (dyn FnMut(String) + Send),
+    ) -> Result<(), RuntimeError> {
+        self.inner().follow_container_logs(name, tail, line).await
     }
     async fn list_containers(
         &self,

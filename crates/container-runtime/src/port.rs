@@ -84,6 +84,23 @@ pub trait EnginePort: RuntimeAdapter {
         ))
     }
 
+    /// Follows a container's output (`docker logs -f`): its last `tail` lines, then each new
+    /// one as it is written, handed to `line` in order, until the container stops or the
+    /// engine ends the stream. Reaching the engine has the adapter's deadline; following lasts
+    /// as long as the output does, until the caller drops the call.
+    async fn follow_container_logs(
+        &self,
+        name: &str,
+        tail: usize,
+        line: &mut (dyn FnMut(String) + Send),
+    ) -> Result<(), RuntimeError> {
+        let _ = (name, tail, line);
+        Err(not_supported(
+            self.adapter(),
+            RuntimeOperation::ContainerLogs,
+        ))
+    }
+
     /// Containers, all or those carrying `label` (`key` or `key=value`), stopped ones included.
     async fn list_containers(
         &self,
@@ -219,6 +236,14 @@ impl EnginePort for SplitRuntime {
     }
     async fn container_logs(&self, name: &str, tail: usize) -> Result<Vec<String>, RuntimeError> {
         self.engine.container_logs(name, tail).await
+    }
+    async fn follow_container_logs(
+        &self,
+        name: &str,
+        tail: usize,
+        line: &mut (dyn FnMut(String) + Send),
+    ) -> Result<(), RuntimeError> {
+        self.engine.follow_container_logs(name, tail, line).await
     }
     async fn list_containers(
         &self,

@@ -109,6 +109,16 @@ macro_rules! wrap_port {
                 $before;
                 (**self).container_logs(name, tail).await
             }
+            async fn follow_container_logs(
+                &self,
+                name: &str,
+                tail: usize,
+                line: &mut (dyn FnMut(String) + Send),
+            ) -> Result<(), RuntimeError> {
+                let ($this, $op, $target) = (self, RuntimeOperation::ContainerLogs, Some(name));
+                $before;
+                (**self).follow_container_logs(name, tail, line).await
+            }
             async fn list_containers(
                 &self,
                 label: Option<&str>,

@@ -333,4 +333,48 @@ async fn a_container_stopped_by_request_stays_stopped_and_its_output_is_read() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["ok"], true, "{v}");
     assert!(v.to_string().contains("jc-app-marker"), "{v}");
+
+    // `-f`: the last line, then what the container writes next, one JSON line each, until the
+    // container stops.
+    let mut follow = std::process::Command::new(env!("CARGO_BIN_EXE_joelclaw-node"))
+        .args(["logs", "app", "-f", "--lines", "1", "--json", "--inventory"])
+        .arg(p.dir.path().join("central.toml"))
+        .arg("--state-dir")
+        .arg(state.path())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, lines) = std::sync::mpsc::channel::<serde_json::Value>();
+    let stdout = follow.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            let _ = tx.send(serde_json::from_str(&line).unwrap_or(serde_json::Value::Null));
+        }
+    });
+    let next = || {
+        lines
+            .recv_timeout(Duration::from_secs(30))
+            .expect("a followed line")
+    };
+    assert_eq!(next()["line"], "jc-app-marker");
+    // Written by the container's main process's output, as the service itself would.
+    p.docker(&["exec", &app, "sh", "-c", "echo jc-followed > /proc/1/fd/1"]);
+    let followed = next();
+    assert_eq!(followed["line"], "jc-followed", "{followed}");
+    assert_eq!(followed["source"], "container app");
+    p.docker(&["stop", "-t", "1", &app]);
+    let limit = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = follow.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < limit,
+            "logs -f still running after the container stopped"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(status.success(), "{status:?}");
 }

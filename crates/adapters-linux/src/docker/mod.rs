@@ -674,6 +674,43 @@ impl EnginePort for DockerRuntime {
         Ok(text.lines().map(str::to_string).collect())
     }
 
+    async fn follow_container_logs(
+        &self,
+        name: &str,
+        tail: usize,
+        line: &mut (dyn FnMut(String) + Send),
+    ) -> Result<(), RuntimeError> {
+        use futures::TryStreamExt;
+        let op = RuntimeOperation::ContainerLogs;
+        let docker = self.ready(op).await?;
+        let options = LogsOptions {
+            stdout: true,
+            stderr: true,
+            follow: true,
+            tail: tail.to_string(),
+            ..Default::default()
+        };
+        // The engine reached and the container there, within the deadline; then the stream
+        // lasts as long as the container writes (no output for a while is normal).
+        self.inspect_container(name).await?;
+        let what = format!("container {name}");
+        let mut stream = docker.logs(name, Some(options));
+        // A chunk may end mid-line: the rest waits for its newline.
+        let mut partial = String::new();
+        while let Some(chunk) = stream.try_next().await.map_err(|e| convert(op, &what, e))? {
+            partial.push_str(&String::from_utf8_lossy(chunk.as_ref()));
+            while let Some(at) = partial.find('\n') {
+                let rest = partial.split_off(at + 1);
+                partial.pop();
+                line(std::mem::replace(&mut partial, rest));
+            }
+        }
+        if !partial.is_empty() {
+            line(partial);
+        }
+        Ok(())
+    }
+
     /// `docker compose -p P -f F up -d --no-deps --force-recreate SERVICE` (or the configured
     /// Compose command)
     /// against this engine (`DOCKER_HOST`), by argv with the Compose deadline.

@@ -26,7 +26,7 @@ pub struct LogsArgs {
     /// How many of the last lines.
     #[arg(long, short = 'n', default_value_t = 50)]
     pub lines: usize,
-    /// Keep printing new lines until interrupted.
+    /// Keep printing new lines until interrupted (a container's: until it stops).
     #[arg(long, short = 'f')]
     pub follow: bool,
 }
@@ -73,7 +73,7 @@ pub fn exec(args: LogsArgs, state_flag: Option<PathBuf>, as_json: bool) -> Resul
     let state = state_dir(CMD, state_flag, &inventory)?;
     let comp = compose(&inventory, &state, Mode::Observe).map_err(|e| Failure::input(CMD, e))?;
     if spec.manager == ManagerKind::Container {
-        return container_log(CMD, &args, spec, comp.runtime.as_ref());
+        return container_log(CMD, &args, as_json, spec, comp.runtime.as_ref());
     }
     let manager = comp
         .manager_of(&inventory, &args.label)
@@ -297,31 +297,49 @@ fn command_log(
     Ok(Report::ok(cmd, result, human))
 }
 
-/// A container's last lines, from its engine.
+/// A container's last lines, from its engine (`-f`: then what it writes next).
 fn container_log(
     cmd: &'static str,
     args: &LogsArgs,
+    as_json: bool,
     spec: &central_core::ServiceSpec,
     engine: Option<&container_runtime::SharedContainerRuntime>,
 ) -> Result<Report, Failure> {
-    if args.follow {
-        return Err(Failure {
-            kind: ErrorCode::NotSupported,
-            ..Failure::input(
-                cmd,
-                format!(
-                    "{}: following a container's output is `docker logs -f` (not here yet)",
-                    args.label
-                ),
-            )
-        });
-    }
     let engine =
         engine.ok_or_else(|| Failure::input(cmd, "the inventory has no container runtime"))?;
     let what = spec
         .container_ref()
         .unwrap_or_else(|| container_runtime::ContainerRef::Named(spec.label.to_string()));
     let rt = runtime(cmd)?;
+    if args.follow {
+        // The engine's own follow (`docker logs -f`), line by line, until the container stops
+        // or the command is interrupted.
+        let mut printed = false;
+        let source = format!("container {}", args.label);
+        let followed = rt.block_on(async {
+            let c = engine.inspect_ref(&what).await?;
+            engine
+                .follow_container_logs(&c.name, args.lines, &mut |line| {
+                    printed = true;
+                    print_lines(&source, &[line], as_json);
+                })
+                .await
+        });
+        match followed {
+            Ok(()) => {
+                eprintln!(
+                    "logs: {}: the container's output ended (it stopped)",
+                    args.label
+                );
+                std::process::exit(0);
+            }
+            Err(e) if !printed => return Err(Failure::failed(cmd, e)),
+            Err(e) => {
+                eprintln!("logs: {}: {e}", args.label);
+                std::process::exit(1);
+            }
+        }
+    }
     let (name, lines) = rt
         .block_on(async {
             let c = engine.inspect_ref(&what).await?;
