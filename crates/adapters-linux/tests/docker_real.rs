@@ -219,7 +219,8 @@ async fn a_hung_daemon_is_unhealthy_within_the_deadline() {
 
 /// A remote engine nobody answers for: a clear error within the deadline, never a hang; a TLS
 /// engine with a missing file names it (or, built without TLS, TLS is refused by name), and an
-/// SSH endpoint, which no build speaks, is refused at once, by name.
+/// SSH engine whose host has no sshd is the ssh client's refusal, named (built without SSH,
+/// SSH is refused by name).
 #[tokio::test]
 async fn unreachable_and_unsupported_remote_engines_say_so_promptly() {
     let refused = DockerRuntime::connect("tcp://127.0.0.1:9")

@@ -249,3 +249,44 @@ async fn a_tls_engine_is_reached_with_its_client_certificate_and_refused_without
         other => panic!("{other:?}"),
     }
 }
+
+/// An engine address that accepts connections and never answers (a hung daemon, a firewall
+/// that swallows): plain or TLS, every call is a timeout at the deadline, never a wait.
+#[tokio::test]
+async fn a_silent_tcp_engine_is_a_timeout_plain_or_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    certificates(dir.path());
+    // The kernel completes each handshake into the backlog; nothing ever reads or writes.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("tcp://{}", silent.local_addr().unwrap());
+    let deadline = Duration::from_millis(400);
+    let tls = DockerTls {
+        ca: dir.path().join("ca.pem"),
+        cert: dir.path().join("cert.pem"),
+        key: dir.path().join("key.pem"),
+    };
+    for (what, rt) in [
+        ("plain", DockerRuntime::connect(&url).unwrap()),
+        ("TLS", DockerRuntime::connect(&url).unwrap().with_tls(tls)),
+    ] {
+        let rt = rt.with_deadline(deadline);
+        let asked = Instant::now();
+        let answer = tokio::time::timeout(Duration::from_secs(10), rt.list_containers(None))
+            .await
+            .unwrap_or_else(|_| panic!("{what}: a silent engine hung the call"));
+        match answer {
+            Err(RuntimeError::Timeout { after, .. }) => assert_eq!(after, deadline, "{what}"),
+            other => panic!("{what}: expected a timeout, got {other:?}"),
+        }
+        assert!(
+            asked.elapsed() < Duration::from_secs(5),
+            "{what}: {:?}",
+            asked.elapsed()
+        );
+        let healthy = tokio::time::timeout(Duration::from_secs(10), rt.is_healthy())
+            .await
+            .unwrap_or_else(|_| panic!("{what}: is_healthy hung"));
+        assert!(!matches!(healthy, Ok(true)), "{what}: {healthy:?}");
+    }
+    drop(silent);
+}

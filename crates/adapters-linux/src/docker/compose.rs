@@ -205,6 +205,56 @@ mod tests {
         assert_eq!(&plugin[..2], ["docker", "compose"]);
     }
 
+    /// A Compose that hangs (a pull that never ends, an engine that never answers it) is a
+    /// timeout at its deadline, and everything it started is gone with it.
+    #[tokio::test]
+    async fn a_hung_compose_command_is_a_timeout_and_is_killed() {
+        let dir = tempfile::tempdir().unwrap();
+        let pidfile = dir.path().join("pid");
+        // Its child (the sleep) records itself: the whole process group must go, not only sh.
+        let script = format!("sleep 30 & echo $! > {}; wait", pidfile.display());
+        let compose = ComposeCommand {
+            argv: vec!["sh".into(), "-c".into(), script],
+            deadline: Duration::from_millis(300),
+        };
+        let asked = std::time::Instant::now();
+        let e = compose
+            .up("unix:///nonexistent.sock", None, &svc("p", "/c.yaml", "s"))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                e,
+                RuntimeError::Timeout {
+                    operation: RuntimeOperation::Recreate,
+                    after
+                } if after == Duration::from_millis(300)
+            ),
+            "{e:?}"
+        );
+        assert!(
+            asked.elapsed() < Duration::from_secs(10),
+            "{:?}",
+            asked.elapsed()
+        );
+        let pid = std::fs::read_to_string(&pidfile).unwrap();
+        let proc_dir = std::path::PathBuf::from(format!("/proc/{}", pid.trim()));
+        // Gone, or a zombie waiting for whoever inherited it to reap it.
+        let gone = || {
+            std::fs::read_to_string(proc_dir.join("stat")).map_or(true, |stat| {
+                stat.rsplit_once(") ")
+                    .is_some_and(|(_, r)| r.starts_with('Z'))
+            })
+        };
+        for _ in 0..50 {
+            if gone() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("the hung compose's child {} is still running", pid.trim());
+    }
+
     #[test]
     fn names_that_would_read_as_flags_are_refused() {
         let c = ComposeCommand::default();
