@@ -70,9 +70,14 @@ async fn three_nodes_are_listed_and_a_silent_one_goes_stale() {
         let cfg = cfg.clone();
         async move {
             let nodes = fleet_status(&cfg).await.ok()?;
+            // Each node's first heartbeat may go out before its summary is set: every node's
+            // own summary, not only the last one's.
             let ready = nodes.len() == 3
                 && nodes.iter().all(|n| !n.stale)
-                && nodes[2].heartbeat.summary.unhealthy == 2;
+                && nodes
+                    .iter()
+                    .enumerate()
+                    .all(|(i, n)| n.heartbeat.summary.unhealthy as usize == i);
             ready.then_some(nodes)
         }
     })

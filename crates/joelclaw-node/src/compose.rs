@@ -356,3 +356,32 @@ pub fn default_state_dir() -> Option<PathBuf> {
         .or_else(dirs::data_local_dir)
         .map(|d| d.join("joelclaw-node"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The example inventories as the agent composes them (nothing is started: the adapters
+    /// connect lazily).
+    fn example(name: &str) -> Composition {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../examples")
+            .join(name);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let inventory = Inventory::parse(&path, &text).unwrap_or_else(|e| panic!("{e}"));
+        let state = tempfile::tempdir().unwrap();
+        compose(&inventory, state.path(), Mode::Observe).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn the_linux_examples_docker_daemon_is_a_substrate_systemd_runs() {
+        let runtime = example("fleet-linux.toml").runtime.expect("a runtime");
+        assert_eq!(runtime.adapter(), "docker-systemd");
+    }
+
+    #[test]
+    fn centrals_containers_run_on_colimas_engine() {
+        let runtime = example("central.toml").runtime.expect("a runtime");
+        assert_eq!(runtime.adapter(), "colima");
+    }
+}
