@@ -11,54 +11,7 @@ use container_runtime::testkit::Fixture;
 use container_runtime::{
     ContainerRestartOutcome, ContainerRuntimePort, EnginePort, RuntimeError, SubstratePort,
 };
-
-/// A container made for one test from the harness's busybox image, removed when dropped.
-struct TestContainer {
-    host: String,
-    name: String,
-}
-
-impl TestContainer {
-    fn run(host: &str, image: &str, name: &str, label: &str) -> Self {
-        let c = TestContainer {
-            host: host.to_string(),
-            name: name.to_string(),
-        };
-        c.docker(&["rm", "-f", name]);
-        // busybox sh as pid 1 ignores SIGTERM unless it traps it; trap it so a restart is quick.
-        let out = c.docker(&[
-            "run",
-            "-d",
-            "--network",
-            "none",
-            "--name",
-            name,
-            "--label",
-            label,
-            image,
-            "sh",
-            "-c",
-            "trap 'exit 0' TERM; while :; do sleep 1; done",
-        ]);
-        assert!(out.status.success(), "docker run: {out:?}");
-        c
-    }
-
-    fn docker(&self, args: &[&str]) -> std::process::Output {
-        Command::new("docker")
-            .arg("-H")
-            .arg(&self.host)
-            .args(args)
-            .output()
-            .expect("the docker CLI (package docker.io)")
-    }
-}
-
-impl Drop for TestContainer {
-    fn drop(&mut self) {
-        self.docker(&["rm", "-f", &self.name]);
-    }
-}
+use support::TestContainer;
 
 fn engine() -> Option<(String, String)> {
     let host = support::daemon_env("JOELCLAW_TEST_DOCKER_HOST", "a real dockerd")?;

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use adapters_linux::DockerRuntime;
 use container_runtime::testkit::{self, Fixture};
 use container_runtime::EnginePort;
+use support::TestContainer;
 
 const SSH_HOST: &str = "127.0.0.2";
 
@@ -129,53 +130,6 @@ impl Drop for SshEngine {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status();
-    }
-}
-
-/// A container of its own for one scenario, made through the harness's socket directly.
-struct TestContainer {
-    host: String,
-    name: String,
-}
-
-impl TestContainer {
-    fn run(host: &str, image: &str, name: &str, label: &str) -> Self {
-        let c = TestContainer {
-            host: host.into(),
-            name: name.into(),
-        };
-        let _ = c.docker(&["rm", "-f", name]);
-        let out = c.docker(&[
-            "run",
-            "-d",
-            "--network",
-            "none",
-            "--name",
-            name,
-            "--label",
-            label,
-            image,
-            "sh",
-            "-c",
-            "trap 'exit 0' TERM; while :; do sleep 1; done",
-        ]);
-        assert!(out.status.success(), "docker run: {out:?}");
-        c
-    }
-
-    fn docker(&self, args: &[&str]) -> std::process::Output {
-        Command::new("docker")
-            .arg("-H")
-            .arg(&self.host)
-            .args(args)
-            .output()
-            .expect("the docker CLI")
-    }
-}
-
-impl Drop for TestContainer {
-    fn drop(&mut self) {
-        let _ = self.docker(&["rm", "-f", &self.name]);
     }
 }
 

@@ -119,11 +119,7 @@ services:
         [Step::Restart, Step::Repair, Step::HealSubstrate],
         "{events:#?}"
     );
-    let failed = events
-        .iter()
-        .filter(|e| e.service == "db" && e.event == HealFailed)
-        .count();
-    assert_eq!(failed, 3, "{events:#?}");
+    assert_eq!(count(&events, "db", HealFailed), 3, "{events:#?}");
     assert!(
         had(&events, "db", BreakerOpened, None),
         "the breaker opened: {events:#?}"
@@ -210,11 +206,7 @@ services:
         [Step::Restart, Step::Repair, Step::HealSubstrate],
         "each rung once, then the breaker called a person: {events:#?}"
     );
-    let failed = events
-        .iter()
-        .filter(|e| e.service == "db" && e.event == HealFailed)
-        .count();
-    assert_eq!(failed, 3, "{events:#?}");
+    assert_eq!(count(&events, "db", HealFailed), 3, "{events:#?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -23,3 +23,51 @@ pub(crate) fn daemon_env(var: &str, needs: &str) -> Option<String> {
         }
     }
 }
+
+/// A container made for one test from the harness's busybox image, removed when dropped.
+pub(crate) struct TestContainer {
+    host: String,
+    name: String,
+}
+
+impl TestContainer {
+    pub(crate) fn run(host: &str, image: &str, name: &str, label: &str) -> Self {
+        let c = TestContainer {
+            host: host.to_string(),
+            name: name.to_string(),
+        };
+        c.docker(&["rm", "-f", name]);
+        // busybox sh as pid 1 ignores SIGTERM unless it traps it; trap it so a restart is quick.
+        let out = c.docker(&[
+            "run",
+            "-d",
+            "--network",
+            "none",
+            "--name",
+            name,
+            "--label",
+            label,
+            image,
+            "sh",
+            "-c",
+            "trap 'exit 0' TERM; while :; do sleep 1; done",
+        ]);
+        assert!(out.status.success(), "docker run: {out:?}");
+        c
+    }
+
+    pub(crate) fn docker(&self, args: &[&str]) -> std::process::Output {
+        std::process::Command::new("docker")
+            .arg("-H")
+            .arg(&self.host)
+            .args(args)
+            .output()
+            .expect("the docker CLI (package docker.io)")
+    }
+}
+
+impl Drop for TestContainer {
+    fn drop(&mut self) {
+        self.docker(&["rm", "-f", &self.name]);
+    }
+}

@@ -296,6 +296,14 @@ pub(crate) fn had(
         .any(|e| e.service == service && e.event == kind && (step.is_none() || e.step == step))
 }
 
+/// How many `kind` events `service` had.
+pub(crate) fn count(events: &[HealEvent], service: &str, kind: EventKind) -> usize {
+    events
+        .iter()
+        .filter(|e| e.service == service && e.event == kind)
+        .count()
+}
+
 /// Steps of `service`'s started heals, in order.
 pub(crate) fn steps(events: &[HealEvent], service: &str) -> Vec<Step> {
     events
