@@ -47,7 +47,8 @@ fn wait_for(what: &str, ready: impl Fn() -> bool) {
 }
 
 /// The sshd and the agent holding the key that it lets in, and the host key entry the ssh
-/// client adds to known_hosts (removed again when dropped).
+/// client adds to known_hosts (removed again when dropped). bollard starts an ssh control
+/// master per HTTP connection, several at once: sshd is told to accept that many.
 struct SshEngine {
     _sshd: Reaped,
     _agent: Reaped,
@@ -79,12 +80,19 @@ impl SshEngine {
             "ListenAddress {SSH_HOST}:22\nHostKey {host_key}\nPidFile {pid}\n\
              AuthorizedKeysFile {keys}\nStrictModes no\nPermitRootLogin prohibit-password\n\
              PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\n\
-             SetEnv DOCKER_HOST={docker_host}\nLogLevel ERROR\n",
+             SetEnv DOCKER_HOST={docker_host}\nLogLevel ERROR\n\
+             MaxStartups 100\nMaxSessions 100\n",
             host_key = d.join("host_key").display(),
             pid = d.join("sshd.pid").display(),
             keys = d.join("authorized_keys").display(),
         );
         std::fs::write(d.join("sshd_config"), config).unwrap();
+        // bollard's client takes no port: the engine's "host" is 127.0.0.2:22, which a system
+        // sshd listening on every address would already hold.
+        assert!(
+            std::net::TcpStream::connect((SSH_HOST, 22)).is_err(),
+            "{SSH_HOST}:22 is taken (a system sshd on 0.0.0.0?): this test runs its own sshd there; stop the other one"
+        );
         // sshd's privilege separation folder.
         std::fs::create_dir_all("/run/sshd").unwrap();
         let sshd = Command::new("/usr/sbin/sshd")
@@ -108,6 +116,8 @@ impl SshEngine {
             &["-q", d.join("client_key").to_str().unwrap()],
             &[("SSH_AUTH_SOCK", &agent_sock)],
         );
+        // (sshd says "kex_exchange_identification: Connection closed by remote host" of this
+        // probe, which connects and hangs up without a word.)
         wait_for("sshd listening", || {
             std::net::TcpStream::connect((SSH_HOST, 22)).is_ok()
         });
