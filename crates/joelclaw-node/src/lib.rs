@@ -19,6 +19,7 @@ pub mod embedded;
 pub mod output;
 pub mod publish;
 pub mod redacted_log;
+pub mod rounds;
 pub mod setup;
 pub mod sink;
 pub mod unprivileged;

@@ -16,6 +16,8 @@ use telemetry::{HealthCounts, NodeAttributes, OtlpExport, TelemetryConfig};
 pub struct Publishers {
     fleet: Option<Arc<FleetPublisher>>,
     otlp: Option<Arc<OtlpExport>>,
+    /// The probe rounds already recorded in the OTLP histogram.
+    rounds: crate::rounds::NewRounds,
 }
 
 /// Counts of a node's services by health, for the fleet heartbeat and the OTLP gauge.
@@ -94,6 +96,9 @@ impl Publishers {
                 stopped: u64::from(s.stopped),
                 open_breakers: u64::from(s.open_breakers),
             });
+            for (service, seconds) in self.rounds.take(status) {
+                o.record_probe_round(&service, seconds);
+            }
         }
         if let Some(f) = &self.fleet {
             f.publish_summary(s);

@@ -15,11 +15,15 @@ mod common;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::common::v1::any_value::Value as ProtoValue;
 use opentelemetry_proto::tonic::logs::v1::LogRecord;
+use opentelemetry_proto::tonic::metrics::v1::{metric::Data, HistogramDataPoint};
 use prost::Message;
 
 type Records = Arc<Mutex<Vec<LogRecord>>>;
+/// The probe-duration histogram's points, as exported.
+type Rounds = Arc<Mutex<Vec<HistogramDataPoint>>>;
 
 fn attr(r: &LogRecord, key: &str) -> Option<String> {
     r.attributes
@@ -94,6 +98,7 @@ fn a_kill_and_heal_reaches_the_collector_with_every_attribute() {
         .build()
         .unwrap();
     let records = Records::default();
+    let rounds = Rounds::default();
     let url = rt.block_on(async {
         let app = axum::Router::new()
             .route(
@@ -109,8 +114,27 @@ fn a_kill_and_heal_reaches_the_collector_with_every_attribute() {
                     ""
                 }),
             )
-            .route("/v1/metrics", post(|| async { "" }))
-            .with_state(records.clone());
+            .with_state(records.clone())
+            .route(
+                "/v1/metrics",
+                post(|State(m): State<Rounds>, body: Bytes| async move {
+                    let req = ExportMetricsServiceRequest::decode(body).expect("protobuf metrics");
+                    let mut all = m.lock().unwrap();
+                    for metric in req
+                        .resource_metrics
+                        .into_iter()
+                        .flat_map(|rm| rm.scope_metrics)
+                        .flat_map(|sm| sm.metrics)
+                        .filter(|m| m.name == "joelclaw.probe.duration")
+                    {
+                        if let Some(Data::Histogram(h)) = metric.data {
+                            all.extend(h.data_points);
+                        }
+                    }
+                    ""
+                }),
+            )
+            .with_state(rounds.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move { axum::serve(listener, app).await });
@@ -138,6 +162,29 @@ fn a_kill_and_heal_reaches_the_collector_with_every_attribute() {
                 .cloned()
         },
     );
+    // And its probe rounds, as the histogram of /metrics: web's, one count per round.
+    let is_web = |p: &HistogramDataPoint| {
+        p.attributes.iter().any(|kv| {
+            kv.key == "service"
+                && matches!(
+                    kv.value.as_ref().and_then(|v| v.value.as_ref()),
+                    Some(ProtoValue::StringValue(s)) if s == "web"
+                )
+        })
+    };
+    let web = sysutil::poll::until_blocking(
+        "web's probe rounds at the collector",
+        Duration::from_secs(30),
+        || {
+            rounds
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|p| is_web(p) && p.count >= 2)
+                .cloned()
+        },
+    );
+    assert!(web.sum.is_some_and(|s| s > 0.0), "{web:?}");
     let _ = agent.kill();
     let _ = agent.wait();
     if let Some(pid) = service_pid() {

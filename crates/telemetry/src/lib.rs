@@ -20,7 +20,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use central_core::{EventSink, HealEvent};
 use opentelemetry::logs::{AnyValue, LogRecord, Logger, LoggerProvider, Severity};
-use opentelemetry::metrics::{Counter, MeterProvider};
+use opentelemetry::metrics::{Counter, Histogram, MeterProvider};
 use opentelemetry::KeyValue;
 use opentelemetry_otlp::{Protocol, WithExportConfig};
 use opentelemetry_sdk::logs::{
@@ -139,8 +139,16 @@ pub struct OtlpExport {
     logger: SdkLogger,
     metrics: SdkMeterProvider,
     heal_events: Counter<u64>,
+    probe_duration: Histogram<f64>,
     health: Arc<HealthGauge>,
 }
+
+/// The probe-duration histogram's bucket bounds, in seconds, here and in `/metrics`
+/// (`joelclaw_probe_duration_seconds`): 1 ms to 10 s (a probe's deadline is seconds; a local
+/// process probe takes about a millisecond).
+pub const PROBE_DURATION_BOUNDS: [f64; 13] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
 
 impl std::fmt::Debug for OtlpExport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -205,6 +213,12 @@ impl OtlpExport {
             .u64_counter("joelclaw.heal.events")
             .with_description("Heal-loop events by kind, service, step and outcome")
             .build();
+        let probe_duration = meter
+            .f64_histogram("joelclaw.probe.duration")
+            .with_unit("s")
+            .with_description("How long each service's probe round took")
+            .with_boundaries(PROBE_DURATION_BOUNDS.to_vec())
+            .build();
         let health = Arc::new(HealthGauge::default());
         let gauge = health.clone();
         let _services = meter
@@ -238,8 +252,15 @@ impl OtlpExport {
             logger,
             metrics,
             heal_events,
+            probe_duration,
             health,
         })
+    }
+
+    /// One probe round of `service` took `seconds` (each round once).
+    pub fn record_probe_round(&self, service: &str, seconds: f64) {
+        self.probe_duration
+            .record(seconds, &[KeyValue::new("service", service.to_string())]);
     }
 
     /// The node's services by health (after each probe round).

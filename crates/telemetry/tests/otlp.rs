@@ -127,6 +127,8 @@ async fn heal_events_arrive_as_log_records_with_every_attribute_and_are_counted(
         open_breakers: 1,
         ..HealthCounts::default()
     });
+    export.record_probe_round("web", 0.004);
+    export.record_probe_round("web", 0.3);
 
     let records = eventually("both log records", || {
         let r = received.lock().unwrap();
@@ -240,6 +242,45 @@ async fn heal_events_arrive_as_log_records_with_every_attribute_and_are_counted(
     })
     .await;
     assert_eq!(value(&breakers[0]), 1);
+    // The probe rounds, as a histogram with /metrics' bounds, by service.
+    let rounds = eventually("the probe-duration histogram", || {
+        let r = received.lock().unwrap();
+        r.metrics
+            .iter()
+            .flat_map(|req| &req.resource_metrics)
+            .flat_map(|rm| &rm.scope_metrics)
+            .flat_map(|sm| &sm.metrics)
+            .filter(|m| m.name == "joelclaw.probe.duration")
+            .filter_map(|m| match &m.data {
+                Some(Data::Histogram(h)) => Some((m.unit.clone(), h.data_points.clone())),
+                _ => None,
+            })
+            .next_back()
+    })
+    .await;
+    let (unit, points) = rounds;
+    assert_eq!(unit, "s");
+    assert_eq!(points.len(), 1, "{points:?}");
+    let web = &points[0];
+    assert_eq!(text(&web.attributes, "service").as_deref(), Some("web"));
+    assert_eq!(web.count, 2);
+    assert!(
+        (web.sum.unwrap_or_default() - 0.304).abs() < 1e-9,
+        "{web:?}"
+    );
+    assert_eq!(
+        web.explicit_bounds,
+        telemetry::PROBE_DURATION_BOUNDS.to_vec()
+    );
+    // 4 ms in (2.5 ms, 5 ms], 300 ms in (250 ms, 500 ms].
+    let filled: Vec<usize> = web
+        .bucket_counts
+        .iter()
+        .enumerate()
+        .filter(|(_, n)| **n > 0)
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(filled, [2, 8], "{:?}", web.bucket_counts);
     export.shutdown();
 }
 

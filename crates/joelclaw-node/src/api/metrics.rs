@@ -3,7 +3,6 @@
 //! once per round as the agent's status updates arrive, see [`Metrics::observe_rounds`]), and
 //! the node's services by health and breaker state (read from the latest round at scrape time).
 
-use std::collections::HashMap;
 use std::sync::Mutex;
 
 use central_core::heal::Health;
@@ -15,16 +14,13 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 
+use crate::rounds::NewRounds;
+
 type Labels = Vec<(String, String)>;
 
-/// The probe round histogram's upper bounds, in seconds: 1 ms to 10 s (a probe's deadline is
-/// seconds; a local process probe takes about a millisecond).
-const PROBE_BUCKETS: [f64; 13] = [
-    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-];
-
+/// The probe round histogram: OTLP's bounds (1 ms to 10 s), so both say the same.
 fn probe_histogram() -> Histogram {
-    Histogram::new(PROBE_BUCKETS)
+    Histogram::new(telemetry::PROBE_DURATION_BOUNDS)
 }
 
 /// The agent's metrics.
@@ -35,9 +31,8 @@ pub struct Metrics {
     services: Family<Labels, Gauge>,
     breakers: Family<Labels, Gauge>,
     probe_duration: Family<Labels, Histogram, fn() -> Histogram>,
-    /// Per service, the `at_ms` of the last round observed, so a round seen in two status
-    /// updates is observed once.
-    observed: Mutex<HashMap<String, u64>>,
+    /// The rounds observed, so a round seen in two status updates is observed once.
+    rounds: NewRounds,
 }
 
 impl Default for Metrics {
@@ -75,7 +70,7 @@ impl Default for Metrics {
             services,
             breakers,
             probe_duration,
-            observed: Mutex::new(HashMap::new()),
+            rounds: NewRounds::default(),
         }
     }
 }
@@ -84,19 +79,9 @@ impl Metrics {
     /// Observes each service's last probe round in `status` that was not observed yet (a new
     /// `at_ms`). Called on every status update, so rounds between two scrapes are counted.
     pub fn observe_rounds(&self, status: &NodeStatus) {
-        let mut observed = self.observed.lock().unwrap_or_else(|p| p.into_inner());
-        for svc in &status.services {
-            let Some(round) = &svc.last_probe else {
-                continue;
-            };
-            if observed.get(&svc.label) == Some(&round.at_ms) {
-                continue;
-            }
-            observed.insert(svc.label.clone(), round.at_ms);
-            #[allow(clippy::cast_precision_loss)] // ms fit an f64's mantissa for 285k years
-            let seconds = round.duration_ms as f64 / 1000.0;
+        for (service, seconds) in self.rounds.take(status) {
             self.probe_duration
-                .get_or_create(&vec![("service".into(), svc.label.clone())])
+                .get_or_create(&vec![("service".into(), service)])
                 .observe(seconds);
         }
     }
