@@ -14,7 +14,9 @@ use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::common::v1::any_value::Value as ProtoValue;
 use opentelemetry_proto::tonic::common::v1::KeyValue as ProtoKeyValue;
-use opentelemetry_proto::tonic::metrics::v1::{metric::Data, number_data_point, NumberDataPoint};
+use opentelemetry_proto::tonic::metrics::v1::{
+    metric::Data, number_data_point, Metric, NumberDataPoint,
+};
 use prost::Message;
 use telemetry::{HealthCounts, NodeAttributes, OtlpExport, TelemetryConfig};
 
@@ -25,6 +27,19 @@ struct Received {
 }
 
 type Shared = Arc<Mutex<Received>>;
+
+/// Every exported metric called `name`, oldest export first.
+fn metrics_named(received: &Shared, name: &str) -> Vec<Metric> {
+    let r = received.lock().unwrap();
+    r.metrics
+        .iter()
+        .flat_map(|req| &req.resource_metrics)
+        .flat_map(|rm| &rm.scope_metrics)
+        .flat_map(|sm| &sm.metrics)
+        .filter(|m| m.name == name)
+        .cloned()
+        .collect()
+}
 
 /// An OTLP/HTTP receiver on a loopback port: it decodes what it gets.
 async fn receiver() -> (String, Shared) {
@@ -169,14 +184,9 @@ async fn heal_events_arrive_as_log_records_with_every_attribute_and_are_counted(
 
     // The counter and the gauges arrive as OTLP metrics, with their values and attributes.
     let points = |name: &str| -> Vec<NumberDataPoint> {
-        let r = received.lock().unwrap();
         // The newest export of `name` (the SDK sends cumulative values each interval).
-        r.metrics
+        metrics_named(&received, name)
             .iter()
-            .flat_map(|req| &req.resource_metrics)
-            .flat_map(|rm| &rm.scope_metrics)
-            .flat_map(|sm| &sm.metrics)
-            .filter(|m| m.name == name)
             .filter_map(|m| match &m.data {
                 Some(Data::Sum(sum)) => Some(sum.data_points.clone()),
                 Some(Data::Gauge(g)) => Some(g.data_points.clone()),
@@ -244,13 +254,8 @@ async fn heal_events_arrive_as_log_records_with_every_attribute_and_are_counted(
     assert_eq!(value(&breakers[0]), 1);
     // The probe rounds, as a histogram with /metrics' bounds, by service.
     let rounds = eventually("the probe-duration histogram", || {
-        let r = received.lock().unwrap();
-        r.metrics
+        metrics_named(&received, "joelclaw.probe.duration")
             .iter()
-            .flat_map(|req| &req.resource_metrics)
-            .flat_map(|rm| &rm.scope_metrics)
-            .flat_map(|sm| &sm.metrics)
-            .filter(|m| m.name == "joelclaw.probe.duration")
             .filter_map(|m| match &m.data {
                 Some(Data::Histogram(h)) => Some((m.unit.clone(), h.data_points.clone())),
                 _ => None,
