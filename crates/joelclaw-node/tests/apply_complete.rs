@@ -122,7 +122,7 @@ fn a_root_that_is_a_file_is_refused() {
 
 const HOME_INVENTORY: &str = r#"
 [managers.launchd]
-service_account = "joelclaw"
+service_account = "clawd"
 
 [[service]]
 label = "com.joelclaw.gateway"
@@ -131,7 +131,7 @@ manager = "launchd"
 [service.config]
 program = "/bin/bash"
 args = ["-c", "cd /Users/ana/Code/gateway && exec ./run"]
-working_dir = "/Users/joelclaw/gateway"
+working_dir = "/Users/clawd/gateway"
 "#;
 
 #[test]

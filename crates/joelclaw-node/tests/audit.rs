@@ -51,6 +51,15 @@ fn folder(root: &Path, rel: &str, m: u32) -> PathBuf {
 /// `joelclaw` (the current uid, in the root's own `etc/passwd`, so ownership checks hold) with a
 /// private home, a person `alice` with an ordinary home, the services folder owned by the
 /// account, and a private state folder.
+/// The inventories' service account (`service_account` in tests/data/audit) and its macOS
+/// home, as `bootstrap` makes it: `/Users/` and the account's name.
+const SERVICE_ACCOUNT: &str = "joelclaw";
+
+/// The service account's line of an account database, with its home under `/Users`.
+fn service_account_entry(uid: impl std::fmt::Display, gid: impl std::fmt::Display) -> String {
+    format!("{SERVICE_ACCOUNT}:*:{uid}:{gid}::/Users/{SERVICE_ACCOUNT}:/usr/bin/false\n")
+}
+
 fn central() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
@@ -64,10 +73,7 @@ fn central() -> tempfile::TempDir {
     folder(root, "etc", 0o755);
     fs::write(
         root.join("etc/passwd"),
-        format!(
-            "joelclaw:*:{uid}:{gid}:joelclaw services:/Users/joelclaw:/usr/bin/false\n\
-             alice:*:501:20:Alice:/Users/alice:/bin/zsh\n"
-        ),
+        service_account_entry(uid, gid) + "alice:*:501:20:Alice:/Users/alice:/bin/zsh\n",
     )
     .unwrap();
     folder(root, "Users/joelclaw", 0o700);
@@ -421,11 +427,7 @@ fn a_services_folder_owned_by_someone_else_is_a_finding() {
     // The root's account database says the service account is another uid than the owner.
     let passwd = dir.path().join("etc/passwd");
     let other = nix::unistd::getuid().as_raw() + 1;
-    fs::write(
-        &passwd,
-        format!("joelclaw:*:{other}:20::/Users/joelclaw:/usr/bin/false\n"),
-    )
-    .unwrap();
+    fs::write(&passwd, service_account_entry(other, 20)).unwrap();
     let failed = failures(dir.path());
     // The state folder is the agent's: owned by root (its default account) it passes; owned
     // by anyone else but the service account it is a finding.
@@ -444,10 +446,8 @@ fn a_relay_accounts_own_domain_and_home_are_allowed_and_its_home_is_checked() {
     folder(root, "etc", 0o755);
     fs::write(
         root.join("etc/passwd"),
-        format!(
-            "joelclaw:*:{uid}:20::/Users/joelclaw:/usr/bin/false\n\
-             relay-alpha:*:601:20::/Users/relay-alpha:/usr/bin/false\n"
-        ),
+        service_account_entry(uid, 20)
+            + "relay-alpha:*:601:20::/Users/relay-alpha:/usr/bin/false\n",
     )
     .unwrap();
     folder(root, "Users/joelclaw", 0o700);

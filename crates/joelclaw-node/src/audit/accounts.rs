@@ -99,7 +99,7 @@ fn ends_path(c: char) -> bool {
 
 /// The home owners a text names: every `/Users/<name>` or `/home/<name>` that starts a path
 /// (at the start, or after a blank, a quote, `=`, `:` and the like, so `/mnt/home/x` is not one).
-/// `<name>` is the whole path component, so `/Users/joelclaw` names `joelclaw`, never `joel`.
+/// `<name>` is the whole path component, so `/Users/alicebot` names `alicebot`, never `alice`.
 pub(super) fn homes_named(text: &str) -> Vec<String> {
     let mut out = Vec::new();
     for base in ["/Users/", "/home/"] {
@@ -144,7 +144,7 @@ mod tests {
     fn homes_are_whole_path_components() {
         assert_eq!(homes_named("/Users/alice/bin/worker"), vec!["alice"]);
         assert_eq!(homes_named("/home/bob/.bun/bin/bun"), vec!["bob"]);
-        assert_eq!(homes_named("/Users/joelclaw/services"), vec!["joelclaw"]);
+        assert_eq!(homes_named("/Users/alicebot/services"), vec!["alicebot"]);
         assert_eq!(
             homes_named("cd '/Users/alice/Code' && exec x --d=/home/ann"),
             vec!["alice", "ann"]

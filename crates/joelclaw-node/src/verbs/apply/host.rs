@@ -416,10 +416,10 @@ mod tests {
         let mut c = ServiceConfig::new(ServiceLabel::new("svc").unwrap(), "/opt/bin/svc")
             .with_args(["-c", "cd /Users/ana/Code && exec ./run"])
             .with_env("PATH", "/usr/bin:/home/ana/.local/bin");
-        c.working_dir = Some("/Users/joelclaw/state".into());
+        c.working_dir = Some("/Users/clawd/state".into());
         c.triggers.watch_paths = vec!["/Users/ana/inbox".into()];
         c.write_paths = vec!["/srv/home/x".into(), "/Users/Shared/cache".into()];
-        let own: BTreeSet<String> = ["joelclaw".to_string()].into();
+        let own: BTreeSet<String> = ["clawd".to_string()].into();
         let found = person_home_paths(&c, &own);
         assert_eq!(
             found,
