@@ -111,12 +111,12 @@ export interface FleetEventsResult {
   last_id?: string | null;
 }
 /**
- * `fleet::FleetEvent`: one event of the fleet's stream.
+ * One event of the fleet's stream.
  */
 export interface FleetEvent {
   event: HealEvent;
   /**
-   * The stream entry id (`ms-seq`).
+   * The stream entry id (`ms-seq`): pass it back to read what follows.
    */
   id: string;
   /**
@@ -125,7 +125,8 @@ export interface FleetEvent {
   node_id: string;
 }
 /**
- * The heal event, as the node wrote it.
+ * The heal event, as the node wrote it (kept as written: a newer node's fields pass
+ * through).
  */
 export interface HealEvent {
   /**

@@ -19,7 +19,7 @@ export interface FleetStatusResult {
   redis: string;
 }
 /**
- * `fleet::FleetNode`: a node's last heartbeat (flattened) and whether it is stale.
+ * One node as Central sees it.
  */
 export interface FleetNode {
   /**
@@ -27,11 +27,11 @@ export interface FleetNode {
    */
   age_ms: number;
   /**
-   * When the heartbeat was written (ms since the epoch, the node's clock).
+   * When this heartbeat was written (ms since the epoch, the node's clock).
    */
   at_ms: number;
   /**
-   * Events the node could not publish since it started.
+   * Events this node could not publish since it started (queue full while Redis was away).
    */
   dropped_events: number;
   node: NodeRecord;
@@ -50,7 +50,7 @@ export interface FleetNode {
  */
 export interface NodeRecord {
   /**
-   * The node id.
+   * The node id (as `identity` resolves it).
    */
   node_id: string;
   /**
@@ -67,7 +67,7 @@ export interface NodeRecord {
   version: string;
 }
 /**
- * Its services at its last round, in counts.
+ * Its services.
  */
 export interface NodeSummary {
   /**
@@ -75,13 +75,13 @@ export interface NodeSummary {
    */
   healthy: number;
   /**
-   * Services whose breaker is open.
+   * Services whose breaker is open (a person was called).
    */
   open_breakers: number;
   /**
-   * Services stopped or disabled by request.
+   * Services stopped or disabled by request (not healed, not a fault).
    */
-  stopped: number;
+  stopped?: number;
   /**
    * Services failing or down.
    */
@@ -91,7 +91,7 @@ export interface NodeSummary {
    */
   unhealthy_services: string[];
   /**
-   * Services not yet known.
+   * Services not yet known (not probed, or their manager did not answer).
    */
   unknown: number;
 }

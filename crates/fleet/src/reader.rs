@@ -12,6 +12,7 @@ use crate::record::NodeHeartbeat;
 
 /// One node as Central sees it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct FleetNode {
     /// Its last heartbeat.
     #[serde(flatten)]
@@ -24,12 +25,15 @@ pub struct FleetNode {
 
 /// One event of the fleet's stream.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct FleetEvent {
     /// The stream entry id (`ms-seq`): pass it back to read what follows.
     pub id: String,
     /// The node that published it.
     pub node_id: String,
-    /// The heal event, as the node wrote it.
+    /// The heal event, as the node wrote it (kept as written: a newer node's fields pass
+    /// through).
+    #[cfg_attr(feature = "schema", schemars(with = "central_core::HealEvent"))]
     pub event: serde_json::Value,
 }
 

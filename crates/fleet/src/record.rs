@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 
 /// Who the node is.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct NodeRecord {
     /// The node id (as `identity` resolves it).
     pub node_id: String,
@@ -17,6 +18,7 @@ pub struct NodeRecord {
 
 /// The node's services at its last probe round, in counts.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct NodeSummary {
     /// Services passing their probes.
     pub healthy: u32,
@@ -35,6 +37,7 @@ pub struct NodeSummary {
 
 /// One heartbeat: the node, its summary, and the publisher's own health.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct NodeHeartbeat {
     /// Who.
     pub node: NodeRecord,

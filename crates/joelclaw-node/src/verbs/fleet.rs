@@ -39,7 +39,6 @@ pub struct FleetStatusResult {
     /// Central's Redis (its password hidden).
     pub redis: String,
     /// Every node that ever published, sorted by node id.
-    #[schemars(with = "Vec<shape::FleetNode>")]
     pub nodes: Vec<FleetNode>,
 }
 
@@ -60,76 +59,9 @@ pub struct FleetNodeResult {
 #[derive(Debug, Serialize, JsonSchema)]
 pub struct FleetEventsResult {
     /// The events read, oldest first.
-    #[schemars(with = "Vec<shape::FleetEvent>")]
     pub events: Vec<FleetEvent>,
     /// The last event's stream id (pass it as `--since` to read what follows); null when none.
     pub last_id: Option<String>,
-}
-
-/// The JSON shapes of the `fleet` crate's records, for their schemas only (the records
-/// themselves are serialized; `shape_tests` checks the two agree, field for field).
-pub mod shape {
-    use schemars::JsonSchema;
-
-    /// `fleet::FleetNode`: a node's last heartbeat (flattened) and whether it is stale.
-    #[derive(JsonSchema)]
-    pub struct FleetNode {
-        /// Who.
-        pub node: NodeRecord,
-        /// Its services at its last round, in counts.
-        pub summary: NodeSummary,
-        /// When the heartbeat was written (ms since the epoch, the node's clock).
-        pub at_ms: u64,
-        /// How long the heartbeat stays valid (ms): the node is stale after it.
-        pub ttl_ms: u64,
-        /// Events the node could not publish since it started.
-        pub dropped_events: u64,
-        /// No heartbeat within its TTL (by Redis's clock): the node or its link is down.
-        pub stale: bool,
-        /// How old the last heartbeat is, by this machine's clock (ms; 0 when in the future).
-        pub age_ms: u64,
-    }
-
-    /// `fleet::NodeRecord`.
-    #[derive(JsonSchema)]
-    pub struct NodeRecord {
-        /// The node id.
-        pub node_id: String,
-        /// Its role (`central`, `relay`, `fleet`...).
-        pub role: String,
-        /// `macos`, `linux`, `other`.
-        pub platform: String,
-        /// The agent's version.
-        pub version: String,
-    }
-
-    /// `fleet::NodeSummary`.
-    #[derive(JsonSchema)]
-    pub struct NodeSummary {
-        /// Services passing their probes.
-        pub healthy: u32,
-        /// Services failing or down.
-        pub unhealthy: u32,
-        /// Services not yet known.
-        pub unknown: u32,
-        /// Services stopped or disabled by request.
-        pub stopped: u32,
-        /// Services whose breaker is open.
-        pub open_breakers: u32,
-        /// The labels of the services that are not healthy.
-        pub unhealthy_services: Vec<String>,
-    }
-
-    /// `fleet::FleetEvent`: one event of the fleet's stream.
-    #[derive(JsonSchema)]
-    pub struct FleetEvent {
-        /// The stream entry id (`ms-seq`).
-        pub id: String,
-        /// The node that published it.
-        pub node_id: String,
-        /// The heal event, as the node wrote it.
-        pub event: central_core::HealEvent,
-    }
 }
 
 fn age(ms: u64) -> String {
@@ -393,72 +325,5 @@ async fn follow(
                 }
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod shape_tests {
-    use std::collections::BTreeSet;
-
-    use serde_json::Value;
-
-    /// The property names a schema lists (its root, or the definition `def`).
-    fn properties<T: schemars::JsonSchema>(def: Option<&str>) -> BTreeSet<String> {
-        let schema = serde_json::to_value(schemars::schema_for!(T)).unwrap();
-        let object = match def {
-            None => &schema,
-            Some(d) => &schema["$defs"][d],
-        };
-        object["properties"]
-            .as_object()
-            .unwrap_or_else(|| panic!("no properties in {def:?}: {schema}"))
-            .keys()
-            .cloned()
-            .collect()
-    }
-
-    fn keys(v: &Value) -> BTreeSet<String> {
-        v.as_object().unwrap().keys().cloned().collect()
-    }
-
-    /// The schema-only shapes name exactly the fields the `fleet` records serialize, nested
-    /// records too: a field added, renamed or dropped there fails here.
-    #[test]
-    fn the_shapes_are_the_fleet_records_fields() {
-        let node = fleet::FleetNode {
-            heartbeat: fleet::NodeHeartbeat {
-                node: fleet::NodeRecord {
-                    node_id: "n".into(),
-                    role: "fleet".into(),
-                    platform: "linux".into(),
-                    version: "0".into(),
-                },
-                summary: fleet::NodeSummary::default(),
-                at_ms: 1,
-                ttl_ms: 2,
-                dropped_events: 0,
-            },
-            stale: false,
-            age_ms: 3,
-        };
-        let json = serde_json::to_value(&node).unwrap();
-        assert_eq!(keys(&json), properties::<super::shape::FleetNode>(None));
-        assert_eq!(
-            keys(&json["node"]),
-            properties::<super::shape::FleetNode>(Some("NodeRecord"))
-        );
-        assert_eq!(
-            keys(&json["summary"]),
-            properties::<super::shape::FleetNode>(Some("NodeSummary"))
-        );
-        let event = fleet::FleetEvent {
-            id: "1-0".into(),
-            node_id: "n".into(),
-            event: Value::Null,
-        };
-        assert_eq!(
-            keys(&serde_json::to_value(&event).unwrap()),
-            properties::<super::shape::FleetEvent>(None)
-        );
     }
 }
