@@ -27,6 +27,6 @@ mod tls;
 pub use config::{FleetConfig, FleetError};
 pub use publisher::{FleetPublisher, PublisherStats};
 pub use reader::{
-    fleet_status, latest_events, node_snapshot, read_events, EventReader, FleetEvent, FleetNode,
+    fleet_status, latest_events, node_status, read_events, EventReader, FleetEvent, FleetNode,
 };
 pub use record::{NodeHeartbeat, NodeRecord, NodeSummary};

@@ -57,51 +57,66 @@ pub async fn fleet_status(config: &FleetConfig) -> Result<Vec<FleetNode>, FleetE
     } else {
         call(config, "read the heartbeats", pipe.query_async(&mut conn)).await?
     };
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-    let mut nodes = Vec::with_capacity(all.len());
-    for ((id, json), alive) in all.into_iter().zip(alive) {
-        let heartbeat: NodeHeartbeat =
-            serde_json::from_str(&json).map_err(|e| FleetError::Record {
-                key: format!("{nodes_key} {id}"),
-                detail: e.to_string(),
-            })?;
-        nodes.push(FleetNode {
-            age_ms: now.saturating_sub(heartbeat.at_ms),
-            heartbeat,
-            stale: !alive,
-        });
-    }
+    let now = now_ms();
+    let mut nodes = all
+        .into_iter()
+        .zip(alive)
+        .map(|((id, json), alive)| fleet_node(&nodes_key, &id, &json, alive, now))
+        .collect::<Result<Vec<_>, _>>()?;
     nodes.sort_by(|a, b| a.heartbeat.node.node_id.cmp(&b.heartbeat.node.node_id));
     Ok(nodes)
 }
 
-/// A node's latest status snapshot, as its last heartbeat wrote it (`None`: the node never
-/// published one).
-pub async fn node_snapshot(
+/// This machine's clock, in ms since the epoch.
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// A node from its heartbeat's JSON (the field `id` of the hash `nodes_key`).
+fn fleet_node(
+    nodes_key: &str,
+    id: &str,
+    json: &str,
+    alive: bool,
+    now: u64,
+) -> Result<FleetNode, FleetError> {
+    let heartbeat: NodeHeartbeat = serde_json::from_str(json).map_err(|e| FleetError::Record {
+        key: format!("{nodes_key} {id}"),
+        detail: e.to_string(),
+    })?;
+    Ok(FleetNode {
+        age_ms: now.saturating_sub(heartbeat.at_ms),
+        heartbeat,
+        stale: !alive,
+    })
+}
+
+/// One node as Central sees it with its latest status snapshot, as its last heartbeat wrote
+/// them, in one round trip (`None`: the node never published a snapshot).
+pub async fn node_status(
     config: &FleetConfig,
     node_id: &str,
-) -> Result<Option<central_core::NodeStatus>, FleetError> {
+) -> Result<Option<(FleetNode, central_core::NodeStatus)>, FleetError> {
     let client = config.client()?;
     let mut conn = connect(config, &client).await?;
-    let key = keys::status(&config.prefix);
-    let json: Option<String> = call(
-        config,
-        "read a node's status",
-        redis::cmd("HGET")
-            .arg(&key)
-            .arg(node_id)
-            .query_async(&mut conn),
-    )
-    .await?;
-    json.map(|j| {
-        serde_json::from_str(&j).map_err(|e| FleetError::Record {
-            key: format!("{key} {node_id}"),
-            detail: e.to_string(),
-        })
-    })
-    .transpose()
+    let (nodes_key, status_key) = (keys::nodes(&config.prefix), keys::status(&config.prefix));
+    let mut pipe = redis::pipe();
+    pipe.hget(&nodes_key, node_id)
+        .exists(keys::alive(&config.prefix, node_id))
+        .hget(&status_key, node_id);
+    let (heartbeat, alive, status): (Option<String>, bool, Option<String>) =
+        call(config, "read a node's status", pipe.query_async(&mut conn)).await?;
+    let (Some(heartbeat), Some(status)) = (heartbeat, status) else {
+        return Ok(None);
+    };
+    let node = fleet_node(&nodes_key, node_id, &heartbeat, alive, now_ms())?;
+    let status = serde_json::from_str(&status).map_err(|e| FleetError::Record {
+        key: format!("{status_key} {node_id}"),
+        detail: e.to_string(),
+    })?;
+    Ok(Some((node, status)))
 }
 
 /// Up to `count` events after the entry `after` (`0` for the oldest kept, an id from a previous

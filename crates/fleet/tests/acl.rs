@@ -8,7 +8,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
 use central_core::{EventKind, EventSink, HealEvent};
-use fleet::{fleet_status, latest_events, node_snapshot, FleetConfig, FleetPublisher, NodeRecord};
+use fleet::{fleet_status, latest_events, node_status, FleetConfig, FleetPublisher, NodeRecord};
 use support::{eventually, TestRedis};
 
 /// The ACL rule the README gives for a node, with `>PASSWORD` as written there.
@@ -106,14 +106,17 @@ async fn the_readme_acl_user_publishes_and_reads_with_its_password_file() {
     })
     .await;
     assert_eq!(events[0].event["service"], "web");
-    // Its status snapshot, written with the heartbeat, read back whole (HGET is in the rule).
-    let snapshot = eventually("its status snapshot", || {
+    // Its status snapshot, written with the heartbeat, read back whole with the node (HGET and
+    // EXISTS are in the rule).
+    let (node_a, snapshot) = eventually("its status snapshot", || {
         let cfg = cfg.clone();
-        async move { node_snapshot(&cfg, "node-a").await.ok().flatten() }
+        async move { node_status(&cfg, "node-a").await.ok().flatten() }
     })
     .await;
     assert_eq!(snapshot, status);
-    assert_eq!(node_snapshot(&cfg, "node-z").await.unwrap(), None);
+    assert_eq!(node_a.heartbeat.node.node_id, "node-a");
+    assert!(!node_a.stale);
+    assert_eq!(node_status(&cfg, "node-z").await.unwrap(), None);
     let stats = p.stats();
     assert_eq!(stats.failed_calls, 0, "{stats:?}");
 

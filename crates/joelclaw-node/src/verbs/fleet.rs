@@ -8,8 +8,7 @@ use std::time::Duration;
 use central_core::Inventory;
 use clap::Args;
 use fleet::{
-    fleet_status, latest_events, node_snapshot, read_events, EventReader, FleetConfig, FleetEvent,
-    FleetNode,
+    fleet_status, latest_events, read_events, EventReader, FleetConfig, FleetEvent, FleetNode,
 };
 use schemars::JsonSchema;
 use serde::Serialize;
@@ -134,15 +133,10 @@ pub fn node_status(inventory: &Inventory, node_id: &str) -> Result<Report, Failu
     const CMD: &str = "status";
     let config = config(CMD, inventory)?;
     let rt = runtime(CMD)?;
-    let (nodes, snapshot) = rt
-        .block_on(async {
-            let nodes = fleet_status(&config).await?;
-            let snapshot = node_snapshot(&config, node_id).await?;
-            Ok::<_, fleet::FleetError>((nodes, snapshot))
-        })
+    let found = rt
+        .block_on(fleet::node_status(&config, node_id))
         .map_err(|e| Failure::failed(CMD, e))?;
-    let node = nodes.iter().find(|n| n.heartbeat.node.node_id == node_id);
-    let (Some(node), Some(status)) = (node, snapshot) else {
+    let Some((node, status)) = found else {
         return Err(Failure::not_found(
             CMD,
             format!(
