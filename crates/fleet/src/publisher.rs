@@ -51,7 +51,7 @@ struct Counters {
 pub struct FleetPublisher {
     events: mpsc::Sender<String>,
     summary: watch::Sender<NodeSummary>,
-    snapshot: watch::Sender<Option<Arc<String>>>,
+    snapshot: watch::Sender<Option<Arc<central_core::NodeStatus>>>,
     counters: Arc<Counters>,
     stop: watch::Sender<bool>,
     task: Mutex<Option<JoinHandle<()>>>,
@@ -94,12 +94,10 @@ impl FleetPublisher {
         self.summary.send_replace(summary);
     }
 
-    /// Replaces the status snapshot the next heartbeat writes beside it (only the latest one
-    /// matters; serialized here, off the worker, once per call).
-    pub fn publish_snapshot(&self, status: &central_core::NodeStatus) {
-        if let Ok(json) = serde_json::to_string(status) {
-            self.snapshot.send_replace(Some(Arc::new(json)));
-        }
+    /// Replaces the status snapshot the next heartbeat writes beside it. Only the latest one
+    /// matters, so it is serialized at the heartbeat, not on every update.
+    pub fn publish_snapshot(&self, status: Arc<central_core::NodeStatus>) {
+        self.snapshot.send_replace(Some(status));
     }
 
     /// The counts so far.
@@ -165,7 +163,7 @@ impl Worker {
         mut self,
         mut events: mpsc::Receiver<String>,
         summary: watch::Receiver<NodeSummary>,
-        snapshot: watch::Receiver<Option<Arc<String>>>,
+        snapshot: watch::Receiver<Option<Arc<central_core::NodeStatus>>>,
         mut stop: watch::Receiver<bool>,
     ) {
         let mut heartbeat = tokio::time::interval(self.config.heartbeat_every);
@@ -198,7 +196,10 @@ impl Worker {
             tokio::select! {
                 _ = heartbeat.tick() => {
                     let beat = self.heartbeat(&summary.borrow().clone());
-                    let snapshot = snapshot.borrow().clone();
+                    let snapshot = snapshot
+                        .borrow()
+                        .clone()
+                        .and_then(|s| serde_json::to_string(&*s).ok());
                     self.write_heartbeat(beat, snapshot).await;
                 }
                 n = events.recv_many(&mut batch, BATCH) => {
@@ -232,7 +233,7 @@ impl Worker {
         }
     }
 
-    async fn write_heartbeat(&mut self, beat: NodeHeartbeat, snapshot: Option<Arc<String>>) {
+    async fn write_heartbeat(&mut self, beat: NodeHeartbeat, snapshot: Option<String>) {
         let Some(conn) = self.conn.as_mut() else {
             return;
         };

@@ -93,7 +93,7 @@ async fn the_readme_acl_user_publishes_and_reads_with_its_password_file() {
         ..Default::default()
     };
     status.warnings.push("a state file moved aside".into());
-    p.publish_snapshot(&status);
+    p.publish_snapshot(std::sync::Arc::new(status.clone()));
     let nodes = eventually("node-a listed, read as node-a", || {
         let cfg = cfg.clone();
         async move { fleet_status(&cfg).await.ok().filter(|n| n.len() == 1) }

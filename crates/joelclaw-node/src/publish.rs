@@ -86,8 +86,8 @@ impl Publishers {
     }
 
     /// The node's latest snapshot, for the next heartbeat and the health gauge.
-    pub fn publish_status(&self, status: &NodeStatus) {
-        let s = summary(status);
+    pub fn publish_status(&self, status: NodeStatus) {
+        let s = summary(&status);
         if let Some(o) = &self.otlp {
             o.set_health(HealthCounts {
                 healthy: u64::from(s.healthy),
@@ -96,13 +96,13 @@ impl Publishers {
                 stopped: u64::from(s.stopped),
                 open_breakers: u64::from(s.open_breakers),
             });
-            for (service, seconds) in self.rounds.take(status) {
+            for (service, seconds) in self.rounds.take(&status) {
                 o.record_probe_round(&service, seconds);
             }
         }
         if let Some(f) = &self.fleet {
             f.publish_summary(s);
-            f.publish_snapshot(status);
+            f.publish_snapshot(Arc::new(status));
         }
     }
 

@@ -212,7 +212,8 @@ pub fn exec(args: RunArgs, state_flag: Option<PathBuf>) -> Result<Report, Failur
             let publishers = publishers.clone();
             tokio::spawn(async move {
                 loop {
-                    publishers.publish_status(&rounds.borrow_and_update().clone());
+                    // A copy, so the loop's next update never waits for the publishers.
+                    publishers.publish_status(rounds.borrow_and_update().clone());
                     if rounds.changed().await.is_err() {
                         return;
                     }
