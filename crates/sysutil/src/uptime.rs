@@ -9,31 +9,58 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
 
+fn invalid(what: &str) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_string())
+}
+
+/// What every process's age in `/proc` is read against: the time since boot and the clock's
+/// ticks per second. Read once for a batch of pids.
+struct ProcClock {
+    since_boot: f64,
+    ticks_per_second: f64,
+}
+
+impl ProcClock {
+    fn read(proc_root: &Path) -> std::io::Result<Self> {
+        let uptime = std::fs::read_to_string(proc_root.join("uptime"))?;
+        let since_boot = uptime
+            .split_whitespace()
+            .next()
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| invalid("no uptime"))?;
+        let ticks_per_second = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+            .ok()
+            .flatten()
+            .filter(|t| *t > 0)
+            .unwrap_or(100) as f64;
+        Ok(ProcClock {
+            since_boot,
+            ticks_per_second,
+        })
+    }
+
+    /// Seconds since the process `pid` started (its start, in ticks after boot, from its stat).
+    fn age(&self, proc_root: &Path, pid: u32) -> std::io::Result<u64> {
+        let stat = std::fs::read_to_string(proc_root.join(pid.to_string()).join("stat"))?;
+        // Field 2 (comm) is in parentheses and may hold spaces; count fields after its last `)`.
+        let after = stat
+            .rsplit_once(')')
+            .ok_or_else(|| invalid("no ) in stat"))?
+            .1;
+        // After `)`, field 3 (state) is first, so field 22 (starttime) is the 20th.
+        let start_ticks: u64 = after
+            .split_whitespace()
+            .nth(19)
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| invalid("no starttime in stat"))?;
+        Ok((self.since_boot - start_ticks as f64 / self.ticks_per_second).max(0.0) as u64)
+    }
+}
+
 /// Seconds since the process `pid` started, from the `proc` folder at `proc_root` (`/proc`; a
 /// test gives its own).
 pub fn from_proc(proc_root: &Path, pid: u32) -> std::io::Result<u64> {
-    let bad = |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_string());
-    let stat = std::fs::read_to_string(proc_root.join(pid.to_string()).join("stat"))?;
-    // Field 2 (comm) is in parentheses and may hold spaces; count fields after its last `)`.
-    let after = stat.rsplit_once(')').ok_or_else(|| bad("no ) in stat"))?.1;
-    // After `)`, field 3 (state) is first, so field 22 (starttime) is the 20th.
-    let start_ticks: u64 = after
-        .split_whitespace()
-        .nth(19)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| bad("no starttime in stat"))?;
-    let uptime = std::fs::read_to_string(proc_root.join("uptime"))?;
-    let since_boot: f64 = uptime
-        .split_whitespace()
-        .next()
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| bad("no uptime"))?;
-    let ticks = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
-        .ok()
-        .flatten()
-        .filter(|t| *t > 0)
-        .unwrap_or(100) as f64;
-    Ok((since_boot - start_ticks as f64 / ticks).max(0.0) as u64)
+    ProcClock::read(proc_root)?.age(proc_root, pid)
 }
 
 /// `ps`'s elapsed time, `[[DD-]HH:]MM:SS`, in seconds.
@@ -92,8 +119,12 @@ pub async fn from_ps(
 /// Every pid's uptime in seconds, where it can be read (best effort: a gone pid is absent).
 pub async fn uptimes(pids: &[u32], deadline: Duration) -> HashMap<u32, u64> {
     if cfg!(target_os = "linux") {
+        let proc_root = Path::new("/proc");
+        let Ok(clock) = ProcClock::read(proc_root) else {
+            return HashMap::new();
+        };
         pids.iter()
-            .filter_map(|&pid| Some((pid, from_proc(Path::new("/proc"), pid).ok()?)))
+            .filter_map(|&pid| Some((pid, clock.age(proc_root, pid).ok()?)))
             .collect()
     } else {
         from_ps(Path::new("ps"), pids, deadline)
