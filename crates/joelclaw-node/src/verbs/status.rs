@@ -12,6 +12,7 @@ use container_runtime::{ContainerStatus, SharedContainerRuntime};
 use process_manager::{ProcessError, ProcessManagerPort, ServiceLabel, ServiceStatus};
 use serde::Serialize;
 
+use super::service::Source;
 use crate::compose::{compose, Mode};
 use crate::output::{json_name, opt, table, Failure, NextAction, Report};
 use crate::setup::{load, node_identity, state_dir};
@@ -418,7 +419,11 @@ async fn once(
         // An agent that runs and does not answer is said, not hidden behind a probe round.
         Err(e) => return Err(Failure::failed(CMD, e)),
     };
-    let source = if live.is_some() { "agent" } else { "probe" };
+    let source = if live.is_some() {
+        Source::Agent
+    } else {
+        Source::Probe
+    };
     let (status, mut processes, containers) = match live {
         Some(status) => {
             // The agent's process probes already hold each manager's answer: the manager is
@@ -516,12 +521,7 @@ async fn once(
                 managed
                     .and_then(|m| m.restart_count)
                     .map_or("-".into(), |n| n.to_string()),
-                uptime_cell(
-                    by_service
-                        .get(s.label.as_str())
-                        .and_then(|p| p.uptime_s)
-                        .filter(|_| pid.is_some()),
-                ),
+                uptime_cell(by_service.get(s.label.as_str()).and_then(|p| p.uptime_s)),
                 crate::output::paint(&health_cell(s), colour),
                 s.desired.to_string(),
                 json_name(&s.breaker),
@@ -538,7 +538,7 @@ async fn once(
         status.platform,
         json_name(&status.role),
         args.inventory.display(),
-        if source == "agent" {
+        if source == Source::Agent {
             "the running agent"
         } else {
             "a probe round (no agent running)"
